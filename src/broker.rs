@@ -1,0 +1,257 @@
+//! Broker state: topics and their partitions, producer ids, and the wake-up signal for
+//! fetches waiting on new data. `Broker` is a cheap-to-clone handle.
+
+pub mod groups;
+pub mod partition;
+pub mod producer_state;
+pub mod topics;
+
+use crate::config::{Config, FlushPolicy};
+use dashmap::DashMap;
+use kafka_protocol::error::ResponseError;
+use partition::Partition;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+pub use topics::Topic;
+use uuid::Uuid;
+
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+pub struct Inner {
+    pub config: Config,
+    pub node_id: i32,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    topics: DashMap<String, Arc<Topic>>,
+    topic_ids: DashMap<Uuid, String>,
+    /// Serialises topic creation and deletion (and their files).
+    admin: tokio::sync::Mutex<()>,
+    /// Bumped on every append: long-polling fetches wait on it instead of a timer.
+    appends: watch::Sender<u64>,
+    producer_ids: ProducerIds,
+    pub groups: groups::GroupCoordinator,
+}
+
+impl std::ops::Deref for Broker {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+impl Broker {
+    /// Loads every topic from the data directory, recovering each partition's log.
+    pub fn open(config: Config) -> anyhow::Result<Self> {
+        let (host, port) = config.advertised()?;
+        std::fs::create_dir_all(&config.data_dir)?;
+        let meta_dir = config.data_dir.join(".strata");
+        std::fs::create_dir_all(meta_dir.join("topics"))?;
+        let producer_ids = ProducerIds::open(meta_dir.join("producer-id-block"))?;
+        let groups = groups::GroupCoordinator::open(meta_dir.join("groups"))?;
+        let broker = Broker {
+            inner: Arc::new(Inner {
+                node_id: config.props.int("node.id") as i32,
+                advertised_host: host,
+                advertised_port: port,
+                topics: DashMap::new(),
+                topic_ids: DashMap::new(),
+                admin: tokio::sync::Mutex::new(()),
+                appends: watch::channel(0).0,
+                producer_ids,
+                groups,
+                config,
+            }),
+        };
+        for topic in topics::load_all(&broker.config)? {
+            broker.topic_ids.insert(topic.id, topic.name.clone());
+            broker.topics.insert(topic.name.clone(), Arc::new(topic));
+        }
+        Ok(broker)
+    }
+
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.get(name).map(|t| t.clone())
+    }
+
+    pub fn topic_by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
+        let name = self.topic_ids.get(&id)?.clone();
+        self.topic(&name)
+    }
+
+    pub fn partition(&self, topic: &str, index: i32) -> Option<Arc<Partition>> {
+        self.topic(topic)?.partition(index)
+    }
+
+    /// Every topic, sorted by name for stable metadata answers.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        let mut all: Vec<_> = self.topics.iter().map(|t| t.value().clone()).collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Creates a topic (or, with `validate_only`, checks that it could be created).
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: Vec<(String, Option<String>)>,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, (ResponseError, String)> {
+        let _admin = self.admin.lock().await;
+        topics::validate_name(name).map_err(|m| (ResponseError::InvalidTopicException, m))?;
+        if self.topics.contains_key(name) {
+            return Err((
+                ResponseError::TopicAlreadyExists,
+                format!("Topic '{name}' already exists."),
+            ));
+        }
+        let partitions = if partitions == -1 {
+            self.config.props.int("num.partitions") as i32
+        } else {
+            partitions
+        };
+        if partitions < 1 {
+            return Err((
+                ResponseError::InvalidPartitions,
+                "Number of partitions must be larger than 0.".into(),
+            ));
+        }
+        let rf = if replication_factor == -1 {
+            self.config.props.int("default.replication.factor") as i16
+        } else {
+            replication_factor
+        };
+        if rf != 1 {
+            return Err((
+                ResponseError::InvalidReplicationFactor,
+                format!("Replication factor: {rf} larger than available brokers: 1."),
+            ));
+        }
+        let configs =
+            topics::validate_configs(configs).map_err(|m| (ResponseError::InvalidConfig, m))?;
+        let topic = Topic::new_meta(name, Uuid::new_v4(), partitions, configs);
+        if validate_only {
+            return Ok(Arc::new(topic));
+        }
+        let topic = topic.create(&self.config).map_err(|e| {
+            (
+                ResponseError::KafkaStorageError,
+                format!("creating {name}: {e}"),
+            )
+        })?;
+        let topic = Arc::new(topic);
+        self.topic_ids.insert(topic.id, topic.name.clone());
+        self.topics.insert(topic.name.clone(), topic.clone());
+        tracing::info!(topic = name, id = %topic.id, partitions, "created topic");
+        Ok(topic)
+    }
+
+    /// Deletes a topic and its data.
+    pub async fn delete_topic(&self, name: &str) -> Result<Uuid, ResponseError> {
+        let _admin = self.admin.lock().await;
+        let Some((_, topic)) = self.topics.remove(name) else {
+            return Err(ResponseError::UnknownTopicOrPartition);
+        };
+        self.topic_ids.remove(&topic.id);
+        if let Err(e) = topic.delete_files(&self.config) {
+            tracing::error!(topic = name, error = %e, "deleting topic files");
+            return Err(ResponseError::KafkaStorageError);
+        }
+        tracing::info!(topic = name, "deleted topic");
+        Ok(topic.id)
+    }
+
+    pub fn notify_append(&self) {
+        self.appends.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    pub fn subscribe_appends(&self) -> watch::Receiver<u64> {
+        self.appends.subscribe()
+    }
+
+    pub fn allocate_producer_id(&self) -> Result<i64, ResponseError> {
+        self.producer_ids.next().map_err(|e| {
+            tracing::error!(error = %e, "persisting producer id block");
+            ResponseError::KafkaStorageError
+        })
+    }
+
+    /// fsyncs every partition with unflushed data.
+    pub fn flush_all(&self) {
+        for topic in self.topics() {
+            for p in &topic.partitions {
+                if p.is_dirty() {
+                    if let Err(e) = p.flush() {
+                        tracing::error!(topic = %p.topic, partition = p.index, error = %e, "flush failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Background work: the interval flusher, group session expiry.
+    pub fn spawn_maintenance(&self) {
+        if self.config.flush == FlushPolicy::Interval {
+            let broker = self.clone();
+            let every = self.config.flush_interval();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    let b = broker.clone();
+                    let _ = tokio::task::spawn_blocking(move || b.flush_all()).await;
+                }
+            });
+        }
+        groups::spawn_expiry_task(self.clone());
+    }
+
+    pub fn data_dir(&self) -> &PathBuf {
+        &self.config.data_dir
+    }
+}
+
+/// Hands out producer ids that are never reused: ids come in blocks, and a block's end is
+/// persisted before any id from it is handed out.
+struct ProducerIds {
+    path: PathBuf,
+    state: Mutex<(i64, i64)>,
+    next: AtomicI64,
+}
+
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
+impl ProducerIds {
+    fn open(path: PathBuf) -> std::io::Result<Self> {
+        let start = match std::fs::read_to_string(&path) {
+            Ok(s) => s.trim().parse::<i64>().unwrap_or(0),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(e),
+        };
+        Ok(Self {
+            path,
+            state: Mutex::new((start, start)),
+            next: AtomicI64::new(0),
+        })
+    }
+
+    fn next(&self) -> std::io::Result<i64> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (next, end) = &mut *state;
+        if *next >= *end {
+            let new_end = *end + PRODUCER_ID_BLOCK;
+            topics::write_atomically(&self.path, new_end.to_string().as_bytes())?;
+            *end = new_end;
+        }
+        let id = *next;
+        *next += 1;
+        self.next.store(*next, Ordering::Relaxed);
+        Ok(id)
+    }
+}

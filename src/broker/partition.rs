@@ -1,0 +1,347 @@
+//! One partition: its log, its producers, and the offsets clients see.
+
+use super::producer_state::{BatchMeta, ProducerStates, SequenceCheck};
+use crate::config::FlushPolicy;
+use crate::log::record_batch::{self, BatchHeaders, RecordBatch};
+use crate::log::{Log, LogConfig};
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Topic settings a partition applies on every append.
+#[derive(Clone, Debug)]
+pub struct AppendRules {
+    pub max_message_bytes: usize,
+    pub log_append_time: bool,
+}
+
+/// Where an accepted batch landed.
+#[derive(Clone, Copy, Debug)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// -1 unless the topic uses LogAppendTime.
+    pub log_append_time: i64,
+    pub log_start_offset: i64,
+}
+
+pub struct FetchData {
+    pub records: Bytes,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+struct State {
+    log: Log,
+    producers: ProducerStates,
+}
+
+pub struct Partition {
+    pub topic: String,
+    pub index: i32,
+    state: Mutex<State>,
+    /// Serialises fsyncs so that concurrent producers share one (group commit).
+    flush_lock: tokio::sync::Mutex<()>,
+    /// Offsets below this are on disk.
+    durable_offset: AtomicI64,
+    high_watermark: AtomicI64,
+    log_start_offset: AtomicI64,
+}
+
+impl Partition {
+    /// Opens the partition's log, recovering its tail and replaying producer state.
+    pub fn open(topic: &str, index: i32, dir: &Path, config: LogConfig) -> std::io::Result<Self> {
+        let mut producers = ProducerStates::default();
+        let (log, report) = Log::open(dir, config, &mut |b: &RecordBatch<'_>| {
+            if b.producer_id() >= 0 && !b.is_control() {
+                producers.update(
+                    b.producer_id(),
+                    b.producer_epoch(),
+                    BatchMeta {
+                        first_seq: b.base_sequence(),
+                        last_seq: b.last_sequence(),
+                        first_offset: b.base_offset(),
+                        last_offset: b.last_offset(),
+                        timestamp: b.max_timestamp(),
+                    },
+                );
+            }
+        })?;
+        if report.truncated_bytes > 0 {
+            tracing::warn!(
+                topic,
+                partition = index,
+                truncated_bytes = report.truncated_bytes,
+                "recovery truncated a torn or corrupt tail"
+            );
+        }
+        let end = log.next_offset();
+        let start = log.log_start_offset();
+        Ok(Self {
+            topic: topic.to_string(),
+            index,
+            state: Mutex::new(State { log, producers }),
+            flush_lock: tokio::sync::Mutex::new(()),
+            durable_offset: AtomicI64::new(end),
+            high_watermark: AtomicI64::new(end),
+            log_start_offset: AtomicI64::new(start),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the log half-written in a way a later
+        // append would make worse than recovery does, so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark.load(Ordering::Acquire)
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset.load(Ordering::Acquire)
+    }
+
+    /// Validates and appends the batches of one partition's produce data.
+    pub fn append(
+        &self,
+        records: &[u8],
+        rules: &AppendRules,
+        now_ms: i64,
+    ) -> Result<AppendInfo, ResponseError> {
+        let mut batches = Vec::new();
+        let mut headers = BatchHeaders::new(records);
+        for b in headers.by_ref() {
+            let b = b.map_err(|_| ResponseError::CorruptMessage)?;
+            RecordBatch::validate(b.bytes()).map_err(|e| {
+                tracing::debug!(error = %e, "refused batch");
+                ResponseError::CorruptMessage
+            })?;
+            if b.size() > rules.max_message_bytes {
+                return Err(ResponseError::MessageTooLarge);
+            }
+            if b.is_control() {
+                return Err(ResponseError::InvalidRecord);
+            }
+            batches.push(b);
+        }
+        if headers.position() != records.len() {
+            return Err(ResponseError::CorruptMessage);
+        }
+        if batches.is_empty() {
+            return Err(ResponseError::InvalidRecord);
+        }
+        let mut state = self.state();
+        let mut first: Option<AppendInfo> = None;
+        let mut last_offset = -1;
+        for b in batches {
+            let pid = b.producer_id();
+            if pid >= 0 {
+                let check = state.producers.check(
+                    pid,
+                    b.producer_epoch(),
+                    b.base_sequence(),
+                    b.last_sequence(),
+                )?;
+                if let SequenceCheck::Duplicate(meta) = check {
+                    let info = AppendInfo {
+                        base_offset: meta.first_offset,
+                        last_offset: meta.last_offset,
+                        log_append_time: if rules.log_append_time {
+                            meta.timestamp
+                        } else {
+                            -1
+                        },
+                        log_start_offset: state.log.log_start_offset(),
+                    };
+                    first.get_or_insert(info);
+                    last_offset = last_offset.max(meta.last_offset);
+                    continue;
+                }
+            }
+            let mut owned = b.bytes().to_vec();
+            if rules.log_append_time {
+                record_batch::set_log_append_time(&mut owned, now_ms);
+            }
+            let base = state.log.next_offset();
+            let rolled = state.log.append(&mut owned).map_err(|e| {
+                tracing::error!(topic = %self.topic, partition = self.index, error = %e, "append failed");
+                ResponseError::KafkaStorageError
+            })?;
+            if rolled.is_some() {
+                tracing::debug!(topic = %self.topic, partition = self.index, base, "rolled segment");
+            }
+            let appended =
+                RecordBatch::parse_header(&owned).map_err(|_| ResponseError::CorruptMessage)?;
+            if pid >= 0 {
+                state.producers.update(
+                    pid,
+                    appended.producer_epoch(),
+                    BatchMeta {
+                        first_seq: appended.base_sequence(),
+                        last_seq: appended.last_sequence(),
+                        first_offset: appended.base_offset(),
+                        last_offset: appended.last_offset(),
+                        timestamp: appended.max_timestamp(),
+                    },
+                );
+            }
+            first.get_or_insert(AppendInfo {
+                base_offset: appended.base_offset(),
+                last_offset: appended.last_offset(),
+                log_append_time: if rules.log_append_time { now_ms } else { -1 },
+                log_start_offset: state.log.log_start_offset(),
+            });
+            last_offset = appended.last_offset();
+        }
+        let end = state.log.next_offset();
+        drop(state);
+        self.high_watermark.fetch_max(end, Ordering::AcqRel);
+        let mut info = first.ok_or(ResponseError::InvalidRecord)?;
+        info.last_offset = last_offset;
+        Ok(info)
+    }
+
+    /// Waits until everything up to `offset` (exclusive) is on disk. Producers that arrive
+    /// while an fsync runs wait for the next one, which then covers all of them.
+    pub async fn make_durable(&self, offset: i64) -> Result<(), ResponseError> {
+        if self.durable_offset.load(Ordering::Acquire) >= offset {
+            return Ok(());
+        }
+        let _guard = self.flush_lock.lock().await;
+        if self.durable_offset.load(Ordering::Acquire) >= offset {
+            return Ok(());
+        }
+        let Some((file, end)) = self.state().log.active_file() else {
+            return Ok(());
+        };
+        let synced = tokio::task::spawn_blocking(move || file.sync_data())
+            .await
+            .map_err(|_| ResponseError::KafkaStorageError)?;
+        synced.map_err(|e| {
+            tracing::error!(topic = %self.topic, partition = self.index, error = %e, "fsync failed");
+            ResponseError::KafkaStorageError
+        })?;
+        self.durable_offset.fetch_max(end, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Reads from `offset`: whole batches up to `max_bytes`, but always the first batch
+    /// whole when `min_one` (KIP-74), so a consumer can never get stuck on a large batch.
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+    ) -> Result<FetchData, ResponseError> {
+        let hw = self.high_watermark();
+        let start = self.log_start_offset();
+        if offset < start || offset > hw {
+            return Err(ResponseError::OffsetOutOfRange);
+        }
+        let empty = FetchData {
+            records: Bytes::new(),
+            high_watermark: hw,
+            log_start_offset: start,
+        };
+        if offset == hw {
+            return Ok(empty);
+        }
+        let slice = self
+            .state()
+            .log
+            .read(offset)
+            .map_err(|_| ResponseError::KafkaStorageError)?;
+        let Some(slice) = slice else {
+            return Ok(empty);
+        };
+        let available = (slice.end - slice.position) as usize;
+        let first = slice.first_batch as usize;
+        let want = if first > max_bytes {
+            if !min_one {
+                return Ok(empty);
+            }
+            first
+        } else {
+            max_bytes.min(available)
+        };
+        let bytes = read_exact(&slice.file, slice.position, want)?;
+        // Cut at the last whole batch; the first is whole by construction.
+        let mut whole = 0;
+        let mut it = BatchHeaders::new(&bytes);
+        while let Some(Ok(_)) = it.next() {
+            whole = it.position();
+        }
+        let mut bytes = Bytes::from(bytes);
+        bytes.truncate(whole.max(first.min(bytes.len())));
+        Ok(FetchData {
+            records: bytes,
+            high_watermark: hw,
+            log_start_offset: start,
+        })
+    }
+
+    /// (offset, timestamp) of the first record at or after `timestamp`.
+    pub fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+    ) -> Result<Option<(i64, i64)>, ResponseError> {
+        self.state()
+            .log
+            .offset_for_timestamp(timestamp)
+            .map_err(|_| ResponseError::KafkaStorageError)
+    }
+
+    /// (timestamp, offset) of the record with the largest timestamp.
+    pub fn max_timestamp(&self) -> Option<(i64, i64)> {
+        self.state().log.max_timestamp()
+    }
+
+    /// fsyncs every segment; used on shutdown and by the interval flusher.
+    pub fn flush(&self) -> std::io::Result<()> {
+        let state = self.state();
+        state.log.sync_all()?;
+        self.durable_offset
+            .fetch_max(state.log.next_offset(), Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Whether anything was appended since the last flush.
+    pub fn is_dirty(&self) -> bool {
+        self.durable_offset.load(Ordering::Acquire) < self.high_watermark()
+    }
+
+    /// Removes the partition's directory.
+    pub fn delete_files(&self) -> std::io::Result<()> {
+        let state = self.state();
+        let dir = state.log.dir().to_path_buf();
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn producer_count(&self) -> usize {
+        self.state().producers.len()
+    }
+}
+
+fn read_exact(file: &File, pos: u64, len: usize) -> Result<Vec<u8>, ResponseError> {
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, pos).map_err(|e| {
+        tracing::error!(error = %e, "read failed");
+        ResponseError::KafkaStorageError
+    })?;
+    Ok(buf)
+}
+
+/// Whether acknowledgements wait for the disk.
+pub fn waits_for_disk(policy: FlushPolicy) -> bool {
+    policy == FlushPolicy::Always
+}
+
+pub type PartitionRef = Arc<Partition>;

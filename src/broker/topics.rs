@@ -1,0 +1,292 @@
+//! Topics: name, stable id, partitions and configs, persisted under
+//! `<data_dir>/.strata/topics/<name>.yaml` so a restart serves the same topics with the same
+//! ids. Each partition directory also carries Kafka's `partition.metadata` file.
+
+use super::partition::{AppendRules, Partition};
+use crate::config::{self, Config};
+use crate::log::LogConfig;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use uuid::Uuid;
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopicFile {
+    name: String,
+    id: Uuid,
+    partitions: i32,
+    #[serde(default)]
+    configs: BTreeMap<String, String>,
+}
+
+pub struct Topic {
+    pub name: String,
+    pub id: Uuid,
+    pub partition_count: i32,
+    /// Configs set on the topic itself; the rest come from the broker's defaults.
+    pub configs: BTreeMap<String, String>,
+    pub partitions: Vec<Arc<Partition>>,
+    pub rules: AppendRules,
+}
+
+/// Kafka's rule: 1–249 characters of ASCII letters, digits, '.', '_' and '-', not "." or "..".
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("Topic name is illegal, it can't be empty".into());
+    }
+    if name == "." || name == ".." {
+        return Err("Topic name cannot be \".\" or \"..\"".into());
+    }
+    if name.len() > 249 {
+        return Err(format!(
+            "Topic name is illegal, it can't be longer than 249 characters, topic name: {name}"
+        ));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return Err(format!(
+            "Topic name {name} is illegal, it contains a character other than ASCII alphanumerics, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+pub fn validate_configs(
+    configs: Vec<(String, Option<String>)>,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for (k, v) in configs {
+        let Some(v) = v else { continue };
+        let (_, kind) = config::TOPIC_CONFIGS
+            .iter()
+            .find(|(n, _)| *n == k)
+            .ok_or_else(|| format!("Unknown topic config name: {k}"))?;
+        config::check_value(&k, *kind, &v)?;
+        out.insert(k, v);
+    }
+    Ok(out)
+}
+
+pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn meta_path(config: &Config, name: &str) -> PathBuf {
+    config
+        .data_dir
+        .join(".strata")
+        .join("topics")
+        .join(format!("{name}.yaml"))
+}
+
+fn partition_dir(config: &Config, name: &str, index: i32) -> PathBuf {
+    config.data_dir.join(format!("{name}-{index}"))
+}
+
+impl Topic {
+    /// A topic not yet on disk (what validate_only answers with).
+    pub fn new_meta(
+        name: &str,
+        id: Uuid,
+        partitions: i32,
+        configs: BTreeMap<String, String>,
+    ) -> Self {
+        Self {
+            name: name.to_string(),
+            id,
+            partition_count: partitions,
+            configs,
+            partitions: Vec::new(),
+            rules: AppendRules {
+                max_message_bytes: 0,
+                log_append_time: false,
+            },
+        }
+    }
+
+    /// A config's effective value: the topic's own, else the broker default.
+    pub fn config_value(&self, broker: &Config, key: &str) -> String {
+        self.configs
+            .get(key)
+            .cloned()
+            .or_else(|| broker.props.topic_defaults().get(key).cloned())
+            .unwrap_or_default()
+    }
+
+    /// Every config with its value and whether it was set on the topic.
+    pub fn all_configs(&self, broker: &Config) -> Vec<(String, String, bool)> {
+        let mut out: Vec<_> = broker
+            .props
+            .topic_defaults()
+            .into_iter()
+            .map(|(k, v)| {
+                let own = self.configs.get(&k).cloned();
+                let set = own.is_some();
+                (k, own.unwrap_or(v), set)
+            })
+            .collect();
+        for (k, v) in &self.configs {
+            if !out.iter().any(|(n, _, _)| n == k) {
+                out.push((k.clone(), v.clone(), true));
+            }
+        }
+        out
+    }
+
+    fn int_config(&self, broker: &Config, key: &str) -> i64 {
+        self.config_value(broker, key).parse().unwrap_or(0)
+    }
+
+    fn log_config(&self, broker: &Config) -> LogConfig {
+        LogConfig {
+            segment_bytes: self.int_config(broker, "segment.bytes").max(14) as u64,
+            segment_ms: self.int_config(broker, "segment.ms").max(1) as u64,
+            index_interval_bytes: self.int_config(broker, "index.interval.bytes").max(0) as u64,
+        }
+    }
+
+    fn open_partitions(mut self, broker: &Config) -> std::io::Result<Self> {
+        let log_config = self.log_config(broker);
+        self.rules = AppendRules {
+            max_message_bytes: self.int_config(broker, "max.message.bytes").max(0) as usize,
+            log_append_time: self.config_value(broker, "message.timestamp.type") == "LogAppendTime",
+        };
+        let mut partitions = Vec::with_capacity(self.partition_count as usize);
+        for i in 0..self.partition_count {
+            let dir = partition_dir(broker, &self.name, i);
+            std::fs::create_dir_all(&dir)?;
+            let pm = dir.join("partition.metadata");
+            if !pm.exists() {
+                write_atomically(
+                    &pm,
+                    format!("version: 0\ntopic_id: {}\n", kafka_uuid(self.id)).as_bytes(),
+                )?;
+            }
+            partitions.push(Arc::new(Partition::open(
+                &self.name,
+                i,
+                &dir,
+                log_config.clone(),
+            )?));
+        }
+        self.partitions = partitions;
+        Ok(self)
+    }
+
+    /// Writes the topic's metadata, then creates its partitions.
+    pub fn create(self, broker: &Config) -> std::io::Result<Self> {
+        let file = TopicFile {
+            name: self.name.clone(),
+            id: self.id,
+            partitions: self.partition_count,
+            configs: self.configs.clone(),
+        };
+        let yaml = serde_yaml::to_string(&file).map_err(std::io::Error::other)?;
+        for i in 0..self.partition_count {
+            // Leftovers of an earlier topic of the same name must not reappear.
+            let dir = partition_dir(broker, &self.name, i);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)?;
+            }
+        }
+        write_atomically(&meta_path(broker, &self.name), yaml.as_bytes())?;
+        self.open_partitions(broker)
+    }
+
+    /// Removes the metadata first (so a crash midway never resurrects the topic), then data.
+    pub fn delete_files(&self, broker: &Config) -> std::io::Result<()> {
+        match std::fs::remove_file(meta_path(broker, &self.name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        for p in &self.partitions {
+            p.delete_files()?;
+        }
+        Ok(())
+    }
+
+    pub fn partition(&self, index: i32) -> Option<Arc<Partition>> {
+        if index < 0 {
+            return None;
+        }
+        self.partitions.get(index as usize).cloned()
+    }
+}
+
+/// Kafka prints topic ids as URL-safe base64 without padding.
+pub fn kafka_uuid(id: Uuid) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = id.as_bytes();
+    let mut out = String::with_capacity(22);
+    let mut bits: u32 = 0;
+    let mut nbits = 0;
+    for &b in bytes {
+        bits = (bits << 8) | b as u32;
+        nbits += 8;
+        while nbits >= 6 {
+            nbits -= 6;
+            out.push(ALPHABET[((bits >> nbits) & 63) as usize] as char);
+        }
+    }
+    if nbits > 0 {
+        out.push(ALPHABET[((bits << (6 - nbits)) & 63) as usize] as char);
+    }
+    out
+}
+
+/// Loads every persisted topic and opens its partitions.
+pub fn load_all(config: &Config) -> anyhow::Result<Vec<Topic>> {
+    let dir = config.data_dir.join(".strata").join("topics");
+    let mut topics = Vec::new();
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)?;
+        let file: TopicFile =
+            serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let started = std::time::Instant::now();
+        let topic = Topic::new_meta(&file.name, file.id, file.partitions, file.configs)
+            .open_partitions(config)?;
+        tracing::info!(topic = %topic.name, partitions = topic.partition_count, elapsed_ms = started.elapsed().as_millis() as u64, "loaded topic");
+        topics.push(topic);
+    }
+    Ok(topics)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_topic_names_follow_kafkas_rules() {
+        assert!(validate_name("orders.v1_x-y").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("..").is_err());
+        assert!(validate_name("has space").is_err());
+        assert!(validate_name(&"a".repeat(250)).is_err());
+    }
+
+    #[test]
+    fn topic_ids_print_as_kafka_prints_them() {
+        let id = Uuid::from_u128(0);
+        assert_eq!(kafka_uuid(id), "AAAAAAAAAAAAAAAAAAAAAA");
+        assert_eq!(kafka_uuid(id).len(), 22);
+    }
+}

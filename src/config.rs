@@ -1,0 +1,496 @@
+//! Configuration: one YAML file (every key defaulted), then environment variables and flags.
+//! Broker and topic-default settings use Kafka's own property names under `kafka:`, so a
+//! Kafka user's knowledge (and `--override name=value`) carries over.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// When acknowledged writes reach the disk.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FlushPolicy {
+    /// fsync before every acknowledgement; concurrent producers share one fsync.
+    Always,
+    /// fsync every `flush_interval_ms` in the background.
+    Interval,
+    /// Leave it to the operating system's page cache (Kafka's default).
+    Os,
+}
+
+impl std::str::FromStr for FlushPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "always" => Ok(Self::Always),
+            "interval" => Ok(Self::Interval),
+            "os" => Ok(Self::Os),
+            other => Err(format!(
+                "flush must be always, interval or os, not {other:?}"
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "defaults::listen")]
+    pub listen: String,
+    #[serde(default = "defaults::advertised_listener")]
+    pub advertised_listener: String,
+    #[serde(default = "defaults::data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default = "defaults::flush")]
+    pub flush: FlushPolicy,
+    #[serde(default = "defaults::flush_interval_ms")]
+    pub flush_interval_ms: u64,
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
+    #[serde(default = "defaults::cluster_id")]
+    pub cluster_id: String,
+    /// Kafka broker properties by their Kafka names; see `KAFKA_PROPERTIES`.
+    #[serde(default)]
+    pub kafka: BTreeMap<String, serde_yaml::Value>,
+    #[serde(skip)]
+    pub props: BrokerProps,
+}
+
+mod defaults {
+    use super::FlushPolicy;
+    use std::path::PathBuf;
+    pub fn listen() -> String {
+        "0.0.0.0:9092".into()
+    }
+    pub fn advertised_listener() -> String {
+        "localhost:9092".into()
+    }
+    pub fn data_dir() -> PathBuf {
+        PathBuf::from("./data")
+    }
+    pub fn flush() -> FlushPolicy {
+        FlushPolicy::Os
+    }
+    pub fn flush_interval_ms() -> u64 {
+        1000
+    }
+    pub fn max_connections() -> usize {
+        10_000
+    }
+    pub fn cluster_id() -> String {
+        "strata-cluster".into()
+    }
+}
+
+/// A Kafka property Strata understands: its name, its default, and the topic config it
+/// provides the default for (Kafka's `log.segment.bytes` → `segment.bytes`).
+pub struct Property {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub topic_config: Option<&'static str>,
+    pub kind: Kind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Bool,
+    Int,
+    TimestampType,
+    CleanupPolicy,
+    Compression,
+}
+
+const fn prop(
+    name: &'static str,
+    default: &'static str,
+    topic: Option<&'static str>,
+    kind: Kind,
+) -> Property {
+    Property {
+        name,
+        default,
+        topic_config: topic,
+        kind,
+    }
+}
+
+pub const KAFKA_PROPERTIES: &[Property] = &[
+    prop("node.id", "0", None, Kind::Int),
+    prop("auto.create.topics.enable", "true", None, Kind::Bool),
+    prop("num.partitions", "1", None, Kind::Int),
+    prop("default.replication.factor", "1", None, Kind::Int),
+    prop("socket.request.max.bytes", "104857600", None, Kind::Int),
+    prop("delete.topic.enable", "true", None, Kind::Bool),
+    prop(
+        "message.max.bytes",
+        "1048588",
+        Some("max.message.bytes"),
+        Kind::Int,
+    ),
+    prop(
+        "log.segment.bytes",
+        "1073741824",
+        Some("segment.bytes"),
+        Kind::Int,
+    ),
+    prop("log.roll.ms", "604800000", Some("segment.ms"), Kind::Int),
+    prop(
+        "log.index.interval.bytes",
+        "4096",
+        Some("index.interval.bytes"),
+        Kind::Int,
+    ),
+    prop(
+        "log.index.size.max.bytes",
+        "10485760",
+        Some("segment.index.bytes"),
+        Kind::Int,
+    ),
+    prop(
+        "log.retention.ms",
+        "604800000",
+        Some("retention.ms"),
+        Kind::Int,
+    ),
+    prop(
+        "log.retention.bytes",
+        "-1",
+        Some("retention.bytes"),
+        Kind::Int,
+    ),
+    prop(
+        "log.message.timestamp.type",
+        "CreateTime",
+        Some("message.timestamp.type"),
+        Kind::TimestampType,
+    ),
+    prop(
+        "log.cleanup.policy",
+        "delete",
+        Some("cleanup.policy"),
+        Kind::CleanupPolicy,
+    ),
+    prop(
+        "compression.type",
+        "producer",
+        Some("compression.type"),
+        Kind::Compression,
+    ),
+    prop(
+        "min.insync.replicas",
+        "1",
+        Some("min.insync.replicas"),
+        Kind::Int,
+    ),
+];
+
+/// Topic configs accepted by CreateTopics. Those without a broker property above are kept
+/// and reported but do not change what a single broker does.
+pub const TOPIC_CONFIGS: &[(&str, Kind)] = &[
+    ("max.message.bytes", Kind::Int),
+    ("segment.bytes", Kind::Int),
+    ("segment.ms", Kind::Int),
+    ("index.interval.bytes", Kind::Int),
+    ("segment.index.bytes", Kind::Int),
+    ("retention.ms", Kind::Int),
+    ("retention.bytes", Kind::Int),
+    ("message.timestamp.type", Kind::TimestampType),
+    ("cleanup.policy", Kind::CleanupPolicy),
+    ("compression.type", Kind::Compression),
+    ("min.insync.replicas", Kind::Int),
+    ("flush.messages", Kind::Int),
+    ("flush.ms", Kind::Int),
+    ("unclean.leader.election.enable", Kind::Bool),
+    ("delete.retention.ms", Kind::Int),
+    ("min.compaction.lag.ms", Kind::Int),
+    ("max.compaction.lag.ms", Kind::Int),
+    ("min.cleanable.dirty.ratio", Kind::Int),
+    ("file.delete.delay.ms", Kind::Int),
+    ("preallocate", Kind::Bool),
+    ("segment.jitter.ms", Kind::Int),
+    ("message.downconversion.enable", Kind::Bool),
+    ("message.timestamp.before.max.ms", Kind::Int),
+    ("message.timestamp.after.max.ms", Kind::Int),
+    ("local.retention.ms", Kind::Int),
+    ("local.retention.bytes", Kind::Int),
+    ("remote.storage.enable", Kind::Bool),
+];
+
+pub fn check_value(name: &str, kind: Kind, value: &str) -> Result<(), String> {
+    let ok = match kind {
+        Kind::Bool => matches!(value, "true" | "false"),
+        Kind::Int => {
+            value.parse::<i64>().is_ok()
+                || (name == "min.cleanable.dirty.ratio" && value.parse::<f64>().is_ok())
+        }
+        Kind::TimestampType => matches!(value, "CreateTime" | "LogAppendTime"),
+        Kind::CleanupPolicy => value
+            .split(',')
+            .all(|p| matches!(p.trim(), "delete" | "compact")),
+        Kind::Compression => matches!(
+            value,
+            "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd"
+        ),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("invalid value {value:?} for {name}"))
+    }
+}
+
+/// The Kafka properties after defaults, file, and overrides, as validated strings.
+#[derive(Clone, Debug, Default)]
+pub struct BrokerProps {
+    values: BTreeMap<String, String>,
+}
+
+impl BrokerProps {
+    pub fn get(&self, name: &str) -> &str {
+        self.values.get(name).map(String::as_str).unwrap_or("")
+    }
+    pub fn int(&self, name: &str) -> i64 {
+        self.get(name).parse().unwrap_or(0)
+    }
+    pub fn bool(&self, name: &str) -> bool {
+        self.get(name) == "true"
+    }
+    /// Broker-level defaults for every topic config, by topic config name.
+    pub fn topic_defaults(&self) -> BTreeMap<String, String> {
+        KAFKA_PROPERTIES
+            .iter()
+            .filter_map(|p| {
+                p.topic_config
+                    .map(|t| (t.to_string(), self.get(p.name).to_string()))
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Yaml(String),
+    #[error("unknown config key {0:?}")]
+    UnknownKey(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Where settings come from besides the file, strongest last.
+#[derive(Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub advertised_listener: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub flush: Option<FlushPolicy>,
+    /// `name=value` pairs: Kafka property names, or Strata's own top-level keys.
+    pub properties: Vec<String>,
+}
+
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "listen",
+    "advertised_listener",
+    "data_dir",
+    "flush",
+    "flush_interval_ms",
+    "max_connections",
+    "cluster_id",
+];
+
+impl Config {
+    pub fn load(file: Option<&std::path::Path>, overrides: Overrides) -> Result<Self, ConfigError> {
+        let mut doc = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                let value: serde_yaml::Value = serde_yaml::from_str(&text)
+                    .map_err(|e| ConfigError::Yaml(format!("{}: {e}", path.display())))?;
+                match value {
+                    serde_yaml::Value::Null => serde_yaml::Mapping::new(),
+                    serde_yaml::Value::Mapping(m) => m,
+                    _ => return Err(ConfigError::Yaml("config file must be a mapping".into())),
+                }
+            }
+            None => serde_yaml::Mapping::new(),
+        };
+        for kv in &overrides.properties {
+            let (k, v) = kv.split_once('=').ok_or_else(|| {
+                ConfigError::Invalid(format!("--override takes name=value, got {kv:?}"))
+            })?;
+            let (k, v) = (k.trim(), v.trim());
+            if TOP_LEVEL_KEYS.contains(&k) {
+                let parsed: serde_yaml::Value =
+                    serde_yaml::from_str(v).unwrap_or_else(|_| serde_yaml::Value::String(v.into()));
+                doc.insert(k.into(), parsed);
+            } else {
+                let kafka = doc
+                    .entry("kafka".into())
+                    .or_insert_with(|| serde_yaml::Value::Mapping(Default::default()));
+                if let serde_yaml::Value::Mapping(m) = kafka {
+                    m.insert(k.into(), serde_yaml::Value::String(v.into()));
+                }
+            }
+        }
+        let mut config: Config =
+            serde_yaml::from_value(serde_yaml::Value::Mapping(doc)).map_err(|e| {
+                let msg = e.to_string();
+                match msg
+                    .split("unknown field `")
+                    .nth(1)
+                    .and_then(|r| r.split('`').next())
+                {
+                    Some(key) => ConfigError::UnknownKey(key.to_string()),
+                    None => ConfigError::Yaml(msg),
+                }
+            })?;
+        if let Some(v) = overrides.listen {
+            config.listen = v;
+        }
+        if let Some(v) = overrides.advertised_listener {
+            config.advertised_listener = v;
+        }
+        if let Some(v) = overrides.data_dir {
+            config.data_dir = v;
+        }
+        if let Some(v) = overrides.flush {
+            config.flush = v;
+        }
+        config.props = resolve_props(&config.kafka)?;
+        config.advertised()?;
+        Ok(config)
+    }
+
+    /// The host and port clients are told to connect to.
+    pub fn advertised(&self) -> Result<(String, i32), ConfigError> {
+        let (host, port) = self.advertised_listener.rsplit_once(':').ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "advertised_listener {:?} is not HOST:PORT",
+                self.advertised_listener
+            ))
+        })?;
+        let port: u16 = port.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "bad port in advertised_listener {:?}",
+                self.advertised_listener
+            ))
+        })?;
+        Ok((host.trim_matches(['[', ']']).to_string(), port as i32))
+    }
+
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.flush_interval_ms.max(1))
+    }
+}
+
+fn yaml_scalar(v: &serde_yaml::Value) -> Option<String> {
+    match v {
+        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+        serde_yaml::Value::Number(n) => Some(n.to_string()),
+        serde_yaml::Value::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn resolve_props(given: &BTreeMap<String, serde_yaml::Value>) -> Result<BrokerProps, ConfigError> {
+    let mut values: BTreeMap<String, String> = KAFKA_PROPERTIES
+        .iter()
+        .map(|p| (p.name.to_string(), p.default.to_string()))
+        .collect();
+    // Kafka's coarser aliases, applied before the precise names so those win.
+    let aliases = [
+        ("log.roll.hours", "log.roll.ms", 3_600_000i64),
+        ("log.retention.hours", "log.retention.ms", 3_600_000),
+        ("log.retention.minutes", "log.retention.ms", 60_000),
+    ];
+    for (alias, target, factor) in aliases {
+        if let Some(v) = given.get(alias) {
+            let s = yaml_scalar(v).unwrap_or_default();
+            let n: i64 = s
+                .parse()
+                .map_err(|_| ConfigError::Invalid(format!("invalid value {s:?} for {alias}")))?;
+            values.insert(target.into(), (n * factor).to_string());
+        }
+    }
+    for (k, v) in given {
+        if aliases.iter().any(|(a, _, _)| a == k) {
+            continue;
+        }
+        let prop = KAFKA_PROPERTIES
+            .iter()
+            .find(|p| p.name == k)
+            .ok_or_else(|| ConfigError::UnknownKey(format!("kafka.{k}")))?;
+        let s =
+            yaml_scalar(v).ok_or_else(|| ConfigError::Invalid(format!("{k} must be a scalar")))?;
+        check_value(k, prop.kind, &s).map_err(ConfigError::Invalid)?;
+        values.insert(k.clone(), s);
+    }
+    Ok(BrokerProps { values })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_file_gives_kafka_defaults() {
+        let c = Config::load(None, Overrides::default()).expect("defaults");
+        assert_eq!(c.listen, "0.0.0.0:9092");
+        assert_eq!(c.advertised().expect("adv"), ("localhost".into(), 9092));
+        assert_eq!(c.props.int("num.partitions"), 1);
+        assert!(c.props.bool("auto.create.topics.enable"));
+        assert_eq!(c.props.topic_defaults()["segment.bytes"], "1073741824");
+    }
+
+    #[test]
+    fn overrides_use_kafka_names() {
+        let c = Config::load(
+            None,
+            Overrides {
+                properties: vec![
+                    "num.partitions=4".into(),
+                    "log.segment.bytes=1048576".into(),
+                    "flush=always".into(),
+                ],
+                ..Default::default()
+            },
+        )
+        .expect("load");
+        assert_eq!(c.props.int("num.partitions"), 4);
+        assert_eq!(c.props.topic_defaults()["segment.bytes"], "1048576");
+        assert_eq!(c.flush, FlushPolicy::Always);
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_that_names_it() {
+        let err = Config::load(
+            None,
+            Overrides {
+                properties: vec!["log.segmnet.bytes=5".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("log.segmnet.bytes"), "{err}");
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("s.yaml");
+        std::fs::write(&path, "listen: 127.0.0.1:1\nlisten_port: 3\n").expect("write");
+        let err = Config::load(Some(&path), Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("listen_port"), "{err}");
+    }
+
+    #[test]
+    fn the_shipped_config_file_loads() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/strata.yaml");
+        let c = Config::load(Some(&path), Overrides::default()).expect("config/strata.yaml");
+        assert_eq!(c.listen, "0.0.0.0:9092");
+    }
+}

@@ -1,0 +1,231 @@
+//! One client connection: 4-byte length-prefixed frames in, responses out in request order.
+//!
+//! Requests are handled one at a time, in order, as Kafka does (so appends from pipelined
+//! produce requests keep their order); a response that waits for the disk is handed to the
+//! writer as a future, so the next requests are handled while the fsync runs.
+
+use crate::broker::Broker;
+use crate::handler::{self, Boxed, Reply};
+use crate::protocol::{self, FrameError};
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{ApiKey, ResponseKind};
+use std::net::SocketAddr;
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tracing::Instrument;
+
+/// Responses queued per connection before the reader waits for the writer.
+const IN_FLIGHT: usize = 32;
+
+enum Outgoing {
+    Ready(Bytes),
+    Later {
+        api_key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        response: Boxed<ResponseKind>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("frame length {0} is negative")]
+    Negative(i32),
+    #[error("frame length {len} exceeds socket.request.max.bytes ({max})")]
+    TooLarge { len: i32, max: usize },
+    #[error("connection closed in the middle of a {expected}-byte frame ({got} bytes read)")]
+    Torn { expected: usize, got: usize },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// `Ok(None)` on a clean close between frames. The length is checked against the limit
+/// before anything is allocated, and the buffer grows only as bytes actually arrive.
+pub async fn read_frame(
+    rd: &mut BufReader<OwnedReadHalf>,
+    max: usize,
+) -> Result<Option<Bytes>, ReadError> {
+    let mut prefix = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        let n = rd.read(&mut prefix[got..]).await?;
+        if n == 0 {
+            return if got == 0 {
+                Ok(None)
+            } else {
+                Err(ReadError::Torn { expected: 4, got })
+            };
+        }
+        got += n;
+    }
+    let len = protocol::frame_length(prefix);
+    if len < 0 {
+        return Err(ReadError::Negative(len));
+    }
+    if len as usize > max {
+        return Err(ReadError::TooLarge { len, max });
+    }
+    let len = len as usize;
+    let mut buf = Vec::with_capacity(len.min(64 * 1024));
+    (&mut *rd).take(len as u64).read_to_end(&mut buf).await?;
+    if buf.len() != len {
+        return Err(ReadError::Torn {
+            expected: len,
+            got: buf.len(),
+        });
+    }
+    Ok(Some(Bytes::from(buf)))
+}
+
+fn encode(
+    api_key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &ResponseKind,
+) -> Option<Bytes> {
+    match protocol::encode_response(api_key, version, correlation_id, body) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::error!(?api_key, version, error = %e, "response does not encode");
+            None
+        }
+    }
+}
+
+/// What Kafka answers to a request it cannot serve at that version.
+fn unsupported(api_key: Option<ApiKey>, correlation_id: i32) -> Option<Bytes> {
+    if api_key == Some(ApiKey::ApiVersions) {
+        // KIP-511: a v0 ApiVersions response carrying the error and the supported ranges,
+        // so the client can retry with a version both sides know.
+        let body = handler::api_versions::response()
+            .with_error_code(ResponseError::UnsupportedVersion.code());
+        return encode(
+            ApiKey::ApiVersions,
+            0,
+            correlation_id,
+            &ResponseKind::ApiVersions(body),
+        );
+    }
+    Some(protocol::encode_error_only(
+        correlation_id,
+        ResponseError::UnsupportedVersion.code(),
+    ))
+}
+
+pub async fn serve(
+    broker: Broker,
+    stream: TcpStream,
+    peer: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let span = tracing::info_span!("conn", %peer);
+    async move {
+        tracing::debug!("accepted");
+        let max = broker.config.props.int("socket.request.max.bytes").max(0) as usize;
+        let (rd, wr) = stream.into_split();
+        let mut rd = BufReader::with_capacity(64 * 1024, rd);
+        let (tx, mut rx) = mpsc::channel::<Outgoing>(IN_FLIGHT);
+        let writer = tokio::spawn(
+            async move {
+                let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+                while let Some(out) = rx.recv().await {
+                    let bytes = match out {
+                        Outgoing::Ready(b) => Some(b),
+                        Outgoing::Later {
+                            api_key,
+                            version,
+                            correlation_id,
+                            response,
+                        } => {
+                            let body = response.await;
+                            encode(api_key, version, correlation_id, &body)
+                        }
+                    };
+                    if let Some(b) = bytes {
+                        if wr.write_all(&b).await.is_err() {
+                            return;
+                        }
+                    }
+                    if rx.is_empty() && wr.flush().await.is_err() {
+                        return;
+                    }
+                }
+                let _ = wr.flush().await;
+                let _ = wr.shutdown().await;
+            }
+            .in_current_span(),
+        );
+        let client_host = peer.ip().to_string();
+        loop {
+            let frame = tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                frame = read_frame(&mut rd, max) => frame,
+            };
+            let frame = match frame {
+                Ok(Some(f)) => f,
+                Ok(None) => {
+                    tracing::debug!("closed by client");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "closing connection");
+                    break;
+                }
+            };
+            let request = match protocol::decode_request(frame) {
+                Ok(r) => r,
+                Err(e) => {
+                    let reply = match &e {
+                        FrameError::UnknownApiKey { correlation_id, .. } => unsupported(None, *correlation_id),
+                        FrameError::UnsupportedVersion {
+                            api_key, correlation_id, ..
+                        } => unsupported(Some(*api_key), *correlation_id),
+                        _ => None,
+                    };
+                    match reply {
+                        Some(bytes) => {
+                            tracing::warn!(error = %e, "answering UNSUPPORTED_VERSION");
+                            if tx.send(Outgoing::Ready(bytes)).await.is_err() {
+                                break;
+                            }
+                            continue;
+                        }
+                        None => {
+                            tracing::warn!(error = %e, "closing connection on a request that does not decode");
+                            break;
+                        }
+                    }
+                }
+            };
+            let (api_key, version) = (request.api_key, request.version);
+            let correlation_id = request.header.correlation_id;
+            let span = tracing::debug_span!("request", api = ?api_key, version, correlation_id);
+            let reply = handler::dispatch(&broker, request, &client_host).instrument(span).await;
+            let out = match reply {
+                Reply::Nothing => continue,
+                Reply::Now(body) => match encode(api_key, version, correlation_id, &body) {
+                    Some(b) => Outgoing::Ready(b),
+                    None => break,
+                },
+                Reply::Later(response) => Outgoing::Later {
+                    api_key,
+                    version,
+                    correlation_id,
+                    response,
+                },
+            };
+            if tx.send(out).await.is_err() {
+                break;
+            }
+        }
+        drop(tx);
+        let _ = writer.await;
+        tracing::debug!("connection done");
+    }
+    .instrument(span)
+    .await
+}

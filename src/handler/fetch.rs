@@ -1,0 +1,151 @@
+//! Fetch: sessionless (a session id of 0 tells clients to send full requests), long-polling
+//! on the broker's append signal until `min_bytes` are there or `max_wait_ms` passes.
+
+use super::Ctx;
+use crate::broker::Topic;
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Wanted {
+    topic: Option<Arc<Topic>>,
+    missing: ResponseError,
+    partitions: Vec<(i32, i64, i32)>,
+}
+
+fn error_partition(index: i32, error: ResponseError) -> PartitionData {
+    PartitionData::default()
+        .with_partition_index(index)
+        .with_error_code(error.code())
+        .with_high_watermark(-1)
+        .with_last_stable_offset(-1)
+        .with_log_start_offset(-1)
+        .with_preferred_read_replica(BrokerId(-1))
+        .with_records(Some(Bytes::new()))
+}
+
+#[tracing::instrument(name = "fetch", skip_all, fields(max_wait_ms = req.max_wait_ms, min_bytes = req.min_bytes))]
+pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
+    let broker = ctx.broker;
+    let by_id = ctx.version >= 13;
+    let wanted: Vec<Wanted> = req
+        .topics
+        .iter()
+        .map(|t| {
+            let (topic, missing) = if by_id {
+                (
+                    broker.topic_by_id(t.topic_id),
+                    ResponseError::UnknownTopicId,
+                )
+            } else {
+                (
+                    broker.topic(t.topic.0.as_str()),
+                    ResponseError::UnknownTopicOrPartition,
+                )
+            };
+            Wanted {
+                topic,
+                missing,
+                partitions: t
+                    .partitions
+                    .iter()
+                    .map(|p| (p.partition, p.fetch_offset, p.partition_max_bytes))
+                    .collect(),
+            }
+        })
+        .collect();
+    let read_committed = req.isolation_level == 1;
+    let max_bytes = if req.max_bytes <= 0 {
+        i32::MAX
+    } else {
+        req.max_bytes
+    } as usize;
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let deadline =
+        tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let mut appends = broker.subscribe_appends();
+    loop {
+        appends.borrow_and_update();
+        let mut remaining = max_bytes;
+        let mut total = 0usize;
+        let mut errors = false;
+        let mut min_one = true;
+        let mut responses = Vec::with_capacity(wanted.len());
+        for (w, t) in wanted.iter().zip(&req.topics) {
+            let mut parts = Vec::with_capacity(w.partitions.len());
+            for &(index, offset, part_max) in &w.partitions {
+                let partition = match &w.topic {
+                    None => None,
+                    Some(topic) => topic.partition(index),
+                };
+                let Some(partition) = partition else {
+                    errors = true;
+                    let e = if w.topic.is_none() {
+                        w.missing
+                    } else {
+                        ResponseError::UnknownTopicOrPartition
+                    };
+                    parts.push(error_partition(index, e));
+                    continue;
+                };
+                let limit = remaining.min(part_max.max(0) as usize);
+                match partition.read(offset, limit, min_one) {
+                    Ok(data) => {
+                        let n = data.records.len();
+                        if n > 0 {
+                            min_one = false;
+                        }
+                        remaining = remaining.saturating_sub(n);
+                        total += n;
+                        parts.push(
+                            PartitionData::default()
+                                .with_partition_index(index)
+                                .with_high_watermark(data.high_watermark)
+                                .with_last_stable_offset(data.high_watermark)
+                                .with_log_start_offset(data.log_start_offset)
+                                .with_aborted_transactions(if read_committed {
+                                    Some(Vec::new())
+                                } else {
+                                    None
+                                })
+                                .with_preferred_read_replica(BrokerId(-1))
+                                .with_records(Some(data.records)),
+                        );
+                    }
+                    Err(error) => {
+                        errors = true;
+                        let mut p = error_partition(index, error);
+                        p.high_watermark = partition.high_watermark();
+                        p.last_stable_offset = p.high_watermark;
+                        p.log_start_offset = partition.log_start_offset();
+                        parts.push(p);
+                    }
+                }
+            }
+            let mut resp = FetchableTopicResponse::default().with_partitions(parts);
+            if by_id {
+                resp = resp.with_topic_id(t.topic_id);
+            } else {
+                resp = resp.with_topic(t.topic.clone());
+            }
+            responses.push(resp);
+        }
+        let done = total >= min_bytes || errors;
+        if done || tokio::time::Instant::now() >= deadline || wanted.is_empty() {
+            return FetchResponse::default()
+                .with_session_id(0)
+                .with_responses(responses);
+        }
+        tokio::select! {
+            changed = appends.changed() => {
+                if changed.is_err() {
+                    return FetchResponse::default().with_responses(responses);
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}

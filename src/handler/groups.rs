@@ -1,0 +1,410 @@
+//! FindCoordinator and the classic group protocol, translated to the coordinator's calls.
+
+use super::{str_bytes, Ctx};
+use crate::broker::groups::{CommittedOffset, JoinRequest};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::*;
+
+fn code(r: Result<(), ResponseError>) -> i16 {
+    r.err().map(|e| e.code()).unwrap_or(0)
+}
+
+pub fn find_coordinator(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
+    let b = ctx.broker;
+    let node = BrokerId(b.node_id);
+    let host = str_bytes(&b.advertised_host);
+    // key_type 0 = group, 1 = transaction (not supported yet).
+    let error = if req.key_type == 0 {
+        0
+    } else {
+        ResponseError::CoordinatorNotAvailable.code()
+    };
+    if ctx.version >= 4 {
+        let coordinators = req
+            .coordinator_keys
+            .into_iter()
+            .map(|key| {
+                Coordinator::default()
+                    .with_key(key)
+                    .with_node_id(if error == 0 { node } else { BrokerId(-1) })
+                    .with_host(if error == 0 {
+                        host.clone()
+                    } else {
+                        str_bytes("")
+                    })
+                    .with_port(if error == 0 { b.advertised_port } else { -1 })
+                    .with_error_code(error)
+            })
+            .collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    if error != 0 {
+        return FindCoordinatorResponse::default()
+            .with_error_code(error)
+            .with_node_id(BrokerId(-1))
+            .with_host(str_bytes(""))
+            .with_port(-1);
+    }
+    FindCoordinatorResponse::default()
+        .with_node_id(node)
+        .with_host(host)
+        .with_port(b.advertised_port)
+}
+
+#[tracing::instrument(name = "join_group", skip_all, fields(group = %req.group_id.0))]
+pub async fn join(ctx: &Ctx<'_>, req: JoinGroupRequest) -> JoinGroupResponse {
+    let rebalance_timeout_ms = if ctx.version == 0 {
+        req.session_timeout_ms
+    } else {
+        req.rebalance_timeout_ms
+    };
+    let result = ctx
+        .broker
+        .groups
+        .join(JoinRequest {
+            group_id: req.group_id.0.to_string(),
+            member_id: req.member_id.to_string(),
+            instance_id: req.group_instance_id.map(|s| s.to_string()),
+            client_id: ctx.client_id.to_string(),
+            client_host: ctx.client_host.to_string(),
+            session_timeout_ms: req.session_timeout_ms,
+            rebalance_timeout_ms,
+            protocol_type: req.protocol_type.to_string(),
+            protocols: req
+                .protocols
+                .into_iter()
+                .map(|p| (p.name.to_string(), p.metadata))
+                .collect(),
+            require_known_member_id: ctx.version >= 4,
+        })
+        .await;
+    JoinGroupResponse::default()
+        .with_error_code(result.error.map(|e| e.code()).unwrap_or(0))
+        .with_generation_id(result.generation)
+        .with_protocol_type(result.protocol_type.map(|s| str_bytes(&s)))
+        .with_protocol_name(Some(str_bytes(result.protocol.as_deref().unwrap_or(""))))
+        .with_leader(str_bytes(&result.leader))
+        .with_member_id(str_bytes(&result.member_id))
+        .with_members(
+            result
+                .members
+                .into_iter()
+                .map(|(id, instance, meta)| {
+                    JoinGroupResponseMember::default()
+                        .with_member_id(str_bytes(&id))
+                        .with_group_instance_id(instance.map(|s| str_bytes(&s)))
+                        .with_metadata(meta)
+                })
+                .collect(),
+        )
+}
+
+#[tracing::instrument(name = "sync_group", skip_all, fields(group = %req.group_id.0))]
+pub async fn sync(ctx: &Ctx<'_>, req: SyncGroupRequest) -> SyncGroupResponse {
+    let assignments = req
+        .assignments
+        .into_iter()
+        .map(|a| (a.member_id.to_string(), a.assignment))
+        .collect();
+    match ctx
+        .broker
+        .groups
+        .sync(
+            req.group_id.0.as_str(),
+            req.generation_id,
+            req.member_id.as_str(),
+            assignments,
+        )
+        .await
+    {
+        Ok((ptype, proto, assignment)) => SyncGroupResponse::default()
+            .with_protocol_type(ptype.map(|s| str_bytes(&s)))
+            .with_protocol_name(proto.map(|s| str_bytes(&s)))
+            .with_assignment(assignment),
+        Err(e) => SyncGroupResponse::default().with_error_code(e.code()),
+    }
+}
+
+pub fn heartbeat(ctx: &Ctx<'_>, req: HeartbeatRequest) -> HeartbeatResponse {
+    let r = ctx.broker.groups.heartbeat(
+        req.group_id.0.as_str(),
+        req.generation_id,
+        req.member_id.as_str(),
+    );
+    HeartbeatResponse::default().with_error_code(code(r))
+}
+
+pub fn leave(ctx: &Ctx<'_>, req: LeaveGroupRequest) -> LeaveGroupResponse {
+    let group = req.group_id.0.to_string();
+    if ctx.version < 3 {
+        let r = ctx
+            .broker
+            .groups
+            .leave(&group, &[req.member_id.to_string()]);
+        return LeaveGroupResponse::default()
+            .with_error_code(code(r.into_iter().next().unwrap_or(Ok(()))));
+    }
+    let ids: Vec<String> = req
+        .members
+        .iter()
+        .map(|m| m.member_id.to_string())
+        .collect();
+    let results = ctx.broker.groups.leave(&group, &ids);
+    LeaveGroupResponse::default().with_members(
+        req.members
+            .into_iter()
+            .zip(results)
+            .map(|(m, r)| {
+                MemberResponse::default()
+                    .with_member_id(m.member_id)
+                    .with_group_instance_id(m.group_instance_id)
+                    .with_error_code(code(r))
+            })
+            .collect(),
+    )
+}
+
+#[tracing::instrument(name = "offset_commit", skip_all, fields(group = %req.group_id.0))]
+pub fn offset_commit(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCommitResponse {
+    let broker = ctx.broker;
+    let mut offsets = Vec::new();
+    let mut unknown = Vec::new();
+    for t in &req.topics {
+        let topic = broker.topic(t.name.0.as_str());
+        for p in &t.partitions {
+            if topic
+                .as_ref()
+                .and_then(|tp| tp.partition(p.partition_index))
+                .is_none()
+            {
+                unknown.push((t.name.0.to_string(), p.partition_index));
+                continue;
+            }
+            offsets.push((
+                t.name.0.to_string(),
+                p.partition_index,
+                CommittedOffset {
+                    offset: p.committed_offset,
+                    leader_epoch: p.committed_leader_epoch,
+                    metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                },
+            ));
+        }
+    }
+    let result = broker.groups.commit(
+        req.group_id.0.as_str(),
+        req.generation_id_or_member_epoch,
+        req.member_id.as_str(),
+        offsets,
+    );
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let name = t.name.0.to_string();
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            let c = if unknown.contains(&(name.clone(), p.partition_index)) {
+                                ResponseError::UnknownTopicOrPartition.code()
+                            } else {
+                                code(result)
+                            };
+                            OffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(c)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// (partition, committed offset, leader epoch, metadata).
+type OffsetRow = (i32, i64, i32, Option<String>);
+
+/// Committed offsets of one group, per topic.
+fn lookup(
+    ctx: &Ctx<'_>,
+    group: &str,
+    wanted: Option<Vec<(String, Vec<i32>)>>,
+) -> Vec<(String, Vec<OffsetRow>)> {
+    let committed = ctx.broker.groups.fetch_offsets(group);
+    match wanted {
+        Some(list) => list
+            .into_iter()
+            .map(|(topic, parts)| {
+                let have = committed.get(&topic);
+                let rows = parts
+                    .into_iter()
+                    .map(|p| match have.and_then(|m| m.get(&p)) {
+                        Some(c) => (p, c.offset, c.leader_epoch, c.metadata.clone()),
+                        None => (p, -1, -1, Some(String::new())),
+                    })
+                    .collect();
+                (topic, rows)
+            })
+            .collect(),
+        None => committed
+            .into_iter()
+            .map(|(topic, parts)| {
+                let rows = parts
+                    .into_iter()
+                    .map(|(p, c)| (p, c.offset, c.leader_epoch, c.metadata))
+                    .collect();
+                (topic, rows)
+            })
+            .collect(),
+    }
+}
+
+pub fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchResponse {
+    if ctx.version >= 8 {
+        let groups = req
+            .groups
+            .into_iter()
+            .map(|g| {
+                let wanted = g.topics.map(|ts| {
+                    ts.into_iter()
+                        .map(|t| (t.name.0.to_string(), t.partition_indexes))
+                        .collect()
+                });
+                let topics = lookup(ctx, g.group_id.0.as_str(), wanted)
+                    .into_iter()
+                    .map(|(topic, rows)| {
+                        OffsetFetchResponseTopics::default()
+                            .with_name(TopicName(str_bytes(&topic)))
+                            .with_topic_id(
+                                ctx.broker.topic(&topic).map(|t| t.id).unwrap_or_default(),
+                            )
+                            .with_partitions(
+                                rows.into_iter()
+                                    .map(|(p, off, epoch, meta)| {
+                                        OffsetFetchResponsePartitions::default()
+                                            .with_partition_index(p)
+                                            .with_committed_offset(off)
+                                            .with_committed_leader_epoch(epoch)
+                                            .with_metadata(meta.map(|m| str_bytes(&m)))
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect();
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id)
+                    .with_topics(topics)
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let wanted = req.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.name.0.to_string(), t.partition_indexes))
+            .collect()
+    });
+    let topics = lookup(ctx, req.group_id.0.as_str(), wanted)
+        .into_iter()
+        .map(|(topic, rows)| {
+            OffsetFetchResponseTopic::default()
+                .with_name(TopicName(str_bytes(&topic)))
+                .with_partitions(
+                    rows.into_iter()
+                        .map(|(p, off, epoch, meta)| {
+                            OffsetFetchResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(off)
+                                .with_committed_leader_epoch(epoch)
+                                .with_metadata(meta.map(|m| str_bytes(&m)))
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    OffsetFetchResponse::default().with_topics(topics)
+}
+
+pub fn list_groups(ctx: &Ctx<'_>, req: ListGroupsRequest) -> ListGroupsResponse {
+    let groups = ctx
+        .broker
+        .groups
+        .list()
+        .into_iter()
+        .filter(|(_, _, state)| {
+            req.states_filter.is_empty()
+                || req
+                    .states_filter
+                    .iter()
+                    .any(|s| s.as_str().eq_ignore_ascii_case(state.name()))
+        })
+        .map(|(id, ptype, state)| {
+            ListedGroup::default()
+                .with_group_id(GroupId(str_bytes(&id)))
+                .with_protocol_type(str_bytes(&ptype))
+                .with_group_state(str_bytes(state.name()))
+                .with_group_type(str_bytes("classic"))
+        })
+        .collect();
+    ListGroupsResponse::default().with_groups(groups)
+}
+
+pub fn describe_groups(ctx: &Ctx<'_>, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    let groups = req
+        .groups
+        .into_iter()
+        .map(|gid| {
+            let described = ctx.broker.groups.describe(gid.0.as_str(), |g| {
+                DescribedGroup::default()
+                    .with_group_id(gid.clone())
+                    .with_group_state(str_bytes(g.state.name()))
+                    .with_protocol_type(str_bytes(g.protocol_type.as_deref().unwrap_or("")))
+                    .with_protocol_data(str_bytes(g.protocol.as_deref().unwrap_or("")))
+                    .with_authorized_operations(i32::MIN)
+                    .with_members(
+                        g.members
+                            .values()
+                            .map(|m| {
+                                let meta = m
+                                    .protocols
+                                    .iter()
+                                    .find(|(n, _)| Some(n.as_str()) == g.protocol.as_deref())
+                                    .map(|(_, b)| b.clone())
+                                    .unwrap_or_default();
+                                DescribedGroupMember::default()
+                                    .with_member_id(str_bytes(&m.id))
+                                    .with_group_instance_id(
+                                        m.instance_id.as_ref().map(|s| str_bytes(s)),
+                                    )
+                                    .with_client_id(str_bytes(&m.client_id))
+                                    .with_client_host(str_bytes(&m.client_host))
+                                    .with_member_metadata(meta)
+                                    .with_member_assignment(m.assignment.clone())
+                            })
+                            .collect(),
+                    )
+            });
+            described.unwrap_or_else(|| {
+                DescribedGroup::default()
+                    .with_group_id(gid)
+                    .with_group_state(str_bytes("Dead"))
+                    .with_authorized_operations(i32::MIN)
+            })
+        })
+        .collect();
+    DescribeGroupsResponse::default().with_groups(groups)
+}

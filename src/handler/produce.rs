@@ -1,0 +1,141 @@
+//! Produce and InitProducerId.
+
+use super::{now_ms, Ctx, Reply};
+use crate::broker::partition::waits_for_disk;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{
+    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
+    ResponseKind,
+};
+use std::sync::Arc;
+
+fn partition_error(index: i32, error: ResponseError) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(error.code())
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+}
+
+#[tracing::instrument(name = "produce", skip_all, fields(acks = req.acks, topics = req.topic_data.len()))]
+pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Reply {
+    let broker = ctx.broker;
+    let acks = req.acks;
+    let valid_acks = matches!(acks, -1..=1);
+    let now = now_ms();
+    let mut waits = Vec::new();
+    let mut appended = false;
+    let mut responses = Vec::with_capacity(req.topic_data.len());
+    for topic_data in req.topic_data {
+        let topic = if ctx.version >= 13 {
+            broker.topic_by_id(topic_data.topic_id)
+        } else {
+            broker.topic(topic_data.name.0.as_str())
+        };
+        let missing = if ctx.version >= 13 {
+            ResponseError::UnknownTopicId
+        } else {
+            ResponseError::UnknownTopicOrPartition
+        };
+        let mut parts = Vec::with_capacity(topic_data.partition_data.len());
+        for pd in topic_data.partition_data {
+            if !valid_acks {
+                parts.push(partition_error(
+                    pd.index,
+                    ResponseError::InvalidRequiredAcks,
+                ));
+                continue;
+            }
+            let Some(topic) = topic.as_ref() else {
+                parts.push(partition_error(pd.index, missing));
+                continue;
+            };
+            let Some(partition) = topic.partition(pd.index) else {
+                parts.push(partition_error(
+                    pd.index,
+                    ResponseError::UnknownTopicOrPartition,
+                ));
+                continue;
+            };
+            let records = pd.records.unwrap_or_default();
+            match partition.append(&records, &topic.rules, now) {
+                Ok(info) => {
+                    appended = true;
+                    if acks != 0 && waits_for_disk(broker.config.flush) {
+                        waits.push((
+                            parts.len(),
+                            responses.len(),
+                            Arc::clone(&partition),
+                            info.last_offset + 1,
+                        ));
+                    }
+                    parts.push(
+                        PartitionProduceResponse::default()
+                            .with_index(pd.index)
+                            .with_base_offset(info.base_offset)
+                            .with_log_append_time_ms(info.log_append_time)
+                            .with_log_start_offset(info.log_start_offset),
+                    );
+                }
+                Err(error) => {
+                    tracing::debug!(topic = %topic.name, partition = pd.index, ?error, "produce refused");
+                    parts.push(partition_error(pd.index, error));
+                }
+            }
+        }
+        let mut resp = TopicProduceResponse::default().with_partition_responses(parts);
+        if ctx.version >= 13 {
+            resp = resp.with_topic_id(topic_data.topic_id);
+        } else {
+            resp = resp.with_name(topic_data.name);
+        }
+        responses.push(resp);
+    }
+    if appended {
+        broker.notify_append();
+    }
+    if acks == 0 {
+        return Reply::Nothing;
+    }
+    let response = ProduceResponse::default().with_responses(responses);
+    if waits.is_empty() {
+        return Reply::Now(Box::new(ResponseKind::Produce(response)));
+    }
+    Reply::Later(Box::pin(async move {
+        let mut response = response;
+        for (part_idx, topic_idx, partition, offset) in waits {
+            if let Err(error) = partition.make_durable(offset).await {
+                if let Some(p) = response
+                    .responses
+                    .get_mut(topic_idx)
+                    .and_then(|t| t.partition_responses.get_mut(part_idx))
+                {
+                    *p = partition_error(p.index, error);
+                }
+            }
+        }
+        ResponseKind::Produce(response)
+    }))
+}
+
+/// Idempotent producers get a fresh, never reused id at epoch 0. Transactional ids are
+/// refused until transactions are supported.
+pub fn init_producer_id(ctx: &Ctx<'_>, req: InitProducerIdRequest) -> InitProducerIdResponse {
+    let fail = |e: ResponseError| {
+        InitProducerIdResponse::default()
+            .with_error_code(e.code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)
+    };
+    if req.transactional_id.is_some() {
+        return fail(ResponseError::TransactionalIdAuthorizationFailed);
+    }
+    match ctx.broker.allocate_producer_id() {
+        Ok(id) => InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(0),
+        Err(e) => fail(e),
+    }
+}

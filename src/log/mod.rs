@@ -1,0 +1,331 @@
+//! The partition log in Kafka's on-disk format: a directory of segments named by base offset.
+//!
+//! Offsets: `log_start_offset` (first offset still readable) ≤ segment base offsets <
+//! `next_offset` (the log end offset, where the next batch goes). A single broker has no
+//! followers, so the high watermark is the log end offset.
+
+pub mod index;
+pub mod record_batch;
+pub mod segment;
+
+use record_batch::RecordBatch;
+use segment::LogSegment;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The topic settings the log itself acts on.
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    pub segment_bytes: u64,
+    pub segment_ms: u64,
+    pub index_interval_bytes: u64,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            index_interval_bytes: 4096,
+        }
+    }
+}
+
+/// A contiguous byte range of one segment, to be read without the partition lock.
+pub struct ReadSlice {
+    pub file: Arc<File>,
+    /// Position of the first batch to return.
+    pub position: u64,
+    /// Size of that first batch (KIP-74: it is returned whole even past max_bytes).
+    pub first_batch: u64,
+    /// End of the segment's data as seen under the lock.
+    pub end: u64,
+}
+
+pub struct Log {
+    dir: PathBuf,
+    config: LogConfig,
+    segments: BTreeMap<i64, LogSegment>,
+    log_start_offset: i64,
+    next_offset: i64,
+}
+
+/// What opening a log found, for the start-up log line.
+#[derive(Debug, Default)]
+pub struct OpenReport {
+    pub segments: usize,
+    pub truncated_bytes: u64,
+    pub rebuilt_indexes: usize,
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir`, recovering the last segment: a torn or corrupt
+    /// tail is truncated at the last valid batch and its indexes are rebuilt. Segments before
+    /// it were made durable when they rolled, so only their indexes are checked.
+    pub fn open(
+        dir: &Path,
+        config: LogConfig,
+        on_batch: &mut dyn FnMut(&RecordBatch<'_>),
+    ) -> io::Result<(Self, OpenReport)> {
+        std::fs::create_dir_all(dir)?;
+        let mut bases = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if let Some(base) = segment::parse_base_offset(&name, ".log") {
+                bases.push(base);
+            } else if name.ends_with(".index") || name.ends_with(".timeindex") {
+                let suffix = if name.ends_with(".index") {
+                    ".index"
+                } else {
+                    ".timeindex"
+                };
+                if let Some(base) = segment::parse_base_offset(&name, suffix) {
+                    if !dir.join(segment::file_name(base, ".log")).exists() {
+                        std::fs::remove_file(entry.path())?;
+                    }
+                }
+            }
+        }
+        bases.sort_unstable();
+        let mut report = OpenReport::default();
+        let mut segments = BTreeMap::new();
+        for (i, &base) in bases.iter().enumerate() {
+            let next = bases.get(i + 1).copied();
+            let last = next.is_none();
+            let (seg, rec) =
+                LogSegment::open(dir, base, config.index_interval_bytes, last, next, on_batch)?;
+            report.truncated_bytes += rec.truncated_bytes;
+            report.rebuilt_indexes += rec.rebuilt_index as usize;
+            segments.insert(base, seg);
+        }
+        if segments.is_empty() {
+            segments.insert(0, LogSegment::create(dir, 0, config.index_interval_bytes)?);
+        }
+        report.segments = segments.len();
+        let log_start_offset = segments.keys().next().copied().unwrap_or(0);
+        let next_offset = segments
+            .values()
+            .next_back()
+            .map(|s| s.next_offset())
+            .unwrap_or(0);
+        Ok((
+            Self {
+                dir: dir.to_path_buf(),
+                config,
+                segments,
+                log_start_offset,
+                next_offset,
+            },
+            report,
+        ))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    fn active(&mut self) -> io::Result<&mut LogSegment> {
+        self.segments
+            .values_mut()
+            .next_back()
+            .ok_or_else(|| io::Error::other("log has no segment"))
+    }
+
+    /// The active segment's file and the offset its data reaches, for a group-commit fsync.
+    pub fn active_file(&self) -> Option<(Arc<File>, i64)> {
+        self.segments
+            .values()
+            .next_back()
+            .map(|s| (s.file(), self.next_offset))
+    }
+
+    /// Appends a validated batch, writing its base offset; returns the segment rolled away
+    /// from, if this append rolled, so the caller can make it durable outside the lock.
+    pub fn append(&mut self, batch: &mut [u8]) -> io::Result<Option<Arc<File>>> {
+        let offset = self.next_offset;
+        record_batch::set_base_offset(batch, offset);
+        record_batch::set_partition_leader_epoch(batch, 0);
+        let mut rolled = None;
+        let size = batch.len() as u64;
+        let config = self.config.clone();
+        let active = self.active()?;
+        let too_big = active.size() > 0 && active.size() + size > config.segment_bytes;
+        let too_old = active.size() > 0 && active.age() >= Duration::from_millis(config.segment_ms);
+        // Relative offsets in the index are 32-bit.
+        let too_far = offset - active.base_offset() > (i32::MAX as i64 - 1);
+        if too_big || too_old || too_far {
+            rolled = Some(self.roll()?);
+        }
+        let active = self.active()?;
+        active.append(batch)?;
+        self.next_offset = active.next_offset();
+        Ok(rolled)
+    }
+
+    /// Starts a new segment at the log end offset; returns the old active segment's file.
+    pub fn roll(&mut self) -> io::Result<Arc<File>> {
+        let base = self.next_offset;
+        let interval = self.config.index_interval_bytes;
+        let old = self.active()?;
+        let old_file = old.file();
+        old.sync()?;
+        if !self.segments.contains_key(&base) {
+            let seg = LogSegment::create(&self.dir, base, interval)?;
+            self.segments.insert(base, seg);
+        }
+        Ok(old_file)
+    }
+
+    /// Locates the batch holding `offset`. `Ok(None)` when `offset` is the log end.
+    pub fn read(&self, offset: i64) -> io::Result<Option<ReadSlice>> {
+        for (_, seg) in self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .into_iter()
+            .chain(self.segments.range((
+                std::ops::Bound::Excluded(offset),
+                std::ops::Bound::Unbounded,
+            )))
+        {
+            if let Some((position, first_batch)) = seg.find_position(offset, seg.size())? {
+                return Ok(Some(ReadSlice {
+                    file: seg.file(),
+                    position,
+                    first_batch,
+                    end: seg.size(),
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// First offset whose record timestamp is at or after `timestamp`, with that timestamp.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> io::Result<Option<(i64, i64)>> {
+        for seg in self.segments.values() {
+            if let Some(found) = seg.find_timestamp(timestamp)? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
+    }
+
+    /// (max timestamp, its offset) over the whole log, for ListOffsets' MAX_TIMESTAMP.
+    pub fn max_timestamp(&self) -> Option<(i64, i64)> {
+        self.segments
+            .values()
+            .filter(|s| s.max_timestamp() >= 0)
+            .max_by_key(|s| s.max_timestamp())
+            .map(|s| (s.max_timestamp(), s.offset_of_max_timestamp()))
+    }
+
+    /// Makes every segment durable.
+    pub fn sync_all(&self) -> io::Result<()> {
+        for seg in self.segments.values() {
+            seg.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Removes the log's files and its directory.
+    pub fn delete(self) -> io::Result<()> {
+        let dir = self.dir.clone();
+        drop(self);
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Segments' (base offset, size) for tests and the start-up report.
+    pub fn segment_sizes(&self) -> Vec<(i64, u64)> {
+        self.segments
+            .values()
+            .map(|s| (s.base_offset(), s.size()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use record_batch::tests::make_batch;
+
+    fn cfg(segment_bytes: u64) -> LogConfig {
+        LogConfig {
+            segment_bytes,
+            index_interval_bytes: 64,
+            ..LogConfig::default()
+        }
+    }
+
+    #[test]
+    fn segments_roll_at_segment_bytes_and_reads_cross_them() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (mut log, _) = Log::open(dir.path(), cfg(500), &mut |_| {}).expect("open");
+        for i in 0..40u8 {
+            let mut b = make_batch(1000 + i as i64, &[&[i; 40], &[i; 20]]);
+            log.append(&mut b).expect("append");
+        }
+        assert_eq!(log.next_offset(), 80);
+        assert!(
+            log.segment_count() > 5,
+            "rolled into {} segments",
+            log.segment_count()
+        );
+        for (_, size) in log.segment_sizes() {
+            assert!(size <= 500);
+        }
+        for off in 0..80 {
+            let slice = log.read(off).expect("io").expect("found");
+            let bytes = {
+                use std::os::unix::fs::FileExt;
+                let mut b = vec![0u8; slice.first_batch as usize];
+                slice
+                    .file
+                    .read_exact_at(&mut b, slice.position)
+                    .expect("read");
+                b
+            };
+            let batch = RecordBatch::validate(&bytes).expect("valid");
+            assert!(batch.base_offset() <= off && off <= batch.last_offset());
+        }
+        assert!(log.read(80).expect("io").is_none());
+    }
+
+    #[test]
+    fn a_reopened_log_continues_at_the_same_offset() {
+        let dir = tempfile::tempdir().expect("tmp");
+        {
+            let (mut log, _) = Log::open(dir.path(), cfg(300), &mut |_| {}).expect("open");
+            for i in 0..10u8 {
+                log.append(&mut make_batch(i as i64, &[&[i; 50]]))
+                    .expect("append");
+            }
+        }
+        let mut batches = 0;
+        let (mut log, report) =
+            Log::open(dir.path(), cfg(300), &mut |_| batches += 1).expect("reopen");
+        assert_eq!(batches, 10);
+        assert!(report.segments > 1);
+        assert_eq!(log.next_offset(), 10);
+        log.append(&mut make_batch(99, &[b"next"])).expect("append");
+        assert_eq!(log.next_offset(), 11);
+        assert_eq!(log.offset_for_timestamp(5).expect("io"), Some((5, 5)));
+    }
+}

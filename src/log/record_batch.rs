@@ -1,0 +1,405 @@
+//! Zero-copy view of a magic v2 record batch, as Kafka lays it out on the wire and on disk.
+//!
+//! # Format
+//! ```text
+//! 0  base_offset i64          8  batch_length i32 (bytes after this field)
+//! 12 partition_leader_epoch   16 magic i8        17 crc u32 (CRC-32C of bytes 21..)
+//! 21 attributes i16           23 last_offset_delta i32
+//! 27 base_timestamp i64       35 max_timestamp i64
+//! 43 producer_id i64          51 producer_epoch i16
+//! 53 base_sequence i32        57 record_count i32      61 records…
+//! ```
+
+use thiserror::Error;
+
+/// Bytes before the records: the smallest valid batch.
+pub const HEADER_SIZE: usize = 61;
+/// The part of the header that says where the batch ends.
+pub const LOG_OVERHEAD: usize = 12;
+
+const LENGTH_OFFSET: usize = 8;
+const LEADER_EPOCH_OFFSET: usize = 12;
+const MAGIC_OFFSET: usize = 16;
+const CRC_OFFSET: usize = 17;
+const ATTRIBUTES_OFFSET: usize = 21;
+const LAST_OFFSET_DELTA_OFFSET: usize = 23;
+const BASE_TIMESTAMP_OFFSET: usize = 27;
+const MAX_TIMESTAMP_OFFSET: usize = 35;
+const PRODUCER_ID_OFFSET: usize = 43;
+const PRODUCER_EPOCH_OFFSET: usize = 51;
+const BASE_SEQUENCE_OFFSET: usize = 53;
+const RECORD_COUNT_OFFSET: usize = 57;
+
+const TIMESTAMP_TYPE_BIT: i16 = 0x08;
+const TRANSACTIONAL_BIT: i16 = 0x10;
+const CONTROL_BIT: i16 = 0x20;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum BatchError {
+    #[error("batch shorter than its header ({0} bytes)")]
+    TooShort(usize),
+    #[error("batch length field {0} does not match the {1} bytes present")]
+    LengthMismatch(i64, usize),
+    #[error("magic {0} is not supported; only v2 record batches are accepted")]
+    Magic(i8),
+    #[error("CRC mismatch: stored {stored:#010x}, computed {computed:#010x}")]
+    Crc { stored: u32, computed: u32 },
+    #[error("record count {count} does not match last offset delta {delta}")]
+    Count { count: i32, delta: i32 },
+}
+
+fn i16_at(b: &[u8], at: usize) -> i16 {
+    i16::from_be_bytes([b[at], b[at + 1]])
+}
+fn i32_at(b: &[u8], at: usize) -> i32 {
+    i32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+fn i64_at(b: &[u8], at: usize) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    i64::from_be_bytes(a)
+}
+
+/// Total size (header included) of the batch starting at `buf`, if its first 12 bytes are there.
+pub fn batch_size(buf: &[u8]) -> Option<i64> {
+    if buf.len() < LOG_OVERHEAD {
+        return None;
+    }
+    Some(i32_at(buf, LENGTH_OFFSET) as i64 + LOG_OVERHEAD as i64)
+}
+
+/// A batch whose header has been bounds-checked; accessors cannot panic.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordBatch<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> RecordBatch<'a> {
+    /// Checks everything a broker must before it accepts bytes from a client or trusts bytes
+    /// from disk: header present, length field equal to the slice, magic 2, CRC-32C, counts.
+    pub fn validate(buf: &'a [u8]) -> Result<Self, BatchError> {
+        let batch = Self::parse_header(buf)?;
+        if batch.size() != buf.len() {
+            return Err(BatchError::LengthMismatch(
+                i32_at(buf, LENGTH_OFFSET) as i64 + LOG_OVERHEAD as i64,
+                buf.len(),
+            ));
+        }
+        let stored = batch.crc();
+        let computed = crc32c::crc32c(&buf[ATTRIBUTES_OFFSET..]);
+        if stored != computed {
+            return Err(BatchError::Crc { stored, computed });
+        }
+        let (count, delta) = (batch.record_count(), batch.last_offset_delta());
+        if count < 0 || delta < 0 || (count > 0 && count - 1 != delta) {
+            return Err(BatchError::Count { count, delta });
+        }
+        Ok(batch)
+    }
+
+    /// Header-only view: enough for offsets and sizes, without touching the records.
+    pub fn parse_header(buf: &'a [u8]) -> Result<Self, BatchError> {
+        if buf.len() < HEADER_SIZE {
+            return Err(BatchError::TooShort(buf.len()));
+        }
+        let magic = buf[MAGIC_OFFSET] as i8;
+        if magic != 2 {
+            return Err(BatchError::Magic(magic));
+        }
+        let len = i32_at(buf, LENGTH_OFFSET) as i64 + LOG_OVERHEAD as i64;
+        if len < HEADER_SIZE as i64 || len > buf.len() as i64 {
+            return Err(BatchError::LengthMismatch(len, buf.len()));
+        }
+        Ok(Self {
+            buf: &buf[..len as usize],
+        })
+    }
+
+    pub fn bytes(&self) -> &'a [u8] {
+        self.buf
+    }
+    pub fn size(&self) -> usize {
+        self.buf.len()
+    }
+    pub fn base_offset(&self) -> i64 {
+        i64_at(self.buf, 0)
+    }
+    pub fn crc(&self) -> u32 {
+        i32_at(self.buf, CRC_OFFSET) as u32
+    }
+    pub fn attributes(&self) -> i16 {
+        i16_at(self.buf, ATTRIBUTES_OFFSET)
+    }
+    pub fn compression(&self) -> i16 {
+        self.attributes() & 0x07
+    }
+    pub fn is_log_append_time(&self) -> bool {
+        self.attributes() & TIMESTAMP_TYPE_BIT != 0
+    }
+    pub fn is_transactional(&self) -> bool {
+        self.attributes() & TRANSACTIONAL_BIT != 0
+    }
+    pub fn is_control(&self) -> bool {
+        self.attributes() & CONTROL_BIT != 0
+    }
+    pub fn last_offset_delta(&self) -> i32 {
+        i32_at(self.buf, LAST_OFFSET_DELTA_OFFSET)
+    }
+    pub fn last_offset(&self) -> i64 {
+        self.base_offset() + self.last_offset_delta() as i64
+    }
+    pub fn base_timestamp(&self) -> i64 {
+        i64_at(self.buf, BASE_TIMESTAMP_OFFSET)
+    }
+    pub fn max_timestamp(&self) -> i64 {
+        i64_at(self.buf, MAX_TIMESTAMP_OFFSET)
+    }
+    pub fn producer_id(&self) -> i64 {
+        i64_at(self.buf, PRODUCER_ID_OFFSET)
+    }
+    pub fn producer_epoch(&self) -> i16 {
+        i16_at(self.buf, PRODUCER_EPOCH_OFFSET)
+    }
+    pub fn base_sequence(&self) -> i32 {
+        i32_at(self.buf, BASE_SEQUENCE_OFFSET)
+    }
+    /// Sequence of the last record; wraps at i32::MAX as Kafka's producers do.
+    pub fn last_sequence(&self) -> i32 {
+        let base = self.base_sequence();
+        if base < 0 {
+            return base;
+        }
+        let last = base as i64 + self.last_offset_delta() as i64;
+        if last > i32::MAX as i64 {
+            (last - i32::MAX as i64 - 1) as i32
+        } else {
+            last as i32
+        }
+    }
+    pub fn record_count(&self) -> i32 {
+        i32_at(self.buf, RECORD_COUNT_OFFSET)
+    }
+    /// The records section (compressed when the attributes say so).
+    pub fn records(&self) -> &'a [u8] {
+        &self.buf[HEADER_SIZE..]
+    }
+}
+
+/// Fields the broker owns in a batch it accepts.
+pub fn set_base_offset(buf: &mut [u8], offset: i64) {
+    buf[..8].copy_from_slice(&offset.to_be_bytes());
+}
+
+/// Leader epoch lies outside the CRC; a single broker is always at epoch 0.
+pub fn set_partition_leader_epoch(buf: &mut [u8], epoch: i32) {
+    buf[LEADER_EPOCH_OFFSET..LEADER_EPOCH_OFFSET + 4].copy_from_slice(&epoch.to_be_bytes());
+}
+
+/// Marks the batch as LogAppendTime with `now` as its max timestamp and re-seals the CRC,
+/// exactly as Kafka's broker does for topics with `message.timestamp.type=LogAppendTime`.
+pub fn set_log_append_time(buf: &mut [u8], now: i64) {
+    let attrs = i16_at(buf, ATTRIBUTES_OFFSET) | TIMESTAMP_TYPE_BIT;
+    buf[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attrs.to_be_bytes());
+    buf[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&now.to_be_bytes());
+    let crc = crc32c::crc32c(&buf[ATTRIBUTES_OFFSET..]);
+    buf[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Iterates the batches of a buffer by their headers, stopping at the first incomplete one.
+pub struct BatchHeaders<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> BatchHeaders<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+    /// Bytes consumed by the complete batches returned so far.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+}
+
+impl<'a> Iterator for BatchHeaders<'a> {
+    type Item = Result<RecordBatch<'a>, BatchError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = &self.buf[self.pos..];
+        let size = batch_size(rest)?;
+        if size < HEADER_SIZE as i64 {
+            return Some(Err(BatchError::LengthMismatch(size, rest.len())));
+        }
+        if size > rest.len() as i64 {
+            return None;
+        }
+        match RecordBatch::parse_header(&rest[..size as usize]) {
+            Ok(b) => {
+                self.pos += size as usize;
+                Some(Ok(b))
+            }
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
+/// Reads a zig-zag varint (the encoding of record fields) and returns it with its length.
+pub fn read_varint(buf: &[u8]) -> Option<(i64, usize)> {
+    let mut value: u64 = 0;
+    for (i, b) in buf.iter().enumerate().take(10) {
+        value |= ((b & 0x7f) as u64) << (7 * i);
+        if b & 0x80 == 0 {
+            let v = ((value >> 1) as i64) ^ -((value & 1) as i64);
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+/// Offset of the first record with timestamp ≥ `target` in an uncompressed batch.
+/// Compressed batches are not inflated: their first offset stands for the whole batch.
+pub fn first_offset_at_or_after(batch: &RecordBatch<'_>, target: i64) -> Option<(i64, i64)> {
+    if batch.max_timestamp() < target {
+        return None;
+    }
+    if batch.compression() != 0 || batch.is_log_append_time() {
+        return Some((batch.base_offset(), batch.max_timestamp()));
+    }
+    let mut rest = batch.records();
+    for _ in 0..batch.record_count() {
+        let (len, n) = read_varint(rest)?;
+        let body = rest.get(n..n + len as usize)?;
+        // attributes (1 byte), then timestamp delta and offset delta varints.
+        let (ts_delta, m) = read_varint(body.get(1..)?)?;
+        let (off_delta, _) = read_varint(body.get(1 + m..)?)?;
+        let ts = batch.base_timestamp() + ts_delta;
+        if ts >= target {
+            return Some((batch.base_offset() + off_delta, ts));
+        }
+        rest = &rest[n + len as usize..];
+    }
+    Some((batch.base_offset(), batch.max_timestamp()))
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+
+    fn put_varint(out: &mut Vec<u8>, v: i64) {
+        let mut z = ((v << 1) ^ (v >> 63)) as u64;
+        loop {
+            if z < 0x80 {
+                out.push(z as u8);
+                return;
+            }
+            out.push((z as u8 & 0x7f) | 0x80);
+            z >>= 7;
+        }
+    }
+
+    /// Builds a valid uncompressed batch of `values`, one record each, for tests.
+    pub fn make_batch(base_ts: i64, values: &[&[u8]]) -> Vec<u8> {
+        make_idempotent_batch(base_ts, values, -1, -1, -1)
+    }
+
+    pub fn make_idempotent_batch(
+        base_ts: i64,
+        values: &[&[u8]],
+        pid: i64,
+        epoch: i16,
+        seq: i32,
+    ) -> Vec<u8> {
+        let mut records = Vec::new();
+        for (i, v) in values.iter().enumerate() {
+            let mut body = vec![0u8];
+            put_varint(&mut body, i as i64); // timestamp delta
+            put_varint(&mut body, i as i64); // offset delta
+            put_varint(&mut body, -1); // null key
+            put_varint(&mut body, v.len() as i64);
+            body.extend_from_slice(v);
+            put_varint(&mut body, 0); // headers
+            put_varint(&mut records, body.len() as i64);
+            records.extend_from_slice(&body);
+        }
+        let n = values.len() as i32;
+        let mut b = Vec::new();
+        b.extend_from_slice(&0i64.to_be_bytes());
+        b.extend_from_slice(&((HEADER_SIZE - LOG_OVERHEAD + records.len()) as i32).to_be_bytes());
+        b.extend_from_slice(&0i32.to_be_bytes());
+        b.push(2);
+        b.extend_from_slice(&0u32.to_be_bytes());
+        b.extend_from_slice(&0i16.to_be_bytes());
+        b.extend_from_slice(&(n - 1).to_be_bytes());
+        b.extend_from_slice(&base_ts.to_be_bytes());
+        b.extend_from_slice(&(base_ts + n as i64 - 1).to_be_bytes());
+        b.extend_from_slice(&pid.to_be_bytes());
+        b.extend_from_slice(&epoch.to_be_bytes());
+        b.extend_from_slice(&seq.to_be_bytes());
+        b.extend_from_slice(&n.to_be_bytes());
+        b.extend_from_slice(&records);
+        let crc = crc32c::crc32c(&b[ATTRIBUTES_OFFSET..]);
+        b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn a_well_formed_batch_validates_and_reports_its_fields() {
+        let b = make_batch(1000, &[b"a", b"bb", b"ccc"]);
+        let batch = RecordBatch::validate(&b).expect("valid");
+        assert_eq!(batch.record_count(), 3);
+        assert_eq!(batch.last_offset_delta(), 2);
+        assert_eq!(batch.max_timestamp(), 1002);
+        assert_eq!(batch.producer_id(), -1);
+    }
+
+    #[test]
+    fn a_flipped_bit_fails_the_crc() {
+        let mut b = make_batch(1000, &[b"hello"]);
+        let last = b.len() - 2;
+        b[last] ^= 1;
+        assert!(matches!(
+            RecordBatch::validate(&b),
+            Err(BatchError::Crc { .. })
+        ));
+    }
+
+    #[test]
+    fn magic_one_is_refused() {
+        let mut b = make_batch(1000, &[b"x"]);
+        b[MAGIC_OFFSET] = 1;
+        assert_eq!(RecordBatch::validate(&b).unwrap_err(), BatchError::Magic(1));
+    }
+
+    #[test]
+    fn base_offset_is_outside_the_crc_but_log_append_time_reseals_it() {
+        let mut b = make_batch(1000, &[b"x", b"y"]);
+        set_base_offset(&mut b, 42);
+        set_log_append_time(&mut b, 5000);
+        let batch = RecordBatch::validate(&b).expect("still valid");
+        assert_eq!(batch.base_offset(), 42);
+        assert_eq!(batch.last_offset(), 43);
+        assert!(batch.is_log_append_time());
+        assert_eq!(batch.max_timestamp(), 5000);
+    }
+
+    #[test]
+    fn timestamp_search_finds_the_first_record_at_or_after_the_target() {
+        let mut b = make_batch(1000, &[b"a", b"b", b"c"]);
+        set_base_offset(&mut b, 10);
+        let batch = RecordBatch::validate(&b).expect("valid");
+        assert_eq!(first_offset_at_or_after(&batch, 1001), Some((11, 1001)));
+        assert_eq!(first_offset_at_or_after(&batch, 999), Some((10, 1000)));
+        assert_eq!(first_offset_at_or_after(&batch, 1003), None);
+    }
+
+    #[test]
+    fn header_iteration_stops_at_a_torn_batch() {
+        let mut buf = make_batch(1, &[b"a"]);
+        buf.extend_from_slice(&make_batch(2, &[b"b"]));
+        let torn = make_batch(3, &[b"c"]);
+        buf.extend_from_slice(&torn[..torn.len() - 3]);
+        let mut it = BatchHeaders::new(&buf);
+        assert!(it.next().is_some());
+        assert!(it.next().is_some());
+        assert!(it.next().is_none());
+    }
+}

@@ -1,0 +1,477 @@
+//! One segment: a `.log` of record batches plus its `.index` and `.timeindex`, all named by
+//! the segment's base offset, zero-padded to 20 digits as Kafka names them.
+
+use super::index::{OffsetIndex, TimeIndex};
+use super::record_batch::{self, BatchError, RecordBatch, HEADER_SIZE, LOG_OVERHEAD};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub fn file_name(base_offset: i64, suffix: &str) -> String {
+    format!("{base_offset:020}{suffix}")
+}
+
+/// Base offset from a name such as `00000000000000000042.log`.
+pub fn parse_base_offset(name: &str, suffix: &str) -> Option<i64> {
+    let stem = name.strip_suffix(suffix)?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+pub struct LogSegment {
+    base_offset: i64,
+    dir: PathBuf,
+    /// Shared so reads and fsyncs run without the partition lock; the file only grows while
+    /// the broker runs, so bytes below a size seen under the lock never change.
+    log: Arc<File>,
+    size: u64,
+    next_offset: i64,
+    offset_index: OffsetIndex,
+    time_index: TimeIndex,
+    max_timestamp: i64,
+    offset_of_max_timestamp: i64,
+    bytes_since_last_index: u64,
+    index_interval: u64,
+    created: Instant,
+}
+
+/// What start-up recovery found in a segment.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    pub batches: usize,
+    pub truncated_bytes: u64,
+    pub rebuilt_index: bool,
+}
+
+impl LogSegment {
+    pub fn create(dir: &Path, base_offset: i64, index_interval: u64) -> io::Result<Self> {
+        let log = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(dir.join(file_name(base_offset, ".log")))?;
+        let (offset_index, _) =
+            OffsetIndex::open(&dir.join(file_name(base_offset, ".index")), base_offset, 0)?;
+        offset_index.path();
+        let (time_index, _) =
+            TimeIndex::open(&dir.join(file_name(base_offset, ".timeindex")), base_offset)?;
+        // A fresh segment's index files may hold stale entries from an earlier life.
+        let mut seg = Self {
+            base_offset,
+            dir: dir.to_path_buf(),
+            log: Arc::new(log),
+            size: 0,
+            next_offset: base_offset,
+            offset_index,
+            time_index,
+            max_timestamp: -1,
+            offset_of_max_timestamp: base_offset,
+            bytes_since_last_index: 0,
+            index_interval,
+            created: Instant::now(),
+        };
+        seg.offset_index.reset()?;
+        seg.time_index.reset()?;
+        Ok(seg)
+    }
+
+    /// Opens an existing segment. With `full_recovery` every batch is checked (CRC included),
+    /// a torn or corrupt tail is cut off and the indexes are rebuilt; otherwise the indexes are
+    /// trusted when they are sane and `next_offset` comes from the caller (the next segment's
+    /// base offset). `on_batch` sees every batch header kept, in order.
+    pub fn open(
+        dir: &Path,
+        base_offset: i64,
+        index_interval: u64,
+        full_recovery: bool,
+        next_base: Option<i64>,
+        on_batch: &mut dyn FnMut(&RecordBatch<'_>),
+    ) -> io::Result<(Self, Recovered)> {
+        let log_path = dir.join(file_name(base_offset, ".log"));
+        let log = OpenOptions::new().read(true).append(true).open(&log_path)?;
+        let size = log.metadata()?.len();
+        let (offset_index, oi_sane) = OffsetIndex::open(
+            &dir.join(file_name(base_offset, ".index")),
+            base_offset,
+            size,
+        )?;
+        let (time_index, ti_sane) =
+            TimeIndex::open(&dir.join(file_name(base_offset, ".timeindex")), base_offset)?;
+        let mut seg = Self {
+            base_offset,
+            dir: dir.to_path_buf(),
+            log: Arc::new(log),
+            size,
+            next_offset: base_offset,
+            offset_index,
+            time_index,
+            max_timestamp: -1,
+            offset_of_max_timestamp: base_offset,
+            bytes_since_last_index: 0,
+            index_interval,
+            created: Instant::now(),
+        };
+        let mut rec = Recovered::default();
+        if full_recovery || !oi_sane || !ti_sane || next_base.is_none() {
+            seg.offset_index.reset()?;
+            seg.time_index.reset()?;
+            rec.rebuilt_index = true;
+            let valid = seg.scan_and_rebuild(&mut rec, on_batch)?;
+            if valid < size {
+                rec.truncated_bytes = size - valid;
+                seg.log.set_len(valid)?;
+                seg.size = valid;
+            }
+        } else {
+            seg.next_offset = next_base.unwrap_or(base_offset);
+            if let Some((ts, off)) = seg.time_index.last_entry() {
+                seg.max_timestamp = ts;
+                seg.offset_of_max_timestamp = off;
+            }
+            seg.scan_headers(on_batch, &mut rec)?;
+        }
+        Ok((seg, rec))
+    }
+
+    /// Reads every batch, validating it fully; returns the size of the valid prefix.
+    fn scan_and_rebuild(
+        &mut self,
+        rec: &mut Recovered,
+        on_batch: &mut dyn FnMut(&RecordBatch<'_>),
+    ) -> io::Result<u64> {
+        let mut reader = BufReader::with_capacity(1 << 20, File::open(self.log_path())?);
+        let mut pos: u64 = 0;
+        let mut buf = Vec::new();
+        let mut expected = self.base_offset;
+        loop {
+            let mut head = [0u8; LOG_OVERHEAD];
+            if !read_full(&mut reader, &mut head)? {
+                break;
+            }
+            let Some(len) = record_batch::batch_size(&head) else {
+                break;
+            };
+            if len < HEADER_SIZE as i64 || (pos as i64 + len) as u64 > self.size {
+                break;
+            }
+            buf.clear();
+            buf.extend_from_slice(&head);
+            buf.resize(len as usize, 0);
+            if !read_full(&mut reader, &mut buf[LOG_OVERHEAD..])? {
+                break;
+            }
+            let batch = match RecordBatch::validate(&buf) {
+                Ok(b) => b,
+                Err(_) => break,
+            };
+            if batch.base_offset() < expected {
+                break;
+            }
+            self.index_batch(&batch, pos as u32)?;
+            expected = batch.last_offset() + 1;
+            self.next_offset = expected;
+            on_batch(&batch);
+            rec.batches += 1;
+            pos += len as u64;
+        }
+        Ok(pos)
+    }
+
+    /// Walks batch headers (no CRC) of a segment whose indexes were trusted.
+    fn scan_headers(
+        &mut self,
+        on_batch: &mut dyn FnMut(&RecordBatch<'_>),
+        rec: &mut Recovered,
+    ) -> io::Result<()> {
+        let mut pos = 0u64;
+        let mut head = [0u8; HEADER_SIZE];
+        while pos + HEADER_SIZE as u64 <= self.size {
+            self.log.read_exact_at(&mut head, pos)?;
+            let batch = match RecordBatch::parse_header(&head[..]) {
+                Ok(b) => b,
+                // parse_header refuses a header-only slice for a longer batch; decode by hand.
+                Err(BatchError::LengthMismatch(len, _)) if len >= HEADER_SIZE as i64 => {
+                    let view = HeaderOnly(&head);
+                    on_batch_header(&view, on_batch);
+                    rec.batches += 1;
+                    pos += len as u64;
+                    continue;
+                }
+                Err(_) => break,
+            };
+            on_batch(&batch);
+            rec.batches += 1;
+            pos += batch.size() as u64;
+        }
+        Ok(())
+    }
+
+    fn index_batch(&mut self, batch: &RecordBatch<'_>, position: u32) -> io::Result<()> {
+        if batch.max_timestamp() > self.max_timestamp {
+            self.max_timestamp = batch.max_timestamp();
+            self.offset_of_max_timestamp = batch.last_offset();
+        }
+        if self.bytes_since_last_index >= self.index_interval || self.offset_index.is_empty() {
+            self.offset_index.append(batch.last_offset(), position)?;
+            self.time_index
+                .maybe_append(self.max_timestamp, self.offset_of_max_timestamp)?;
+            self.bytes_since_last_index = 0;
+        }
+        self.bytes_since_last_index += batch.size() as u64;
+        Ok(())
+    }
+
+    /// Appends a batch whose offsets are already assigned.
+    pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let batch = RecordBatch::parse_header(bytes)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        let position = self.size as u32;
+        (&*self.log).write_all(bytes)?;
+        self.index_batch(&batch, position)?;
+        self.size += bytes.len() as u64;
+        self.next_offset = batch.last_offset() + 1;
+        Ok(())
+    }
+
+    /// File position of the batch holding `offset`, scanning forward from the index entry.
+    /// `None` when the segment holds no batch at or after `offset`.
+    pub fn find_position(&self, offset: i64, size_limit: u64) -> io::Result<Option<(u64, u64)>> {
+        let (_, pos) = self.offset_index.lookup(offset);
+        let mut pos = pos as u64;
+        let mut head = [0u8; HEADER_SIZE];
+        while pos + HEADER_SIZE as u64 <= size_limit {
+            self.log.read_exact_at(&mut head, pos)?;
+            let base = i64::from_be_bytes(head[..8].try_into().unwrap_or([0; 8]));
+            let len = i32::from_be_bytes(head[8..12].try_into().unwrap_or([0; 4])) as i64
+                + LOG_OVERHEAD as i64;
+            let delta = i32::from_be_bytes(head[23..27].try_into().unwrap_or([0; 4])) as i64;
+            if len < HEADER_SIZE as i64 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "corrupt batch length",
+                ));
+            }
+            if base + delta >= offset {
+                return Ok(Some((pos, len as u64)));
+            }
+            pos += len as u64;
+        }
+        Ok(None)
+    }
+
+    /// First batch whose max timestamp reaches `timestamp`: (offset, timestamp) of the first
+    /// record at or after it.
+    pub fn find_timestamp(&self, timestamp: i64) -> io::Result<Option<(i64, i64)>> {
+        if self.max_timestamp < timestamp {
+            return Ok(None);
+        }
+        let start = self.time_index.lookup(timestamp);
+        let (_, pos) = self.offset_index.lookup(start);
+        let mut pos = pos as u64;
+        let mut buf = Vec::new();
+        while pos + HEADER_SIZE as u64 <= self.size {
+            let mut head = [0u8; LOG_OVERHEAD];
+            self.log.read_exact_at(&mut head, pos)?;
+            let len = record_batch::batch_size(&head).unwrap_or(0);
+            if len < HEADER_SIZE as i64 || pos + len as u64 > self.size {
+                break;
+            }
+            buf.resize(len as usize, 0);
+            self.log.read_exact_at(&mut buf, pos)?;
+            if let Ok(batch) = RecordBatch::parse_header(&buf) {
+                if let Some(found) = record_batch::first_offset_at_or_after(&batch, timestamp) {
+                    return Ok(Some(found));
+                }
+            }
+            pos += len as u64;
+        }
+        Ok(None)
+    }
+
+    pub fn read_at(&self, pos: u64, len: usize) -> io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        self.log.read_exact_at(&mut buf, pos)?;
+        Ok(buf)
+    }
+
+    pub fn file(&self) -> Arc<File> {
+        self.log.clone()
+    }
+    pub fn base_offset(&self) -> i64 {
+        self.base_offset
+    }
+    pub fn next_offset(&self) -> i64 {
+        self.next_offset
+    }
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+    pub fn max_timestamp(&self) -> i64 {
+        self.max_timestamp
+    }
+    pub fn offset_of_max_timestamp(&self) -> i64 {
+        self.offset_of_max_timestamp
+    }
+    pub fn age(&self) -> std::time::Duration {
+        self.created.elapsed()
+    }
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join(file_name(self.base_offset, ".log"))
+    }
+
+    /// Makes the segment durable: log then indexes.
+    pub fn sync(&self) -> io::Result<()> {
+        self.log.sync_data()?;
+        self.offset_index.sync()?;
+        self.time_index.sync()
+    }
+
+    /// Removes the three files.
+    pub fn delete(self) -> io::Result<()> {
+        for suffix in [".log", ".index", ".timeindex"] {
+            match std::fs::remove_file(self.dir.join(file_name(self.base_offset, suffix))) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A batch header read alone (the records not loaded), for producer-state rebuilds.
+struct HeaderOnly<'a>(&'a [u8; HEADER_SIZE]);
+
+fn on_batch_header(h: &HeaderOnly<'_>, on_batch: &mut dyn FnMut(&RecordBatch<'_>)) {
+    // A copy whose length field covers only the header lets the ordinary view read it.
+    let mut copy = *h.0;
+    copy[8..12].copy_from_slice(&((HEADER_SIZE - LOG_OVERHEAD) as i32).to_be_bytes());
+    if let Ok(b) = RecordBatch::parse_header(&copy) {
+        on_batch(&b);
+    }
+}
+
+/// `Ok(false)` on a clean end of file before any byte, or on a short read (torn tail).
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
+    let mut done = 0;
+    while done < buf.len() {
+        match r.read(&mut buf[done..])? {
+            0 => return Ok(false),
+            n => done += n,
+        }
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::record_batch::set_base_offset;
+    use crate::log::record_batch::tests::make_batch;
+
+    fn batch_at(offset: i64, values: &[&[u8]]) -> Vec<u8> {
+        let mut b = make_batch(1_000 + offset, values);
+        set_base_offset(&mut b, offset);
+        b
+    }
+
+    #[test]
+    fn names_are_twenty_digit_base_offsets() {
+        assert_eq!(file_name(42, ".log"), "00000000000000000042.log");
+        assert_eq!(
+            parse_base_offset("00000000000000000042.index", ".index"),
+            Some(42)
+        );
+        assert_eq!(parse_base_offset("42.log", ".log"), None);
+    }
+
+    #[test]
+    fn appended_batches_are_found_by_offset() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut seg = LogSegment::create(dir.path(), 0, 1).expect("create");
+        let mut positions = Vec::new();
+        let mut off = 0;
+        for i in 0..50 {
+            let vals: Vec<Vec<u8>> = (0..(i % 4 + 1)).map(|j| vec![j as u8; 10]).collect();
+            let refs: Vec<&[u8]> = vals.iter().map(|v| v.as_slice()).collect();
+            let b = batch_at(off, &refs);
+            positions.push((off, seg.size(), b.len() as u64));
+            seg.append(&b).expect("append");
+            off += refs.len() as i64;
+        }
+        assert_eq!(seg.next_offset(), off);
+        for &(o, pos, len) in &positions {
+            assert_eq!(
+                seg.find_position(o, seg.size()).expect("io"),
+                Some((pos, len))
+            );
+        }
+        assert_eq!(seg.find_position(off, seg.size()).expect("io"), None);
+    }
+
+    #[test]
+    fn recovery_truncates_a_torn_tail_and_rebuilds_indexes() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut seg = LogSegment::create(dir.path(), 0, 1).expect("create");
+        for i in 0..10 {
+            seg.append(&batch_at(i, &[b"value"])).expect("append");
+        }
+        let good = seg.size();
+        drop(seg);
+        // A torn write: half a batch at the end, and a garbage index.
+        let torn = batch_at(10, &[b"this one is cut"]);
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(file_name(0, ".log")))
+            .expect("open");
+        f.write_all(&torn[..torn.len() / 2]).expect("write");
+        std::fs::write(dir.path().join(file_name(0, ".index")), [0xffu8; 13]).expect("idx");
+        let mut seen = 0;
+        let (seg, rec) =
+            LogSegment::open(dir.path(), 0, 1, true, None, &mut |_| seen += 1).expect("open");
+        assert_eq!(rec.batches, 10);
+        assert!(rec.rebuilt_index);
+        assert_eq!(rec.truncated_bytes, (torn.len() / 2) as u64);
+        assert_eq!(seg.size(), good);
+        assert_eq!(seg.next_offset(), 10);
+        assert_eq!(seen, 10);
+        assert!(seg.find_position(9, seg.size()).expect("io").is_some());
+    }
+
+    #[test]
+    fn recovery_stops_at_a_corrupt_batch_in_the_middle() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut seg = LogSegment::create(dir.path(), 0, 4096).expect("create");
+        let mut sizes = Vec::new();
+        for i in 0..5 {
+            seg.append(&batch_at(i, &[b"abc"])).expect("append");
+            sizes.push(seg.size());
+        }
+        drop(seg);
+        let path = dir.path().join(file_name(0, ".log"));
+        let mut bytes = std::fs::read(&path).expect("read");
+        let flip = sizes[2] as usize + 70;
+        bytes[flip] ^= 0x55;
+        std::fs::write(&path, &bytes).expect("write");
+        let (seg, rec) =
+            LogSegment::open(dir.path(), 0, 4096, true, None, &mut |_| {}).expect("open");
+        assert_eq!(rec.batches, 3);
+        assert_eq!(seg.next_offset(), 3);
+        assert_eq!(seg.size(), sizes[2]);
+    }
+
+    #[test]
+    fn timestamp_lookup_uses_the_time_index() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut seg = LogSegment::create(dir.path(), 0, 1).expect("create");
+        for i in 0..20 {
+            seg.append(&batch_at(i, &[b"v"])).expect("append");
+        }
+        assert_eq!(seg.find_timestamp(1_007).expect("io"), Some((7, 1_007)));
+        assert_eq!(seg.find_timestamp(5_000).expect("io"), None);
+    }
+}

@@ -1,0 +1,116 @@
+//! `strata`: flags and environment → Config, telemetry, bind, serve until SIGINT/SIGTERM.
+
+use clap::Parser;
+use std::path::PathBuf;
+use strata::config::{Config, FlushPolicy, Overrides};
+use tracing_subscriber::EnvFilter;
+
+#[global_allocator]
+static ALLOC: strata::alloc::LazyLargeAlloc = strata::alloc::LazyLargeAlloc;
+
+/// A Kafka-wire-compatible broker. Every setting has a default; see config/strata.yaml.
+#[derive(Parser)]
+#[command(version, about)]
+struct Args {
+    /// YAML config file.
+    #[arg(long, env = "STRATA_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 0.0.0.0:9092].
+    #[arg(long, env = "STRATA_LISTEN", value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// Address clients are told to connect to [default: localhost:9092].
+    #[arg(long, env = "STRATA_ADVERTISED_LISTENER", value_name = "HOST:PORT")]
+    advertised_listener: Option<String>,
+    /// Where partitions live [default: ./data].
+    #[arg(long, env = "STRATA_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// When acknowledged writes are fsynced: always, interval or os [default: os].
+    #[arg(long, env = "STRATA_FLUSH")]
+    flush: Option<FlushPolicy>,
+    /// A Kafka broker property, as kafka-server-start.sh --override: NAME=VALUE.
+    #[arg(long = "override", value_name = "NAME=VALUE")]
+    overrides: Vec<String>,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match Config::load(
+        args.config.as_deref(),
+        Overrides {
+            listen: args.listen,
+            advertised_listener: args.advertised_listener,
+            data_dir: args.data_dir,
+            flush: args.flush,
+            properties: args.overrides,
+        },
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("strata: config: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("strata: starting the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let listen = config.listen.clone();
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
+    let broker = strata::broker::Broker::open(config)?;
+    broker.spawn_maintenance();
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        advertised = %broker.config.advertised_listener,
+        data_dir = %broker.config.data_dir.display(),
+        flush = ?broker.config.flush,
+        "strata is serving"
+    );
+    strata::server::run(listener, broker, shutdown_signal()).await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

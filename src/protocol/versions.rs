@@ -1,0 +1,69 @@
+//! The one table of supported API versions. ApiVersions answers from it and the
+//! dispatcher refuses anything outside it, so what is advertised is what is handled.
+
+use kafka_protocol::messages::ApiKey;
+
+/// (API, min version, max version). Ranges are the full range kafka-protocol 0.18 decodes
+/// unless noted.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 13),
+    (ApiKey::Fetch, 4, 18),
+    (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::Metadata, 0, 13),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    // ApiKey::valid_versions says 6, but the 0.18 message types stop at 5.
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    // The request types stop at 9 although ApiKey::valid_versions says 10.
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::DescribeGroups, 0, 6),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DescribeCluster, 0, 2),
+];
+
+pub fn range(api_key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == api_key)
+        .map(|&(_, min, max)| (min, max))
+}
+
+pub fn is_supported(api_key: ApiKey, version: i16) -> bool {
+    range(api_key).is_some_and(|(min, max)| (min..=max).contains(&version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_advertised_range_is_one_kafka_protocol_can_decode() {
+        for &(key, min, max) in SUPPORTED {
+            let valid = key.valid_versions();
+            assert!(min <= max, "{key:?}");
+            assert!(
+                valid.min <= min && max <= valid.max,
+                "{key:?} {min}-{max} outside {valid}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_table_is_unique_per_api() {
+        for (i, a) in SUPPORTED.iter().enumerate() {
+            assert!(
+                SUPPORTED[i + 1..].iter().all(|b| b.0 != a.0),
+                "{:?} twice",
+                a.0
+            );
+        }
+    }
+}

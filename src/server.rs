@@ -1,0 +1,67 @@
+//! The listener: accepts connections up to a limit and, on shutdown, stops accepting, lets
+//! each connection finish the request it is handling, then flushes every log.
+
+use crate::broker::Broker;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+/// How long shutdown waits for connections to finish their in-flight requests.
+const DRAIN: Duration = Duration::from_secs(10);
+
+pub async fn run(listener: TcpListener, broker: Broker, shutdown: impl Future) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    // Bounds the number of connections (and so of per-connection buffers).
+    let limit = Arc::new(Semaphore::new(broker.config.max_connections.max(1)));
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    backoff = Duration::from_millis(10);
+                    let Ok(permit) = limit.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, "connection limit reached; refusing");
+                        continue;
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let broker = broker.clone();
+                    let stop = stop_rx.clone();
+                    connections.spawn(async move {
+                        crate::connection::serve(broker, stream, peer, stop).await;
+                        drop(permit);
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::error!(error = %e, "accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            },
+        }
+    }
+    tracing::info!(
+        connections = connections.len(),
+        "shutting down: no longer accepting"
+    );
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(DRAIN, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("connections still busy after {DRAIN:?}; closing them");
+        connections.abort_all();
+    }
+    let b = broker.clone();
+    let _ = tokio::task::spawn_blocking(move || b.flush_all()).await;
+    tracing::info!("logs flushed; stopped");
+}
