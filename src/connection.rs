@@ -69,7 +69,8 @@ pub async fn read_frame(
         return Err(ReadError::TooLarge { len, max });
     }
     let len = len as usize;
-    let mut buf = Vec::with_capacity(len.min(64 * 1024));
+    // Up to 4 MiB up front (a produce request's usual size); beyond that, as bytes arrive.
+    let mut buf = Vec::with_capacity(len.min(4 << 20));
     (&mut *rd).take(len as u64).read_to_end(&mut buf).await?;
     if buf.len() != len {
         return Err(ReadError::Torn {
@@ -169,6 +170,15 @@ pub async fn serve(
                 Ok(Some(f)) => f,
                 Ok(None) => {
                     tracing::debug!("closed by client");
+                    break;
+                }
+                Err(ReadError::Io(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                    ) =>
+                {
+                    tracing::debug!(error = %e, "connection dropped by client");
                     break;
                 }
                 Err(e) => {

@@ -48,13 +48,25 @@ pub struct Partition {
     flush_lock: tokio::sync::Mutex<()>,
     /// Offsets below this are on disk.
     durable_offset: AtomicI64,
+    /// Where the next batch goes.
+    log_end: AtomicI64,
+    /// What consumers may read: the log end, or with `flush: always` the durable offset, so
+    /// that no consumer ever sees a record a crash could still take back (as Kafka with
+    /// `flush.messages=1`, which flushes before the high watermark moves).
     high_watermark: AtomicI64,
+    hw_after_fsync: bool,
     log_start_offset: AtomicI64,
 }
 
 impl Partition {
     /// Opens the partition's log, recovering its tail and replaying producer state.
-    pub fn open(topic: &str, index: i32, dir: &Path, config: LogConfig) -> std::io::Result<Self> {
+    pub fn open(
+        topic: &str,
+        index: i32,
+        dir: &Path,
+        config: LogConfig,
+        hw_after_fsync: bool,
+    ) -> std::io::Result<Self> {
         let mut producers = ProducerStates::default();
         let (log, report) = Log::open(dir, config, &mut |b: &RecordBatch<'_>| {
             if b.producer_id() >= 0 && !b.is_control() {
@@ -87,7 +99,9 @@ impl Partition {
             state: Mutex::new(State { log, producers }),
             flush_lock: tokio::sync::Mutex::new(()),
             durable_offset: AtomicI64::new(end),
+            log_end: AtomicI64::new(end),
             high_watermark: AtomicI64::new(end),
+            hw_after_fsync,
             log_start_offset: AtomicI64::new(start),
         })
     }
@@ -200,7 +214,10 @@ impl Partition {
         }
         let end = state.log.next_offset();
         drop(state);
-        self.high_watermark.fetch_max(end, Ordering::AcqRel);
+        self.log_end.fetch_max(end, Ordering::AcqRel);
+        if !self.hw_after_fsync {
+            self.high_watermark.fetch_max(end, Ordering::AcqRel);
+        }
         let mut info = first.ok_or(ResponseError::InvalidRecord)?;
         info.last_offset = last_offset;
         Ok(info)
@@ -227,6 +244,7 @@ impl Partition {
             ResponseError::KafkaStorageError
         })?;
         self.durable_offset.fetch_max(end, Ordering::AcqRel);
+        self.high_watermark.fetch_max(end, Ordering::AcqRel);
         Ok(())
     }
 
@@ -270,10 +288,14 @@ impl Partition {
             max_bytes.min(available)
         };
         let bytes = read_exact(&slice.file, slice.position, want)?;
-        // Cut at the last whole batch; the first is whole by construction.
+        // Cut at the last whole batch below the high watermark; the first is whole by
+        // construction and holds `offset`, which is below it.
         let mut whole = 0;
         let mut it = BatchHeaders::new(&bytes);
-        while let Some(Ok(_)) = it.next() {
+        while let Some(Ok(batch)) = it.next() {
+            if batch.base_offset() >= hw {
+                break;
+            }
             whole = it.position();
         }
         let mut bytes = Bytes::from(bytes);
@@ -305,14 +327,15 @@ impl Partition {
     pub fn flush(&self) -> std::io::Result<()> {
         let state = self.state();
         state.log.sync_all()?;
-        self.durable_offset
-            .fetch_max(state.log.next_offset(), Ordering::AcqRel);
+        let end = state.log.next_offset();
+        self.durable_offset.fetch_max(end, Ordering::AcqRel);
+        self.high_watermark.fetch_max(end, Ordering::AcqRel);
         Ok(())
     }
 
     /// Whether anything was appended since the last flush.
     pub fn is_dirty(&self) -> bool {
-        self.durable_offset.load(Ordering::Acquire) < self.high_watermark()
+        self.durable_offset.load(Ordering::Acquire) < self.log_end.load(Ordering::Acquire)
     }
 
     /// Removes the partition's directory.

@@ -182,6 +182,7 @@ impl Topic {
                 i,
                 &dir,
                 log_config.clone(),
+                broker.flush == crate::config::FlushPolicy::Always,
             )?));
         }
         self.partitions = partitions;

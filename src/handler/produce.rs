@@ -63,7 +63,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Reply {
             match partition.append(&records, &topic.rules, now) {
                 Ok(info) => {
                     appended = true;
-                    if acks != 0 && waits_for_disk(broker.config.flush) {
+                    if waits_for_disk(broker.config.flush) {
                         waits.push((
                             parts.len(),
                             responses.len(),
@@ -96,7 +96,17 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Reply {
     if appended {
         broker.notify_append();
     }
+    let broker = broker.clone();
     if acks == 0 {
+        if !waits.is_empty() {
+            // Nobody waits for the answer, but consumers wait for the fsync.
+            tokio::spawn(async move {
+                for (_, _, partition, offset) in waits {
+                    let _ = partition.make_durable(offset).await;
+                }
+                broker.notify_append();
+            });
+        }
         return Reply::Nothing;
     }
     let response = ProduceResponse::default().with_responses(responses);
@@ -116,6 +126,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Reply {
                 }
             }
         }
+        broker.notify_append();
         ResponseKind::Produce(response)
     }))
 }

@@ -50,22 +50,38 @@ pub struct Recovered {
 
 impl LogSegment {
     pub fn create(dir: &Path, base_offset: i64, index_interval: u64) -> io::Result<Self> {
+        let (mut seg, _, _) = Self::open_files(dir, base_offset, index_interval, true)?;
+        // A fresh segment's index files may hold stale entries from an earlier life.
+        seg.offset_index.reset()?;
+        seg.time_index.reset()?;
+        Ok(seg)
+    }
+
+    /// Opens (or creates) the three files; also says whether each index looks sane.
+    fn open_files(
+        dir: &Path,
+        base_offset: i64,
+        index_interval: u64,
+        create: bool,
+    ) -> io::Result<(Self, bool, bool)> {
         let log = OpenOptions::new()
             .read(true)
             .append(true)
-            .create(true)
+            .create(create)
             .open(dir.join(file_name(base_offset, ".log")))?;
-        let (offset_index, _) =
-            OffsetIndex::open(&dir.join(file_name(base_offset, ".index")), base_offset, 0)?;
-        offset_index.path();
-        let (time_index, _) =
+        let size = log.metadata()?.len();
+        let (offset_index, oi_sane) = OffsetIndex::open(
+            &dir.join(file_name(base_offset, ".index")),
+            base_offset,
+            size,
+        )?;
+        let (time_index, ti_sane) =
             TimeIndex::open(&dir.join(file_name(base_offset, ".timeindex")), base_offset)?;
-        // A fresh segment's index files may hold stale entries from an earlier life.
-        let mut seg = Self {
+        let seg = Self {
             base_offset,
             dir: dir.to_path_buf(),
             log: Arc::new(log),
-            size: 0,
+            size,
             next_offset: base_offset,
             offset_index,
             time_index,
@@ -75,9 +91,7 @@ impl LogSegment {
             index_interval,
             created: Instant::now(),
         };
-        seg.offset_index.reset()?;
-        seg.time_index.reset()?;
-        Ok(seg)
+        Ok((seg, oi_sane, ti_sane))
     }
 
     /// Opens an existing segment. With `full_recovery` every batch is checked (CRC included),
@@ -92,30 +106,9 @@ impl LogSegment {
         next_base: Option<i64>,
         on_batch: &mut dyn FnMut(&RecordBatch<'_>),
     ) -> io::Result<(Self, Recovered)> {
-        let log_path = dir.join(file_name(base_offset, ".log"));
-        let log = OpenOptions::new().read(true).append(true).open(&log_path)?;
-        let size = log.metadata()?.len();
-        let (offset_index, oi_sane) = OffsetIndex::open(
-            &dir.join(file_name(base_offset, ".index")),
-            base_offset,
-            size,
-        )?;
-        let (time_index, ti_sane) =
-            TimeIndex::open(&dir.join(file_name(base_offset, ".timeindex")), base_offset)?;
-        let mut seg = Self {
-            base_offset,
-            dir: dir.to_path_buf(),
-            log: Arc::new(log),
-            size,
-            next_offset: base_offset,
-            offset_index,
-            time_index,
-            max_timestamp: -1,
-            offset_of_max_timestamp: base_offset,
-            bytes_since_last_index: 0,
-            index_interval,
-            created: Instant::now(),
-        };
+        let (mut seg, oi_sane, ti_sane) =
+            Self::open_files(dir, base_offset, index_interval, false)?;
+        let size = seg.size;
         let mut rec = Recovered::default();
         if full_recovery || !oi_sane || !ti_sane || next_base.is_none() {
             seg.offset_index.reset()?;

@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""Small helpers for bench.sh (standard library only).
+
+Subcommands:
+  freeport                       print a free TCP port on 127.0.0.1
+  start LOG TIMEOUT -- CMD...    spawn CMD (stdout+stderr -> LOG), then send
+                                 ApiVersions v0 requests over a raw socket until
+                                 one is answered; prints "PID STARTUP_MS"
+                                 (time from just before spawn to the first
+                                 answered request, monotonic clock). The address
+                                 probed is taken from the CMD's --listen value.
+  probe HOST:PORT [TIMEOUT]      one ApiVersions round trip; prints RTT in ms
+  produce-summary LOG            parse rdkafka_performance -P output
+  consume-summary LOG            parse rdkafka_performance -C output
+  pct FILE                       latency file (one value in microseconds per
+                                 line) -> "COUNT P50 P99 P999 MAX" in ms
+  rss PID                        prints "VmRSS_kB VmHWM_kB" from /proc/PID/status
+"""
+
+import math
+import re
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+
+def api_versions_request(correlation_id):
+    client_id = b"strata-bench"
+    # Request header v1: api_key INT16, api_version INT16, correlation_id INT32,
+    # client_id NULLABLE_STRING. ApiVersions v0 has an empty body.
+    body = struct.pack(">hhih", 18, 0, correlation_id, len(client_id)) + client_id
+    return struct.pack(">i", len(body)) + body
+
+
+def recv_exact(sock, n):
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError("connection closed by peer")
+        buf += chunk
+    return buf
+
+
+def api_versions_once(host, port, timeout):
+    """Returns True if a well-formed ApiVersions v0 answer came back."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.settimeout(timeout)
+        s.sendall(api_versions_request(7))
+        (size,) = struct.unpack(">i", recv_exact(s, 4))
+        if size < 6 or size > 1 << 20:
+            raise ValueError("bad response size %d" % size)
+        payload = recv_exact(s, size)
+        corr, err = struct.unpack(">ih", payload[:6])
+        if corr != 7:
+            raise ValueError("correlation id %d != 7" % corr)
+        if err != 0:
+            raise ValueError("ApiVersions error_code %d" % err)
+        return True
+
+
+def split_hostport(addr):
+    host, _, port = addr.rpartition(":")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def cmd_freeport():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        print(s.getsockname()[1])
+
+
+def cmd_start(argv):
+    log, timeout = argv[0], float(argv[1])
+    if argv[2] != "--":
+        sys.exit("usage: start LOG TIMEOUT -- CMD...")
+    cmd = argv[3:]
+    listen = None
+    for i, a in enumerate(cmd):
+        if a == "--listen" and i + 1 < len(cmd):
+            listen = cmd[i + 1]
+        elif a.startswith("--listen="):
+            listen = a.split("=", 1)[1]
+    if not listen:
+        sys.exit("start: no --listen in command")
+    host, port = split_hostport(listen)
+    logf = open(log, "ab")
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    deadline = t0 + timeout
+    last_err = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            print("%d -1" % proc.pid)
+            sys.stderr.write("broker exited with code %s during startup\n" % proc.returncode)
+            sys.exit(2)
+        try:
+            api_versions_once(host, port, 1.0)
+            t1 = time.monotonic()
+            print("%d %.1f" % (proc.pid, (t1 - t0) * 1000.0))
+            return
+        except (OSError, ValueError, ConnectionError) as e:
+            last_err = e
+            time.sleep(0.002)
+    print("%d -1" % proc.pid)
+    sys.stderr.write("no ApiVersions answer within %.0fs: %s\n" % (timeout, last_err))
+    sys.exit(3)
+
+
+def cmd_probe(argv):
+    host, port = split_hostport(argv[0])
+    timeout = float(argv[1]) if len(argv) > 1 else 2.0
+    t0 = time.monotonic()
+    api_versions_once(host, port, timeout)
+    print("%.2f" % ((time.monotonic() - t0) * 1000.0))
+
+
+PROD_RE = re.compile(
+    r"^% (\d+) messages produced \((\d+) bytes\), (\d+) delivered "
+    r"\(offset (-?\d+), (\d+) failed\) in (\d+)ms: (\d+) msgs/s and ([\d.]+) MB/s")
+CONS_RE = re.compile(
+    r"^% (\d+) messages \((\d+) bytes\) consumed in (\d+)ms: (\d+) msgs/s \(([\d.]+) MB/s\)")
+
+
+def last_match(path, rx):
+    m_last = None
+    with open(path, errors="replace") as f:
+        for line in f:
+            m = rx.match(line)
+            if m:
+                m_last = m
+    return m_last
+
+
+def cmd_produce_summary(argv):
+    """-> "DELIVERED FAILED MS MSGS_PER_S MB_PER_S" or "NA"."""
+    m = last_match(argv[0], PROD_RE)
+    if not m:
+        print("NA")
+        return
+    produced, _bytes, delivered, _off, failed, ms, mps, mbs = m.groups()
+    print(delivered, failed, ms, mps, mbs)
+
+
+def cmd_consume_summary(argv):
+    """-> "MSGS MS MSGS_PER_S MB_PER_S" or "NA"."""
+    m = last_match(argv[0], CONS_RE)
+    if not m:
+        print("NA")
+        return
+    msgs, _bytes, ms, mps, mbs = m.groups()
+    print(msgs, ms, mps, mbs)
+
+
+def cmd_pct(argv):
+    vals = []
+    try:
+        with open(argv[0]) as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    try:
+                        vals.append(int(line))
+                    except ValueError:
+                        pass
+    except OSError:
+        pass
+    if not vals:
+        print("0 NA NA NA NA")
+        return
+    vals.sort()
+
+    def q(p):
+        # nearest-rank percentile: smallest value with at least p of the
+        # samples at or below it
+        k = int(math.ceil(p * len(vals) - 1e-9))
+        k = min(len(vals), max(1, k))
+        return vals[k - 1] / 1000.0
+
+    print("%d %.2f %.2f %.2f %.2f" % (len(vals), q(0.50), q(0.99), q(0.999), vals[-1] / 1000.0))
+
+
+def cmd_rss(argv):
+    rss = hwm = "NA"
+    try:
+        with open("/proc/%s/status" % argv[0]) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    rss = line.split()[1]
+                elif line.startswith("VmHWM:"):
+                    hwm = line.split()[1]
+    except OSError:
+        pass
+    print(rss, hwm)
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    cmd, argv = sys.argv[1], sys.argv[2:]
+    if cmd == "freeport":
+        cmd_freeport()
+    elif cmd == "start":
+        cmd_start(argv)
+    elif cmd == "probe":
+        cmd_probe(argv)
+    elif cmd == "produce-summary":
+        cmd_produce_summary(argv)
+    elif cmd == "consume-summary":
+        cmd_consume_summary(argv)
+    elif cmd == "pct":
+        cmd_pct(argv)
+    elif cmd == "rss":
+        cmd_rss(argv)
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()

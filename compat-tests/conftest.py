@@ -1,0 +1,190 @@
+"""Fixtures that run a real `strata` broker process for each test.
+
+    def test_something(strata):              # a broker with default settings
+        strata.bootstrap                     # "127.0.0.1:PORT"
+
+    def test_other(strata_factory):          # a broker with extra command-line arguments
+        broker = strata_factory("--flush", "always", "--override", "num.partitions=3")
+        broker.stop()                        # SIGTERM, asserts exit status 0
+        broker.start()                       # same port, same data dir
+        broker.kill()                        # SIGKILL
+
+The broker's stderr goes to a file in the test's tmp dir; when a test fails, the tail of
+every broker log of that test is added to the failure report.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+import kafka_wire
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+READY_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 20.0
+
+
+def strata_binary() -> pathlib.Path:
+    # a relative STRATA_BIN is taken from the directory pytest runs in (brokers run in their tmp dirs)
+    path = pathlib.Path(os.environ.get("STRATA_BIN") or REPO_ROOT / "target" / "release" / "strata").resolve()
+    if not path.is_file():
+        pytest.fail(f"strata binary not found at {path}: run `cargo build --release` or set STRATA_BIN", pytrace=False)
+    return path
+
+
+def free_port() -> int:
+    """A port the kernel just handed out for 127.0.0.1 (bind to port 0, read it, release it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class StrataBroker:
+    """One strata process, restartable on the same port and data directory."""
+
+    def __init__(self, binary: pathlib.Path, port: int, data_dir: pathlib.Path, log_path: pathlib.Path,
+                 extra_args: tuple[str, ...] = ()):
+        self.binary = binary
+        self.port = port
+        self.data_dir = data_dir
+        self.log_path = log_path
+        self.extra_args = tuple(extra_args)
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def command(self) -> list[str]:
+        return [str(self.binary),
+                "--listen", self.bootstrap,
+                "--advertised-listener", self.bootstrap,
+                "--data-dir", str(self.data_dir),
+                *self.extra_args]
+
+    def is_running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self) -> "StrataBroker":
+        assert not self.is_running(), "broker is already running"
+        self.starts += 1
+        env = dict(os.environ)
+        env.setdefault("RUST_LOG", "info")
+        env.setdefault("RUST_BACKTRACE", "1")
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n===== start #{self.starts}: {' '.join(self.command)}\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                         env=env, cwd=self.data_dir.parent)
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self) -> None:
+        """Poll until the port accepts a connection and answers an ApiVersions v0 request."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        last_error: Exception | None = None
+        correlation_id = 1
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"strata exited with status {self.proc.returncode} during start-up\n"
+                                   f"{self.log_tail()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as s:
+                    s.settimeout(2.0)
+                    s.sendall(kafka_wire.api_versions_v0_request(correlation_id))
+                    payload = kafka_wire.recv_frame(s)
+                    if payload[:4] == correlation_id.to_bytes(4, "big"):
+                        return
+                    last_error = RuntimeError(f"ApiVersions answer with wrong correlation id: {payload[:16]!r}")
+            except (OSError, ValueError, ConnectionError) as e:
+                last_error = e
+            correlation_id += 1
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"strata did not answer on {self.bootstrap} within {READY_TIMEOUT_S}s "
+                           f"(last error: {last_error!r})\n{self.log_tail()}")
+
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> int:
+        """SIGTERM, wait, and assert a clean exit (status 0)."""
+        assert self.is_running(), "stop() on a broker that is not running"
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"strata did not exit within {timeout}s of SIGTERM\n{self.log_tail()}")
+        assert code == 0, f"strata exited with status {code} after SIGTERM, expected 0\n{self.log_tail()}"
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL: the process gets no chance to flush anything."""
+        if self.is_running():
+            self.proc.kill()
+        if self.proc is not None:
+            self.proc.wait()
+
+    def shutdown_quietly(self) -> None:
+        """Teardown: SIGTERM and wait; SIGKILL if it hangs. Never raises."""
+        if not self.is_running():
+            return
+        try:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no broker log)"
+        tail = text.splitlines()[-lines:]
+        return f"--- last {len(tail)} lines of {self.log_path} ---\n" + "\n".join(tail)
+
+
+@pytest.fixture
+def strata_factory(request, tmp_path):
+    """Returns start(*extra_args) -> a running StrataBroker with its own port and data dir."""
+    binary = strata_binary()
+    brokers: list[StrataBroker] = []
+    request.node._strata_brokers = brokers
+
+    def start(*extra_args: str) -> StrataBroker:
+        n = len(brokers)
+        data_dir = tmp_path / f"data{n}"
+        data_dir.mkdir()
+        broker = StrataBroker(binary, free_port(), data_dir, tmp_path / f"strata{n}.log", extra_args)
+        brokers.append(broker)
+        return broker.start()
+
+    yield start
+    for broker in brokers:
+        broker.shutdown_quietly()
+
+
+@pytest.fixture
+def strata(strata_factory):
+    """A broker with default settings."""
+    return strata_factory()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for broker in getattr(item, "_strata_brokers", []):
+            state = "running" if broker.is_running() else (
+                f"exited with {broker.proc.returncode}" if broker.proc else "never started")
+            report.sections.append((f"strata on {broker.bootstrap} ({state})", broker.log_tail()))
