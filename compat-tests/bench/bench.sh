@@ -4,15 +4,20 @@
 # source bundled in the Rust crate rdkafka-sys (4.x, librdkafka 2.12).
 #
 # Usage:
-#   compat-tests/bench/bench.sh [BOOTSTRAP]                 # existing broker
-#   compat-tests/bench/bench.sh --start [--flush-always]    # spawn target/release/strata
-#   compat-tests/bench/bench.sh --build-only                # just build/cache the client
+#   compat-tests/bench/bench.sh [--delete-topics] [BOOTSTRAP]  # existing broker
+#   compat-tests/bench/bench.sh --start [--flush-always]       # spawn target/release/strata
+#   compat-tests/bench/bench.sh --build-only                   # just build/cache the client
 #
 # Options:
 #   --start          start target/release/strata (or $STRATA_BIN) on a free
 #                    port with a temporary data dir, stop it afterwards
 #   --flush-always   (with --start) also start a second broker with
 #                    `--flush always` and measure produce latency there
+#   --delete-topics  delete each run's topics (DeleteTopics) once the run is
+#                    measured, then `sync`, so that earlier runs' data does not
+#                    sit in the page cache and slow the later runs down. On by
+#                    default with --start; against an existing broker the
+#                    topics are kept unless this flag is given
 #   --quick          small message counts (smoke run, figures are noisy)
 #   --build-only     build rdkafka_performance and exit
 #   BOOTSTRAP        broker address (default: $BOOTSTRAP or 127.0.0.1:9092)
@@ -26,9 +31,9 @@
 # linger.ms for throughput runs, 5 = librdkafka's default; rdkafka_performance
 # itself would set 1000), SETTLE (1 = `sync` before each measured run, 0 =
 # don't), STRATA_BIN, BENCH_CACHE_DIR, KEEP_DATA=1 (keep the broker data dir).
-# With --start the broker's data (up to ~15 GB with the defaults on a fast
-# machine, a few GB on this one) goes to a temporary dir under ${TMPDIR:-/tmp},
-# removed after.
+# With --start the broker's data goes to a temporary dir under ${TMPDIR:-/tmp},
+# removed after; as the topics are deleted after each run, it holds at most
+# one run's data at a time (up to MAX_RUN_MB plus a 2 s calibration run).
 #
 # The first run installs missing Debian -dev packages (apt-get), fetches
 # rdkafka-sys with cargo and builds the client (~1-2 min on 2 cores); later
@@ -50,6 +55,7 @@ START=0
 FLUSH_ALWAYS=0
 BUILD_ONLY=0
 QUICK=0
+DELETE_TOPICS=0
 BOOTSTRAP=${BOOTSTRAP:-127.0.0.1:9092}
 STRATA_BIN=${STRATA_BIN:-$ROOT/target/release/strata}
 
@@ -59,6 +65,7 @@ while [[ $# -gt 0 ]]; do
         --flush-always) FLUSH_ALWAYS=1 ;;
         --build-only) BUILD_ONLY=1 ;;
         --quick) QUICK=1 ;;
+        --delete-topics) DELETE_TOPICS=1 ;;
         -h|--help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "unknown option: $1" >&2; exit 2 ;;
         *) BOOTSTRAP=$1 ;;
@@ -82,6 +89,9 @@ RUN_CAP=${RUN_CAP:-20}
 LAT_COUNT=${LAT_COUNT:-5000}
 LAT_RATE=${LAT_RATE:-1000}
 LINGER_MS=${LINGER_MS:-5}
+
+# a broker this script started holds nothing but the benchmark's own topics
+[[ $START == 1 ]] && DELETE_TOPICS=1
 
 if [[ $FLUSH_ALWAYS == 1 && $START == 0 ]]; then
     echo "--flush-always needs --start" >&2
@@ -297,6 +307,23 @@ settle() {
     return 0
 }
 
+# drop_topics TOPIC... : with DELETE_TOPICS=1, delete the topics of a run that
+# has been measured (DeleteTopics v1 over a raw socket), then `sync`. Without
+# this, the data of the earlier runs (GBs) stays in the page cache and the
+# later produce runs spend their write() calls waiting for the kernel to
+# reclaim pages, which makes them look up to 2x slower than on a fresh broker.
+drop_topics() {
+    [[ $DELETE_TOPICS == 1 ]] || return 0
+    broker_alive || return 0
+    local t out
+    for t in "$@"; do
+        if ! out=$("${HELPER[@]}" delete-topic "$BOOTSTRAP" "$t" 2>&1); then
+            note "could not delete topic $t: $(tail -1 <<<"$out" | cut -c1-200)"
+        fi
+    done
+    sync
+}
+
 error_excerpt() { # LOG -> first few interesting lines (without the CONFWARN noise)
     grep -v CONFWARN "$1" | grep -iE 'error|fail|fatal|timed out|disconnect|unknown|refused|invalid' \
         | head -3 | cut -c1-200 | tr '\n' ' ' || true
@@ -317,11 +344,18 @@ calibrate() {
         if (n > max) n = max; if (n < 10000) n = 10000; print n }'
 }
 
-produce_run() { # LABEL SIZE COUNT ACKS TOPIC   (COUNT empty: calibrate)
-    local label=$1 size=$2 count=$3 acks=$4 topic=$5
+# produce_run LABEL SIZE COUNT ACKS TOPIC [keep]   (COUNT empty: calibrate)
+# Once the figures are recorded, the topic and its calibration topic are
+# deleted (see drop_topics); with "keep" the topic itself is left for a later
+# run (the caller deletes it then).
+produce_run() {
+    local label=$1 size=$2 count=$3 acks=$4 topic=$5 keep=${6:-}
     local logf=$LOGS/produce-$topic.log status summary
+    local drop=()
+    [[ $keep == keep ]] || drop+=("$topic")
     if [[ -z $count ]]; then
         count=$(calibrate "$size" "$acks" "$topic-calibrate")
+        drop+=("$topic-calibrate")
     fi
     settle
     log "produce: $label ($count x $size B, acks=$acks, cap ${RUN_CAP}s)"
@@ -332,6 +366,7 @@ produce_run() { # LABEL SIZE COUNT ACKS TOPIC   (COUNT empty: calibrate)
         ROWS_TP+=("$(printf '%-44s %12s %10s %11s %9s  %s' "$label" - - - - "FAILED")")
         note "$label: no summary from rdkafka_performance ($status): $(error_excerpt "$logf")"
         LAST_DELIVERED=0
+        drop_topics "${drop[@]}"
         return
     fi
     local delivered failed ms mps mbs
@@ -349,9 +384,10 @@ produce_run() { # LABEL SIZE COUNT ACKS TOPIC   (COUNT empty: calibrate)
     fi
     ROWS_TP+=("$(printf '%-44s %12s %10s %11s %9s  %s' "$label" "$mps" "$mbs" "$delivered" \
         "$(awk -v m="$ms" 'BEGIN{printf "%.1f", m/1000}')" "$flag")")
+    if [[ ${#drop[@]} -gt 0 ]]; then drop_topics "${drop[@]}"; fi
 }
 
-consume_run() { # LABEL TOPIC EXPECTED
+consume_run() { # LABEL TOPIC EXPECTED   (deletes TOPIC after the run)
     local label=$1 topic=$2 expected=$3
     local logf=$LOGS/consume-$topic.log status summary
     if [[ $expected -le 0 ]]; then
@@ -365,6 +401,7 @@ consume_run() { # LABEL TOPIC EXPECTED
     if [[ $summary == NA ]]; then
         ROWS_TP+=("$(printf '%-44s %12s %10s %11s %9s  %s' "$label" - - - - "FAILED")")
         note "$label: no summary ($status): $(error_excerpt "$logf")"
+        drop_topics "$topic"
         return
     fi
     local msgs ms mps mbs flag=""
@@ -377,6 +414,7 @@ consume_run() { # LABEL TOPIC EXPECTED
     fi
     ROWS_TP+=("$(printf '%-44s %12s %10s %11s %9s  %s' "$label" "$mps" "$mbs" "$msgs" \
         "$(awk -v m="$ms" 'BEGIN{printf "%.1f", m/1000}')" "$flag")")
+    drop_topics "$topic"
 }
 
 # latency_run TAG : acks=-1, LAT_RATE msgs/s, 100 B, linger.ms=0.
@@ -422,6 +460,7 @@ latency_run() {
     [[ $n != "$LAT_COUNT" ]] && flag="$n of $LAT_COUNT samples"
     ROWS_LAT+=("$(printf '%-44s %7s %8s %8s %8s %8s  %s' "end-to-end produce->consume ($tag)" "$n" "$p50" "$p99" "$p999" "$max" "$flag")")
     [[ $n == "$LAT_COUNT" ]] || note "latency ($tag): consumer saw $n of $LAT_COUNT messages: $(error_excerpt "$LOGS/lat-$safe-consumer.log")"
+    drop_topics "$topic"
 }
 
 check_alive() {
@@ -467,7 +506,10 @@ PROBE_MS=$("${HELPER[@]}" probe "$BOOTSTRAP" 3 2>/dev/null || echo NA)
 for acks in 1 -1; do
     produce_run "produce 100 B  acks=$acks" 100 "$N_SMALL" "$acks" "bench-$RUN_ID-s100-a${acks/-1/all}"
     check_alive "produce 100 B acks=$acks" || break
-    produce_run "produce 1 KiB  acks=$acks" 1024 "$N_LARGE" "$acks" "bench-$RUN_ID-s1024-a${acks/-1/all}"
+    # the 1 KiB acks=1 topic is read by the consume run, which deletes it
+    keep=""
+    [[ $acks == 1 ]] && keep=keep
+    produce_run "produce 1 KiB  acks=$acks" 1024 "$N_LARGE" "$acks" "bench-$RUN_ID-s1024-a${acks/-1/all}" "$keep"
     [[ $acks == 1 ]] && DELIVERED_1K=$LAST_DELIVERED
     check_alive "produce 1 KiB acks=$acks" || break
 done
@@ -519,6 +561,11 @@ cpu_model=$(grep -m1 -E '^(model name|Hardware|cpu model)' /proc/cpuinfo 2>/dev/
     echo "client:  rdkafka_performance, $(cat "$CACHE/bin/VERSION" 2>/dev/null)"
     echo "broker:  $BROKER_DESC"
     echo "params:  msgs per produce run: ${N_SMALL:-auto (~${TARGET_SECS}s)} x 100 B, ${N_LARGE:-auto (~${TARGET_SECS}s)} x 1 KiB (cap ${RUN_CAP}s), linger.ms=$LINGER_MS; MB = 10^6 bytes"
+    if [[ $DELETE_TOPICS == 1 ]]; then
+        echo "topics:  deleted (+ sync) after each run, so each run starts without the earlier runs' data"
+    else
+        echo "topics:  kept (no --delete-topics): later runs share the page cache with the earlier runs' data"
+    fi
     echo
     printf '%-44s %12s %10s %11s %9s  %s\n' "throughput" "msgs/s" "MB/s" "msgs" "secs" "notes"
     for r in "${ROWS_TP[@]}"; do echo "$r"; done

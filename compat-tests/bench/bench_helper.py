@@ -10,6 +10,9 @@ Subcommands:
                                  answered request, monotonic clock). The address
                                  probed is taken from the CMD's --listen value.
   probe HOST:PORT [TIMEOUT]      one ApiVersions round trip; prints RTT in ms
+  delete-topic HOST:PORT TOPIC   DeleteTopics v1 request for TOPIC over a raw
+                                 socket; exits non-zero (and prints the
+                                 error_code) unless the broker answers 0
   produce-summary LOG            parse rdkafka_performance -P output
   consume-summary LOG            parse rdkafka_performance -C output
   pct FILE                       latency file (one value in microseconds per
@@ -59,6 +62,49 @@ def api_versions_once(host, port, timeout):
         if err != 0:
             raise ValueError("ApiVersions error_code %d" % err)
         return True
+
+
+def delete_topics_request(correlation_id, topics, timeout_ms):
+    client_id = b"strata-bench"
+    # Request header v1 as above, api_key 20 (DeleteTopics), api_version 1.
+    # Body v1: topic_names ARRAY(STRING) (INT32 count, then INT16 length +
+    # bytes each), timeout_ms INT32.
+    body = struct.pack(">hhih", 20, 1, correlation_id, len(client_id)) + client_id
+    body += struct.pack(">i", len(topics))
+    for t in topics:
+        name = t.encode()
+        body += struct.pack(">h", len(name)) + name
+    body += struct.pack(">i", timeout_ms)
+    return struct.pack(">i", len(body)) + body
+
+
+def delete_topic_once(host, port, topic, timeout):
+    """Returns the error_code the broker gave for TOPIC (0 = deleted)."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.settimeout(timeout)
+        s.sendall(delete_topics_request(9, [topic], int(timeout * 1000)))
+        (size,) = struct.unpack(">i", recv_exact(s, 4))
+        if size < 12 or size > 1 << 20:
+            raise ValueError("bad response size %d" % size)
+        payload = recv_exact(s, size)
+        # Response: correlation_id INT32; body v1: throttle_time_ms INT32,
+        # responses ARRAY(name STRING, error_code INT16).
+        corr, _throttle, count = struct.unpack(">iii", payload[:12])
+        if corr != 9:
+            raise ValueError("correlation id %d != 9" % corr)
+        pos = 12
+        for _ in range(count):
+            (nlen,) = struct.unpack(">h", payload[pos:pos + 2])
+            pos += 2
+            name = None
+            if nlen >= 0:
+                name = payload[pos:pos + nlen].decode(errors="replace")
+                pos += nlen
+            (err,) = struct.unpack(">h", payload[pos:pos + 2])
+            pos += 2
+            if name == topic:
+                return err
+        raise ValueError("no result for topic %r in DeleteTopics response" % topic)
 
 
 def split_hostport(addr):
@@ -116,6 +162,16 @@ def cmd_probe(argv):
     t0 = time.monotonic()
     api_versions_once(host, port, timeout)
     print("%.2f" % ((time.monotonic() - t0) * 1000.0))
+
+
+def cmd_delete_topic(argv):
+    if len(argv) != 2:
+        sys.exit("usage: delete-topic HOST:PORT TOPIC")
+    host, port = split_hostport(argv[0])
+    err = delete_topic_once(host, port, argv[1], 30.0)
+    if err != 0:
+        print("DeleteTopics %s: error_code %d" % (argv[1], err))
+        sys.exit(1)
 
 
 PROD_RE = re.compile(
@@ -207,6 +263,8 @@ def main():
         cmd_start(argv)
     elif cmd == "probe":
         cmd_probe(argv)
+    elif cmd == "delete-topic":
+        cmd_delete_topic(argv)
     elif cmd == "produce-summary":
         cmd_produce_summary(argv)
     elif cmd == "consume-summary":

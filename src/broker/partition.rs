@@ -12,6 +12,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+/// How long after a roll (with `flush` other than `always`) the rolled segment is fsynced
+/// and the recovery point moved past it.
+const ROLLED_SEGMENT_SYNC_DELAY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Topic settings a partition applies on every append.
 #[derive(Clone, Debug)]
 pub struct AppendRules {
@@ -186,8 +190,29 @@ impl Partition {
                 tracing::error!(topic = %self.topic, partition = self.index, error = %e, "append failed");
                 ResponseError::KafkaStorageError
             })?;
-            if rolled.is_some() {
+            if let Some(rolled) = rolled {
                 tracing::debug!(topic = %self.topic, partition = self.index, base, "rolled segment");
+                let (topic, index) = (self.topic.clone(), self.index);
+                let sync = move || {
+                    if let Err(e) = rolled.sync() {
+                        tracing::error!(%topic, partition = index, error = %e, "fsync of a rolled segment failed");
+                    }
+                };
+                if self.hw_after_fsync {
+                    // Little is unsynced under flush: always; acknowledgements must cover it.
+                    sync();
+                } else {
+                    // Later rather than now: by then the kernel's own writeback (30 s
+                    // by default) has written most of it, and the fsync no longer
+                    // competes with the appends going to the new segment.
+                    match tokio::runtime::Handle::try_current() {
+                        Ok(rt) => drop(rt.spawn(async move {
+                            tokio::time::sleep(ROLLED_SEGMENT_SYNC_DELAY).await;
+                            let _ = tokio::task::spawn_blocking(sync).await;
+                        })),
+                        Err(_) => sync(),
+                    }
+                }
             }
             let appended =
                 RecordBatch::parse_header(&owned).map_err(|_| ResponseError::CorruptMessage)?;

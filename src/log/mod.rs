@@ -35,6 +35,57 @@ impl Default for LogConfig {
     }
 }
 
+/// A segment that stopped taking appends and still has to reach the disk.
+pub struct Rolled {
+    files: [PathBuf; 3],
+    dir: PathBuf,
+    /// Every offset below this is in the rolled segment or before it.
+    pub end_offset: i64,
+}
+
+impl Rolled {
+    /// fsyncs the segment's three files, then records that the log is durable up to its end.
+    /// A segment deleted meanwhile (its topic was deleted) has nothing left to sync.
+    pub fn sync(&self) -> io::Result<()> {
+        for path in &self.files {
+            match File::open(path) {
+                Ok(f) => f.sync_all()?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        match write_recovery_point(&self.dir, self.end_offset) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+}
+
+const RECOVERY_POINT: &str = "recovery-point";
+
+/// The offset up to which the log is known to be on disk; 0 when never recorded.
+pub fn read_recovery_point(dir: &Path) -> i64 {
+    std::fs::read_to_string(dir.join(RECOVERY_POINT))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Moves the recovery point forward (never back), atomically.
+pub fn write_recovery_point(dir: &Path, offset: i64) -> io::Result<()> {
+    if read_recovery_point(dir) >= offset {
+        return Ok(());
+    }
+    let tmp = dir.join(format!("{RECOVERY_POINT}.tmp"));
+    {
+        let mut f = File::create(&tmp)?;
+        io::Write::write_all(&mut f, offset.to_string().as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, dir.join(RECOVERY_POINT))?;
+    File::open(dir)?.sync_all()
+}
+
 /// A contiguous byte range of one segment, to be read without the partition lock.
 pub struct ReadSlice {
     pub file: Arc<File>,
@@ -63,9 +114,11 @@ pub struct OpenReport {
 }
 
 impl Log {
-    /// Opens (or creates) the log in `dir`, recovering the last segment: a torn or corrupt
-    /// tail is truncated at the last valid batch and its indexes are rebuilt. Segments before
-    /// it were made durable when they rolled, so only their indexes are checked.
+    /// Opens (or creates) the log in `dir`. Every segment not wholly below the recovery point
+    /// (the offset up to which the log is known to be on disk) is checked batch by batch: a
+    /// torn or corrupt tail is truncated at the last valid batch, the segments after it are
+    /// removed, and indexes are rebuilt. Segments below the recovery point only have their
+    /// indexes checked.
     pub fn open(
         dir: &Path,
         config: LogConfig,
@@ -93,15 +146,32 @@ impl Log {
             }
         }
         bases.sort_unstable();
+        let recovery_point = read_recovery_point(dir);
         let mut report = OpenReport::default();
         let mut segments = BTreeMap::new();
+        let mut cut = false;
         for (i, &base) in bases.iter().enumerate() {
             let next = bases.get(i + 1).copied();
-            let last = next.is_none();
+            if cut {
+                // Everything after a truncated segment is past the end of the valid log.
+                LogSegment::open(
+                    dir,
+                    base,
+                    config.index_interval_bytes,
+                    false,
+                    next,
+                    &mut |_| {},
+                )?
+                .0
+                .delete()?;
+                continue;
+            }
+            let full = next.is_none_or(|n| n > recovery_point);
             let (seg, rec) =
-                LogSegment::open(dir, base, config.index_interval_bytes, last, next, on_batch)?;
+                LogSegment::open(dir, base, config.index_interval_bytes, full, next, on_batch)?;
             report.truncated_bytes += rec.truncated_bytes;
             report.rebuilt_indexes += rec.rebuilt_index as usize;
+            cut = rec.truncated_bytes > 0 || next.is_some_and(|n| seg.next_offset() < n);
             segments.insert(base, seg);
         }
         if segments.is_empty() {
@@ -156,7 +226,7 @@ impl Log {
 
     /// Appends a validated batch, writing its base offset; returns the segment rolled away
     /// from, if this append rolled, so the caller can make it durable outside the lock.
-    pub fn append(&mut self, batch: &mut [u8]) -> io::Result<Option<Arc<File>>> {
+    pub fn append(&mut self, batch: &mut [u8]) -> io::Result<Option<Rolled>> {
         let offset = self.next_offset;
         record_batch::set_base_offset(batch, offset);
         record_batch::set_partition_leader_epoch(batch, 0);
@@ -177,18 +247,23 @@ impl Log {
         Ok(rolled)
     }
 
-    /// Starts a new segment at the log end offset; returns the old active segment's file.
-    pub fn roll(&mut self) -> io::Result<Arc<File>> {
+    /// Starts a new segment at the log end offset. The old one is not fsynced here (that
+    /// would stall appends behind a flush of up to `segment.bytes`); the caller syncs it and
+    /// then advances the recovery point.
+    pub fn roll(&mut self) -> io::Result<Rolled> {
         let base = self.next_offset;
         let interval = self.config.index_interval_bytes;
         let old = self.active()?;
-        let old_file = old.file();
-        old.sync()?;
+        let rolled = Rolled {
+            files: old.paths(),
+            dir: self.dir.clone(),
+            end_offset: base,
+        };
         if !self.segments.contains_key(&base) {
             let seg = LogSegment::create(&self.dir, base, interval)?;
             self.segments.insert(base, seg);
         }
-        Ok(old_file)
+        Ok(rolled)
     }
 
     /// Locates the batch holding `offset`. `Ok(None)` when `offset` is the log end.
@@ -234,12 +309,12 @@ impl Log {
             .map(|s| (s.max_timestamp(), s.offset_of_max_timestamp()))
     }
 
-    /// Makes every segment durable.
+    /// Makes every segment durable and records it.
     pub fn sync_all(&self) -> io::Result<()> {
         for seg in self.segments.values() {
             seg.sync()?;
         }
-        Ok(())
+        write_recovery_point(&self.dir, self.next_offset)
     }
 
     /// Removes the log's files and its directory.
@@ -327,5 +402,56 @@ mod tests {
         log.append(&mut make_batch(99, &[b"next"])).expect("append");
         assert_eq!(log.next_offset(), 11);
         assert_eq!(log.offset_for_timestamp(5).expect("io"), Some((5, 5)));
+    }
+
+    #[test]
+    fn a_corrupt_segment_below_the_end_cuts_the_log_there() {
+        let dir = tempfile::tempdir().expect("tmp");
+        {
+            let (mut log, _) = Log::open(dir.path(), cfg(300), &mut |_| {}).expect("open");
+            for i in 0..12u8 {
+                log.append(&mut make_batch(i as i64, &[&[i; 50]]))
+                    .expect("append");
+            }
+            assert!(log.segment_count() >= 3);
+        }
+        // No recovery point was recorded (as after a crash): every segment is checked.
+        let bases: Vec<i64> = {
+            let (log, _) = Log::open(dir.path(), cfg(300), &mut |_| {}).expect("reopen");
+            log.segment_sizes().iter().map(|s| s.0).collect()
+        };
+        let second = dir.path().join(segment::file_name(bases[1], ".log"));
+        let mut bytes = std::fs::read(&second).expect("read");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&second, &bytes).expect("write");
+        let (log, report) = Log::open(dir.path(), cfg(300), &mut |_| {}).expect("recover");
+        assert!(report.truncated_bytes > 0);
+        assert_eq!(log.segment_count(), 2, "segments after the cut are removed");
+        assert!(!dir
+            .path()
+            .join(segment::file_name(bases[2], ".log"))
+            .exists());
+        assert!(log.next_offset() < bases[2]);
+    }
+
+    #[test]
+    fn a_synced_log_trusts_its_closed_segments() {
+        let dir = tempfile::tempdir().expect("tmp");
+        {
+            let (mut log, _) = Log::open(dir.path(), cfg(300), &mut |_| {}).expect("open");
+            for i in 0..12u8 {
+                log.append(&mut make_batch(i as i64, &[&[i; 50]]))
+                    .expect("append");
+            }
+            log.sync_all().expect("sync");
+        }
+        assert_eq!(read_recovery_point(dir.path()), 12);
+        let (log, report) = Log::open(dir.path(), cfg(300), &mut |_| {}).expect("reopen");
+        assert_eq!(
+            report.rebuilt_indexes, 1,
+            "only the last segment is rescanned"
+        );
+        assert_eq!(log.next_offset(), 12);
     }
 }

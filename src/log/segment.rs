@@ -313,6 +313,12 @@ impl LogSegment {
     pub fn age(&self) -> std::time::Duration {
         self.created.elapsed()
     }
+    /// The `.log`, `.index` and `.timeindex` paths.
+    pub fn paths(&self) -> [PathBuf; 3] {
+        [".log", ".index", ".timeindex"]
+            .map(|suffix| self.dir.join(file_name(self.base_offset, suffix)))
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.join(file_name(self.base_offset, ".log"))
     }
