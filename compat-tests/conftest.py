@@ -188,3 +188,69 @@ def pytest_runtest_makereport(item, call):
             state = "running" if broker.is_running() else (
                 f"exited with {broker.proc.returncode}" if broker.proc else "never started")
             report.sections.append((f"strata on {broker.bootstrap} ({state})", broker.log_tail()))
+        moto_server = getattr(item, "_moto_server", None)  # set by the s3_bucket fixture
+        if moto_server is not None:
+            report.sections.append((f"moto_server on {moto_server.endpoint}", moto_server.log_tail(30)))
+
+
+# ---------------------------------------------------------------------------------------------- tiered storage
+# An S3-compatible store (moto_server) and a breakable TCP link, for brokers run with `--config FILE`:
+#
+#     def test_tiering(strata_factory, s3_bucket, tcp_proxy, tmp_path):
+#         proxy = tcp_proxy("127.0.0.1", s3_bucket.port)         # optional: route S3 traffic through it
+#         config = tier_config(tmp_path, "s3", s3_bucket, endpoint=proxy.endpoint,
+#                              **{"log.segment.bytes": 65536})
+#         broker = strata_factory("--config", str(config))
+#         ...
+#         s3_bucket.list_keys("strata/")                           # what the broker uploaded
+#         proxy.cut(); ...; proxy.restore()                        # object store unreachable, then back
+#
+# `tier_config` is a plain helper (from s3 import tier_config); the fixtures below are `moto`
+# (session), `s3_bucket` (per test, a fresh bucket) and `tcp_proxy` (per test, a factory).
+
+from s3 import MotoServer, S3Bucket, TcpProxy, tier_config  # noqa: E402,F401  (tier_config re-exported)
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory):
+    """One moto_server for the whole session: `.endpoint` is "http://127.0.0.1:PORT"."""
+    server = MotoServer(tmp_path_factory.mktemp("moto") / "moto_server.log")
+    try:
+        server.start()
+    except (RuntimeError, FileNotFoundError) as e:
+        pytest.fail(str(e), pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(request, moto):
+    """A fresh, uniquely named bucket on the session's moto server; emptied and deleted afterwards.
+
+    .endpoint, .bucket, .client (boto3), .port (the store's, for tcp_proxy),
+    .list_keys(prefix=""), .list_objects(prefix=""),
+    .get(key, byte_range=None), .put(key, body), .wait_for_keys(predicate, timeout=30, prefix="")
+    """
+    bucket = S3Bucket.create(moto.endpoint)
+    request.node._moto_server = moto
+    yield bucket
+    bucket.destroy()
+
+
+@pytest.fixture
+def tcp_proxy():
+    """Returns start(target_host, target_port) -> a running TcpProxy (loopback targets only).
+
+    proxy.port / .endpoint, proxy.cut(), proxy.restore(), proxy.close(); all closed at test end.
+    """
+    proxies: list[TcpProxy] = []
+
+    def start(target_host: str, target_port: int) -> TcpProxy:
+        proxy = TcpProxy(target_host, target_port)
+        proxies.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in proxies:
+        proxy.close()
+

@@ -35,6 +35,8 @@ pub struct Inner {
     appends: watch::Sender<u64>,
     producer_ids: ProducerIds,
     pub groups: groups::GroupCoordinator,
+    /// The archive, when tiering is configured.
+    pub tier: Option<Arc<crate::tier::Tier>>,
 }
 
 impl std::ops::Deref for Broker {
@@ -53,6 +55,7 @@ impl Broker {
         std::fs::create_dir_all(meta_dir.join("topics"))?;
         let producer_ids = ProducerIds::open(meta_dir.join("producer-id-block"))?;
         let groups = groups::GroupCoordinator::open(meta_dir.join("groups"))?;
+        let tier = crate::tier::Tier::from_config(&config)?;
         let broker = Broker {
             inner: Arc::new(Inner {
                 node_id: config.props.int("node.id") as i32,
@@ -64,6 +67,7 @@ impl Broker {
                 appends: watch::channel(0).0,
                 producer_ids,
                 groups,
+                tier,
                 config,
             }),
         };
@@ -149,6 +153,7 @@ impl Broker {
         self.topic_ids.insert(topic.id, topic.name.clone());
         self.topics.insert(topic.name.clone(), topic.clone());
         tracing::info!(topic = name, id = %topic.id, partitions, "created topic");
+        self.start_archiving(&topic);
         Ok(topic)
     }
 
@@ -164,6 +169,14 @@ impl Broker {
             return Err(ResponseError::KafkaStorageError);
         }
         tracing::info!(topic = name, "deleted topic");
+        if let Some(tier) = self.tier.clone() {
+            let (name, id) = (topic.name.clone(), topic.id);
+            tokio::spawn(async move {
+                if let Err(e) = tier.delete_topic(&name, id).await {
+                    tracing::warn!(topic = %name, error = %e, "deleting the topic's archived objects failed");
+                }
+            });
+        }
         Ok(topic.id)
     }
 
@@ -195,8 +208,59 @@ impl Broker {
         }
     }
 
-    /// Background work: the interval flusher, group session expiry.
+    /// Records a tiered topic in the archive and starts its partitions' archivers.
+    fn start_archiving(&self, topic: &Arc<Topic>) {
+        let Some(tier) = self.tier.clone() else {
+            return;
+        };
+        if !topic.is_tiered(&self.config) {
+            return;
+        }
+        let (b, t, tr) = (self.clone(), topic.clone(), tier.clone());
+        tokio::spawn(async move {
+            let mut backoff = std::time::Duration::from_millis(100);
+            while let Err(e) = tr.put_topic(&t).await {
+                if b.topic_by_id(t.id).is_none() {
+                    return;
+                }
+                tracing::warn!(topic = %t.name, error = %e, "recording the topic in the archive failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
+            }
+        });
+        for p in &topic.partitions {
+            tokio::spawn(crate::tier::run_partition(
+                self.clone(),
+                tier.clone(),
+                topic.clone(),
+                p.clone(),
+            ));
+        }
+    }
+
+    /// Restores topics found in the archive but not on local disk.
+    pub async fn restore_from_archive(&self) -> anyhow::Result<()> {
+        let Some(tier) = self.tier.clone() else {
+            return Ok(());
+        };
+        // Only an empty broker restores: a broker with topics of its own already knows them,
+        // and its start-up should not wait on the store.
+        if !self.topics.is_empty() {
+            return Ok(());
+        }
+        for topic in crate::tier::restore(self, &tier).await? {
+            let topic = Arc::new(topic);
+            self.topic_ids.insert(topic.id, topic.name.clone());
+            self.topics.insert(topic.name.clone(), topic.clone());
+        }
+        Ok(())
+    }
+
+    /// Background work: the interval flusher, group session expiry, the archivers.
     pub fn spawn_maintenance(&self) {
+        for topic in self.topics() {
+            self.start_archiving(&topic);
+        }
         if self.config.flush == FlushPolicy::Interval {
             let broker = self.clone();
             let every = self.config.flush_interval();

@@ -50,11 +50,61 @@ pub struct Config {
     pub max_connections: usize,
     #[serde(default = "defaults::cluster_id")]
     pub cluster_id: String,
+    /// Where closed segments are archived.
+    #[serde(default)]
+    pub tier: TierConfig,
     /// Kafka broker properties by their Kafka names; see `KAFKA_PROPERTIES`.
     #[serde(default)]
     pub kafka: BTreeMap<String, serde_yaml::Value>,
     #[serde(skip)]
     pub props: BrokerProps,
+}
+
+/// Which object store holds the archive.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum TierStore {
+    /// No archive: segments stay local.
+    None,
+    /// A directory on local disk (object_store's local file system).
+    #[default]
+    Local,
+    /// S3 or any S3-compatible server.
+    S3,
+}
+
+/// The object store block. Credentials fall back to the standard AWS environment variables.
+#[derive(Clone, Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TierConfig {
+    #[serde(default)]
+    pub store: TierStore,
+    /// For `store: local`; default `<data_dir>/tier`.
+    #[serde(default)]
+    pub local_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub bucket: Option<String>,
+    /// Key prefix of everything Strata writes.
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    /// For S3-compatible servers, e.g. `http://127.0.0.1:9000`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Path-style requests (`endpoint/bucket/key`), which most S3-compatible servers want.
+    #[serde(default)]
+    pub path_style: Option<bool>,
+    /// Allow plain `http://` endpoints.
+    #[serde(default)]
+    pub allow_http: Option<bool>,
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    /// Local disk cache for chunks read from the archive.
+    #[serde(default)]
+    pub cache_bytes: Option<u64>,
 }
 
 mod defaults {
@@ -183,6 +233,13 @@ pub const KAFKA_PROPERTIES: &[Property] = &[
         Some("min.insync.replicas"),
         Kind::Int,
     ),
+    prop("log.retention.check.interval.ms", "300000", None, Kind::Int),
+    // Tiered storage (KIP-405 names). remote.storage.enable is a topic config; its broker
+    // default is Strata's own, since Kafka has none.
+    prop("remote.log.storage.system.enable", "true", None, Kind::Bool),
+    prop("remote.storage.enable", "true", Some("remote.storage.enable"), Kind::Bool),
+    prop("log.local.retention.ms", "-2", Some("local.retention.ms"), Kind::Int),
+    prop("log.local.retention.bytes", "-2", Some("local.retention.bytes"), Kind::Int),
 ];
 
 /// Topic configs accepted by CreateTopics. Those without a broker property above are kept
@@ -302,6 +359,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "flush_interval_ms",
     "max_connections",
     "cluster_id",
+    "tier",
 ];
 
 impl Config {
@@ -327,10 +385,18 @@ impl Config {
                 ConfigError::Invalid(format!("--override takes name=value, got {kv:?}"))
             })?;
             let (k, v) = (k.trim(), v.trim());
+            let parsed = || -> serde_yaml::Value {
+                serde_yaml::from_str(v).unwrap_or_else(|_| serde_yaml::Value::String(v.into()))
+            };
             if TOP_LEVEL_KEYS.contains(&k) {
-                let parsed: serde_yaml::Value =
-                    serde_yaml::from_str(v).unwrap_or_else(|_| serde_yaml::Value::String(v.into()));
-                doc.insert(k.into(), parsed);
+                doc.insert(k.into(), parsed());
+            } else if let Some(sub) = k.strip_prefix("tier.") {
+                let tier = doc
+                    .entry("tier".into())
+                    .or_insert_with(|| serde_yaml::Value::Mapping(Default::default()));
+                if let serde_yaml::Value::Mapping(m) = tier {
+                    m.insert(sub.into(), parsed());
+                }
             } else {
                 let kafka = doc
                     .entry("kafka".into())

@@ -9,6 +9,7 @@
 //! * `broker`: topics, partitions, producer ids, the group coordinator.
 //! * `log`: Kafka's on-disk format — segments of `.log` + `.index` + `.timeindex` named by
 //!   base offset; append, read, roll, recovery.
+//! * `tier`: closed segments archived to an object store and read back from it.
 //! * `config`: YAML with Kafka's property names, every key defaulted.
 //! * `alloc`: keeps a hostile length field from aborting the process.
 
@@ -20,3 +21,4 @@ pub mod handler;
 pub mod log;
 pub mod protocol;
 pub mod server;
+pub mod tier;

@@ -81,6 +81,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
     let broker = strata::broker::Broker::open(config)?;
+    if let Err(e) = broker.restore_from_archive().await {
+        tracing::warn!(error = %e, "could not look for topics to restore in the archive");
+    }
     broker.spawn_maintenance();
     tracing::info!(
         listen = %listener.local_addr()?,

@@ -3,7 +3,9 @@
 use super::producer_state::{BatchMeta, ProducerStates, SequenceCheck};
 use crate::config::FlushPolicy;
 use crate::log::record_batch::{self, BatchHeaders, RecordBatch};
+use crate::log::ClosedSegment;
 use crate::log::{Log, LogConfig};
+use crate::tier::Manifest;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use std::fs::File;
@@ -11,6 +13,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::Notify;
 
 /// How long after a roll (with `flush` other than `always`) the rolled segment is fsynced
 /// and the recovery point moved past it.
@@ -59,7 +62,16 @@ pub struct Partition {
     /// `flush.messages=1`, which flushes before the high watermark moves).
     high_watermark: AtomicI64,
     hw_after_fsync: bool,
-    log_start_offset: AtomicI64,
+    /// First offset on local disk.
+    local_start: AtomicI64,
+    /// First offset in the archive, -1 while it holds nothing.
+    remote_start: AtomicI64,
+    /// Offsets below this are archived (and listed in the manifest), -1 while none are.
+    remote_end: AtomicI64,
+    /// The archive's manifest for this partition, once loaded.
+    manifest: Mutex<Option<Manifest>>,
+    /// Wakes the archiver when a segment closes.
+    pub rolled: Notify,
 }
 
 impl Partition {
@@ -70,9 +82,10 @@ impl Partition {
         dir: &Path,
         config: LogConfig,
         hw_after_fsync: bool,
+        start_offset: i64,
     ) -> std::io::Result<Self> {
         let mut producers = ProducerStates::default();
-        let (log, report) = Log::open(dir, config, &mut |b: &RecordBatch<'_>| {
+        let (log, report) = Log::open_at(dir, config, start_offset, &mut |b: &RecordBatch<'_>| {
             if b.producer_id() >= 0 && !b.is_control() {
                 producers.update(
                     b.producer_id(),
@@ -106,7 +119,11 @@ impl Partition {
             log_end: AtomicI64::new(end),
             high_watermark: AtomicI64::new(end),
             hw_after_fsync,
-            log_start_offset: AtomicI64::new(start),
+            local_start: AtomicI64::new(start),
+            remote_start: AtomicI64::new(-1),
+            remote_end: AtomicI64::new(-1),
+            manifest: Mutex::new(None),
+            rolled: Notify::new(),
         })
     }
 
@@ -120,8 +137,70 @@ impl Partition {
         self.high_watermark.load(Ordering::Acquire)
     }
 
+    /// The first offset a consumer can read, archive included.
     pub fn log_start_offset(&self) -> i64 {
-        self.log_start_offset.load(Ordering::Acquire)
+        let local = self.local_start.load(Ordering::Acquire);
+        match self.remote_start.load(Ordering::Acquire) {
+            r if r >= 0 => r.min(local),
+            _ => local,
+        }
+    }
+
+    pub fn local_log_start_offset(&self) -> i64 {
+        self.local_start.load(Ordering::Acquire)
+    }
+
+    /// Offsets below this are archived; -1 while nothing is.
+    pub fn remote_end(&self) -> i64 {
+        self.remote_end.load(Ordering::Acquire)
+    }
+
+    pub fn manifest(&self) -> Option<Manifest> {
+        self.manifest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Installs the archive's manifest (loaded, or after an upload or a remote deletion).
+    pub fn set_manifest(&self, manifest: Manifest) {
+        let (start, end) = match (manifest.segments.first(), manifest.segments.last()) {
+            (Some(f), Some(l)) => (f.base_offset, l.end_offset + 1),
+            _ => (-1, -1),
+        };
+        self.remote_start.store(start, Ordering::Release);
+        self.remote_end.store(end, Ordering::Release);
+        *self.manifest.lock().unwrap_or_else(|p| p.into_inner()) = Some(manifest);
+    }
+
+    /// Closed local segments, oldest first.
+    pub fn closed_segments(&self) -> Vec<ClosedSegment> {
+        self.state().log.closed_segments()
+    }
+
+    /// Bytes on local disk.
+    pub fn local_size(&self) -> u64 {
+        self.state().log.size()
+    }
+
+    /// Deletes the oldest local segment when `may_delete` says so; returns whether it did.
+    pub fn delete_oldest_local_if(
+        &self,
+        may_delete: impl FnOnce(&ClosedSegment, u64) -> bool,
+    ) -> std::io::Result<bool> {
+        let mut state = self.state();
+        let closed = state.log.closed_segments();
+        let Some(oldest) = closed.first() else {
+            return Ok(false);
+        };
+        if !may_delete(oldest, state.log.size()) {
+            return Ok(false);
+        }
+        if let Some(start) = state.log.delete_oldest_segment()? {
+            self.local_start.store(start, Ordering::Release);
+            tracing::info!(topic = %self.topic, partition = self.index, local_log_start = start, "deleted local segment");
+        }
+        Ok(true)
     }
 
     /// Validates and appends the batches of one partition's produce data.
@@ -191,6 +270,7 @@ impl Partition {
                 ResponseError::KafkaStorageError
             })?;
             if let Some(rolled) = rolled {
+                self.rolled.notify_one();
                 tracing::debug!(topic = %self.topic, partition = self.index, base, "rolled segment");
                 let (topic, index) = (self.topic.clone(), self.index);
                 let sync = move || {
@@ -285,6 +365,9 @@ impl Partition {
         let start = self.log_start_offset();
         if offset < start || offset > hw {
             return Err(ResponseError::OffsetOutOfRange);
+        }
+        if offset < self.local_log_start_offset() {
+            return Err(ResponseError::OffsetMovedToTieredStorage);
         }
         let empty = FetchData {
             records: Bytes::new(),

@@ -30,6 +30,8 @@ pub struct Topic {
     pub configs: BTreeMap<String, String>,
     pub partitions: Vec<Arc<Partition>>,
     pub rules: AppendRules,
+    /// Where each partition's log starts when it has no local segment (a restored archive).
+    pub start_offsets: Vec<i64>,
 }
 
 /// Kafka's rule: 1–249 characters of ASCII letters, digits, '.', '_' and '-', not "." or "..".
@@ -116,6 +118,7 @@ impl Topic {
                 max_message_bytes: 0,
                 log_append_time: false,
             },
+            start_offsets: Vec::new(),
         }
     }
 
@@ -148,7 +151,37 @@ impl Topic {
         out
     }
 
-    fn int_config(&self, broker: &Config, key: &str) -> i64 {
+    /// Whether closed segments of this topic go to the archive.
+    pub fn is_tiered(&self, broker: &Config) -> bool {
+        broker.tier.store != crate::config::TierStore::None
+            && broker.props.bool("remote.log.storage.system.enable")
+            && self.config_value(broker, "remote.storage.enable") == "true"
+    }
+
+    /// The topic's metadata as stored locally and in the archive.
+    pub fn meta_yaml(&self) -> Result<String, serde_yaml::Error> {
+        serde_yaml::to_string(&TopicFile {
+            name: self.name.clone(),
+            id: self.id,
+            partitions: self.partition_count,
+            configs: self.configs.clone(),
+        })
+    }
+
+    /// A topic (not yet opened) from `meta_yaml`'s text.
+    pub fn from_meta_yaml(text: &str) -> Result<Self, serde_yaml::Error> {
+        let f: TopicFile = serde_yaml::from_str(text)?;
+        Ok(Self::new_meta(&f.name, f.id, f.partitions, f.configs))
+    }
+
+    /// Creates the local files of a topic found in the archive; its logs start where the
+    /// archive ends.
+    pub fn restore(mut self, broker: &Config, start_offsets: Vec<i64>) -> std::io::Result<Self> {
+        self.start_offsets = start_offsets;
+        self.create(broker)
+    }
+
+    pub fn int_config(&self, broker: &Config, key: &str) -> i64 {
         self.config_value(broker, key).parse().unwrap_or(0)
     }
 
@@ -183,6 +216,7 @@ impl Topic {
                 &dir,
                 log_config.clone(),
                 broker.flush == crate::config::FlushPolicy::Always,
+                self.start_offsets.get(i as usize).copied().unwrap_or(0),
             )?));
         }
         self.partitions = partitions;

@@ -27,6 +27,53 @@ fn error_partition(index: i32, error: ResponseError) -> PartitionData {
         .with_records(Some(Bytes::new()))
 }
 
+/// Reads below the local log start from the archive, giving up (with an empty answer the
+/// client simply repeats) after `wait`; the read goes on and warms the chunk cache.
+async fn read_archive(
+    broker: &crate::broker::Broker,
+    topic: &Arc<Topic>,
+    partition: &Arc<crate::broker::partition::Partition>,
+    offset: i64,
+    limit: usize,
+    min_one: bool,
+    wait: Duration,
+) -> Result<crate::broker::partition::FetchData, ResponseError> {
+    let (Some(tier), Some(manifest)) = (broker.tier.clone(), partition.manifest()) else {
+        return Err(ResponseError::OffsetOutOfRange);
+    };
+    let Some(seg) = manifest.find(offset).cloned() else {
+        return Err(ResponseError::OffsetOutOfRange);
+    };
+    let (name, id, index) = (topic.name.clone(), topic.id, partition.index);
+    let read = tokio::spawn(async move {
+        tier.read(
+            &name,
+            id,
+            index,
+            &seg,
+            crate::tier::ReadWant {
+                offset,
+                max_bytes: limit,
+                min_one,
+            },
+        )
+        .await
+    });
+    let records = match tokio::time::timeout(wait, read).await {
+        Ok(Ok(Ok(bytes))) => bytes,
+        Ok(Ok(Err(e))) => {
+            tracing::warn!(topic = %topic.name, partition = index, offset, error = %e, "archive read failed");
+            Bytes::new()
+        }
+        _ => Bytes::new(),
+    };
+    Ok(crate::broker::partition::FetchData {
+        records,
+        high_watermark: partition.high_watermark(),
+        log_start_offset: partition.log_start_offset(),
+    })
+}
+
 #[tracing::instrument(name = "fetch", skip_all, fields(max_wait_ms = req.max_wait_ms, min_bytes = req.min_bytes))]
 pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
     let broker = ctx.broker;
@@ -67,6 +114,8 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let mut appends = broker.subscribe_appends();
+    // A slow archive must not hold up the local partitions of the same response.
+    let remote_wait = Duration::from_millis(req.max_wait_ms.clamp(100, 1000) as u64);
     loop {
         appends.borrow_and_update();
         let mut remaining = max_bytes;
@@ -92,7 +141,22 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
                     continue;
                 };
                 let limit = remaining.min(part_max.max(0) as usize);
-                match partition.read(offset, limit, min_one) {
+                let mut result = partition.read(offset, limit, min_one);
+                if let (Err(ResponseError::OffsetMovedToTieredStorage), Some(topic)) =
+                    (&result, &w.topic)
+                {
+                    result = read_archive(
+                        broker,
+                        topic,
+                        &partition,
+                        offset,
+                        limit,
+                        min_one,
+                        remote_wait,
+                    )
+                    .await;
+                }
+                match result {
                     Ok(data) => {
                         let n = data.records.len();
                         if n > 0 {

@@ -67,9 +67,9 @@ pub async fn dispatch(broker: &Broker, frame: RequestFrame, client_host: &str) -
         }
         RequestKind::Produce(req) => produce::handle(&ctx, req).await,
         RequestKind::Fetch(req) => now(ResponseKind::Fetch(fetch::handle(&ctx, req).await)),
-        RequestKind::ListOffsets(req) => {
-            now(ResponseKind::ListOffsets(list_offsets::handle(&ctx, req)))
-        }
+        RequestKind::ListOffsets(req) => now(ResponseKind::ListOffsets(
+            list_offsets::handle(&ctx, req).await,
+        )),
         RequestKind::CreateTopics(req) => now(ResponseKind::CreateTopics(
             admin::create_topics(&ctx, req).await,
         )),

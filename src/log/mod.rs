@@ -35,6 +35,17 @@ impl Default for LogConfig {
     }
 }
 
+/// A closed segment, as the archive sees it.
+#[derive(Clone, Debug)]
+pub struct ClosedSegment {
+    pub base_offset: i64,
+    pub next_offset: i64,
+    pub size: u64,
+    pub max_timestamp: i64,
+    /// `.log`, `.index`, `.timeindex`.
+    pub paths: [PathBuf; 3],
+}
+
 /// A segment that stopped taking appends and still has to reach the disk.
 pub struct Rolled {
     files: [PathBuf; 3],
@@ -124,6 +135,16 @@ impl Log {
         config: LogConfig,
         on_batch: &mut dyn FnMut(&RecordBatch<'_>),
     ) -> io::Result<(Self, OpenReport)> {
+        Self::open_at(dir, config, 0, on_batch)
+    }
+
+    /// As `open`; an empty log starts at `start_offset` (where a restored archive ends).
+    pub fn open_at(
+        dir: &Path,
+        config: LogConfig,
+        start_offset: i64,
+        on_batch: &mut dyn FnMut(&RecordBatch<'_>),
+    ) -> io::Result<(Self, OpenReport)> {
         std::fs::create_dir_all(dir)?;
         let mut bases = Vec::new();
         for entry in std::fs::read_dir(dir)? {
@@ -175,7 +196,10 @@ impl Log {
             segments.insert(base, seg);
         }
         if segments.is_empty() {
-            segments.insert(0, LogSegment::create(dir, 0, config.index_interval_bytes)?);
+            segments.insert(
+                start_offset,
+                LogSegment::create(dir, start_offset, config.index_interval_bytes)?,
+            );
         }
         report.segments = segments.len();
         let log_start_offset = segments.keys().next().copied().unwrap_or(0);
@@ -325,6 +349,47 @@ impl Log {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
+    }
+
+    /// Every segment but the active one, oldest first.
+    pub fn closed_segments(&self) -> Vec<ClosedSegment> {
+        let n = self.segments.len();
+        self.segments
+            .values()
+            .take(n.saturating_sub(1))
+            .map(|s| ClosedSegment {
+                base_offset: s.base_offset(),
+                next_offset: s.next_offset(),
+                size: s.size(),
+                max_timestamp: s.max_timestamp(),
+                paths: s.paths(),
+            })
+            .collect()
+    }
+
+    /// Bytes held by local segments.
+    pub fn size(&self) -> u64 {
+        self.segments.values().map(|s| s.size()).sum()
+    }
+
+    /// Deletes the oldest segment if it is closed; the log then starts at the next one.
+    pub fn delete_oldest_segment(&mut self) -> io::Result<Option<i64>> {
+        if self.segments.len() < 2 {
+            return Ok(None);
+        }
+        let Some((&base, _)) = self.segments.iter().next() else {
+            return Ok(None);
+        };
+        if let Some(seg) = self.segments.remove(&base) {
+            seg.delete()?;
+        }
+        self.log_start_offset = self
+            .segments
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.next_offset);
+        Ok(Some(self.log_start_offset))
     }
 
     /// Segments' (base offset, size) for tests and the start-up report.
