@@ -237,9 +237,24 @@ pub const KAFKA_PROPERTIES: &[Property] = &[
     // Tiered storage (KIP-405 names). remote.storage.enable is a topic config; its broker
     // default is Strata's own, since Kafka has none.
     prop("remote.log.storage.system.enable", "true", None, Kind::Bool),
-    prop("remote.storage.enable", "true", Some("remote.storage.enable"), Kind::Bool),
-    prop("log.local.retention.ms", "-2", Some("local.retention.ms"), Kind::Int),
-    prop("log.local.retention.bytes", "-2", Some("local.retention.bytes"), Kind::Int),
+    prop(
+        "remote.storage.enable",
+        "true",
+        Some("remote.storage.enable"),
+        Kind::Bool,
+    ),
+    prop(
+        "log.local.retention.ms",
+        "-2",
+        Some("local.retention.ms"),
+        Kind::Int,
+    ),
+    prop(
+        "log.local.retention.bytes",
+        "-2",
+        Some("local.retention.bytes"),
+        Kind::Int,
+    ),
 ];
 
 /// Topic configs accepted by CreateTopics. Those without a broker property above are kept
@@ -551,6 +566,22 @@ mod tests {
         std::fs::write(&path, "listen: 127.0.0.1:1\nlisten_port: 3\n").expect("write");
         let err = Config::load(Some(&path), Overrides::default()).unwrap_err();
         assert!(err.to_string().contains("listen_port"), "{err}");
+    }
+
+    #[test]
+    fn the_s3_example_loads_and_tier_keys_can_be_overridden() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/s3-example.yaml");
+        let c = Config::load(
+            Some(&path),
+            Overrides {
+                properties: vec!["tier.bucket=other".into()],
+                ..Default::default()
+            },
+        )
+        .expect("config/s3-example.yaml");
+        assert_eq!(c.tier.store, TierStore::S3);
+        assert_eq!(c.tier.bucket.as_deref(), Some("other"));
+        assert_eq!(c.props.topic_defaults()["local.retention.ms"], "3600000");
     }
 
     #[test]

@@ -35,7 +35,7 @@ use uuid::Uuid;
 const MULTIPART_THRESHOLD: u64 = 16 << 20;
 const PART_SIZE: usize = 8 << 20;
 /// Unit of ranged GETs and of the local read cache.
-const CHUNK: u64 = 1 << 20;
+const CHUNK: u64 = 8 << 20;
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
 /// What a fetch asks of one partition.
@@ -86,7 +86,13 @@ pub struct Tier {
     cache: ChunkCache,
     /// Offset indexes of remote segments, by segment id (small; fetched once).
     indexes: Mutex<HashMap<Uuid, Arc<RemoteIndex>>>,
+    /// Chunks being fetched ahead of a sequential reader.
+    prefetching: Mutex<std::collections::HashSet<(Uuid, u64)>>,
 }
+
+/// Chunks fetched ahead of a reader, so a consumer catching up on the archive finds the
+/// next bytes cached instead of waiting a round trip per fetch.
+const READ_AHEAD: u64 = 2;
 
 impl Tier {
     /// The configured store, or `None` when tiering is off.
@@ -142,6 +148,7 @@ impl Tier {
             prefix: t.prefix.clone().unwrap_or_else(|| "strata".into()),
             cache: ChunkCache::new(cache_dir, t.cache_bytes.unwrap_or(256 << 20)),
             indexes: Mutex::new(HashMap::new()),
+            prefetching: Mutex::new(Default::default()),
         })))
     }
 
@@ -379,10 +386,12 @@ impl Tier {
         let mut out = Vec::with_capacity((end - start) as usize);
         let mut chunk_no = start / CHUNK;
         while chunk_no * CHUNK < end {
-            let chunk = match self.cache.get(seg.segment_id, chunk_no) {
-                Some(c) => c,
+            let from = chunk_no * CHUNK;
+            let lo = start.max(from) - from;
+            let hi = end.min(from + CHUNK) - from;
+            match self.cache.get(seg.segment_id, chunk_no, lo, hi) {
+                Some(part) => out.extend_from_slice(&part),
                 None => {
-                    let from = chunk_no * CHUNK;
                     let to = (from + CHUNK).min(seg.size);
                     let bytes = self
                         .store
@@ -392,16 +401,52 @@ impl Tier {
                         )
                         .await?;
                     self.cache.put(seg.segment_id, chunk_no, &bytes);
-                    bytes.to_vec()
+                    let hi = (hi as usize).min(bytes.len());
+                    out.extend_from_slice(&bytes[(lo as usize).min(hi)..hi]);
                 }
-            };
-            let from = chunk_no * CHUNK;
-            let lo = start.max(from) - from;
-            let hi = (end.min(from + chunk.len() as u64) - from).max(lo);
-            out.extend_from_slice(&chunk[lo as usize..hi as usize]);
+            }
             chunk_no += 1;
         }
         Ok(out)
+    }
+
+    /// Starts fetching the chunks after `[start, start + len)` into the cache, in parallel.
+    pub fn read_ahead(
+        self: &Arc<Self>,
+        topic: &str,
+        id: Uuid,
+        partition: i32,
+        seg: &RemoteSegment,
+        start: u64,
+        len: u64,
+    ) {
+        let first = (start + len) / CHUNK;
+        let last_chunk = seg.size.saturating_sub(1) / CHUNK;
+        for chunk in first..=(first + READ_AHEAD).min(last_chunk) {
+            if self.cache.contains(seg.segment_id, chunk)
+                || !self
+                    .prefetching
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert((seg.segment_id, chunk))
+            {
+                continue;
+            }
+            let (tier, topic, seg) = (self.clone(), topic.to_string(), seg.clone());
+            tokio::spawn(async move {
+                let from = chunk * CHUNK;
+                let to = (from + CHUNK).min(seg.size);
+                let path = tier.segment_path(&topic, id, partition, &seg, ".log");
+                match tier.store.get_range(&path, from..to).await {
+                    Ok(bytes) => tier.cache.put(seg.segment_id, chunk, &bytes),
+                    Err(e) => tracing::debug!(error = %e, "read-ahead failed"),
+                }
+                tier.prefetching
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&(seg.segment_id, chunk));
+            });
+        }
     }
 
     /// Whole batches from `offset` in a remote segment, up to `max_bytes` but at least one.
@@ -535,13 +580,22 @@ impl ChunkCache {
     fn path(&self, seg: Uuid, chunk: u64) -> PathBuf {
         self.dir.join(format!("{seg}-{chunk}"))
     }
-    fn get(&self, seg: Uuid, chunk: u64) -> Option<Vec<u8>> {
+    fn contains(&self, seg: Uuid, chunk: u64) -> bool {
+        let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.1.iter().any(|&(s, c, _)| s == seg && c == chunk)
+    }
+
+    /// Bytes `[lo, hi)` of a cached chunk (fewer at the chunk's end).
+    fn get(&self, seg: Uuid, chunk: u64, lo: u64, hi: u64) -> Option<Vec<u8>> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let i = st.1.iter().position(|&(s, c, _)| s == seg && c == chunk)?;
         let e = st.1.remove(i)?;
+        let size = e.2;
         st.1.push_back(e);
         drop(st);
-        std::fs::read(self.path(seg, chunk)).ok()
+        let hi = hi.min(size);
+        let lo = lo.min(hi);
+        read_file_range(&self.path(seg, chunk), lo, (hi - lo) as usize).ok()
     }
     fn put(&self, seg: Uuid, chunk: u64, bytes: &[u8]) {
         if self.limit == 0 || std::fs::write(self.path(seg, chunk), bytes).is_err() {
@@ -616,7 +670,18 @@ pub async fn run_partition(
         match archive_once(&broker, &tier, &topic, &partition).await {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "archive step failed");
+                let lag: Vec<_> = partition
+                    .closed_segments()
+                    .into_iter()
+                    .filter(|s| s.next_offset > partition.remote_end())
+                    .collect();
+                tracing::warn!(
+                    error = %e,
+                    retry_in_ms = backoff.as_millis() as u64,
+                    lag_segments = lag.len(),
+                    lag_bytes = lag.iter().map(|s| s.size).sum::<u64>(),
+                    "archive step failed"
+                );
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
@@ -672,7 +737,7 @@ async fn archive_once(
         .filter(|s| s.next_offset > partition.remote_end())
         .collect();
     if uploaded > 0 || !lag.is_empty() {
-        tracing::debug!(
+        tracing::info!(
             lag_segments = lag.len(),
             lag_bytes = lag.iter().map(|s| s.size).sum::<u64>(),
             "upload lag"
