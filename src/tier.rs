@@ -723,6 +723,9 @@ async fn archive_once(
             return Err(e);
         }
         partition.set_manifest(manifest.clone());
+        if let Err(e) = partition.record_remote_end(remote.end_offset + 1) {
+            tracing::warn!(error = %e, "recording the archive's end offset locally failed");
+        }
         uploaded += 1;
         tracing::info!(
             base_offset = remote.base_offset,
@@ -761,7 +764,9 @@ async fn archive_once(
     let mut expired = Vec::new();
     while let Some(first) = manifest.segments.first() {
         let too_old = r.ms >= 0 && first.max_timestamp < now - r.ms;
-        let too_big = r.bytes >= 0 && manifest.size() + partition.local_size() > r.bytes as u64;
+        // Each byte counted once: archived bytes, plus local bytes not archived yet.
+        let too_big = r.bytes >= 0
+            && manifest.size() + partition.local_size_beyond_archive() > r.bytes as u64;
         if !(too_old || too_big) {
             break;
         }

@@ -169,8 +169,19 @@ impl Partition {
             _ => (-1, -1),
         };
         self.remote_start.store(start, Ordering::Release);
-        self.remote_end.store(end, Ordering::Release);
+        // Never moves back: segments expired from the archive stay archived as far as the
+        // uploader is concerned, or it would upload them again.
+        self.remote_end.fetch_max(end, Ordering::AcqRel);
         *self.manifest.lock().unwrap_or_else(|p| p.into_inner()) = Some(manifest);
+    }
+
+    /// Records on local disk how far the archive reaches (the manifest stays the truth).
+    pub fn record_remote_end(&self, offset: i64) -> std::io::Result<()> {
+        let dir = self.state().log.dir().to_path_buf();
+        crate::broker::topics::write_atomically(
+            &dir.join("remote-log-end-offset"),
+            offset.to_string().as_bytes(),
+        )
     }
 
     /// Closed local segments, oldest first.
@@ -181,6 +192,18 @@ impl Partition {
     /// Bytes on local disk.
     pub fn local_size(&self) -> u64 {
         self.state().log.size()
+    }
+
+    /// Bytes on local disk that the archive does not hold (from `remote_end` on).
+    pub fn local_size_beyond_archive(&self) -> u64 {
+        let remote_end = self.remote_end();
+        self.state()
+            .log
+            .segment_sizes()
+            .into_iter()
+            .filter(|&(base, _)| base >= remote_end)
+            .map(|(_, size)| size)
+            .sum()
     }
 
     /// Deletes the oldest local segment when `may_delete` says so; returns whether it did.
