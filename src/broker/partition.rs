@@ -72,6 +72,8 @@ pub struct Partition {
     manifest: Mutex<Option<Manifest>>,
     /// Wakes the archiver when a segment closes.
     pub rolled: Notify,
+    /// A read from the archive is under way; fetches meanwhile answer without waiting.
+    pub archive_read_in_flight: std::sync::atomic::AtomicBool,
 }
 
 impl Partition {
@@ -124,6 +126,7 @@ impl Partition {
             remote_end: AtomicI64::new(-1),
             manifest: Mutex::new(None),
             rolled: Notify::new(),
+            archive_read_in_flight: std::sync::atomic::AtomicBool::new(false),
         })
     }
 

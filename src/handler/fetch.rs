@@ -44,20 +44,29 @@ async fn read_archive(
     let Some(seg) = manifest.find(offset).cloned() else {
         return Err(ResponseError::OffsetOutOfRange);
     };
+    // One archive read per partition at a time; while it runs, fetches answer at once.
+    if partition
+        .archive_read_in_flight
+        .swap(true, std::sync::atomic::Ordering::AcqRel)
+    {
+        return Ok(crate::broker::partition::FetchData {
+            records: Bytes::new(),
+            high_watermark: partition.high_watermark(),
+            log_start_offset: partition.log_start_offset(),
+        });
+    }
     let (name, id, index) = (topic.name.clone(), topic.id, partition.index);
+    let p = partition.clone();
     let read = tokio::spawn(async move {
-        tier.read(
-            &name,
-            id,
-            index,
-            &seg,
-            crate::tier::ReadWant {
-                offset,
-                max_bytes: limit,
-                min_one,
-            },
-        )
-        .await
+        let want = crate::tier::ReadWant {
+            offset,
+            max_bytes: limit,
+            min_one,
+        };
+        let r = tier.read(&name, id, index, &seg, want).await;
+        p.archive_read_in_flight
+            .store(false, std::sync::atomic::Ordering::Release);
+        r
     });
     let records = match tokio::time::timeout(wait, read).await {
         Ok(Ok(Ok(bytes))) => bytes,
