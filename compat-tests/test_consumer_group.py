@@ -139,3 +139,41 @@ def test_kafka_python_group_consumer_commits_and_a_successor_reads_the_rest(stra
     produce_values(strata.bootstrap, topic, second)
     got2, _ = consume(len(second))
     assert sorted(r.value for r in got2) == sorted(second)
+
+
+def test_admin_lists_describes_and_deletes_groups(strata):
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    topic = unique_topic("admin-groups")
+    create_topic(strata.bootstrap, topic, 1)
+    produce_values(strata.bootstrap, topic, [f"v-{i:03d}" for i in range(10)])
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    consumer = group_consumer(strata.bootstrap, group)
+    consumer.subscribe([topic])
+    poll_values([consumer], 10, timeout=30, settle=0.5)
+    consumer.commit(asynchronous=False)
+
+    admin = AdminClient({"bootstrap.servers": strata.bootstrap})
+    described = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    assert described.state == ConsumerGroupState.STABLE
+    assert len(described.members) == 1
+    # A group with members cannot be deleted.
+    try:
+        admin.delete_consumer_groups([group])[group].result(timeout=10)
+        raise AssertionError("deleting a group with members succeeded")
+    except Exception as e:  # KafkaException(NON_EMPTY_GROUP)
+        assert "NON_EMPTY_GROUP" in str(e) or "not empty" in str(e).lower(), e
+
+    consumer.close()
+    listed = {g.group_id: g for g in admin.list_consumer_groups().result(timeout=10).valid}
+    assert group in listed and listed[group].state == ConsumerGroupState.EMPTY
+    admin.delete_consumer_groups([group])[group].result(timeout=10)
+    listed = {g.group_id for g in admin.list_consumer_groups().result(timeout=10).valid}
+    assert group not in listed
+    # Its committed offsets went with it: a new member of that group starts from the beginning.
+    again = group_consumer(strata.bootstrap, group)
+    again.subscribe([topic])
+    got = poll_values([again], 10, timeout=30, settle=0.5)
+    again.close()
+    assert len(got[id(again)]) == 10

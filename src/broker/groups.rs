@@ -559,6 +559,60 @@ impl GroupCoordinator {
             .unwrap_or_default()
     }
 
+    /// Deletes groups with no members, with their committed offsets (Kafka's DeleteGroups).
+    pub fn delete(&self, group_id: &str) -> Result<(), ResponseError> {
+        {
+            let mut groups = self.lock();
+            match groups.get(group_id) {
+                None => return Err(ResponseError::GroupIdNotFound),
+                Some(g) if !g.members.is_empty() => return Err(ResponseError::NonEmptyGroup),
+                Some(_) => {
+                    groups.remove(group_id);
+                }
+            }
+        }
+        match std::fs::remove_file(self.dir.join(file_name(group_id))) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                tracing::error!(group = group_id, error = %e, "deleting committed offsets");
+                Err(ResponseError::KafkaStorageError)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Forgets a deleted topic's committed offsets in every group.
+    pub fn forget_topic(&self, topic: &str) {
+        let files: Vec<(String, OffsetsFile)> = {
+            let mut groups = self.lock();
+            groups
+                .values_mut()
+                .filter_map(|g| {
+                    g.offsets.remove(topic)?;
+                    Some((
+                        g.id.clone(),
+                        OffsetsFile {
+                            group: g.id.clone(),
+                            offsets: g.offsets.clone(),
+                        },
+                    ))
+                })
+                .collect()
+        };
+        for (group, file) in files {
+            let written = serde_yaml::to_string(&file)
+                .map_err(std::io::Error::other)
+                .and_then(|y| {
+                    crate::broker::topics::write_atomically(
+                        &self.dir.join(file_name(&group)),
+                        y.as_bytes(),
+                    )
+                });
+            if let Err(e) = written {
+                tracing::warn!(%group, error = %e, "rewriting committed offsets after a topic deletion");
+            }
+        }
+    }
+
     /// (group id, protocol type, state) of every group.
     pub fn list(&self) -> Vec<(String, String, GroupState)> {
         let mut out: Vec<_> = self

@@ -408,3 +408,17 @@ pub fn describe_groups(ctx: &Ctx<'_>, req: DescribeGroupsRequest) -> DescribeGro
         .collect();
     DescribeGroupsResponse::default().with_groups(groups)
 }
+
+pub fn delete_groups(ctx: &Ctx<'_>, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let results = req
+        .groups_names
+        .into_iter()
+        .map(|g| {
+            let r = ctx.broker.groups.delete(g.0.as_str());
+            kafka_protocol::messages::delete_groups_response::DeletableGroupResult::default()
+                .with_group_id(g)
+                .with_error_code(code(r))
+        })
+        .collect();
+    DeleteGroupsResponse::default().with_results(results)
+}

@@ -104,6 +104,9 @@ pub async fn dispatch(broker: &Broker, frame: RequestFrame, client_host: &str) -
         RequestKind::DescribeGroups(req) => now(ResponseKind::DescribeGroups(
             groups::describe_groups(&ctx, req),
         )),
+        RequestKind::DeleteGroups(req) => {
+            now(ResponseKind::DeleteGroups(groups::delete_groups(&ctx, req)))
+        }
         other => {
             // Unreachable while the versions table and this match agree; a test checks that.
             tracing::error!(request = ?std::mem::discriminant(&other), "advertised API without a handler");
@@ -248,6 +251,7 @@ mod tests {
                 ApiKey::OffsetFetch => RequestKind::OffsetFetch(Default::default()),
                 ApiKey::ListGroups => RequestKind::ListGroups(Default::default()),
                 ApiKey::DescribeGroups => RequestKind::DescribeGroups(Default::default()),
+                ApiKey::DeleteGroups => RequestKind::DeleteGroups(Default::default()),
                 ApiKey::OffsetForLeaderEpoch => {
                     RequestKind::OffsetForLeaderEpoch(Default::default())
                 }
