@@ -2,7 +2,7 @@
 
     MotoServer      a `moto_server` subprocess on a loopback port (an in-memory S3)
     S3Bucket        one bucket on it, with a boto3 client to look inside
-    TcpProxy        an in-process TCP forwarder whose link can be cut and restored
+    TcpProxy        an in-process TCP forwarder whose link can be cut (RST), stalled (silent) and restored
     make_s3_client  a boto3 S3 client with explicit credentials, path-style addressing, no env proxies
     tier_config     writes the broker's `--config` YAML (tier store none | local | s3, plus kafka props)
 
@@ -275,6 +275,7 @@ class _Link:
         self.client = client
         self.upstream = upstream
         self.reset = threading.Event()  # set by cut(): end with RSTs on both sides
+        self.parked = threading.Event()  # set while stall() holds this link: it forwards nothing
         self.thread = threading.Thread(target=self._run, name=f"tcp-proxy-{proxy.port}-link", daemon=True)
 
     def _run(self) -> None:
@@ -285,6 +286,11 @@ class _Link:
         abort = False
         try:
             while readers and not self.reset.is_set() and not self.proxy._closed.is_set():
+                if self.proxy._stalled.is_set():  # hold both sockets open, read and send nothing
+                    self.parked.set()
+                    time.sleep(self.POLL_S)
+                    continue
+                self.parked.clear()  # before select: a stall() that sees `parked` gets no more bytes
                 ready, _, _ = select.select(readers, [], [], self.POLL_S)
                 for s in ready:
                     data = s.recv(65536)
@@ -314,7 +320,13 @@ class TcpProxy:
 
     cut()     resets every live connection (RST both ways) and resets each new one right after accept,
               until restore(). Returns once the live connections are gone.
-    restore() forwards new connections again.
+    stall()   a black hole that keeps connections: live and new connections stay open (new ones are
+              accepted and connected upstream) but no byte is forwarded either way, until restore().
+              Returns once every live connection has stopped forwarding. Clients see their requests
+              hang (read timeouts), not errors. cut() while stalled resets everything as usual.
+    restore() ends cut and stall: new connections are forwarded again, and stalled connections
+              resume where they stopped (bytes sent meanwhile are delivered then; a side that gave up
+              and closed meanwhile has its close passed on).
     close()   stops listening and resets everything; idempotent.
     """
 
@@ -335,6 +347,7 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._links: set[_Link] = set()
         self._cut = threading.Event()
+        self._stalled = threading.Event()
         self._closed = threading.Event()
         # counters, for tests that want to see traffic went through
         self.accepted = 0
@@ -356,6 +369,10 @@ class TcpProxy:
     @property
     def is_cut(self) -> bool:
         return self._cut.is_set()
+
+    @property
+    def is_stalled(self) -> bool:
+        return self._stalled.is_set()
 
     @property
     def live_connections(self) -> int:
@@ -425,8 +442,27 @@ class TcpProxy:
             self._cut.set()
         self._reset_all()
 
+    def stall(self, timeout: float = 15.0) -> None:
+        """Stop forwarding on every connection, live and new, but keep them open; until restore().
+
+        Returns once each live connection's pump is parked (a chunk it was forwarding when called
+        is finished first). Raises if one is still busy after `timeout` s (stuck in a send to a
+        peer that reads nothing: _Link.SEND_TIMEOUT_S ends that).
+        """
+        self._stalled.set()
+        with self._lock:
+            links = list(self._links)
+        deadline = time.monotonic() + timeout
+        for link in links:
+            while not (link.parked.is_set() or not link.thread.is_alive()):
+                if time.monotonic() >= deadline:
+                    raise RuntimeError(f"{self!r}: a connection was still forwarding {timeout}s after stall()")
+                time.sleep(0.01)
+
     def restore(self) -> None:
+        """Ends cut() and stall(): forwarding resumes on stalled connections and new ones."""
         self._cut.clear()
+        self._stalled.clear()
 
     def close(self) -> None:
         if self._closed.is_set():
@@ -446,7 +482,8 @@ class TcpProxy:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed.is_set() else ("cut" if self.is_cut else "forwarding")
+        state = ("closed" if self._closed.is_set() else "cut" if self.is_cut
+                 else "stalled" if self.is_stalled else "forwarding")
         return f"TcpProxy({self.address} -> {self.target_host}:{self.target_port}, {state})"
 
 

@@ -12,7 +12,7 @@ import threading
 import time
 
 import pytest
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 
 from s3 import TcpProxy, make_s3_client, tier_config
 
@@ -230,8 +230,13 @@ def test_tcp_proxy_cut_resets_live_and_new_connections(tcp_proxy, echo_server):
     assert proxy.is_cut and proxy.live_connections == 0
     assert connection_is_dead(live)
     live.close()
-    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:  # the kernel completes the handshake
-        assert connection_is_dead(s)                                         # then the proxy resets it
+    # The kernel completes the handshake, then the proxy resets the connection; the reset
+    # may already arrive while connect() returns.
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+            assert connection_is_dead(s)
+    except ConnectionResetError:
+        pass
     assert proxy.refused >= 1
 
     proxy.restore()
@@ -286,6 +291,52 @@ def test_s3_through_tcp_proxy_cut_and_restore(s3_bucket, tcp_proxy):
     client.put_object(Bucket=bucket, Key="after-restore", Body=b"back")
     assert client.get_object(Bucket=bucket, Key="after-restore")["Body"].read() == b"back"
     assert s3_bucket.list_keys() == ["after-restore", "via-proxy"]
+
+
+def test_tcp_proxy_stall_holds_connections_then_resumes(tcp_proxy, echo_server):
+    proxy = tcp_proxy("127.0.0.1", echo_server)
+    live = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+    live.sendall(b"before")
+    assert recv_exactly(live, 6) == b"before"
+
+    proxy.stall()
+    assert proxy.is_stalled and not proxy.is_cut
+    up, down = proxy.bytes_up, proxy.bytes_down
+    live.sendall(b"held")
+    fresh = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)  # accepted, then held too
+    fresh.sendall(b"new")
+    for s in (live, fresh):
+        s.settimeout(0.5)
+        with pytest.raises(socket.timeout):  # silence: neither an echo nor a reset
+            s.recv(16)
+    assert (proxy.bytes_up, proxy.bytes_down) == (up, down)
+    assert proxy.live_connections == 2
+
+    proxy.restore()
+    for s, sent in ((live, b"held"), (fresh, b"new")):
+        s.settimeout(5)
+        assert recv_exactly(s, len(sent)) == sent  # what was sent during the stall arrives now
+        s.close()
+
+
+def test_s3_through_tcp_proxy_stall_and_restore(s3_bucket, tcp_proxy):
+    proxy = tcp_proxy("127.0.0.1", s3_bucket.port)
+    client = make_s3_client(proxy.endpoint, connect_timeout=1, read_timeout=2, max_attempts=1)
+    bucket = s3_bucket.bucket
+    client.put_object(Bucket=bucket, Key="via-proxy", Body=b"through the proxy")
+
+    proxy.stall()
+    started = time.monotonic()
+    with pytest.raises(ReadTimeoutError):  # the request hangs: no error, no answer
+        client.get_object(Bucket=bucket, Key="via-proxy")["Body"].read()
+    waited = time.monotonic() - started
+    assert 1.5 <= waited < 10, f"a stalled call should hang until the 2 s read timeout, not {waited:.1f}s"
+    assert proxy.live_connections >= 1, "stall() must keep connections open"
+
+    proxy.restore()
+    assert client.get_object(Bucket=bucket, Key="via-proxy")["Body"].read() == b"through the proxy"
+    client.put_object(Bucket=bucket, Key="after-stall", Body=b"back")
+    assert s3_bucket.list_keys() == ["after-stall", "via-proxy"]
 
 
 # ---------------------------------------------------------------------------------------------- tier_config

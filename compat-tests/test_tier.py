@@ -24,6 +24,10 @@ What is checked against the archive itself (Strata's layout):
   and continues at the archive's end offset; new segments extend the same manifest.
 - test_store_unreachable_then_back (s3): the S3 link is cut; produce and consume of local data
   go on, nothing unarchived is deleted locally; after the link is back the archive catches up.
+- test_slow_store_does_not_stall_local_fetches (s3): the S3 link is stalled (connections
+  open, no bytes): a consumer of two partitions gets the local partition's messages at once
+  while the other partition's archive reads hang; after the link is back it gets the
+  archived history too, exactly once and in order.
 - test_kill_during_upload (s3): SIGKILL right after segments roll; after the restart the
   archive catches up and every manifest entry's objects exist with the right sizes and CRC.
 - test_total_retention_deletes_archived_segments: log.retention.bytes / log.retention.ms
@@ -47,7 +51,7 @@ import uuid
 
 import crc32c
 import pytest
-from confluent_kafka import OFFSET_END, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from kafka import KafkaAdminClient
 
@@ -583,6 +587,100 @@ def test_kill_during_upload(strata_factory, tiered_s3):
     assert_read_exactly(got, everything, f"after SIGKILLs (closed segments not yet archived at the kills: {behind})")
 
 
+def test_slow_store_does_not_stall_local_fetches(strata_factory, tiered_s3, tcp_proxy):
+    """Partition 0's history is only in the archive, partition 1's data only local. With the S3
+    link stalled, one consumer fetching both must still get partition 1 promptly (the broker
+    answers a fetch without the partition whose archive read hangs), more than once; partition
+    0's history arrives after the link is back."""
+    local_bound_s = 5.0      # partition 1's messages, from assign() / from their produce
+    archive_bound_s = 90.0   # partition 0's history after restore(): object_store may first time out (~30 s)
+    proxy = tcp_proxy("127.0.0.1", tiered_s3.bucket.port)
+    config = tiered_s3.config(endpoint=proxy.endpoint, **{"log.local.retention.ms": 300,
+                                                          "log.retention.check.interval.ms": 200})
+    broker = strata_factory("--config", str(config))
+    archive = tiered_s3.archive  # read directly from moto, not through the proxy
+    topic = unique_topic("tier-stall")
+    create_topic(broker.bootstrap, topic, 2)
+
+    history = 3_000
+    d0 = produce_values(broker.bootstrap, topic, [value_for("old", i) for i in range(history)],
+                        partition_of=lambda i: 0)
+    st0 = wait_fully_archived(broker, archive, topic, [0])[0]
+    local_start = st0["local"][0]
+    assert local_start >= history // 2, f"partition 0: too little of the history is archive-only: {short(st0)}"
+    assert proxy.accepted > 0, "the broker's S3 traffic did not go through the proxy"
+
+    proxy.stall()
+    stalled_at = time.monotonic()
+    bytes_at_stall = (proxy.bytes_up, proxy.bytes_down)
+    d1 = produce_values(broker.bootstrap, topic, [value_for("new", i) for i in range(200)],
+                        partition_of=lambda i: 1, timeout=15)
+    expected = expected_by_partition(d0, d1)
+    assert sorted(expected[0]) == list(range(history)) and sorted(expected[1]) == list(range(200))
+
+    got: dict[int, list] = {0: [], 1: []}
+    errors = []
+
+    def poll_until(done, deadline: float) -> bool:
+        while not done():
+            if time.monotonic() >= deadline:
+                return False
+            for m in consumer.consume(num_messages=1000, timeout=0.2):
+                if m.error():
+                    if m.error().code() != KafkaError._PARTITION_EOF:
+                        errors.append(m.error())
+                    continue
+                got[m.partition()].append(m)
+        return True
+
+    def counts() -> str:
+        return (f"partition 0: {len(got[0])}/{len(expected[0])}, partition 1: {len(got[1])}/{len(expected[1])}; "
+                f"errors {errors[:5]}")
+
+    consumer = new_consumer(broker.bootstrap)
+    try:
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in (0, 1)])
+        started = time.monotonic()
+        ok = poll_until(lambda: len(got[1]) >= len(expected[1]), started + local_bound_s)
+        first_s = time.monotonic() - started
+        assert ok, (f"partition 1 (local data) not read within {local_bound_s}s of assign() while the "
+                    f"object store is stalled: {counts()}")
+
+        # again, now that partition 0's archive read has been hanging for a while
+        d2 = produce_values(broker.bootstrap, topic, [value_for("newer", i) for i in range(200)],
+                            partition_of=lambda i: 1, timeout=15)
+        expected = expected_by_partition(d0, d1, d2)
+        produced = time.monotonic()
+        ok = poll_until(lambda: len(got[1]) >= len(expected[1]), produced + local_bound_s)
+        second_s = time.monotonic() - produced
+        assert ok, (f"partition 1: the second batch not read within {local_bound_s}s of its produce while "
+                    f"the object store is stalled: {counts()}")
+
+        # keep fetching a while longer with the reads hanging (the client must see no errors)
+        poll_until(lambda: False, time.monotonic() + 2.0)
+
+        # the test is only meaningful if partition 0's history really could not be read meanwhile
+        early = [m.offset() for m in got[0] if m.offset() < local_start]
+        assert not early, (f"partition 0: archived offsets {early[:5]}... were read while the store was stalled "
+                           f"(proxy bytes {bytes_at_stall} -> {(proxy.bytes_up, proxy.bytes_down)})")
+        assert (proxy.bytes_up, proxy.bytes_down) == bytes_at_stall
+        stall_s = time.monotonic() - stalled_at
+
+        proxy.restore()
+        restored = time.monotonic()
+        ok = poll_until(lambda: len(got[0]) >= len(expected[0]), restored + archive_bound_s)
+        catch_up_s = time.monotonic() - restored
+        assert ok, f"partition 0: history not read within {archive_bound_s}s of restore(): {counts()}"
+        poll_until(lambda: False, time.monotonic() + 1.0)  # anything extra (duplicates) shows up here
+    finally:
+        consumer.close()
+    assert not errors, f"consumer errors: {errors[:5]}"
+    assert_read_exactly(got, expected, (
+        f"two partitions, one of them behind a stalled store (partition 1 in {first_s:.1f}s and {second_s:.1f}s, "
+        f"stalled {stall_s:.1f}s, partition 0 caught up {catch_up_s:.1f}s after restore)"))
+
+
+
 # ---------------------------------------------------------------------------------------------- 5. total retention
 
 @pytest.mark.parametrize("limit", ["bytes", "ms"])
@@ -750,3 +848,24 @@ def test_retention_bytes_counts_archived_bytes_once(strata_factory, tiered):
     assert watermarks(broker.bootstrap, topic, 0) == (0, count)
     got = consume_partitions(broker.bootstrap, topic, [0], expected=count, timeout=60)
     assert_read_exactly(got, expected_by_partition(delivered), "everything, none of it expired")
+
+
+# ---------------------------------------------------------------------------------------------- large segments
+
+def test_large_segments_go_up_in_parts_and_read_back(strata_factory, tiered):
+    """Segments over 16 MiB are uploaded with multipart upload (8 MiB parts): the objects
+    have the size and CRC-32C the manifest names and every message reads back from 0."""
+    segment = 20 * 1024 * 1024
+    broker = strata_factory("--config", str(tiered.config(**{"log.segment.bytes": segment})))
+    topic = unique_topic("tier-large")
+    create_topic(broker.bootstrap, topic, 1)
+    count = 45_000  # ~46 MB of 1 KiB values: two closed 20 MiB segments and an active one
+    values = [f"large-{i:06d}-".encode() + b"y" * 1010 for i in range(count)]
+    delivered = produce_values(broker.bootstrap, topic, values)
+    expected = expected_by_partition(delivered)
+    wait_fully_archived(broker, tiered.archive, topic, [0], timeout=90)
+    segments = check_manifest(tiered.archive, topic, 0, verify_crc=True)
+    assert len(segments) >= 2 and all(s["size"] > 16 * 1024 * 1024 for s in segments), (
+        [s["size"] for s in segments])
+    got = consume_partitions(broker.bootstrap, topic, [0], expected=count, timeout=120)
+    assert_read_exactly(got, expected, "consume large archived segments from OFFSET_BEGINNING")
