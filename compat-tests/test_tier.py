@@ -534,6 +534,11 @@ def test_store_unreachable_then_back(strata_factory, tiered_s3, tcp_proxy):
     remote_end = manifest_before[-1]["end_offset"] + 1
     assert st_cut["local"][0] <= remote_end, (
         f"unarchived local segments were deleted while the store was unreachable: {short(st_cut)}")
+    # The broker's log says how far behind the archive is.
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", broker.log_path.read_text(errors="replace"))
+    lags = [int(m) for m in re.findall(r"archive step failed.*?lag_segments=(\d+)", plain)]
+    assert lags and max(lags) >= 1, "no 'archive step failed ... lag_segments=N' line while the store was cut"
+    assert re.search(r"archive step failed.*lag_bytes=[1-9]\d*", plain), "no lag_bytes in the failure lines"
 
     proxy.restore()
     restored_at = time.monotonic()
