@@ -519,4 +519,24 @@ mod tests {
         );
         assert_eq!(log.next_offset(), 12);
     }
+
+    #[test]
+    fn a_segment_older_than_segment_ms_rolls_on_the_next_append() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let config = LogConfig {
+            segment_ms: 20,
+            ..LogConfig::default()
+        };
+        let (mut log, _) = Log::open(dir.path(), config, &mut |_| {}).expect("open");
+        log.append(&mut make_batch(1, &[b"a"])).expect("append");
+        log.append(&mut make_batch(2, &[b"b"])).expect("append");
+        assert_eq!(log.segment_count(), 1);
+        std::thread::sleep(Duration::from_millis(30));
+        let rolled = log.append(&mut make_batch(3, &[b"c"])).expect("append");
+        assert!(rolled.is_some());
+        assert_eq!(
+            log.segment_sizes().iter().map(|s| s.0).collect::<Vec<_>>(),
+            vec![0, 2]
+        );
+    }
 }
