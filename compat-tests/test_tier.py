@@ -739,7 +739,10 @@ def test_total_retention_deletes_archived_segments(strata_factory, tiered, limit
             pdir = broker.data_dir / f"{topic}-0"
             local = sum(p.stat().st_size for p in pdir.glob("*.log"))
             total = sum(s["size"] for s in segments) + local
-            return total <= retention_bytes, f"{short(st)}; archived+local {total} bytes"
+            # Kafka's rule: the oldest segment goes only while the log, without it, is still
+            # at least retention.bytes; so it settles once dropping one more would go below.
+            return total - segments[0]["size"] < retention_bytes, (
+                f"{short(st)}; archived+local {total} bytes")
         return True, st
 
     wait_for(f"{topic}: archived segments expire", settled, ARCHIVE_TIMEOUT_S, interval=0.05)
@@ -874,3 +877,38 @@ def test_large_segments_go_up_in_parts_and_read_back(strata_factory, tiered):
         [s["size"] for s in segments])
     got = consume_partitions(broker.bootstrap, topic, [0], expected=count, timeout=120)
     assert_read_exactly(got, expected, "consume large archived segments from OFFSET_BEGINNING")
+
+
+# ---------------------------------------------------------------------------------------------- no archive
+
+def test_retention_applies_to_topics_that_are_not_archived(strata_factory, tmp_path):
+    """With archiving off, retention.bytes deletes the oldest local segments (Kafka's rule:
+    while the log without the oldest segment is still at least retention.bytes) and the
+    earliest offset moves; the rest reads back."""
+    retention_bytes = 300_000
+    config = tier_config(tmp_path, "none", **{"log.segment.bytes": SEGMENT_BYTES,
+                                               "log.retention.bytes": retention_bytes,
+                                               "log.local.retention.ms": None,
+                                               "log.retention.check.interval.ms": 200})
+    broker = strata_factory("--config", str(config))
+    topic = unique_topic("retention-local")
+    create_topic(broker.bootstrap, topic, 1)
+    count = 6_000
+    delivered = produce_values(broker.bootstrap, topic, [value_for("loc", i) for i in range(count)],
+                               partition_of=lambda i: 0)
+    expected = expected_by_partition(delivered)
+
+    def settled():
+        pdir = broker.data_dir / f"{topic}-0"
+        sizes = sorted((int(p.name[:20]), p.stat().st_size) for p in pdir.glob("*.log"))
+        total = sum(s for _, s in sizes)
+        ok = sizes[0][0] > 0 and total - sizes[0][1] < retention_bytes <= total
+        return ok, f"segments {sizes[:3]}... total {total}"
+
+    wait_for(f"{topic}: old segments deleted", settled, ARCHIVE_TIMEOUT_S)
+    assert not (broker.data_dir / "tier").exists(), "archiving is off, yet a tier directory appeared"
+    low, high = watermarks(broker.bootstrap, topic, 0)
+    assert 0 < low < high == count, (low, high)
+    kept = {0: {o: v for o, v in expected[0].items() if o >= low}}
+    got = consume_partitions(broker.bootstrap, topic, [0], expected=count - low, timeout=60)
+    assert_read_exactly(got, kept, "consume what retention kept")

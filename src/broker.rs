@@ -211,12 +211,19 @@ impl Broker {
 
     /// Records a tiered topic in the archive and starts its partitions' archivers.
     fn start_archiving(&self, topic: &Arc<Topic>) {
-        let Some(tier) = self.tier.clone() else {
-            return;
+        let tier = match self.tier.clone() {
+            Some(tier) if topic.is_tiered(&self.config) => tier,
+            _ => {
+                for p in &topic.partitions {
+                    tokio::spawn(crate::tier::run_local_retention(
+                        self.clone(),
+                        topic.clone(),
+                        p.clone(),
+                    ));
+                }
+                return;
+            }
         };
-        if !topic.is_tiered(&self.config) {
-            return;
-        }
         let (b, t, tr) = (self.clone(), topic.clone(), tier.clone());
         tokio::spawn(async move {
             let mut backoff = std::time::Duration::from_millis(100);

@@ -694,6 +694,48 @@ pub async fn run_partition(
     }
 }
 
+/// Retention for a topic that is not archived: closed segments past `retention.ms`, or
+/// beyond `retention.bytes` (a segment goes only if the log stays at least that large
+/// without it, as in Kafka), are deleted oldest first.
+#[tracing::instrument(name = "retention", skip_all, fields(topic = %topic.name, partition = partition.index))]
+pub async fn run_local_retention(broker: Broker, topic: Arc<Topic>, partition: Arc<Partition>) {
+    let check = Duration::from_millis(
+        broker
+            .config
+            .props
+            .int("log.retention.check.interval.ms")
+            .max(100) as u64,
+    );
+    loop {
+        tokio::select! {
+            _ = partition.rolled.notified() => {}
+            _ = tokio::time::sleep(check) => {}
+        }
+        if !broker
+            .topic_by_id(topic.id)
+            .is_some_and(|t| Arc::ptr_eq(&t, &topic))
+        {
+            return;
+        }
+        let r = retention(&topic, &broker.config);
+        let now = crate::handler::now_ms();
+        loop {
+            let deleted = partition.delete_oldest_local_if(|s, local_size| {
+                (r.ms >= 0 && s.max_timestamp < now - r.ms)
+                    || (r.bytes >= 0 && local_size.saturating_sub(s.size) >= r.bytes as u64)
+            });
+            match deleted {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "deleting an expired segment failed");
+                    break;
+                }
+            }
+        }
+    }
+}
+
 async fn archive_once(
     broker: &Broker,
     tier: &Tier,
@@ -754,7 +796,8 @@ async fn archive_once(
         let deleted = partition.delete_oldest_local_if(|s, local_size| {
             s.next_offset <= remote_end
                 && ((r.local_ms >= 0 && s.max_timestamp < now - r.local_ms)
-                    || (r.local_bytes >= 0 && local_size > r.local_bytes as u64))
+                    || (r.local_bytes >= 0
+                        && local_size.saturating_sub(s.size) >= r.local_bytes as u64))
         })?;
         if !deleted {
             break;
@@ -764,9 +807,10 @@ async fn archive_once(
     let mut expired = Vec::new();
     while let Some(first) = manifest.segments.first() {
         let too_old = r.ms >= 0 && first.max_timestamp < now - r.ms;
-        // Each byte counted once: archived bytes, plus local bytes not archived yet.
-        let too_big = r.bytes >= 0
-            && manifest.size() + partition.local_size_beyond_archive() > r.bytes as u64;
+        // Each byte counted once: archived bytes, plus local bytes not archived yet. As in
+        // Kafka, a segment goes only if the log is still at least retention.bytes without it.
+        let total = manifest.size() + partition.local_size_beyond_archive();
+        let too_big = r.bytes >= 0 && total.saturating_sub(first.size) >= r.bytes as u64;
         if !(too_old || too_big) {
             break;
         }

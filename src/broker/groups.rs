@@ -519,7 +519,10 @@ impl GroupCoordinator {
                     }
                 } else if generation != group.generation {
                     return Err(ResponseError::IllegalGeneration);
-                } else if group.state == GroupState::PreparingRebalance {
+                } else if group.state == GroupState::CompletingRebalance {
+                    // As Kafka: commits made while preparing a rebalance (an eager
+                    // consumer's commit in its revoke callback) are kept; only between the
+                    // join and the sync is the assignment too uncertain to commit against.
                     return Err(ResponseError::RebalanceInProgress);
                 }
             } else if group.state != GroupState::Empty {
@@ -643,7 +646,9 @@ impl GroupCoordinator {
                 .members
                 .values()
                 .filter(|m| {
-                    group.state != GroupState::PreparingRebalance
+                    // Only members waiting in a join are kept alive during a rebalance; a
+                    // dead member must not hold the rebalance up until its deadline.
+                    !(group.state == GroupState::PreparingRebalance && group.joined.contains(&m.id))
                         && now.duration_since(m.last_heartbeat) > m.session_timeout
                 })
                 .map(|m| m.id.clone())
