@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -154,3 +156,34 @@ def produce_and_read_back_one(bootstrap: str, topic: str, value: bytes, timeout:
         raise AssertionError(f"probe message at {topic}/0@{offset} not readable within {timeout}s")
     finally:
         consumer.close()
+
+
+def topic_id(bootstrap: str, topic: str) -> uuid.UUID:
+    """The topic id the broker's metadata reports (kafka-python's admin client)."""
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    try:
+        (described,) = admin.describe_topics([topic])
+    finally:
+        admin.close()
+    assert described["error_code"] == 0, described
+    raw = described.get("topic_id")
+    tid = raw if isinstance(raw, uuid.UUID) else uuid.UUID(str(raw)) if raw else None
+    assert tid is not None and tid.int != 0, f"metadata gives no topic id for {topic}: {described}"
+    return tid
+
+
+def tail(text: str | bytes, lines: int = 80) -> str:
+    if isinstance(text, bytes):  # TimeoutExpired carries bytes even with text=True
+        text = text.decode(errors="replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def program_report(cmd: list[str], proc: subprocess.CompletedProcess, summary: dict | None, log_name: str) -> str:
+    """What a client program (js/, java/) did: exit status, JSON summary, problems, log tail."""
+    problems = "\n".join(f"  - {p}" for p in (summary or {}).get("problems", []))
+    rest = {k: v for k, v in (summary or {}).items() if k != "problems"}
+    return (f"command: {' '.join(cmd)}\nexit status: {proc.returncode}\n"
+            f"summary: {json.dumps(rest)}\nproblems:\n{problems or '  (none)'}\n"
+            f"{log_name} (stderr, last lines):\n{tail(proc.stderr)}")

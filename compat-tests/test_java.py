@@ -22,23 +22,15 @@ import subprocess
 
 import pytest
 
+from clients import program_report, tail
+
 JAVA_DIR = pathlib.Path(__file__).resolve().parent / "java"
 COUNT = 2000
 PROGRAM_TIMEOUT_S = 90  # the program's own watchdog; the subprocess gets a margin on top
 
 
-def _tail(text: str | bytes, lines: int = 80) -> str:
-    if isinstance(text, bytes):  # TimeoutExpired carries bytes even with text=True
-        text = text.decode(errors="replace")
-    return "\n".join(text.splitlines()[-lines:])
-
-
 def _report(cmd: list[str], proc: subprocess.CompletedProcess, summary: dict | None) -> str:
-    problems = "\n".join(f"  - {p}" for p in (summary or {}).get("problems", []))
-    rest = {k: v for k, v in (summary or {}).items() if k != "problems"}
-    return (f"command: {' '.join(cmd)}\nexit status: {proc.returncode}\n"
-            f"summary: {json.dumps(rest)}\nproblems:\n{problems or '  (none)'}\n"
-            f"client log (stderr, last lines):\n{_tail(proc.stderr)}")
+    return program_report(cmd, proc, summary, "client log")
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +40,7 @@ def java_classpath(tmp_path_factory) -> str:
             pytest.fail(f"{tool} not found on PATH (a JDK 17 is needed for the Java client tests)", pytrace=False)
     install = subprocess.run(["bash", str(JAVA_DIR / "install.sh")], capture_output=True, text=True, timeout=900)
     if install.returncode != 0:
-        pytest.fail(f"java/install.sh failed ({install.returncode}):\n{_tail(install.stdout)}\n{_tail(install.stderr)}",
+        pytest.fail(f"java/install.sh failed ({install.returncode}):\n{tail(install.stdout)}\n{tail(install.stderr)}",
                     pytrace=False)
     classes = tmp_path_factory.mktemp("java-classes")
     lib = f"{JAVA_DIR / 'lib'}{os.sep}*"
@@ -72,11 +64,11 @@ def run_produce_consume(classpath: str, bootstrap: str, topic: str, *, compressi
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PROGRAM_TIMEOUT_S + 30)
     except subprocess.TimeoutExpired as e:
         pytest.fail(f"ProduceConsume did not finish in {PROGRAM_TIMEOUT_S + 30}s\n"
-                    f"stdout:\n{_tail(e.stdout or '')}\nstderr:\n{_tail(e.stderr or '')}", pytrace=False)
+                    f"stdout:\n{tail(e.stdout or '')}\nstderr:\n{tail(e.stderr or '')}", pytrace=False)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     summary = json.loads(lines[-1]) if lines else None
     if summary is None:
-        pytest.fail(f"no JSON summary on stdout\n{_report(cmd, proc, summary)}\nstdout:\n{_tail(proc.stdout)}",
+        pytest.fail(f"no JSON summary on stdout\n{_report(cmd, proc, summary)}\nstdout:\n{tail(proc.stdout)}",
                     pytrace=False)
     offsets = summary.get("offsets", {})
     checks = [

@@ -25,23 +25,15 @@ import subprocess
 
 import pytest
 
+from clients import program_report, tail
+
 JS_DIR = pathlib.Path(__file__).resolve().parent / "js"
 COUNT = 1000
 PROGRAM_TIMEOUT_S = 60  # the program's own watchdog; the subprocess gets a margin on top
 
 
-def _tail(text: str | bytes, lines: int = 80) -> str:
-    if isinstance(text, bytes):  # TimeoutExpired carries bytes even with text=True
-        text = text.decode(errors="replace")
-    return "\n".join(text.splitlines()[-lines:])
-
-
 def _report(cmd: list[str], proc: subprocess.CompletedProcess, summary: dict | None) -> str:
-    problems = "\n".join(f"  - {p}" for p in (summary or {}).get("problems", []))
-    rest = {k: v for k, v in (summary or {}).items() if k != "problems"}
-    return (f"command: {' '.join(cmd)}\nexit status: {proc.returncode}\n"
-            f"summary: {json.dumps(rest)}\nproblems:\n{problems or '  (none)'}\n"
-            f"kafkajs log (stderr, last lines):\n{_tail(proc.stderr)}")
+    return program_report(cmd, proc, summary, "kafkajs log")
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +43,7 @@ def kafkajs_installed() -> pathlib.Path:
             pytest.fail(f"{tool} not found on PATH (Node.js is needed for the kafkajs tests)", pytrace=False)
     install = subprocess.run(["bash", str(JS_DIR / "install.sh")], capture_output=True, text=True, timeout=600)
     if install.returncode != 0:
-        pytest.fail(f"js/install.sh failed ({install.returncode}):\n{_tail(install.stdout)}\n{_tail(install.stderr)}",
+        pytest.fail(f"js/install.sh failed ({install.returncode}):\n{tail(install.stdout)}\n{tail(install.stderr)}",
                     pytrace=False)
     return JS_DIR / "produce_consume.js"
 
@@ -70,11 +62,11 @@ def run_produce_consume(script: pathlib.Path, bootstrap: str, topic: str, *, cou
                               cwd=JS_DIR)
     except subprocess.TimeoutExpired as e:
         pytest.fail(f"produce_consume.js did not finish in {PROGRAM_TIMEOUT_S + 30}s\n"
-                    f"stdout:\n{_tail(e.stdout or '')}\nstderr:\n{_tail(e.stderr or '')}", pytrace=False)
+                    f"stdout:\n{tail(e.stdout or '')}\nstderr:\n{tail(e.stderr or '')}", pytrace=False)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     summary = json.loads(lines[-1]) if lines else None
     if summary is None:
-        pytest.fail(f"no JSON summary on stdout\n{_report(cmd, proc, summary)}\nstdout:\n{_tail(proc.stdout)}",
+        pytest.fail(f"no JSON summary on stdout\n{_report(cmd, proc, summary)}\nstdout:\n{tail(proc.stdout)}",
                     pytrace=False)
     offsets = summary.get("offsets", {})
     checks = [

@@ -1,27 +1,13 @@
 """A clean restart (SIGTERM, start again on the same data dir) keeps data, topic ids and offsets."""
 
 import time
-import uuid
 
 from confluent_kafka import Producer, TopicPartition
-from kafka import KafkaAdminClient
 
-from clients import Delivered, consume_partitions, create_topic, new_consumer, produce_all, unique_topic
+from clients import (Delivered, consume_partitions, create_topic, new_consumer, produce_all, topic_id,
+                     unique_topic)
 
 PARTITIONS = 2
-
-
-def topic_id(bootstrap, topic):
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
-    try:
-        (described,) = admin.describe_topics([topic])
-    finally:
-        admin.close()
-    assert described["error_code"] == 0, described
-    raw = described.get("topic_id")
-    tid = raw if isinstance(raw, uuid.UUID) else uuid.UUID(str(raw)) if raw else None
-    assert tid is not None and tid.int != 0, f"metadata gives no topic id for {topic}: {described}"
-    return tid
 
 
 def produce(bootstrap, topic, start, count):

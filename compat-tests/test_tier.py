@@ -53,9 +53,9 @@ import crc32c
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
-from kafka import KafkaAdminClient
 
-from clients import Delivered, consume_partitions, create_topic, new_consumer, unique_topic, wait_for_partitions
+from clients import (Delivered, consume_partitions, create_topic, new_consumer, topic_id, unique_topic,
+                     wait_for_partitions)
 from s3 import tier_config
 from test_java import java_classpath, run_produce_consume  # noqa: F401  (java_classpath is a fixture)
 
@@ -314,17 +314,6 @@ def watermarks(bootstrap: str, topic: str, partition: int) -> tuple[int, int]:
         return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
     finally:
         consumer.close()
-
-
-def topic_id(bootstrap: str, topic: str) -> uuid.UUID:
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
-    try:
-        (described,) = admin.describe_topics([topic])
-    finally:
-        admin.close()
-    assert described["error_code"] == 0, described
-    raw = described.get("topic_id")
-    return raw if isinstance(raw, uuid.UUID) else uuid.UUID(str(raw))
 
 
 def dir_uuid(topic_dir: str, topic: str) -> uuid.UUID:

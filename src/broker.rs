@@ -11,7 +11,6 @@ use dashmap::DashMap;
 use kafka_protocol::error::ResponseError;
 use partition::Partition;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
 pub use topics::Topic;
@@ -283,18 +282,14 @@ impl Broker {
         }
         groups::spawn_expiry_task(self.clone());
     }
-
-    pub fn data_dir(&self) -> &PathBuf {
-        &self.config.data_dir
-    }
 }
 
 /// Hands out producer ids that are never reused: ids come in blocks, and a block's end is
 /// persisted before any id from it is handed out.
 struct ProducerIds {
     path: PathBuf,
+    /// (next id, end of the persisted block).
     state: Mutex<(i64, i64)>,
-    next: AtomicI64,
 }
 
 const PRODUCER_ID_BLOCK: i64 = 1000;
@@ -309,7 +304,6 @@ impl ProducerIds {
         Ok(Self {
             path,
             state: Mutex::new((start, start)),
-            next: AtomicI64::new(0),
         })
     }
 
@@ -323,7 +317,6 @@ impl ProducerIds {
         }
         let id = *next;
         *next += 1;
-        self.next.store(*next, Ordering::Relaxed);
         Ok(id)
     }
 }

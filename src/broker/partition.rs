@@ -1,7 +1,6 @@
 //! One partition: its log, its producers, and the offsets clients see.
 
 use super::producer_state::{BatchMeta, ProducerStates, SequenceCheck};
-use crate::config::FlushPolicy;
 use crate::log::record_batch::{self, BatchHeaders, RecordBatch};
 use crate::log::ClosedSegment;
 use crate::log::{Log, LogConfig};
@@ -12,7 +11,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 /// How long after a roll (with `flush` other than `always`) the rolled segment is fsynced
@@ -136,6 +135,11 @@ impl Partition {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether an acknowledgement must wait for `make_durable` (`flush: always`).
+    pub fn acks_wait_for_fsync(&self) -> bool {
+        self.hw_after_fsync
+    }
+
     pub fn high_watermark(&self) -> i64 {
         self.high_watermark.load(Ordering::Acquire)
     }
@@ -190,11 +194,6 @@ impl Partition {
     /// Closed local segments, oldest first.
     pub fn closed_segments(&self) -> Vec<ClosedSegment> {
         self.state().log.closed_segments()
-    }
-
-    /// Bytes on local disk.
-    pub fn local_size(&self) -> u64 {
-        self.state().log.size()
     }
 
     /// Bytes on local disk that the archive does not hold (from `remote_end` on).
@@ -481,10 +480,6 @@ impl Partition {
             _ => Ok(()),
         }
     }
-
-    pub fn producer_count(&self) -> usize {
-        self.state().producers.len()
-    }
 }
 
 fn read_exact(file: &File, pos: u64, len: usize) -> Result<Vec<u8>, ResponseError> {
@@ -495,10 +490,3 @@ fn read_exact(file: &File, pos: u64, len: usize) -> Result<Vec<u8>, ResponseErro
     })?;
     Ok(buf)
 }
-
-/// Whether acknowledgements wait for the disk.
-pub fn waits_for_disk(policy: FlushPolicy) -> bool {
-    policy == FlushPolicy::Always
-}
-
-pub type PartitionRef = Arc<Partition>;

@@ -1,7 +1,6 @@
 //! Produce and InitProducerId.
 
 use super::{now_ms, Ctx, Reply};
-use crate::broker::partition::waits_for_disk;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
@@ -63,7 +62,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Reply {
             match partition.append(&records, &topic.rules, now) {
                 Ok(info) => {
                     appended = true;
-                    if waits_for_disk(broker.config.flush) {
+                    if partition.acks_wait_for_fsync() {
                         waits.push((
                             parts.len(),
                             responses.len(),

@@ -341,16 +341,6 @@ impl Log {
         write_recovery_point(&self.dir, self.next_offset)
     }
 
-    /// Removes the log's files and its directory.
-    pub fn delete(self) -> io::Result<()> {
-        let dir = self.dir.clone();
-        drop(self);
-        match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
-    }
-
     /// Every segment but the active one, oldest first.
     pub fn closed_segments(&self) -> Vec<ClosedSegment> {
         let n = self.segments.len();

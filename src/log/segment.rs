@@ -2,7 +2,7 @@
 //! the segment's base offset, zero-padded to 20 digits as Kafka names them.
 
 use super::index::{OffsetIndex, TimeIndex};
-use super::record_batch::{self, BatchError, RecordBatch, HEADER_SIZE, LOG_OVERHEAD};
+use super::record_batch::{self, RecordBatch, HEADER_SIZE, LOG_OVERHEAD};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
@@ -185,21 +185,20 @@ impl LogSegment {
         let mut head = [0u8; HEADER_SIZE];
         while pos + HEADER_SIZE as u64 <= self.size {
             self.log.read_exact_at(&mut head, pos)?;
-            let batch = match RecordBatch::parse_header(&head[..]) {
-                Ok(b) => b,
-                // parse_header refuses a header-only slice for a longer batch; decode by hand.
-                Err(BatchError::LengthMismatch(len, _)) if len >= HEADER_SIZE as i64 => {
-                    let view = HeaderOnly(&head);
-                    on_batch_header(&view, on_batch);
-                    rec.batches += 1;
-                    pos += len as u64;
-                    continue;
-                }
-                Err(_) => break,
+            let Some(len) = record_batch::batch_size(&head).filter(|&l| l >= HEADER_SIZE as i64)
+            else {
+                break;
             };
-            on_batch(&batch);
+            // Only the header was read: a copy whose length field covers just the header
+            // lets the ordinary view read the producer fields.
+            let mut header = head;
+            header[8..12].copy_from_slice(&((HEADER_SIZE - LOG_OVERHEAD) as i32).to_be_bytes());
+            match RecordBatch::parse_header(&header) {
+                Ok(b) => on_batch(&b),
+                Err(_) => break,
+            }
             rec.batches += 1;
-            pos += batch.size() as u64;
+            pos += len as u64;
         }
         Ok(())
     }
@@ -286,12 +285,6 @@ impl LogSegment {
         Ok(None)
     }
 
-    pub fn read_at(&self, pos: u64, len: usize) -> io::Result<Vec<u8>> {
-        let mut buf = vec![0u8; len];
-        self.log.read_exact_at(&mut buf, pos)?;
-        Ok(buf)
-    }
-
     pub fn file(&self) -> Arc<File> {
         self.log.clone()
     }
@@ -339,18 +332,6 @@ impl LogSegment {
             }
         }
         Ok(())
-    }
-}
-
-/// A batch header read alone (the records not loaded), for producer-state rebuilds.
-struct HeaderOnly<'a>(&'a [u8; HEADER_SIZE]);
-
-fn on_batch_header(h: &HeaderOnly<'_>, on_batch: &mut dyn FnMut(&RecordBatch<'_>)) {
-    // A copy whose length field covers only the header lets the ordinary view read it.
-    let mut copy = *h.0;
-    copy[8..12].copy_from_slice(&((HEADER_SIZE - LOG_OVERHEAD) as i32).to_be_bytes());
-    if let Ok(b) = RecordBatch::parse_header(&copy) {
-        on_batch(&b);
     }
 }
 
