@@ -26,8 +26,8 @@ pub struct Inner {
     pub node_id: i32,
     pub advertised_host: String,
     pub advertised_port: i32,
-    topics: DashMap<String, Arc<Topic>>,
-    topic_ids: DashMap<Uuid, String>,
+    pub topics: DashMap<String, Arc<Topic>>,
+    pub topic_ids: DashMap<Uuid, String>,
     /// Serialises topic creation and deletion (and their files).
     admin: tokio::sync::Mutex<()>,
     /// Bumped on every append: long-polling fetches wait on it instead of a timer.
@@ -53,7 +53,10 @@ impl Broker {
         let meta_dir = config.data_dir.join(".strata");
         std::fs::create_dir_all(meta_dir.join("topics"))?;
         let producer_ids = ProducerIds::open(meta_dir.join("producer-id-block"))?;
-        let groups = groups::GroupCoordinator::open(meta_dir.join("groups"))?;
+        let groups = groups::GroupCoordinator::open(
+            meta_dir.join("groups"),
+            groups::GroupSettings::from_props(&config.props),
+        )?;
         let tier = crate::tier::Tier::from_config(&config)?;
         let broker = Broker {
             inner: Arc::new(Inner {

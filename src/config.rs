@@ -234,6 +234,28 @@ pub const KAFKA_PROPERTIES: &[Property] = &[
         Kind::Int,
     ),
     prop("log.retention.check.interval.ms", "300000", None, Kind::Int),
+    // The group coordinator.
+    prop("group.min.session.timeout.ms", "6000", None, Kind::Int),
+    prop("group.max.session.timeout.ms", "1800000", None, Kind::Int),
+    prop(
+        "group.consumer.session.timeout.ms",
+        "45000",
+        None,
+        Kind::Int,
+    ),
+    prop(
+        "group.consumer.heartbeat.interval.ms",
+        "5000",
+        None,
+        Kind::Int,
+    ),
+    prop("offsets.retention.minutes", "10080", None, Kind::Int),
+    prop(
+        "offsets.retention.check.interval.ms",
+        "600000",
+        None,
+        Kind::Int,
+    ),
     // Tiered storage (KIP-405 names). remote.storage.enable is a topic config; its broker
     // default is Strata's own, since Kafka has none.
     prop("remote.log.storage.system.enable", "true", None, Kind::Bool),

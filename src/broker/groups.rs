@@ -1,6 +1,9 @@
-//! A classic-protocol group coordinator for one broker: JoinGroup/SyncGroup rebalances,
-//! heartbeats with session expiry, and committed offsets kept in memory and persisted per
-//! group under `<data_dir>/.strata/groups/`.
+//! The group coordinator of a single broker: the classic protocol (JoinGroup/SyncGroup
+//! rebalances, static members of KIP-345, session expiry), the consumer protocol of KIP-848
+//! (in `consumer`), and committed offsets, kept in memory and persisted per group under
+//! `<data_dir>/.strata/groups/`.
+
+pub mod consumer;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -48,12 +51,80 @@ pub struct CommittedOffset {
     pub offset: i64,
     pub leader_epoch: i32,
     pub metadata: Option<String>,
+    /// Milliseconds since the epoch; what offsets expiry counts from.
+    #[serde(default = "now_ms")]
+    pub commit_timestamp: i64,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 #[derive(Default, Serialize, Deserialize)]
 struct OffsetsFile {
     group: String,
+    /// Set once the group has used group management; its offsets then expire counting from
+    /// when it became empty, not from each commit (Kafka's KIP-211 rule).
+    #[serde(default)]
+    protocol_type: Option<String>,
+    #[serde(default)]
+    empty_since: Option<i64>,
     offsets: BTreeMap<String, BTreeMap<i32, CommittedOffset>>,
+}
+
+/// Which protocol a group speaks; an empty group may switch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupKind {
+    Classic,
+    Consumer,
+}
+
+/// Coordinator settings, by their Kafka property names.
+#[derive(Clone, Debug)]
+pub struct GroupSettings {
+    /// `group.min.session.timeout.ms` / `group.max.session.timeout.ms`.
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    /// `group.consumer.session.timeout.ms`.
+    pub consumer_session_timeout: Duration,
+    /// `group.consumer.heartbeat.interval.ms`.
+    pub consumer_heartbeat_interval: Duration,
+    /// `offsets.retention.minutes`.
+    pub offsets_retention: Duration,
+    /// `offsets.retention.check.interval.ms`.
+    pub offsets_retention_check: Duration,
+}
+
+impl Default for GroupSettings {
+    fn default() -> Self {
+        Self {
+            min_session_timeout_ms: 6_000,
+            max_session_timeout_ms: 1_800_000,
+            consumer_session_timeout: Duration::from_secs(45),
+            consumer_heartbeat_interval: Duration::from_secs(5),
+            offsets_retention: Duration::from_secs(7 * 24 * 3600),
+            offsets_retention_check: Duration::from_secs(600),
+        }
+    }
+}
+
+impl GroupSettings {
+    pub fn from_props(p: &crate::config::BrokerProps) -> Self {
+        let ms = |name: &str| Duration::from_millis(p.int(name).max(0) as u64);
+        Self {
+            min_session_timeout_ms: p.int("group.min.session.timeout.ms") as i32,
+            max_session_timeout_ms: p.int("group.max.session.timeout.ms") as i32,
+            consumer_session_timeout: ms("group.consumer.session.timeout.ms"),
+            consumer_heartbeat_interval: ms("group.consumer.heartbeat.interval.ms"),
+            offsets_retention: Duration::from_secs(
+                p.int("offsets.retention.minutes").max(0) as u64 * 60,
+            ),
+            offsets_retention_check: ms("offsets.retention.check.interval.ms"),
+        }
+    }
 }
 
 pub struct Group {
@@ -71,6 +142,12 @@ pub struct Group {
     deadline: Option<Instant>,
     pub offsets: BTreeMap<String, BTreeMap<i32, CommittedOffset>>,
     changed: Arc<Notify>,
+    pub kind: GroupKind,
+    pub consumer: consumer::ConsumerGroup,
+    /// When the group last became empty (ms), for offsets expiry.
+    empty_since: Option<i64>,
+    /// Group facts not yet written to its file (it became empty).
+    dirty: bool,
 }
 
 impl Group {
@@ -88,7 +165,95 @@ impl Group {
             deadline: None,
             offsets: BTreeMap::new(),
             changed: Arc::new(Notify::new()),
+            kind: GroupKind::Classic,
+            consumer: consumer::ConsumerGroup::default(),
+            empty_since: None,
+            dirty: false,
         }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.consumer.members.is_empty()
+    }
+
+    /// Protocol type for listings: the consumer protocol's groups are "consumer" groups.
+    pub fn protocol_type_name(&self) -> String {
+        match self.kind {
+            GroupKind::Consumer => "consumer".to_string(),
+            GroupKind::Classic => self.protocol_type.clone().unwrap_or_default(),
+        }
+    }
+
+    pub fn state_name(&self) -> &'static str {
+        match self.kind {
+            GroupKind::Consumer => self.consumer.state_name(),
+            GroupKind::Classic => self.state.name(),
+        }
+    }
+
+    /// Records when the group became empty, which starts its offsets' retention clock.
+    fn note_emptiness(&mut self) {
+        if self.is_empty() {
+            if self.empty_since.is_none() {
+                self.empty_since = Some(now_ms());
+                self.dirty = true;
+            }
+        } else {
+            self.empty_since = None;
+        }
+    }
+
+    fn file(&self) -> OffsetsFile {
+        let protocol_type = match self.kind {
+            GroupKind::Consumer => Some("consumer".to_string()),
+            GroupKind::Classic => self.protocol_type.clone(),
+        };
+        OffsetsFile {
+            group: self.id.clone(),
+            protocol_type,
+            empty_since: self.empty_since,
+            offsets: self.offsets.clone(),
+        }
+    }
+
+    /// The member a static instance id belongs to.
+    fn static_member(&self, instance: &str) -> Option<&str> {
+        self.members
+            .values()
+            .find(|m| m.instance_id.as_deref() == Some(instance))
+            .map(|m| m.id.as_str())
+    }
+
+    /// KIP-345: a request naming an instance id must come from the member that holds it.
+    fn check_instance(&self, member_id: &str, instance: Option<&str>) -> Result<(), ResponseError> {
+        let Some(instance) = instance else {
+            return Ok(());
+        };
+        match self.static_member(instance) {
+            Some(id) if id == member_id => Ok(()),
+            Some(_) => Err(ResponseError::FencedInstanceId),
+            None => Err(ResponseError::UnknownMemberId),
+        }
+    }
+
+    /// Topics the classic members subscribe to, read from their "consumer" protocol
+    /// metadata (version, then an array of topic names).
+    fn classic_subscriptions(&self) -> Option<HashSet<String>> {
+        if self.protocol_type.as_deref() != Some("consumer") {
+            return None;
+        }
+        let mut topics = HashSet::new();
+        for m in self.members.values() {
+            let meta = m
+                .protocols
+                .iter()
+                .find(|(n, _)| Some(n) == self.protocol.as_ref())
+                .or(m.protocols.first())
+                .map(|(_, b)| b.clone())
+                .unwrap_or_default();
+            topics.extend(subscription_topics(&meta)?);
+        }
+        Some(topics)
     }
 
     fn prepare_rebalance(&mut self, delay: Duration) {
@@ -209,6 +374,8 @@ pub struct JoinResult {
     pub member_id: String,
     /// Filled for the leader only: (member id, instance id, metadata for the chosen protocol).
     pub members: Vec<(String, Option<String>, Bytes)>,
+    /// A restarted static leader of a stable group keeps the current assignment (KIP-814).
+    pub skip_assignment: bool,
 }
 
 impl JoinResult {
@@ -221,6 +388,40 @@ impl JoinResult {
             leader: String::new(),
             member_id: member_id.to_string(),
             members: Vec::new(),
+            skip_assignment: false,
+        }
+    }
+
+    /// The answer once the join phase is over; the leader gets everyone's metadata.
+    fn joined(group: &Group, member_id: String, skip_assignment: bool) -> Self {
+        let leader = group.leader.clone().unwrap_or_default();
+        let protocol = group.protocol.clone();
+        let members = if leader == member_id {
+            group
+                .members
+                .values()
+                .map(|m| {
+                    let meta = m
+                        .protocols
+                        .iter()
+                        .find(|(n, _)| Some(n) == protocol.as_ref())
+                        .map(|(_, b)| b.clone())
+                        .unwrap_or_default();
+                    (m.id.clone(), m.instance_id.clone(), meta)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Self {
+            error: None,
+            generation: group.generation,
+            protocol_type: group.protocol_type.clone(),
+            protocol,
+            skip_assignment: skip_assignment && leader == member_id,
+            leader,
+            member_id,
+            members,
         }
     }
 }
@@ -228,6 +429,9 @@ impl JoinResult {
 pub struct GroupCoordinator {
     dir: PathBuf,
     groups: Mutex<HashMap<String, Group>>,
+    pub settings: GroupSettings,
+    next_retention_check: Mutex<Instant>,
+    files: Mutex<()>,
 }
 
 fn file_name(group: &str) -> String {
@@ -235,11 +439,26 @@ fn file_name(group: &str) -> String {
     format!("{hex}.yaml")
 }
 
-const MIN_SESSION_TIMEOUT_MS: i32 = 6_000;
-const MAX_SESSION_TIMEOUT_MS: i32 = 1_800_000;
+/// The topic names in a "consumer" protocol subscription (any version: they come first).
+fn subscription_topics(meta: &[u8]) -> Option<Vec<String>> {
+    let mut buf = meta.get(2..)?;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let (head, rest) = buf.split_at_checked(n)?;
+        buf = rest;
+        Some(head)
+    };
+    let count = i32::from_be_bytes(take(4)?.try_into().ok()?);
+    let mut topics = Vec::new();
+    for _ in 0..count.max(0) {
+        let len = i16::from_be_bytes(take(2)?.try_into().ok()?);
+        let name = take(len.max(0) as usize)?;
+        topics.push(String::from_utf8_lossy(name).into_owned());
+    }
+    Some(topics)
+}
 
 impl GroupCoordinator {
-    pub fn open(dir: PathBuf) -> std::io::Result<Self> {
+    pub fn open(dir: PathBuf, settings: GroupSettings) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
         let mut groups = HashMap::new();
         for entry in std::fs::read_dir(&dir)? {
@@ -252,6 +471,10 @@ impl GroupCoordinator {
                 Ok(file) => {
                     let mut g = Group::new(&file.group);
                     g.offsets = file.offsets;
+                    g.protocol_type = file.protocol_type;
+                    // Members do not survive a restart: the group is empty from now on,
+                    // or since it was last seen empty.
+                    g.empty_since = Some(file.empty_since.unwrap_or_else(now_ms));
                     groups.insert(file.group, g);
                 }
                 Err(e) => {
@@ -262,6 +485,9 @@ impl GroupCoordinator {
         Ok(Self {
             dir,
             groups: Mutex::new(groups),
+            next_retention_check: Mutex::new(Instant::now() + settings.offsets_retention_check),
+            settings,
+            files: Mutex::new(()),
         })
     }
 
@@ -273,7 +499,9 @@ impl GroupCoordinator {
         if req.group_id.is_empty() {
             return JoinResult::error(ResponseError::InvalidGroupId, &req.member_id);
         }
-        if !(MIN_SESSION_TIMEOUT_MS..=MAX_SESSION_TIMEOUT_MS).contains(&req.session_timeout_ms) {
+        let s = &self.settings;
+        if !(s.min_session_timeout_ms..=s.max_session_timeout_ms).contains(&req.session_timeout_ms)
+        {
             return JoinResult::error(ResponseError::InvalidSessionTimeout, &req.member_id);
         }
         let member_id;
@@ -283,7 +511,43 @@ impl GroupCoordinator {
             let group = groups
                 .entry(req.group_id.clone())
                 .or_insert_with(|| Group::new(&req.group_id));
-            if req.member_id.is_empty() {
+            if group.kind == GroupKind::Consumer {
+                if !group.consumer.members.is_empty() {
+                    // The group speaks the consumer protocol; mixing is not supported.
+                    return JoinResult::error(
+                        ResponseError::InconsistentGroupProtocol,
+                        &req.member_id,
+                    );
+                }
+                group.kind = GroupKind::Classic;
+            }
+            let now = Instant::now();
+            let mut replaced = None;
+            if let Some(instance) = req.instance_id.as_deref() {
+                let holder = group.static_member(instance).map(str::to_string);
+                if req.member_id.is_empty() {
+                    // A static member needs no MEMBER_ID_REQUIRED round trip: its instance
+                    // id already identifies it, and a new id fences its predecessor.
+                    member_id = format!("{instance}-{}", uuid::Uuid::new_v4());
+                    replaced = holder;
+                } else {
+                    match holder {
+                        Some(id) if id == req.member_id => member_id = id,
+                        Some(_) => {
+                            return JoinResult::error(
+                                ResponseError::FencedInstanceId,
+                                &req.member_id,
+                            )
+                        }
+                        None => {
+                            return JoinResult::error(
+                                ResponseError::UnknownMemberId,
+                                &req.member_id,
+                            )
+                        }
+                    }
+                }
+            } else if req.member_id.is_empty() {
                 let id = format!("{}-{}", req.client_id, uuid::Uuid::new_v4());
                 if req.require_known_member_id {
                     group.pending.insert(id.clone());
@@ -298,26 +562,29 @@ impl GroupCoordinator {
                 }
                 member_id = req.member_id.clone();
             }
+            let others_exist = group
+                .members
+                .keys()
+                .any(|id| *id != member_id && Some(id) != replaced.as_ref());
             if req.protocols.is_empty()
-                || (!group.members.is_empty()
-                    && group.protocol_type.as_deref() != Some(req.protocol_type.as_str())
-                    && !(group.members.len() == 1 && group.members.contains_key(&member_id)))
+                || (others_exist
+                    && group.protocol_type.as_deref() != Some(req.protocol_type.as_str()))
             {
                 return JoinResult::error(ResponseError::InconsistentGroupProtocol, &member_id);
             }
-            if !group.members.is_empty()
+            if others_exist
                 && !req.protocols.iter().any(|(n, _)| {
-                    group
-                        .members
-                        .values()
-                        .all(|m| m.id == member_id || m.protocols.iter().any(|(p, _)| p == n))
+                    group.members.values().all(|m| {
+                        m.id == member_id
+                            || Some(&m.id) == replaced.as_ref()
+                            || m.protocols.iter().any(|(p, _)| p == n)
+                    })
                 })
             {
                 return JoinResult::error(ResponseError::InconsistentGroupProtocol, &member_id);
             }
             group.protocol_type = Some(req.protocol_type.clone());
-            let now = Instant::now();
-            let member = Member {
+            let mut member = Member {
                 id: member_id.clone(),
                 instance_id: req.instance_id.clone(),
                 client_id: req.client_id.clone(),
@@ -328,10 +595,39 @@ impl GroupCoordinator {
                 assignment: Bytes::new(),
                 last_heartbeat: now,
             };
-            group.members.insert(member_id.clone(), member);
-            group.prepare_rebalance(Duration::ZERO);
+            if let Some(old_id) = &replaced {
+                if let Some(old) = group.members.remove(old_id) {
+                    tracing::info!(group = %group.id, old = %old_id, new = %member_id, "static member replaced");
+                    member.assignment = old.assignment.clone();
+                    if group.leader.as_ref() == Some(old_id) {
+                        group.leader = Some(member_id.clone());
+                    }
+                    if group.joined.remove(old_id) {
+                        group.joined.insert(member_id.clone());
+                    }
+                    let same_protocols = old.protocols == member.protocols;
+                    group.members.insert(member_id.clone(), member);
+                    match group.state {
+                        GroupState::Stable if same_protocols => {
+                            // Back with the assignment it had: no rebalance (KIP-345).
+                            group.changed.notify_waiters();
+                            return JoinResult::joined(group, member_id, true);
+                        }
+                        GroupState::PreparingRebalance => {}
+                        _ => group.prepare_rebalance(Duration::ZERO),
+                    }
+                    group.changed.notify_waiters();
+                } else {
+                    group.members.insert(member_id.clone(), member);
+                    group.prepare_rebalance(Duration::ZERO);
+                }
+            } else {
+                group.members.insert(member_id.clone(), member);
+                group.prepare_rebalance(Duration::ZERO);
+            }
             group.joined.insert(member_id.clone());
             group.maybe_complete_join(now);
+            group.note_emptiness();
             changed = group.changed.clone();
         }
         loop {
@@ -345,37 +641,19 @@ impl GroupCoordinator {
                 };
                 group.maybe_complete_join(Instant::now());
                 if !group.members.contains_key(&member_id) {
-                    return JoinResult::error(ResponseError::UnknownMemberId, &member_id);
+                    let fenced = req
+                        .instance_id
+                        .as_deref()
+                        .is_some_and(|i| group.static_member(i).is_some());
+                    let e = if fenced {
+                        ResponseError::FencedInstanceId
+                    } else {
+                        ResponseError::UnknownMemberId
+                    };
+                    return JoinResult::error(e, &member_id);
                 }
                 if group.state != GroupState::PreparingRebalance {
-                    let leader = group.leader.clone().unwrap_or_default();
-                    let protocol = group.protocol.clone();
-                    let members = if leader == member_id {
-                        group
-                            .members
-                            .values()
-                            .map(|m| {
-                                let meta = m
-                                    .protocols
-                                    .iter()
-                                    .find(|(n, _)| Some(n) == protocol.as_ref())
-                                    .map(|(_, b)| b.clone())
-                                    .unwrap_or_default();
-                                (m.id.clone(), m.instance_id.clone(), meta)
-                            })
-                            .collect()
-                    } else {
-                        Vec::new()
-                    };
-                    return JoinResult {
-                        error: None,
-                        generation: group.generation,
-                        protocol_type: group.protocol_type.clone(),
-                        protocol,
-                        leader,
-                        member_id,
-                        members,
-                    };
+                    return JoinResult::joined(group, member_id, false);
                 }
                 group.deadline
             };
@@ -393,6 +671,7 @@ impl GroupCoordinator {
         group_id: &str,
         generation: i32,
         member_id: &str,
+        instance_id: Option<&str>,
         assignments: Vec<(String, Bytes)>,
     ) -> Result<(Option<String>, Option<String>, Bytes), ResponseError> {
         loop {
@@ -402,6 +681,7 @@ impl GroupCoordinator {
                 let group = groups
                     .get_mut(group_id)
                     .ok_or(ResponseError::UnknownMemberId)?;
+                group.check_instance(member_id, instance_id)?;
                 if !group.members.contains_key(member_id) {
                     return Err(ResponseError::UnknownMemberId);
                 }
@@ -453,11 +733,13 @@ impl GroupCoordinator {
         group_id: &str,
         generation: i32,
         member_id: &str,
+        instance_id: Option<&str>,
     ) -> Result<(), ResponseError> {
         let mut groups = self.lock();
         let group = groups
             .get_mut(group_id)
             .ok_or(ResponseError::UnknownMemberId)?;
+        group.check_instance(member_id, instance_id)?;
         let state = group.state;
         let current = group.generation;
         let member = group
@@ -474,45 +756,105 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    pub fn leave(&self, group_id: &str, member_ids: &[String]) -> Vec<Result<(), ResponseError>> {
+    /// Removes members, named by member id or (static members, v3+) by instance id.
+    pub fn leave(
+        &self,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> Vec<Result<(), ResponseError>> {
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else {
-            return member_ids
+            return members
                 .iter()
                 .map(|_| Err(ResponseError::UnknownMemberId))
                 .collect();
         };
-        member_ids
+        let results = members
             .iter()
-            .map(|id| {
-                if group.members.contains_key(id) {
-                    group.remove_member(id);
+            .map(|(id, instance)| {
+                let id = match instance.as_deref() {
+                    Some(instance) => match group.static_member(instance) {
+                        Some(holder) if id.is_empty() || holder == id => holder.to_string(),
+                        Some(_) => return Err(ResponseError::FencedInstanceId),
+                        None => return Err(ResponseError::UnknownMemberId),
+                    },
+                    None => id.clone(),
+                };
+                if group.members.contains_key(&id) {
+                    group.remove_member(&id);
                     Ok(())
                 } else {
                     Err(ResponseError::UnknownMemberId)
                 }
             })
-            .collect()
+            .collect();
+        group.note_emptiness();
+        results
     }
 
-    /// Commits offsets; a member of an active group must name its current generation, while
-    /// an empty group accepts commits from anyone (simple consumers with assign()).
+    /// Writes a group's file, or removes it once the group has nothing left to remember.
+    /// One writer at a time, so an older snapshot never lands after a newer one.
+    fn persist(&self, group_id: &str, file: Option<OffsetsFile>) -> Result<(), ResponseError> {
+        let _one_writer = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let path = self.dir.join(file_name(group_id));
+        let result = match file {
+            Some(file) => serde_yaml::to_string(&file)
+                .map_err(std::io::Error::other)
+                .and_then(|y| crate::broker::topics::write_atomically(&path, y.as_bytes())),
+            None => match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+        };
+        result.map_err(|e| {
+            tracing::error!(group = group_id, error = %e, "persisting committed offsets");
+            ResponseError::KafkaStorageError
+        })
+    }
+
+    /// The snapshot to persist, taken under the coordinator lock but written after it.
+    fn snapshot(&self, group_id: &str) -> Option<OffsetsFile> {
+        self.lock().get(group_id).map(Group::file)
+    }
+
+    /// Commits offsets. A member of an active group must name its current generation (or,
+    /// in a consumer-protocol group, its member epoch); an empty group accepts commits from
+    /// anyone (simple consumers with assign(), admin clients).
     pub fn commit(
         &self,
         group_id: &str,
         generation: i32,
         member_id: &str,
+        instance_id: Option<&str>,
+        version: i16,
         offsets: Vec<(String, i32, CommittedOffset)>,
     ) -> Result<(), ResponseError> {
         if group_id.is_empty() {
             return Err(ResponseError::InvalidGroupId);
         }
-        let file = {
+        {
             let mut groups = self.lock();
             let group = groups
                 .entry(group_id.to_string())
                 .or_insert_with(|| Group::new(group_id));
-            if generation >= 0 || !member_id.is_empty() {
+            if group.kind == GroupKind::Consumer && !group.consumer.members.is_empty() {
+                let m = group
+                    .consumer
+                    .members
+                    .get(member_id)
+                    .ok_or(ResponseError::UnknownMemberId)?;
+                if version < 9 {
+                    // KIP-848 members commit with OffsetCommit v9 and their member epoch.
+                    return Err(ResponseError::UnsupportedVersion);
+                }
+                if generation > m.epoch {
+                    return Err(ResponseError::FencedMemberEpoch);
+                }
+                if generation < m.epoch {
+                    return Err(ResponseError::StaleMemberEpoch);
+                }
+            } else if generation >= 0 || !member_id.is_empty() {
+                group.check_instance(member_id, instance_id)?;
                 if !group.members.contains_key(member_id) {
                     if group.state != GroupState::Empty || generation >= 0 {
                         return Err(ResponseError::UnknownMemberId);
@@ -525,7 +867,7 @@ impl GroupCoordinator {
                     // join and the sync is the assignment too uncertain to commit against.
                     return Err(ResponseError::RebalanceInProgress);
                 }
-            } else if group.state != GroupState::Empty {
+            } else if !group.is_empty() {
                 return Err(ResponseError::UnknownMemberId);
             }
             for (topic, partition, committed) in offsets {
@@ -535,23 +877,44 @@ impl GroupCoordinator {
                     .or_default()
                     .insert(partition, committed);
             }
-            OffsetsFile {
-                group: group_id.to_string(),
-                offsets: group.offsets.clone(),
-            }
-        };
-        let yaml = serde_yaml::to_string(&file).map_err(|_| ResponseError::UnknownServerError)?;
-        crate::broker::topics::write_atomically(
-            &self.dir.join(file_name(group_id)),
-            yaml.as_bytes(),
-        )
-        .map_err(|e| {
-            tracing::error!(group = group_id, error = %e, "persisting committed offsets");
-            ResponseError::KafkaStorageError
-        })
+        }
+        self.persist(group_id, self.snapshot(group_id))
     }
 
-    /// Committed offsets of a group: all of them, or those of the named partitions.
+    /// OffsetFetch v9 from a consumer-protocol member names its member epoch; anyone else
+    /// (member id null, epoch -1) may read.
+    pub fn check_fetch(
+        &self,
+        group_id: &str,
+        member_id: Option<&str>,
+        epoch: i32,
+    ) -> Result<(), ResponseError> {
+        let Some(member_id) = member_id else {
+            return Ok(());
+        };
+        if epoch < 0 && member_id.is_empty() {
+            return Ok(());
+        }
+        let groups = self.lock();
+        let Some(group) = groups.get(group_id) else {
+            return Err(ResponseError::UnknownMemberId);
+        };
+        if group.kind != GroupKind::Consumer {
+            return Ok(());
+        }
+        let m = group
+            .consumer
+            .members
+            .get(member_id)
+            .ok_or(ResponseError::UnknownMemberId)?;
+        match epoch.cmp(&m.epoch) {
+            std::cmp::Ordering::Greater => Err(ResponseError::FencedMemberEpoch),
+            std::cmp::Ordering::Less => Err(ResponseError::StaleMemberEpoch),
+            std::cmp::Ordering::Equal => Ok(()),
+        }
+    }
+
+    /// Committed offsets of a group.
     pub fn fetch_offsets(
         &self,
         group_id: &str,
@@ -562,71 +925,92 @@ impl GroupCoordinator {
             .unwrap_or_default()
     }
 
+    /// OffsetDelete: refused per topic while a member subscribes to it; allowed for any
+    /// topic of an empty group. Returns each partition's result.
+    pub fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<Result<(), ResponseError>>, ResponseError> {
+        if group_id.is_empty() {
+            return Err(ResponseError::InvalidGroupId);
+        }
+        let results = {
+            let mut groups = self.lock();
+            let group = groups
+                .get_mut(group_id)
+                .ok_or(ResponseError::GroupIdNotFound)?;
+            let subscribed: Option<HashSet<String>> = if group.is_empty() {
+                Some(HashSet::new())
+            } else if group.kind == GroupKind::Consumer {
+                Some(group.consumer.subscribed_topics().into_iter().collect())
+            } else {
+                group.classic_subscriptions()
+            };
+            let Some(subscribed) = subscribed else {
+                return Err(ResponseError::NonEmptyGroup);
+            };
+            partitions
+                .iter()
+                .map(|(topic, p)| {
+                    if subscribed.contains(topic) {
+                        return Err(ResponseError::GroupSubscribedToTopic);
+                    }
+                    if let Some(parts) = group.offsets.get_mut(topic) {
+                        parts.remove(p);
+                        if parts.is_empty() {
+                            group.offsets.remove(topic);
+                        }
+                    }
+                    Ok(())
+                })
+                .collect()
+        };
+        self.persist(group_id, self.snapshot(group_id))?;
+        Ok(results)
+    }
+
     /// Deletes groups with no members, with their committed offsets (Kafka's DeleteGroups).
     pub fn delete(&self, group_id: &str) -> Result<(), ResponseError> {
         {
             let mut groups = self.lock();
             match groups.get(group_id) {
                 None => return Err(ResponseError::GroupIdNotFound),
-                Some(g) if !g.members.is_empty() => return Err(ResponseError::NonEmptyGroup),
+                Some(g) if !g.is_empty() => return Err(ResponseError::NonEmptyGroup),
                 Some(_) => {
                     groups.remove(group_id);
                 }
             }
         }
-        match std::fs::remove_file(self.dir.join(file_name(group_id))) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                tracing::error!(group = group_id, error = %e, "deleting committed offsets");
-                Err(ResponseError::KafkaStorageError)
-            }
-            _ => Ok(()),
-        }
+        self.persist(group_id, None)
     }
 
     /// Forgets a deleted topic's committed offsets in every group.
     pub fn forget_topic(&self, topic: &str) {
-        let files: Vec<(String, OffsetsFile)> = {
+        let touched: Vec<String> = {
             let mut groups = self.lock();
             groups
                 .values_mut()
-                .filter_map(|g| {
-                    g.offsets.remove(topic)?;
-                    Some((
-                        g.id.clone(),
-                        OffsetsFile {
-                            group: g.id.clone(),
-                            offsets: g.offsets.clone(),
-                        },
-                    ))
-                })
+                .filter_map(|g| g.offsets.remove(topic).map(|_| g.id.clone()))
                 .collect()
         };
-        for (group, file) in files {
-            let written = serde_yaml::to_string(&file)
-                .map_err(std::io::Error::other)
-                .and_then(|y| {
-                    crate::broker::topics::write_atomically(
-                        &self.dir.join(file_name(&group)),
-                        y.as_bytes(),
-                    )
-                });
-            if let Err(e) = written {
-                tracing::warn!(%group, error = %e, "rewriting committed offsets after a topic deletion");
-            }
+        for group in touched {
+            // persist() logs a failure; the offsets are gone from memory either way.
+            let _ = self.persist(&group, self.snapshot(&group));
         }
     }
 
-    /// (group id, protocol type, state) of every group.
-    pub fn list(&self) -> Vec<(String, String, GroupState)> {
+    /// (group id, protocol type, state, group type) of every group.
+    pub fn list(&self) -> Vec<(String, String, &'static str, &'static str)> {
         let mut out: Vec<_> = self
             .lock()
             .values()
             .map(|g| {
-                (
-                    g.id.clone(),
-                    g.protocol_type.clone().unwrap_or_default(),
-                    g.state,
-                )
+                let kind = match g.kind {
+                    GroupKind::Classic => "classic",
+                    GroupKind::Consumer => "consumer",
+                };
+                (g.id.clone(), g.protocol_type_name(), g.state_name(), kind)
             })
             .collect();
         out.sort();
@@ -638,27 +1022,133 @@ impl GroupCoordinator {
         self.lock().get(group_id).map(f)
     }
 
-    /// Removes members whose session expired and completes overdue rebalances.
-    pub fn expire(&self, now: Instant) {
-        let mut groups = self.lock();
-        for group in groups.values_mut() {
-            let expired: Vec<String> = group
-                .members
-                .values()
-                .filter(|m| {
-                    // Only members waiting in a join are kept alive during a rebalance; a
-                    // dead member must not hold the rebalance up until its deadline.
-                    !(group.state == GroupState::PreparingRebalance && group.joined.contains(&m.id))
-                        && now.duration_since(m.last_heartbeat) > m.session_timeout
-                })
-                .map(|m| m.id.clone())
-                .collect();
-            for id in expired {
-                tracing::info!(group = %group.id, member = %id, "session expired");
-                group.remove_member(&id);
-            }
-            group.maybe_complete_join(now);
+    /// A ConsumerGroupHeartbeat (KIP-848).
+    pub fn consumer_heartbeat(
+        &self,
+        group_id: &str,
+        hb: consumer::Heartbeat,
+        meta: &consumer::Metadata,
+    ) -> Result<consumer::HeartbeatReply, consumer::Refusal> {
+        if group_id.is_empty() {
+            return Err((
+                ResponseError::InvalidRequest,
+                "GroupId can't be empty.".to_string(),
+            ));
         }
+        let mut groups = self.lock();
+        let group = groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(group_id));
+        if group.kind == GroupKind::Classic {
+            if !group.members.is_empty() {
+                return Err((
+                    ResponseError::GroupIdNotFound,
+                    format!("Group {group_id} is not a consumer group."),
+                ));
+            }
+            group.kind = GroupKind::Consumer;
+            group.protocol_type = Some("consumer".to_string());
+        }
+        let reply = group.consumer.heartbeat(hb, meta, Instant::now());
+        group.note_emptiness();
+        reply
+    }
+
+    /// Removes members whose session expired, completes overdue rebalances, and now and
+    /// then expires the offsets of groups that have been empty too long.
+    pub fn expire(&self, now: Instant) {
+        let mut to_write = Vec::new();
+        {
+            let mut groups = self.lock();
+            for group in groups.values_mut() {
+                let expired: Vec<String> = group
+                    .members
+                    .values()
+                    .filter(|m| {
+                        // Only members waiting in a join are kept alive during a rebalance;
+                        // a dead member must not hold the rebalance up until its deadline.
+                        !(group.state == GroupState::PreparingRebalance
+                            && group.joined.contains(&m.id))
+                            && now.duration_since(m.last_heartbeat) > m.session_timeout
+                    })
+                    .map(|m| m.id.clone())
+                    .collect();
+                for id in expired {
+                    tracing::info!(group = %group.id, member = %id, "session expired");
+                    group.remove_member(&id);
+                }
+                group.maybe_complete_join(now);
+                for id in group
+                    .consumer
+                    .expired(now, self.settings.consumer_session_timeout)
+                {
+                    tracing::info!(group = %group.id, member = %id, "consumer session or revocation timed out");
+                    group.consumer.remove(&id);
+                }
+                group.note_emptiness();
+                if std::mem::take(&mut group.dirty) {
+                    to_write.push(group.id.clone());
+                }
+            }
+        }
+        let check_due = {
+            let mut next = self
+                .next_retention_check
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let due = now >= *next;
+            if due {
+                *next = now + self.settings.offsets_retention_check;
+            }
+            due
+        };
+        if check_due {
+            to_write.extend(self.expire_offsets(now_ms()));
+        }
+        to_write.sort();
+        to_write.dedup();
+        for id in to_write {
+            let file = self.snapshot(&id);
+            let _ = self.persist(&id, file);
+        }
+    }
+
+    /// Kafka's offsets expiry: in an empty group, offsets older than the retention counted
+    /// from when the group became empty (or, for groups that never used group management,
+    /// from the commit) are dropped, and a group left with nothing is removed.
+    fn expire_offsets(&self, now: i64) -> Vec<String> {
+        let retention = self.settings.offsets_retention.as_millis() as i64;
+        let mut touched = Vec::new();
+        let mut groups = self.lock();
+        groups.retain(|id, g| {
+            if !g.is_empty() {
+                return true;
+            }
+            let managed = g.protocol_type.is_some();
+            let mut changed = false;
+            g.offsets.retain(|_, parts| {
+                let before = parts.len();
+                parts.retain(|_, c| {
+                    let base = if managed {
+                        g.empty_since.unwrap_or(now).max(c.commit_timestamp)
+                    } else {
+                        c.commit_timestamp
+                    };
+                    now - base < retention
+                });
+                changed |= parts.len() != before;
+                !parts.is_empty()
+            });
+            if changed {
+                tracing::info!(group = %id, "expired committed offsets");
+            }
+            let keep = !g.offsets.is_empty();
+            if changed || !keep {
+                touched.push(id.clone());
+            }
+            keep
+        });
+        touched
     }
 }
 

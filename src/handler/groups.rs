@@ -1,7 +1,9 @@
 //! FindCoordinator and the classic group protocol, translated to the coordinator's calls.
 
 use super::{str_bytes, Ctx};
-use crate::broker::groups::{CommittedOffset, JoinRequest};
+use crate::broker::groups::consumer::{Heartbeat, Metadata, Partitions, TopicMeta};
+use crate::broker::groups::{CommittedOffset, GroupKind, JoinRequest};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -11,11 +13,15 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
 
 fn code(r: Result<(), ResponseError>) -> i16 {
     r.err().map(|e| e.code()).unwrap_or(0)
@@ -97,6 +103,7 @@ pub async fn join(ctx: &Ctx<'_>, req: JoinGroupRequest) -> JoinGroupResponse {
         .with_protocol_name(Some(str_bytes(result.protocol.as_deref().unwrap_or(""))))
         .with_leader(str_bytes(&result.leader))
         .with_member_id(str_bytes(&result.member_id))
+        .with_skip_assignment(result.skip_assignment && ctx.version >= 9)
         .with_members(
             result
                 .members
@@ -125,6 +132,7 @@ pub async fn sync(ctx: &Ctx<'_>, req: SyncGroupRequest) -> SyncGroupResponse {
             req.group_id.0.as_str(),
             req.generation_id,
             req.member_id.as_str(),
+            req.group_instance_id.as_deref(),
             assignments,
         )
         .await
@@ -142,6 +150,7 @@ pub fn heartbeat(ctx: &Ctx<'_>, req: HeartbeatRequest) -> HeartbeatResponse {
         req.group_id.0.as_str(),
         req.generation_id,
         req.member_id.as_str(),
+        req.group_instance_id.as_deref(),
     );
     HeartbeatResponse::default().with_error_code(code(r))
 }
@@ -152,14 +161,19 @@ pub fn leave(ctx: &Ctx<'_>, req: LeaveGroupRequest) -> LeaveGroupResponse {
         let r = ctx
             .broker
             .groups
-            .leave(&group, &[req.member_id.to_string()]);
+            .leave(&group, &[(req.member_id.to_string(), None)]);
         return LeaveGroupResponse::default()
             .with_error_code(code(r.into_iter().next().unwrap_or(Ok(()))));
     }
-    let ids: Vec<String> = req
+    let ids: Vec<(String, Option<String>)> = req
         .members
         .iter()
-        .map(|m| m.member_id.to_string())
+        .map(|m| {
+            (
+                m.member_id.to_string(),
+                m.group_instance_id.as_ref().map(|s| s.to_string()),
+            )
+        })
         .collect();
     let results = ctx.broker.groups.leave(&group, &ids);
     LeaveGroupResponse::default().with_members(
@@ -199,6 +213,7 @@ pub fn offset_commit(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCommitRes
                     offset: p.committed_offset,
                     leader_epoch: p.committed_leader_epoch,
                     metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                    commit_timestamp: crate::broker::groups::now_ms(),
                 },
             ));
         }
@@ -207,6 +222,8 @@ pub fn offset_commit(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCommitRes
         req.group_id.0.as_str(),
         req.generation_id_or_member_epoch,
         req.member_id.as_str(),
+        req.group_instance_id.as_deref(),
+        ctx.version,
         offsets,
     );
     let topics = req
@@ -280,6 +297,17 @@ pub fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchRespon
             .groups
             .into_iter()
             .map(|g| {
+                if let Err(e) = ctx.broker.groups.check_fetch(
+                    g.group_id.0.as_str(),
+                    g.member_id.as_deref(),
+                    g.member_epoch,
+                ) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(e.code());
+                }
+                // require_stable: offsets pending in an open transaction would answer
+                // UNSTABLE_OFFSET_COMMIT; without transactional commits none ever are.
                 let wanted = g.topics.map(|ts| {
                     ts.into_iter()
                         .map(|t| (t.name.0.to_string(), t.partition_indexes))
@@ -340,27 +368,70 @@ pub fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchRespon
 }
 
 pub fn list_groups(ctx: &Ctx<'_>, req: ListGroupsRequest) -> ListGroupsResponse {
+    let wanted = |filter: &[StrBytes], value: &str| {
+        filter.is_empty()
+            || filter
+                .iter()
+                .any(|s| s.as_str().eq_ignore_ascii_case(value))
+    };
     let groups = ctx
         .broker
         .groups
         .list()
         .into_iter()
-        .filter(|(_, _, state)| {
-            req.states_filter.is_empty()
-                || req
-                    .states_filter
-                    .iter()
-                    .any(|s| s.as_str().eq_ignore_ascii_case(state.name()))
+        .filter(|(_, _, state, kind)| {
+            wanted(&req.states_filter, state) && wanted(&req.types_filter, kind)
         })
-        .map(|(id, ptype, state)| {
+        .map(|(id, ptype, state, kind)| {
             ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(&id)))
                 .with_protocol_type(str_bytes(&ptype))
-                .with_group_state(str_bytes(state.name()))
-                .with_group_type(str_bytes("classic"))
+                .with_group_state(str_bytes(state))
+                .with_group_type(str_bytes(kind))
         })
         .collect();
     ListGroupsResponse::default().with_groups(groups)
+}
+
+/// A "consumer" protocol subscription (version 0): the topic names.
+fn encode_subscription(topics: &[String]) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(0);
+    b.put_i32(topics.len() as i32);
+    for t in topics {
+        b.put_i16(t.len() as i16);
+        b.put_slice(t.as_bytes());
+    }
+    b.put_i32(-1);
+    b.freeze()
+}
+
+/// A "consumer" protocol assignment (version 0): partitions by topic name.
+fn encode_assignment(parts: &[(String, Vec<i32>)]) -> Bytes {
+    let mut b = BytesMut::new();
+    b.put_i16(0);
+    b.put_i32(parts.len() as i32);
+    for (t, ps) in parts {
+        b.put_i16(t.len() as i16);
+        b.put_slice(t.as_bytes());
+        b.put_i32(ps.len() as i32);
+        for p in ps {
+            b.put_i32(*p);
+        }
+    }
+    b.put_i32(-1);
+    b.freeze()
+}
+
+/// Topic ids to names, for describing assignments.
+fn named(ctx: &Ctx<'_>, parts: &Partitions) -> Vec<(String, Vec<i32>)> {
+    parts
+        .iter()
+        .filter_map(|(id, ps)| {
+            let name = ctx.broker.topic_ids.get(id).map(|n| n.clone())?;
+            Some((name, ps.iter().copied().collect()))
+        })
+        .collect()
 }
 
 pub fn describe_groups(ctx: &Ctx<'_>, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
@@ -369,12 +440,37 @@ pub fn describe_groups(ctx: &Ctx<'_>, req: DescribeGroupsRequest) -> DescribeGro
         .into_iter()
         .map(|gid| {
             let described = ctx.broker.groups.describe(gid.0.as_str(), |g| {
-                DescribedGroup::default()
+                let base = DescribedGroup::default()
                     .with_group_id(gid.clone())
-                    .with_group_state(str_bytes(g.state.name()))
-                    .with_protocol_type(str_bytes(g.protocol_type.as_deref().unwrap_or("")))
-                    .with_protocol_data(str_bytes(g.protocol.as_deref().unwrap_or("")))
-                    .with_authorized_operations(i32::MIN)
+                    .with_group_state(str_bytes(g.state_name()))
+                    .with_protocol_type(str_bytes(&g.protocol_type_name()))
+                    .with_authorized_operations(i32::MIN);
+                if g.kind == GroupKind::Consumer {
+                    // Shown in the classic shape, as Kafka does for consumer-protocol groups.
+                    return base
+                        .with_protocol_data(str_bytes(&g.consumer.assignor))
+                        .with_members(
+                            g.consumer
+                                .members
+                                .values()
+                                .map(|m| {
+                                    DescribedGroupMember::default()
+                                        .with_member_id(str_bytes(&m.id))
+                                        .with_group_instance_id(
+                                            m.instance_id.as_ref().map(|s| str_bytes(s)),
+                                        )
+                                        .with_client_id(str_bytes(&m.client_id))
+                                        .with_client_host(str_bytes(&m.client_host))
+                                        .with_member_metadata(encode_subscription(&m.topics))
+                                        .with_member_assignment(encode_assignment(&named(
+                                            ctx,
+                                            &m.assigned,
+                                        )))
+                                })
+                                .collect(),
+                        );
+                }
+                base.with_protocol_data(str_bytes(g.protocol.as_deref().unwrap_or("")))
                     .with_members(
                         g.members
                             .values()
@@ -421,4 +517,213 @@ pub fn delete_groups(ctx: &Ctx<'_>, req: DeleteGroupsRequest) -> DeleteGroupsRes
         })
         .collect();
     DeleteGroupsResponse::default().with_results(results)
+}
+
+pub fn offset_delete(ctx: &Ctx<'_>, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let partitions: Vec<(String, i32)> = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (t.name.0.to_string(), p.partition_index))
+        })
+        .collect();
+    match ctx
+        .broker
+        .groups
+        .delete_offsets(req.group_id.0.as_str(), &partitions)
+    {
+        Err(e) => OffsetDeleteResponse::default().with_error_code(e.code()),
+        Ok(results) => {
+            let mut results = results.into_iter();
+            let topics = req
+                .topics
+                .into_iter()
+                .map(|t| {
+                    let partitions = t
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            OffsetDeleteResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(code(results.next().unwrap_or(Ok(()))))
+                        })
+                        .collect();
+                    OffsetDeleteResponseTopic::default()
+                        .with_name(t.name)
+                        .with_partitions(partitions)
+                })
+                .collect();
+            OffsetDeleteResponse::default().with_topics(topics)
+        }
+    }
+}
+
+/// Every topic's id and size, what the server-side assignors work from.
+fn topic_metadata(ctx: &Ctx<'_>) -> Metadata {
+    ctx.broker
+        .topics
+        .iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                TopicMeta {
+                    id: t.id,
+                    partitions: t.partition_count,
+                },
+            )
+        })
+        .collect()
+}
+
+#[tracing::instrument(name = "consumer_group_heartbeat", skip_all, fields(group = %req.group_id.0, member = %req.member_id, epoch = req.member_epoch))]
+pub fn consumer_group_heartbeat(
+    ctx: &Ctx<'_>,
+    req: ConsumerGroupHeartbeatRequest,
+) -> ConsumerGroupHeartbeatResponse {
+    let hb = Heartbeat {
+        version: ctx.version,
+        member_id: req.member_id.to_string(),
+        member_epoch: req.member_epoch,
+        instance_id: req.instance_id.map(|s| s.to_string()),
+        rack_id: req.rack_id.map(|s| s.to_string()),
+        rebalance_timeout_ms: req.rebalance_timeout_ms,
+        topics: req
+            .subscribed_topic_names
+            .map(|ts| ts.into_iter().map(|t| t.0.to_string()).collect()),
+        regex: req.subscribed_topic_regex.map(|s| s.to_string()),
+        assignor: req.server_assignor.map(|s| s.to_string()),
+        owned: req.topic_partitions.map(|tps| {
+            let mut owned = Partitions::new();
+            for tp in tps {
+                owned
+                    .entry(tp.topic_id)
+                    .or_default()
+                    .extend(tp.partitions.iter().copied());
+            }
+            owned
+        }),
+        client_id: ctx.client_id.to_string(),
+        client_host: ctx.client_host.to_string(),
+    };
+    let meta = topic_metadata(ctx);
+    let groups = &ctx.broker.groups;
+    let interval = groups.settings.consumer_heartbeat_interval.as_millis() as i32;
+    match groups.consumer_heartbeat(req.group_id.0.as_str(), hb, &meta) {
+        Ok(reply) => {
+            let assignment = reply.assignment.map(|parts| {
+                consumer_group_heartbeat_response::Assignment::default().with_topic_partitions(
+                    parts
+                        .into_iter()
+                        .map(|(id, ps)| {
+                            consumer_group_heartbeat_response::TopicPartitions::default()
+                                .with_topic_id(id)
+                                .with_partitions(ps.into_iter().collect())
+                        })
+                        .collect(),
+                )
+            });
+            ConsumerGroupHeartbeatResponse::default()
+                .with_member_id(Some(str_bytes(&reply.member_id)))
+                .with_member_epoch(reply.epoch)
+                .with_heartbeat_interval_ms(interval)
+                .with_assignment(assignment)
+        }
+        Err((e, message)) => {
+            tracing::debug!(error = ?e, %message, "consumer group heartbeat refused");
+            ConsumerGroupHeartbeatResponse::default()
+                .with_error_code(e.code())
+                .with_error_message(Some(str_bytes(&message)))
+                .with_member_epoch(-1)
+        }
+    }
+}
+
+pub fn consumer_group_describe(
+    ctx: &Ctx<'_>,
+    req: ConsumerGroupDescribeRequest,
+) -> ConsumerGroupDescribeResponse {
+    use consumer_group_describe_response as cgd;
+    let assignment = |parts: &Partitions| {
+        cgd::Assignment::default().with_topic_partitions(
+            parts
+                .iter()
+                .map(|(id, ps)| {
+                    cgd::TopicPartitions::default()
+                        .with_topic_id(*id)
+                        .with_topic_name(TopicName(str_bytes(
+                            &ctx.broker
+                                .topic_ids
+                                .get(id)
+                                .map(|n| n.clone())
+                                .unwrap_or_default(),
+                        )))
+                        .with_partitions(ps.iter().copied().collect())
+                })
+                .collect(),
+        )
+    };
+    let groups = req
+        .group_ids
+        .into_iter()
+        .map(|gid| {
+            let found = ctx.broker.groups.describe(gid.0.as_str(), |g| {
+                if g.kind != GroupKind::Consumer {
+                    return cgd::DescribedGroup::default()
+                        .with_group_id(gid.clone())
+                        .with_error_code(ResponseError::GroupIdNotFound.code())
+                        .with_error_message(Some(str_bytes(&format!(
+                            "Group {} is not a consumer group.",
+                            gid.0.as_str()
+                        ))))
+                        .with_authorized_operations(i32::MIN);
+                }
+                let c = &g.consumer;
+                cgd::DescribedGroup::default()
+                    .with_group_id(gid.clone())
+                    .with_group_state(str_bytes(c.state_name()))
+                    .with_group_epoch(c.group_epoch)
+                    .with_assignment_epoch(c.assignment_epoch)
+                    .with_assignor_name(str_bytes(&c.assignor))
+                    .with_authorized_operations(i32::MIN)
+                    .with_members(
+                        c.members
+                            .values()
+                            .map(|m| {
+                                cgd::Member::default()
+                                    .with_member_id(str_bytes(&m.id))
+                                    .with_instance_id(m.instance_id.as_ref().map(|s| str_bytes(s)))
+                                    .with_rack_id(m.rack_id.as_ref().map(|s| str_bytes(s)))
+                                    .with_member_epoch(m.epoch)
+                                    .with_client_id(str_bytes(&m.client_id))
+                                    .with_client_host(str_bytes(&m.client_host))
+                                    .with_subscribed_topic_names(
+                                        m.topics.iter().map(|t| TopicName(str_bytes(t))).collect(),
+                                    )
+                                    .with_subscribed_topic_regex(
+                                        m.regex.as_ref().map(|s| str_bytes(s)),
+                                    )
+                                    .with_assignment(assignment(&m.assigned))
+                                    .with_target_assignment(assignment(
+                                        &c.target.get(&m.id).cloned().unwrap_or_default(),
+                                    ))
+                                    .with_member_type(if ctx.version >= 1 { 1 } else { -1 })
+                            })
+                            .collect(),
+                    )
+            });
+            found.unwrap_or_else(|| {
+                cgd::DescribedGroup::default()
+                    .with_group_id(gid.clone())
+                    .with_error_code(ResponseError::GroupIdNotFound.code())
+                    .with_error_message(Some(str_bytes(&format!(
+                        "Group {} not found.",
+                        gid.0.as_str()
+                    ))))
+                    .with_authorized_operations(i32::MIN)
+            })
+        })
+        .collect();
+    ConsumerGroupDescribeResponse::default().with_groups(groups)
 }

@@ -107,6 +107,15 @@ pub async fn dispatch(broker: &Broker, frame: RequestFrame, client_host: &str) -
         RequestKind::DeleteGroups(req) => {
             now(ResponseKind::DeleteGroups(groups::delete_groups(&ctx, req)))
         }
+        RequestKind::OffsetDelete(req) => {
+            now(ResponseKind::OffsetDelete(groups::offset_delete(&ctx, req)))
+        }
+        RequestKind::ConsumerGroupHeartbeat(req) => now(ResponseKind::ConsumerGroupHeartbeat(
+            groups::consumer_group_heartbeat(&ctx, req),
+        )),
+        RequestKind::ConsumerGroupDescribe(req) => now(ResponseKind::ConsumerGroupDescribe(
+            groups::consumer_group_describe(&ctx, req),
+        )),
         other => {
             // Unreachable while the versions table and this match agree; a test checks that.
             tracing::error!(request = ?std::mem::discriminant(&other), "advertised API without a handler");
@@ -252,6 +261,13 @@ mod tests {
                 ApiKey::ListGroups => RequestKind::ListGroups(Default::default()),
                 ApiKey::DescribeGroups => RequestKind::DescribeGroups(Default::default()),
                 ApiKey::DeleteGroups => RequestKind::DeleteGroups(Default::default()),
+                ApiKey::OffsetDelete => RequestKind::OffsetDelete(Default::default()),
+                ApiKey::ConsumerGroupHeartbeat => {
+                    RequestKind::ConsumerGroupHeartbeat(Default::default())
+                }
+                ApiKey::ConsumerGroupDescribe => {
+                    RequestKind::ConsumerGroupDescribe(Default::default())
+                }
                 ApiKey::OffsetForLeaderEpoch => {
                     RequestKind::OffsetForLeaderEpoch(Default::default())
                 }
