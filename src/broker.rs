@@ -5,6 +5,7 @@ pub mod groups;
 pub mod partition;
 pub mod producer_state;
 pub mod topics;
+pub mod transactions;
 
 use crate::config::{Config, FlushPolicy};
 use dashmap::DashMap;
@@ -34,6 +35,7 @@ pub struct Inner {
     appends: watch::Sender<u64>,
     producer_ids: ProducerIds,
     pub groups: groups::GroupCoordinator,
+    pub txns: transactions::TxnCoordinator,
     /// The archive, when tiering is configured.
     pub tier: Option<Arc<crate::tier::Tier>>,
 }
@@ -57,6 +59,10 @@ impl Broker {
             meta_dir.join("groups"),
             groups::GroupSettings::from_props(&config.props),
         )?;
+        let txns = transactions::TxnCoordinator::open(
+            meta_dir.join("transactions"),
+            transactions::TxnSettings::from_props(&config.props),
+        )?;
         let tier = crate::tier::Tier::from_config(&config)?;
         let broker = Broker {
             inner: Arc::new(Inner {
@@ -69,6 +75,7 @@ impl Broker {
                 appends: watch::channel(0).0,
                 producer_ids,
                 groups,
+                txns,
                 tier,
                 config,
             }),
@@ -198,6 +205,60 @@ impl Broker {
         })
     }
 
+    /// Writes a transaction's markers to its partitions, applies its offsets on commit,
+    /// then records it complete. Safe to repeat after a crash: a second marker for a
+    /// transaction already closed changes nothing a consumer sees.
+    pub async fn finish_transaction(
+        &self,
+        c: &transactions::Completion,
+    ) -> Result<(), ResponseError> {
+        let now = crate::broker::groups::now_ms();
+        let mut waits = Vec::new();
+        for (topic, index) in &c.partitions {
+            let Some(partition) = self.partition(topic, *index) else {
+                continue; // deleted since: nothing left to mark
+            };
+            let offset = partition.append_marker(c.producer_id, c.epoch, c.commit, now)?;
+            if partition.acks_wait_for_fsync() {
+                waits.push((partition, offset + 1));
+            }
+        }
+        for (partition, offset) in waits {
+            partition.make_durable(offset).await?;
+        }
+        for (group, topics) in &c.offsets {
+            let offsets = topics
+                .iter()
+                .flat_map(|(t, ps)| ps.iter().map(move |(p, o)| (t.clone(), *p, o.clone())))
+                .collect();
+            self.groups.commit_transactional(group, offsets)?;
+        }
+        self.txns.complete(c)?;
+        self.notify_append();
+        tracing::debug!(transactional_id = %c.id, commit = c.commit, partitions = c.partitions.len(), "transaction finished");
+        Ok(())
+    }
+
+    /// InitProducerId for a transactional id, aborting the previous producer's open
+    /// transaction first.
+    pub async fn init_transactional(
+        &self,
+        id: &str,
+        timeout_ms: i32,
+        expected: Option<(i64, i16)>,
+    ) -> Result<(i64, i16), ResponseError> {
+        let alloc = || self.allocate_producer_id();
+        for _ in 0..3 {
+            match self.txns.init(id, timeout_ms, expected, &alloc)? {
+                transactions::InitOutcome::Ready { producer_id, epoch } => {
+                    return Ok((producer_id, epoch))
+                }
+                transactions::InitOutcome::AbortFirst(c) => self.finish_transaction(&c).await?,
+            }
+        }
+        Err(ResponseError::ConcurrentTransactions)
+    }
+
     /// fsyncs every partition with unflushed data.
     pub fn flush_all(&self) {
         for topic in self.topics() {
@@ -284,6 +345,25 @@ impl Broker {
             });
         }
         groups::spawn_expiry_task(self.clone());
+        let broker = self.clone();
+        tokio::spawn(async move {
+            // A crash between prepare and complete: finish what was decided.
+            for c in broker.txns.unfinished() {
+                if let Err(e) = broker.finish_transaction(&c).await {
+                    tracing::error!(transactional_id = %c.id, error = ?e, "finishing a transaction after restart");
+                }
+            }
+            let mut tick = tokio::time::interval(broker.txns.settings.abort_check_interval);
+            loop {
+                tick.tick().await;
+                let alloc = || broker.allocate_producer_id();
+                for c in broker.txns.expire(&alloc) {
+                    if let Err(e) = broker.finish_transaction(&c).await {
+                        tracing::error!(transactional_id = %c.id, error = ?e, "aborting a timed-out transaction");
+                    }
+                }
+            }
+        });
     }
 }
 

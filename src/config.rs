@@ -256,6 +256,20 @@ pub const KAFKA_PROPERTIES: &[Property] = &[
         None,
         Kind::Int,
     ),
+    // The transaction coordinator.
+    prop("transaction.max.timeout.ms", "900000", None, Kind::Int),
+    prop(
+        "transactional.id.expiration.ms",
+        "604800000",
+        None,
+        Kind::Int,
+    ),
+    prop(
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+        "10000",
+        None,
+        Kind::Int,
+    ),
     // Tiered storage (KIP-405 names). remote.storage.enable is a topic config; its broker
     // default is Strata's own, since Kafka has none.
     prop("remote.log.storage.system.enable", "true", None, Kind::Bool),

@@ -881,6 +881,64 @@ impl GroupCoordinator {
         self.persist(group_id, self.snapshot(group_id))
     }
 
+    /// Offsets of a committed transaction (TxnOffsetCommit), applied at its commit marker:
+    /// no member check, the producer's transaction was checked instead.
+    pub fn commit_transactional(
+        &self,
+        group_id: &str,
+        offsets: Vec<(String, i32, CommittedOffset)>,
+    ) -> Result<(), ResponseError> {
+        {
+            let mut groups = self.lock();
+            let group = groups
+                .entry(group_id.to_string())
+                .or_insert_with(|| Group::new(group_id));
+            for (topic, partition, committed) in offsets {
+                group
+                    .offsets
+                    .entry(topic)
+                    .or_default()
+                    .insert(partition, committed);
+            }
+        }
+        self.persist(group_id, self.snapshot(group_id))
+    }
+
+    /// TxnOffsetCommit v3+ (KIP-447): the committing member must be current, so a zombie
+    /// of an older generation cannot commit through its transaction.
+    pub fn check_txn_member(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<(), ResponseError> {
+        let groups = self.lock();
+        let Some(group) = groups.get(group_id) else {
+            return Err(ResponseError::UnknownMemberId);
+        };
+        if group.kind == GroupKind::Consumer {
+            let m = group
+                .consumer
+                .members
+                .get(member_id)
+                .ok_or(ResponseError::UnknownMemberId)?;
+            return if m.epoch == generation {
+                Ok(())
+            } else {
+                Err(ResponseError::IllegalGeneration)
+            };
+        }
+        group.check_instance(member_id, instance_id)?;
+        if !group.members.contains_key(member_id) {
+            return Err(ResponseError::UnknownMemberId);
+        }
+        if group.generation != generation {
+            return Err(ResponseError::IllegalGeneration);
+        }
+        Ok(())
+    }
+
     /// OffsetFetch v9 from a consumer-protocol member names its member epoch; anyone else
     /// (member id null, epoch -1) may read.
     pub fn check_fetch(

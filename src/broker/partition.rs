@@ -87,7 +87,14 @@ impl Partition {
     ) -> std::io::Result<Self> {
         let mut producers = ProducerStates::default();
         let (log, report) = Log::open_at(dir, config, start_offset, &mut |b: &RecordBatch<'_>| {
-            if b.producer_id() >= 0 && !b.is_control() {
+            if b.is_control() {
+                if let Some(commit) = record_batch::marker_type(b) {
+                    producers.end(b.producer_id(), b.producer_epoch(), b.base_offset(), commit);
+                }
+            } else if b.producer_id() >= 0 {
+                if b.is_transactional() {
+                    producers.begin(b.producer_id(), b.base_offset());
+                }
                 producers.update(
                     b.producer_id(),
                     b.producer_epoch(),
@@ -228,12 +235,106 @@ impl Partition {
         Ok(true)
     }
 
+    /// Appends one batch to the log, rolling and scheduling the rolled segment's fsync.
+    fn write(&self, state: &mut State, owned: &mut [u8]) -> Result<(), ResponseError> {
+        let base = state.log.next_offset();
+        let rolled = state.log.append(owned).map_err(|e| {
+            tracing::error!(topic = %self.topic, partition = self.index, error = %e, "append failed");
+            ResponseError::KafkaStorageError
+        })?;
+        if let Some(rolled) = rolled {
+            self.rolled.notify_one();
+            tracing::debug!(topic = %self.topic, partition = self.index, base, "rolled segment");
+            let (topic, index) = (self.topic.clone(), self.index);
+            let sync = move || {
+                if let Err(e) = rolled.sync() {
+                    tracing::error!(%topic, partition = index, error = %e, "fsync of a rolled segment failed");
+                }
+            };
+            if self.hw_after_fsync {
+                // Little is unsynced under flush: always; acknowledgements must cover it.
+                sync();
+            } else {
+                // Later rather than now: by then the kernel's own writeback (30 s
+                // by default) has written most of it, and the fsync no longer
+                // competes with the appends going to the new segment.
+                match tokio::runtime::Handle::try_current() {
+                    Ok(rt) => drop(rt.spawn(async move {
+                        tokio::time::sleep(ROLLED_SEGMENT_SYNC_DELAY).await;
+                        let _ = tokio::task::spawn_blocking(sync).await;
+                    })),
+                    Err(_) => sync(),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a transaction marker for a producer (commit or abort) and returns its offset.
+    /// An abort is recorded in the segment's `.txnindex` and in memory for read_committed.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        now_ms: i64,
+    ) -> Result<i64, ResponseError> {
+        let mut batch = record_batch::control_batch(producer_id, epoch, commit, now_ms);
+        let mut state = self.state();
+        let offset = state.log.next_offset();
+        self.write(&mut state, &mut batch)?;
+        if let Some(a) = state.producers.end(producer_id, epoch, offset, commit) {
+            state
+                .log
+                .append_txn_index(a.producer_id, a.first_offset, a.last_offset, a.last_stable_offset)
+                .map_err(|e| {
+                    tracing::error!(topic = %self.topic, partition = self.index, error = %e, "txnindex append failed");
+                    ResponseError::KafkaStorageError
+                })?;
+        }
+        let end = state.log.next_offset();
+        drop(state);
+        self.log_end.fetch_max(end, Ordering::AcqRel);
+        if !self.hw_after_fsync {
+            self.high_watermark.fetch_max(end, Ordering::AcqRel);
+        }
+        Ok(offset)
+    }
+
+    /// Offsets below this hold no record of an open transaction: what read_committed
+    /// consumers may read.
+    pub fn last_stable_offset(&self) -> i64 {
+        let hw = self.high_watermark();
+        match self.state().producers.first_unstable() {
+            Some(first) => first.min(hw),
+            None => hw,
+        }
+    }
+
+    /// (producer id, first offset) of aborted transactions overlapping [from, to).
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<(i64, i64)> {
+        self.state()
+            .producers
+            .aborted_between(from, to)
+            .into_iter()
+            .map(|a| (a.producer_id, a.first_offset))
+            .collect()
+    }
+
+    /// Producers seen here: (id, epoch, last sequence, last timestamp, open txn start).
+    pub fn producers(&self) -> Vec<(i64, i16, i32, i64, Option<i64>)> {
+        self.state().producers.describe()
+    }
+
     /// Validates and appends the batches of one partition's produce data.
+    /// Transactional batches are first checked with `in_txn` (is the partition part of the
+    /// producer's open transaction?).
     pub fn append(
         &self,
         records: &[u8],
         rules: &AppendRules,
         now_ms: i64,
+        in_txn: &dyn Fn(i64, i16) -> Result<(), ResponseError>,
     ) -> Result<AppendInfo, ResponseError> {
         let mut batches = Vec::new();
         let mut headers = BatchHeaders::new(records);
@@ -262,6 +363,12 @@ impl Partition {
         let mut last_offset = -1;
         for b in batches {
             let pid = b.producer_id();
+            if b.is_transactional() {
+                if pid < 0 {
+                    return Err(ResponseError::InvalidRecord);
+                }
+                in_txn(pid, b.producer_epoch())?;
+            }
             if pid >= 0 {
                 let check = state.producers.check(
                     pid,
@@ -289,36 +396,7 @@ impl Partition {
             if rules.log_append_time {
                 record_batch::set_log_append_time(&mut owned, now_ms);
             }
-            let base = state.log.next_offset();
-            let rolled = state.log.append(&mut owned).map_err(|e| {
-                tracing::error!(topic = %self.topic, partition = self.index, error = %e, "append failed");
-                ResponseError::KafkaStorageError
-            })?;
-            if let Some(rolled) = rolled {
-                self.rolled.notify_one();
-                tracing::debug!(topic = %self.topic, partition = self.index, base, "rolled segment");
-                let (topic, index) = (self.topic.clone(), self.index);
-                let sync = move || {
-                    if let Err(e) = rolled.sync() {
-                        tracing::error!(%topic, partition = index, error = %e, "fsync of a rolled segment failed");
-                    }
-                };
-                if self.hw_after_fsync {
-                    // Little is unsynced under flush: always; acknowledgements must cover it.
-                    sync();
-                } else {
-                    // Later rather than now: by then the kernel's own writeback (30 s
-                    // by default) has written most of it, and the fsync no longer
-                    // competes with the appends going to the new segment.
-                    match tokio::runtime::Handle::try_current() {
-                        Ok(rt) => drop(rt.spawn(async move {
-                            tokio::time::sleep(ROLLED_SEGMENT_SYNC_DELAY).await;
-                            let _ = tokio::task::spawn_blocking(sync).await;
-                        })),
-                        Err(_) => sync(),
-                    }
-                }
-            }
+            self.write(&mut state, &mut owned)?;
             let appended =
                 RecordBatch::parse_header(&owned).map_err(|_| ResponseError::CorruptMessage)?;
             if pid >= 0 {
@@ -333,6 +411,9 @@ impl Partition {
                         timestamp: appended.max_timestamp(),
                     },
                 );
+                if appended.is_transactional() {
+                    state.producers.begin(pid, appended.base_offset());
+                }
             }
             first.get_or_insert(AppendInfo {
                 base_offset: appended.base_offset(),
@@ -380,17 +461,24 @@ impl Partition {
 
     /// Reads from `offset`: whole batches up to `max_bytes`, but always the first batch
     /// whole when `min_one` (KIP-74), so a consumer can never get stuck on a large batch.
+    /// With `committed` (read_committed) nothing at or past the last stable offset is read.
     pub fn read(
         &self,
         offset: i64,
         max_bytes: usize,
         min_one: bool,
+        committed: bool,
     ) -> Result<FetchData, ResponseError> {
         let hw = self.high_watermark();
         let start = self.log_start_offset();
         if offset < start || offset > hw {
             return Err(ResponseError::OffsetOutOfRange);
         }
+        let upper = if committed {
+            self.last_stable_offset()
+        } else {
+            hw
+        };
         if offset < self.local_log_start_offset() {
             return Err(ResponseError::OffsetMovedToTieredStorage);
         }
@@ -399,7 +487,7 @@ impl Partition {
             high_watermark: hw,
             log_start_offset: start,
         };
-        if offset == hw {
+        if offset >= upper {
             return Ok(empty);
         }
         let slice = self
@@ -421,12 +509,12 @@ impl Partition {
             max_bytes.min(available)
         };
         let bytes = read_exact(&slice.file, slice.position, want)?;
-        // Cut at the last whole batch below the high watermark; the first is whole by
-        // construction and holds `offset`, which is below it.
+        // Cut at the last whole batch below the high watermark (or the last stable offset);
+        // the first is whole by construction and holds `offset`, which is below it.
         let mut whole = 0;
         let mut it = BatchHeaders::new(&bytes);
         while let Some(Ok(batch)) = it.next() {
-            if batch.base_offset() >= hw {
+            if batch.base_offset() >= upper {
                 break;
             }
             whole = it.position();

@@ -31,9 +31,24 @@ pub enum SequenceCheck {
     Duplicate(BatchMeta),
 }
 
+/// An aborted transaction's span in one partition, as a `.txnindex` entry holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    /// The abort marker's offset.
+    pub last_offset: i64,
+    /// The last stable offset once the abort was written.
+    pub last_stable_offset: i64,
+}
+
 #[derive(Default, Debug)]
 pub struct ProducerStates {
     producers: HashMap<i64, ProducerEntry>,
+    /// First offset of each producer's open transaction in this partition.
+    ongoing: HashMap<i64, i64>,
+    /// Aborted transactions, in marker order.
+    pub aborted: Vec<AbortedTxn>,
 }
 
 fn in_sequence(last_seq: i32, next_first: i32) -> bool {
@@ -98,6 +113,78 @@ impl ProducerStates {
         while entry.batches.len() > BATCHES_REMEMBERED {
             entry.batches.pop_front();
         }
+    }
+
+    /// A transactional batch at `offset`: opens the producer's transaction if none is open.
+    pub fn begin(&mut self, producer_id: i64, offset: i64) {
+        self.ongoing.entry(producer_id).or_insert(offset);
+    }
+
+    /// A marker at `offset` closes the producer's transaction; an abort is remembered so
+    /// read_committed consumers can drop its records. Markers also carry the epoch forward.
+    pub fn end(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        offset: i64,
+        commit: bool,
+    ) -> Option<AbortedTxn> {
+        let entry = self.producers.entry(producer_id).or_insert(ProducerEntry {
+            epoch,
+            batches: VecDeque::new(),
+        });
+        if epoch > entry.epoch {
+            entry.epoch = epoch;
+            entry.batches.clear();
+        }
+        let first = self.ongoing.remove(&producer_id)?;
+        if commit {
+            return None;
+        }
+        let aborted = AbortedTxn {
+            producer_id,
+            first_offset: first,
+            last_offset: offset,
+            last_stable_offset: self.first_unstable().unwrap_or(offset + 1),
+        };
+        self.aborted.push(aborted);
+        Some(aborted)
+    }
+
+    /// The first offset of the oldest open transaction: the last stable offset.
+    pub fn first_unstable(&self) -> Option<i64> {
+        self.ongoing.values().min().copied()
+    }
+
+    /// Epoch a producer last wrote with here, and the open transaction's first offset.
+    pub fn describe(&self) -> Vec<(i64, i16, i32, i64, Option<i64>)> {
+        self.producers
+            .iter()
+            .map(|(pid, e)| {
+                let last = e.batches.back();
+                (
+                    *pid,
+                    e.epoch,
+                    last.map(|b| b.last_seq).unwrap_or(-1),
+                    last.map(|b| b.timestamp).unwrap_or(-1),
+                    self.ongoing.get(pid).copied(),
+                )
+            })
+            .collect()
+    }
+
+    /// Aborted transactions overlapping [from, to).
+    pub fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        self.aborted
+            .iter()
+            .filter(|a| a.last_offset >= from && a.first_offset < to)
+            .copied()
+            .collect()
+    }
+
+    /// Forgets aborted transactions wholly below the log start.
+    pub fn trim_aborted(&mut self, log_start: i64) {
+        self.aborted.retain(|a| a.last_offset >= log_start);
     }
 
     pub fn len(&self) -> usize {

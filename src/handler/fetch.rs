@@ -5,8 +5,10 @@ use super::Ctx;
 use crate::broker::Topic;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -150,7 +152,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
                     continue;
                 };
                 let limit = remaining.min(part_max.max(0) as usize);
-                let mut result = partition.read(offset, limit, min_one);
+                let mut result = partition.read(offset, limit, min_one, read_committed);
                 if let (Err(ResponseError::OffsetMovedToTieredStorage), Some(topic)) =
                     (&result, &w.topic)
                 {
@@ -173,17 +175,28 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
                         }
                         remaining = remaining.saturating_sub(n);
                         total += n;
+                        let lso = partition.last_stable_offset();
+                        // The aborted transactions the returned records may belong to, so a
+                        // read_committed consumer can drop them.
+                        let aborted = read_committed.then(|| {
+                            let to = if n > 0 { lso } else { offset };
+                            partition
+                                .aborted_between(offset, to)
+                                .into_iter()
+                                .map(|(pid, first)| {
+                                    AbortedTransaction::default()
+                                        .with_producer_id(ProducerId(pid))
+                                        .with_first_offset(first)
+                                })
+                                .collect()
+                        });
                         parts.push(
                             PartitionData::default()
                                 .with_partition_index(index)
                                 .with_high_watermark(data.high_watermark)
-                                .with_last_stable_offset(data.high_watermark)
+                                .with_last_stable_offset(lso)
                                 .with_log_start_offset(data.log_start_offset)
-                                .with_aborted_transactions(if read_committed {
-                                    Some(Vec::new())
-                                } else {
-                                    None
-                                })
+                                .with_aborted_transactions(aborted)
                                 .with_preferred_read_replica(BrokerId(-1))
                                 .with_records(Some(data.records)),
                         );
@@ -192,7 +205,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
                         errors = true;
                         let mut p = error_partition(index, error);
                         p.high_watermark = partition.high_watermark();
-                        p.last_stable_offset = p.high_watermark;
+                        p.last_stable_offset = partition.last_stable_offset();
                         p.log_start_offset = partition.log_start_offset();
                         parts.push(p);
                     }

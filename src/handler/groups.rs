@@ -31,11 +31,11 @@ pub fn find_coordinator(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoord
     let b = ctx.broker;
     let node = BrokerId(b.node_id);
     let host = str_bytes(&b.advertised_host);
-    // key_type 0 = group, 1 = transaction (not supported yet).
-    let error = if req.key_type == 0 {
+    // key_type 0 = group, 1 = transaction: this broker coordinates both.
+    let error = if matches!(req.key_type, 0 | 1) {
         0
     } else {
-        ResponseError::CoordinatorNotAvailable.code()
+        ResponseError::InvalidRequest.code()
     };
     if ctx.version >= 4 {
         let coordinators = req
@@ -253,17 +253,25 @@ pub fn offset_commit(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCommitRes
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-/// (partition, committed offset, leader epoch, metadata).
-type OffsetRow = (i32, i64, i32, Option<String>);
+/// (partition, committed offset, leader epoch, metadata, error code).
+type OffsetRow = (i32, i64, i32, Option<String>, i16);
 
-/// Committed offsets of one group, per topic.
+/// Committed offsets of one group, per topic. With `require_stable`, a partition whose
+/// offset waits in an open transaction answers UNSTABLE_OFFSET_COMMIT (KIP-447), so the
+/// client retries once the transaction has ended.
 fn lookup(
     ctx: &Ctx<'_>,
     group: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
 ) -> Vec<(String, Vec<OffsetRow>)> {
     let committed = ctx.broker.groups.fetch_offsets(group);
-    match wanted {
+    let pending = if require_stable {
+        ctx.broker.txns.pending_offsets(group)
+    } else {
+        Default::default()
+    };
+    let rows = match wanted {
         Some(list) => list
             .into_iter()
             .map(|(topic, parts)| {
@@ -271,8 +279,8 @@ fn lookup(
                 let rows = parts
                     .into_iter()
                     .map(|p| match have.and_then(|m| m.get(&p)) {
-                        Some(c) => (p, c.offset, c.leader_epoch, c.metadata.clone()),
-                        None => (p, -1, -1, Some(String::new())),
+                        Some(c) => (p, c.offset, c.leader_epoch, c.metadata.clone(), 0),
+                        None => (p, -1, -1, Some(String::new()), 0),
                     })
                     .collect();
                 (topic, rows)
@@ -283,12 +291,36 @@ fn lookup(
             .map(|(topic, parts)| {
                 let rows = parts
                     .into_iter()
-                    .map(|(p, c)| (p, c.offset, c.leader_epoch, c.metadata))
+                    .map(|(p, c)| (p, c.offset, c.leader_epoch, c.metadata, 0))
                     .collect();
                 (topic, rows)
             })
             .collect(),
+    };
+    if pending.is_empty() {
+        return rows;
     }
+    rows.into_iter()
+        .map(|(topic, rows)| {
+            let rows = rows
+                .into_iter()
+                .map(|row| {
+                    if pending.contains(&(topic.clone(), row.0)) {
+                        (
+                            row.0,
+                            -1,
+                            -1,
+                            None,
+                            ResponseError::UnstableOffsetCommit.code(),
+                        )
+                    } else {
+                        row
+                    }
+                })
+                .collect();
+            (topic, rows)
+        })
+        .collect()
 }
 
 pub fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchResponse {
@@ -306,14 +338,12 @@ pub fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchRespon
                         .with_group_id(g.group_id)
                         .with_error_code(e.code());
                 }
-                // require_stable: offsets pending in an open transaction would answer
-                // UNSTABLE_OFFSET_COMMIT; without transactional commits none ever are.
                 let wanted = g.topics.map(|ts| {
                     ts.into_iter()
                         .map(|t| (t.name.0.to_string(), t.partition_indexes))
                         .collect()
                 });
-                let topics = lookup(ctx, g.group_id.0.as_str(), wanted)
+                let topics = lookup(ctx, g.group_id.0.as_str(), wanted, req.require_stable)
                     .into_iter()
                     .map(|(topic, rows)| {
                         OffsetFetchResponseTopics::default()
@@ -323,9 +353,10 @@ pub fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchRespon
                             )
                             .with_partitions(
                                 rows.into_iter()
-                                    .map(|(p, off, epoch, meta)| {
+                                    .map(|(p, off, epoch, meta, err)| {
                                         OffsetFetchResponsePartitions::default()
                                             .with_partition_index(p)
+                                            .with_error_code(err)
                                             .with_committed_offset(off)
                                             .with_committed_leader_epoch(epoch)
                                             .with_metadata(meta.map(|m| str_bytes(&m)))
@@ -346,16 +377,17 @@ pub fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchRespon
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
             .collect()
     });
-    let topics = lookup(ctx, req.group_id.0.as_str(), wanted)
+    let topics = lookup(ctx, req.group_id.0.as_str(), wanted, req.require_stable)
         .into_iter()
         .map(|(topic, rows)| {
             OffsetFetchResponseTopic::default()
                 .with_name(TopicName(str_bytes(&topic)))
                 .with_partitions(
                     rows.into_iter()
-                        .map(|(p, off, epoch, meta)| {
+                        .map(|(p, off, epoch, meta, err)| {
                             OffsetFetchResponsePartition::default()
                                 .with_partition_index(p)
+                                .with_error_code(err)
                                 .with_committed_offset(off)
                                 .with_committed_leader_epoch(epoch)
                                 .with_metadata(meta.map(|m| str_bytes(&m)))

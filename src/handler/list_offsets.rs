@@ -41,6 +41,9 @@ pub async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsRespon
                 continue;
             };
             let found = match p.timestamp {
+                LATEST if req.isolation_level == 1 => {
+                    Ok(Some((partition.last_stable_offset(), -1)))
+                }
                 LATEST => Ok(Some((partition.high_watermark(), -1))),
                 EARLIEST => Ok(Some((partition.log_start_offset(), -1))),
                 EARLIEST_LOCAL => Ok(Some((partition.local_log_start_offset(), -1))),

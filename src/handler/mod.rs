@@ -9,6 +9,7 @@ pub mod groups;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
+pub mod txn;
 
 use crate::broker::Broker;
 use crate::protocol::RequestFrame;
@@ -80,7 +81,26 @@ pub async fn dispatch(broker: &Broker, frame: RequestFrame, client_host: &str) -
             admin::describe_cluster(&ctx, req),
         )),
         RequestKind::InitProducerId(req) => now(ResponseKind::InitProducerId(
-            produce::init_producer_id(&ctx, req),
+            txn::init_producer_id(&ctx, req).await,
+        )),
+        RequestKind::AddPartitionsToTxn(req) => now(ResponseKind::AddPartitionsToTxn(
+            txn::add_partitions(&ctx, req),
+        )),
+        RequestKind::AddOffsetsToTxn(req) => {
+            now(ResponseKind::AddOffsetsToTxn(txn::add_offsets(&ctx, req)))
+        }
+        RequestKind::TxnOffsetCommit(req) => now(ResponseKind::TxnOffsetCommit(
+            txn::txn_offset_commit(&ctx, req),
+        )),
+        RequestKind::EndTxn(req) => now(ResponseKind::EndTxn(txn::end_txn(&ctx, req).await)),
+        RequestKind::DescribeProducers(req) => now(ResponseKind::DescribeProducers(
+            txn::describe_producers(&ctx, req),
+        )),
+        RequestKind::ListTransactions(req) => now(ResponseKind::ListTransactions(
+            txn::list_transactions(&ctx, req),
+        )),
+        RequestKind::DescribeTransactions(req) => now(ResponseKind::DescribeTransactions(
+            txn::describe_transactions(&ctx, req),
         )),
         RequestKind::OffsetForLeaderEpoch(req) => now(ResponseKind::OffsetForLeaderEpoch(
             list_offsets::offset_for_leader_epoch(&ctx, req),
@@ -262,6 +282,15 @@ mod tests {
                 ApiKey::DescribeGroups => RequestKind::DescribeGroups(Default::default()),
                 ApiKey::DeleteGroups => RequestKind::DeleteGroups(Default::default()),
                 ApiKey::OffsetDelete => RequestKind::OffsetDelete(Default::default()),
+                ApiKey::AddPartitionsToTxn => RequestKind::AddPartitionsToTxn(Default::default()),
+                ApiKey::AddOffsetsToTxn => RequestKind::AddOffsetsToTxn(Default::default()),
+                ApiKey::TxnOffsetCommit => RequestKind::TxnOffsetCommit(Default::default()),
+                ApiKey::EndTxn => RequestKind::EndTxn(Default::default()),
+                ApiKey::DescribeProducers => RequestKind::DescribeProducers(Default::default()),
+                ApiKey::ListTransactions => RequestKind::ListTransactions(Default::default()),
+                ApiKey::DescribeTransactions => {
+                    RequestKind::DescribeTransactions(Default::default())
+                }
                 ApiKey::ConsumerGroupHeartbeat => {
                     RequestKind::ConsumerGroupHeartbeat(Default::default())
                 }

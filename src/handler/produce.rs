@@ -1,12 +1,9 @@
-//! Produce and InitProducerId.
+//! Produce.
 
 use super::{now_ms, Ctx, Reply};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{
-    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
-    ResponseKind,
-};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use std::sync::Arc;
 
 fn partition_error(index: i32, error: ResponseError) -> PartitionProduceResponse {
@@ -59,7 +56,14 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Reply {
                 continue;
             };
             let records = pd.records.unwrap_or_default();
-            match partition.append(&records, &topic.rules, now) {
+            let (name, index) = (topic.name.as_str(), pd.index);
+            let in_txn = |pid: i64, epoch: i16| {
+                if req.transactional_id.as_ref().is_none_or(|t| t.is_empty()) {
+                    return Err(ResponseError::InvalidRecord);
+                }
+                broker.txns.verify_produce(pid, epoch, name, index)
+            };
+            match partition.append(&records, &topic.rules, now, &in_txn) {
                 Ok(info) => {
                     appended = true;
                     if partition.acks_wait_for_fsync() {
@@ -128,24 +132,4 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Reply {
         broker.notify_append();
         ResponseKind::Produce(response)
     }))
-}
-
-/// Idempotent producers get a fresh, never reused id at epoch 0. Transactional ids are
-/// refused until transactions are supported.
-pub fn init_producer_id(ctx: &Ctx<'_>, req: InitProducerIdRequest) -> InitProducerIdResponse {
-    let fail = |e: ResponseError| {
-        InitProducerIdResponse::default()
-            .with_error_code(e.code())
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1)
-    };
-    if req.transactional_id.is_some() {
-        return fail(ResponseError::TransactionalIdAuthorizationFailed);
-    }
-    match ctx.broker.allocate_producer_id() {
-        Ok(id) => InitProducerIdResponse::default()
-            .with_producer_id(ProducerId(id))
-            .with_producer_epoch(0),
-        Err(e) => fail(e),
-    }
 }

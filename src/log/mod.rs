@@ -240,6 +240,33 @@ impl Log {
             .ok_or_else(|| io::Error::other("log has no segment"))
     }
 
+    /// Appends an aborted transaction to the active segment's `.txnindex`, in Kafka's
+    /// layout: version i16 (0), producer id, first offset, last offset, last stable offset.
+    pub fn append_txn_index(
+        &self,
+        producer_id: i64,
+        first: i64,
+        last: i64,
+        lso: i64,
+    ) -> io::Result<()> {
+        use std::io::Write;
+        let Some(&base) = self.segments.keys().next_back() else {
+            return Ok(());
+        };
+        let mut entry = Vec::with_capacity(34);
+        entry.extend_from_slice(&0i16.to_be_bytes());
+        for v in [producer_id, first, last, lso] {
+            entry.extend_from_slice(&v.to_be_bytes());
+        }
+        let path = self.dir.join(segment::file_name(base, ".txnindex"));
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        f.write_all(&entry)?;
+        f.sync_data()
+    }
+
     /// The active segment's file and the offset its data reaches, for a group-commit fsync.
     pub fn active_file(&self) -> Option<(Arc<File>, i64)> {
         self.segments

@@ -280,19 +280,97 @@ pub fn first_offset_at_or_after(batch: &RecordBatch<'_>, target: i64) -> Option<
     Some((batch.base_offset(), batch.max_timestamp()))
 }
 
+fn put_varint(out: &mut Vec<u8>, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    loop {
+        if z < 0x80 {
+            out.push(z as u8);
+            return;
+        }
+        out.push((z as u8 & 0x7f) | 0x80);
+        z >>= 7;
+    }
+}
+
+/// A transaction marker: a control batch of one record whose key says commit (1) or abort
+/// (0) and whose value carries the coordinator epoch, as Kafka's EndTransactionMarker.
+pub fn control_batch(producer_id: i64, epoch: i16, commit: bool, timestamp: i64) -> Vec<u8> {
+    let mut key = Vec::new();
+    key.extend_from_slice(&0i16.to_be_bytes());
+    key.extend_from_slice(&i16::from(commit).to_be_bytes());
+    let mut value = Vec::new();
+    value.extend_from_slice(&0i16.to_be_bytes());
+    value.extend_from_slice(&0i32.to_be_bytes()); // coordinator epoch: one broker, always 0
+    let mut body = vec![0u8];
+    put_varint(&mut body, 0); // timestamp delta
+    put_varint(&mut body, 0); // offset delta
+    put_varint(&mut body, key.len() as i64);
+    body.extend_from_slice(&key);
+    put_varint(&mut body, value.len() as i64);
+    body.extend_from_slice(&value);
+    put_varint(&mut body, 0); // headers
+    let mut records = Vec::new();
+    put_varint(&mut records, body.len() as i64);
+    records.extend_from_slice(&body);
+
+    let mut b = Vec::with_capacity(HEADER_SIZE + records.len());
+    b.extend_from_slice(&0i64.to_be_bytes());
+    b.extend_from_slice(&((HEADER_SIZE - LOG_OVERHEAD + records.len()) as i32).to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes());
+    b.push(2);
+    b.extend_from_slice(&0u32.to_be_bytes());
+    b.extend_from_slice(&(TRANSACTIONAL_BIT | CONTROL_BIT).to_be_bytes());
+    b.extend_from_slice(&0i32.to_be_bytes());
+    b.extend_from_slice(&timestamp.to_be_bytes());
+    b.extend_from_slice(&timestamp.to_be_bytes());
+    b.extend_from_slice(&producer_id.to_be_bytes());
+    b.extend_from_slice(&epoch.to_be_bytes());
+    b.extend_from_slice(&(-1i32).to_be_bytes());
+    b.extend_from_slice(&1i32.to_be_bytes());
+    b.extend_from_slice(&records);
+    let crc = crc32c::crc32c(&b[ATTRIBUTES_OFFSET..]);
+    b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// Whether a control batch is a commit marker (Some(true)) or an abort (Some(false)); None
+/// for other control records or one that does not parse.
+pub fn marker_type(batch: &RecordBatch<'_>) -> Option<bool> {
+    if !batch.is_control() {
+        return None;
+    }
+    let rec = batch.records();
+    let (_len, n1) = read_varint(rec)?;
+    let mut at = n1 + 1; // attributes
+    let (_ts, n) = read_varint(rec.get(at..)?)?;
+    at += n;
+    let (_od, n) = read_varint(rec.get(at..)?)?;
+    at += n;
+    let (key_len, n) = read_varint(rec.get(at..)?)?;
+    at += n;
+    if key_len < 4 {
+        return None;
+    }
+    let kind = i16::from_be_bytes(rec.get(at + 2..at + 4)?.try_into().ok()?);
+    match kind {
+        0 => Some(false),
+        1 => Some(true),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 pub mod tests {
     use super::*;
 
-    fn put_varint(out: &mut Vec<u8>, v: i64) {
-        let mut z = ((v << 1) ^ (v >> 63)) as u64;
-        loop {
-            if z < 0x80 {
-                out.push(z as u8);
-                return;
-            }
-            out.push((z as u8 & 0x7f) | 0x80);
-            z >>= 7;
+    #[test]
+    fn markers_validate_and_say_what_they_are() {
+        for commit in [true, false] {
+            let b = control_batch(7, 3, commit, 1000);
+            let parsed = RecordBatch::validate(&b).expect("valid");
+            assert!(parsed.is_control() && parsed.is_transactional());
+            assert_eq!((parsed.producer_id(), parsed.producer_epoch()), (7, 3));
+            assert_eq!(marker_type(&parsed), Some(commit));
         }
     }
 

@@ -323,9 +323,9 @@ impl LogSegment {
         self.time_index.sync()
     }
 
-    /// Removes the three files.
+    /// Removes the segment and its indexes.
     pub fn delete(self) -> io::Result<()> {
-        for suffix in [".log", ".index", ".timeindex"] {
+        for suffix in [".log", ".index", ".timeindex", ".txnindex"] {
             match std::fs::remove_file(self.dir.join(file_name(self.base_offset, suffix))) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}

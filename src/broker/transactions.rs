@@ -1,0 +1,558 @@
+//! The transaction coordinator: transactional ids, their producer id and epoch, the
+//! partitions and groups of the open transaction, and its pending offset commits. Every
+//! state change is written (atomically, fsynced) to `<data_dir>/.strata/transactions/`
+//! before it is answered, so a restart finds each transaction where the client left it.
+//! Markers are written by the broker (see `Broker::end_transaction`), not here.
+
+use super::groups::CommittedOffset;
+use kafka_protocol::error::ResponseError;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnState {
+    Empty,
+    Ongoing,
+    PrepareCommit,
+    PrepareAbort,
+    CompleteCommit,
+    CompleteAbort,
+}
+
+impl TxnState {
+    /// Kafka's names, as ListTransactions and DescribeTransactions report them.
+    pub fn name(self) -> &'static str {
+        match self {
+            TxnState::Empty => "Empty",
+            TxnState::Ongoing => "Ongoing",
+            TxnState::PrepareCommit => "PrepareCommit",
+            TxnState::PrepareAbort => "PrepareAbort",
+            TxnState::CompleteCommit => "CompleteCommit",
+            TxnState::CompleteAbort => "CompleteAbort",
+        }
+    }
+}
+
+/// group → topic → partition → offset.
+pub type PendingOffsets = BTreeMap<String, BTreeMap<String, BTreeMap<i32, CommittedOffset>>>;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TxnMeta {
+    pub id: String,
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// The id and epoch before the last bump, so a producer that missed the answer to its
+    /// own InitProducerId can retry it (KIP-360).
+    pub last_producer_id: i64,
+    pub last_epoch: i16,
+    pub timeout_ms: i32,
+    pub state: TxnState,
+    pub partitions: BTreeSet<(String, i32)>,
+    pub groups: BTreeSet<String>,
+    #[serde(default)]
+    pub offsets: PendingOffsets,
+    pub start_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// What the broker must do to finish a transaction: write markers with this producer id
+/// and epoch to these partitions, then (on commit) apply the offsets.
+#[derive(Clone, Debug)]
+pub struct Completion {
+    pub id: String,
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub commit: bool,
+    pub partitions: Vec<(String, i32)>,
+    pub offsets: PendingOffsets,
+}
+
+pub enum InitOutcome {
+    Ready {
+        producer_id: i64,
+        epoch: i16,
+    },
+    /// An open transaction of the previous producer must be aborted first.
+    AbortFirst(Completion),
+}
+
+#[derive(Clone, Debug)]
+pub struct TxnSettings {
+    pub max_timeout_ms: i32,
+    pub id_expiration: Duration,
+    pub abort_check_interval: Duration,
+}
+
+impl TxnSettings {
+    pub fn from_props(p: &crate::config::BrokerProps) -> Self {
+        Self {
+            max_timeout_ms: p.int("transaction.max.timeout.ms") as i32,
+            id_expiration: Duration::from_millis(
+                p.int("transactional.id.expiration.ms").max(0) as u64
+            ),
+            abort_check_interval: Duration::from_millis(
+                p.int("transaction.abort.timed.out.transaction.cleanup.interval.ms")
+                    .max(10) as u64,
+            ),
+        }
+    }
+}
+
+pub struct TxnCoordinator {
+    dir: PathBuf,
+    txns: Mutex<HashMap<String, TxnMeta>>,
+    files: Mutex<()>,
+    pub settings: TxnSettings,
+}
+
+fn file_name(id: &str) -> String {
+    let hex: String = id.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("{hex}.yaml")
+}
+
+fn now_ms() -> i64 {
+    super::groups::now_ms()
+}
+
+impl TxnCoordinator {
+    pub fn open(dir: PathBuf, settings: TxnSettings) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        let mut txns = HashMap::new();
+        for entry in std::fs::read_dir(&dir)? {
+            let path = entry?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path)?;
+            match serde_yaml::from_str::<TxnMeta>(&text) {
+                Ok(meta) => {
+                    txns.insert(meta.id.clone(), meta);
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "unreadable transaction state")
+                }
+            }
+        }
+        Ok(Self {
+            dir,
+            txns: Mutex::new(txns),
+            files: Mutex::new(()),
+            settings,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, TxnMeta>> {
+        self.txns.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes the transaction's file (or removes it); one writer at a time so a newer state
+    /// is never overwritten by an older one.
+    fn persist(&self, id: &str) -> Result<(), ResponseError> {
+        let _one = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let snapshot = self.lock().get(id).cloned();
+        let path = self.dir.join(file_name(id));
+        let result = match snapshot {
+            Some(meta) => serde_yaml::to_string(&meta)
+                .map_err(std::io::Error::other)
+                .and_then(|y| crate::broker::topics::write_atomically(&path, y.as_bytes())),
+            None => match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+        };
+        result.map_err(|e| {
+            tracing::error!(transactional_id = id, error = %e, "persisting transaction state");
+            ResponseError::KafkaStorageError
+        })
+    }
+
+    /// Checks the producer id and epoch a request names against the transaction's.
+    fn check<'a>(
+        txns: &'a mut HashMap<String, TxnMeta>,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+    ) -> Result<&'a mut TxnMeta, ResponseError> {
+        let meta = txns
+            .get_mut(id)
+            .ok_or(ResponseError::InvalidProducerIdMapping)?;
+        if meta.producer_id != producer_id {
+            return Err(ResponseError::InvalidProducerIdMapping);
+        }
+        if meta.epoch != epoch {
+            return Err(ResponseError::ProducerFenced);
+        }
+        Ok(meta)
+    }
+
+    /// InitProducerId with a transactional id: a new id starts at epoch 0; a known one is
+    /// bumped, which fences the previous producer, after aborting its open transaction.
+    pub fn init(
+        &self,
+        id: &str,
+        timeout_ms: i32,
+        expected: Option<(i64, i16)>,
+        allocate: &dyn Fn() -> Result<i64, ResponseError>,
+    ) -> Result<InitOutcome, ResponseError> {
+        if timeout_ms <= 0 || timeout_ms > self.settings.max_timeout_ms {
+            return Err(ResponseError::InvalidTransactionTimeout);
+        }
+        let outcome = {
+            let mut txns = self.lock();
+            let now = now_ms();
+            match txns.get_mut(id) {
+                None => {
+                    let pid = allocate()?;
+                    txns.insert(
+                        id.to_string(),
+                        TxnMeta {
+                            id: id.to_string(),
+                            producer_id: pid,
+                            epoch: 0,
+                            last_producer_id: -1,
+                            last_epoch: -1,
+                            timeout_ms,
+                            state: TxnState::Empty,
+                            partitions: BTreeSet::new(),
+                            groups: BTreeSet::new(),
+                            offsets: PendingOffsets::new(),
+                            start_ms: -1,
+                            updated_ms: now,
+                        },
+                    );
+                    InitOutcome::Ready {
+                        producer_id: pid,
+                        epoch: 0,
+                    }
+                }
+                Some(meta) => {
+                    if let Some((pid, epoch)) = expected {
+                        let current = meta.producer_id == pid && meta.epoch == epoch;
+                        let retried = meta.last_producer_id == pid && meta.last_epoch == epoch;
+                        if retried && meta.state != TxnState::Ongoing {
+                            return Ok(InitOutcome::Ready {
+                                producer_id: meta.producer_id,
+                                epoch: meta.epoch,
+                            });
+                        }
+                        if !current && !retried {
+                            return Err(ResponseError::ProducerFenced);
+                        }
+                    }
+                    match meta.state {
+                        TxnState::PrepareCommit | TxnState::PrepareAbort => {
+                            return Err(ResponseError::ConcurrentTransactions)
+                        }
+                        TxnState::Ongoing => {
+                            // Fence first, then abort with the new epoch, as Kafka does.
+                            meta.last_producer_id = meta.producer_id;
+                            meta.last_epoch = meta.epoch;
+                            bump(meta, allocate)?;
+                            meta.state = TxnState::PrepareAbort;
+                            meta.updated_ms = now;
+                            InitOutcome::AbortFirst(completion(meta, false))
+                        }
+                        _ => {
+                            meta.last_producer_id = meta.producer_id;
+                            meta.last_epoch = meta.epoch;
+                            bump(meta, allocate)?;
+                            meta.state = TxnState::Empty;
+                            meta.timeout_ms = timeout_ms;
+                            meta.partitions.clear();
+                            meta.groups.clear();
+                            meta.offsets.clear();
+                            meta.updated_ms = now;
+                            InitOutcome::Ready {
+                                producer_id: meta.producer_id,
+                                epoch: meta.epoch,
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        self.persist(id)?;
+        Ok(outcome)
+    }
+
+    /// Starts the transaction if needed and runs `f` on it, then persists it.
+    fn ongoing(
+        &self,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        f: impl FnOnce(&mut TxnMeta),
+    ) -> Result<(), ResponseError> {
+        {
+            let mut txns = self.lock();
+            let meta = Self::check(&mut txns, id, producer_id, epoch)?;
+            match meta.state {
+                TxnState::PrepareCommit | TxnState::PrepareAbort => {
+                    return Err(ResponseError::ConcurrentTransactions)
+                }
+                TxnState::Ongoing => {}
+                _ => {
+                    meta.state = TxnState::Ongoing;
+                    meta.start_ms = now_ms();
+                    meta.partitions.clear();
+                    meta.groups.clear();
+                    meta.offsets.clear();
+                }
+            }
+            f(meta);
+            meta.updated_ms = now_ms();
+        }
+        self.persist(id)
+    }
+
+    pub fn add_partitions(
+        &self,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: &[(String, i32)],
+    ) -> Result<(), ResponseError> {
+        self.ongoing(id, producer_id, epoch, |m| {
+            m.partitions.extend(partitions.iter().cloned())
+        })
+    }
+
+    /// Whether a partition is already in the producer's open transaction.
+    pub fn has_partitions(
+        &self,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: &[(String, i32)],
+    ) -> Result<bool, ResponseError> {
+        let mut txns = self.lock();
+        let meta = Self::check(&mut txns, id, producer_id, epoch)?;
+        Ok(meta.state == TxnState::Ongoing
+            && partitions.iter().all(|p| meta.partitions.contains(p)))
+    }
+
+    pub fn add_offsets(
+        &self,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        group: &str,
+    ) -> Result<(), ResponseError> {
+        self.ongoing(id, producer_id, epoch, |m| {
+            m.groups.insert(group.to_string());
+        })
+    }
+
+    /// TxnOffsetCommit: the offsets become the group's only when the transaction commits.
+    pub fn commit_offsets(
+        &self,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        group: &str,
+        offsets: Vec<(String, i32, CommittedOffset)>,
+    ) -> Result<(), ResponseError> {
+        {
+            let mut txns = self.lock();
+            let meta = Self::check(&mut txns, id, producer_id, epoch)?;
+            if meta.state != TxnState::Ongoing || !meta.groups.contains(group) {
+                return Err(ResponseError::InvalidTxnState);
+            }
+            let pending = meta.offsets.entry(group.to_string()).or_default();
+            for (topic, partition, o) in offsets {
+                pending.entry(topic).or_default().insert(partition, o);
+            }
+            meta.updated_ms = now_ms();
+        }
+        self.persist(id)
+    }
+
+    /// Produce with a transactional batch: the partition must be in the producer's open
+    /// transaction, at its current epoch.
+    pub fn verify_produce(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), ResponseError> {
+        let txns = self.lock();
+        let Some(meta) = txns.values().find(|m| m.producer_id == producer_id) else {
+            return Err(ResponseError::InvalidTxnState);
+        };
+        if epoch < meta.epoch {
+            return Err(ResponseError::InvalidProducerEpoch);
+        }
+        if meta.epoch != epoch
+            || meta.state != TxnState::Ongoing
+            || !meta.partitions.contains(&(topic.to_string(), partition))
+        {
+            return Err(ResponseError::InvalidTxnState);
+        }
+        Ok(())
+    }
+
+    /// EndTxn: moves to PrepareCommit/PrepareAbort (persisted) and says what to write.
+    /// None when there is nothing to do: a retry of an end that already completed.
+    pub fn prepare_end(
+        &self,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> Result<Option<Completion>, ResponseError> {
+        let plan = {
+            let mut txns = self.lock();
+            let meta = Self::check(&mut txns, id, producer_id, epoch)?;
+            match (meta.state, commit) {
+                (TxnState::Ongoing, _) => {
+                    meta.state = if commit {
+                        TxnState::PrepareCommit
+                    } else {
+                        TxnState::PrepareAbort
+                    };
+                    meta.updated_ms = now_ms();
+                    completion(meta, commit)
+                }
+                (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => {
+                    return Ok(None)
+                }
+                (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
+                    return Err(ResponseError::ConcurrentTransactions)
+                }
+                // Aborting a transaction that never started is allowed (nothing to undo).
+                (TxnState::Empty, false) => return Ok(None),
+                _ => return Err(ResponseError::InvalidTxnState),
+            }
+        };
+        self.persist(id)?;
+        Ok(Some(plan))
+    }
+
+    /// Records that the markers are written and the offsets applied.
+    pub fn complete(&self, c: &Completion) -> Result<(), ResponseError> {
+        {
+            let mut txns = self.lock();
+            let Some(meta) = txns.get_mut(&c.id) else {
+                return Ok(());
+            };
+            meta.state = if c.commit {
+                TxnState::CompleteCommit
+            } else {
+                TxnState::CompleteAbort
+            };
+            meta.partitions.clear();
+            meta.groups.clear();
+            meta.offsets.clear();
+            meta.updated_ms = now_ms();
+        }
+        self.persist(&c.id)
+    }
+
+    /// Transactions a crash left between prepare and complete: finish them at start-up.
+    pub fn unfinished(&self) -> Vec<Completion> {
+        self.lock()
+            .values()
+            .filter_map(|m| match m.state {
+                TxnState::PrepareCommit => Some(completion(m, true)),
+                TxnState::PrepareAbort => Some(completion(m, false)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Open transactions past their timeout: bumped (fencing their producer) and moved to
+    /// PrepareAbort; the caller writes the markers. Long-idle ids are forgotten.
+    pub fn expire(&self, allocate: &dyn Fn() -> Result<i64, ResponseError>) -> Vec<Completion> {
+        let now = now_ms();
+        let idle_limit = self.settings.id_expiration.as_millis() as i64;
+        let mut aborts = Vec::new();
+        let mut forget = Vec::new();
+        {
+            let mut txns = self.lock();
+            for meta in txns.values_mut() {
+                match meta.state {
+                    TxnState::Ongoing if now - meta.start_ms > meta.timeout_ms as i64 => {
+                        tracing::info!(transactional_id = %meta.id, "aborting a transaction past its timeout");
+                        meta.last_producer_id = -1;
+                        meta.last_epoch = -1;
+                        if bump(meta, allocate).is_err() {
+                            continue;
+                        }
+                        meta.state = TxnState::PrepareAbort;
+                        meta.updated_ms = now;
+                        aborts.push(completion(meta, false));
+                    }
+                    TxnState::Empty | TxnState::CompleteAbort | TxnState::CompleteCommit
+                        if now - meta.updated_ms > idle_limit =>
+                    {
+                        forget.push(meta.id.clone());
+                    }
+                    _ => {}
+                }
+            }
+            for id in &forget {
+                txns.remove(id);
+            }
+        }
+        for id in aborts.iter().map(|c| &c.id).chain(&forget) {
+            let _ = self.persist(id);
+        }
+        aborts
+    }
+
+    /// Groups and partitions with offsets waiting in an open transaction (require_stable).
+    pub fn pending_offsets(&self, group: &str) -> BTreeSet<(String, i32)> {
+        self.lock()
+            .values()
+            .filter_map(|m| m.offsets.get(group))
+            .flat_map(|topics| {
+                topics
+                    .iter()
+                    .flat_map(|(t, ps)| ps.keys().map(move |p| (t.clone(), *p)))
+            })
+            .collect()
+    }
+
+    pub fn all(&self) -> Vec<TxnMeta> {
+        let mut v: Vec<TxnMeta> = self.lock().values().cloned().collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    pub fn get(&self, id: &str) -> Option<TxnMeta> {
+        self.lock().get(id).cloned()
+    }
+}
+
+/// Next epoch, or a new producer id once the epoch is exhausted.
+fn bump(
+    meta: &mut TxnMeta,
+    allocate: &dyn Fn() -> Result<i64, ResponseError>,
+) -> Result<(), ResponseError> {
+    if meta.epoch >= i16::MAX - 1 {
+        meta.producer_id = allocate()?;
+        meta.epoch = 0;
+    } else {
+        meta.epoch += 1;
+    }
+    Ok(())
+}
+
+fn completion(meta: &TxnMeta, commit: bool) -> Completion {
+    Completion {
+        id: meta.id.clone(),
+        producer_id: meta.producer_id,
+        epoch: meta.epoch,
+        commit,
+        partitions: meta.partitions.iter().cloned().collect(),
+        offsets: if commit {
+            meta.offsets.clone()
+        } else {
+            PendingOffsets::new()
+        },
+    }
+}
