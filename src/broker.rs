@@ -347,6 +347,29 @@ impl Broker {
         groups::spawn_expiry_task(self.clone());
         let broker = self.clone();
         tokio::spawn(async move {
+            let max_age = broker.config.props.int("producer.id.expiration.ms");
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(
+                broker
+                    .config
+                    .props
+                    .int("producer.id.expiration.check.interval.ms")
+                    .max(100) as u64,
+            ));
+            loop {
+                tick.tick().await;
+                let cutoff = groups::now_ms() - max_age;
+                for topic in broker.topics() {
+                    for p in &topic.partitions {
+                        let n = p.expire_producers(cutoff);
+                        if n > 0 {
+                            tracing::debug!(topic = %topic.name, partition = p.index, expired = n, "idle producers forgotten");
+                        }
+                    }
+                }
+            }
+        });
+        let broker = self.clone();
+        tokio::spawn(async move {
             // A crash between prepare and complete: finish what was decided.
             for c in broker.txns.unfinished() {
                 if let Err(e) = broker.finish_transaction(&c).await {

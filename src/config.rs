@@ -256,7 +256,14 @@ pub const KAFKA_PROPERTIES: &[Property] = &[
         None,
         Kind::Int,
     ),
-    // The transaction coordinator.
+    // Producer state and the transaction coordinator.
+    prop("producer.id.expiration.ms", "86400000", None, Kind::Int),
+    prop(
+        "producer.id.expiration.check.interval.ms",
+        "600000",
+        None,
+        Kind::Int,
+    ),
     prop("transaction.max.timeout.ms", "900000", None, Kind::Int),
     prop(
         "transactional.id.expiration.ms",

@@ -15,6 +15,7 @@
 //! segment is deleted only once the manifest lists it and it is past local retention.
 
 use crate::broker::partition::Partition;
+use crate::broker::producer_state::AbortedTxn;
 use crate::broker::{Broker, Topic};
 use crate::config::{Config, TierStore};
 use crate::log::index::OFFSET_ENTRY;
@@ -58,6 +59,9 @@ pub struct RemoteSegment {
     pub size: u64,
     /// CRC-32C of the `.log` object.
     pub crc32c: u32,
+    /// Whether a `.txnindex` object (aborted transactions) goes with the segment.
+    #[serde(default)]
+    pub txn_index: bool,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -273,6 +277,7 @@ impl Tier {
             max_timestamp: seg.max_timestamp,
             size: seg.size,
             crc32c: 0,
+            txn_index: false,
         };
         let log_path = seg.paths[0].clone();
         let size = seg.size;
@@ -313,6 +318,20 @@ impl Tier {
                 )
                 .await?;
         }
+        let txn_path = seg.paths[0].with_extension("txnindex");
+        match tokio::fs::read(&txn_path).await {
+            Ok(body) => {
+                self.store
+                    .put(
+                        &self.segment_path(topic, id, partition, &remote, ".txnindex"),
+                        PutPayload::from(body),
+                    )
+                    .await?;
+                remote.txn_index = true;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
         Ok(remote)
     }
 
@@ -323,7 +342,12 @@ impl Tier {
         partition: i32,
         seg: &RemoteSegment,
     ) {
-        for suffix in [".log", ".index", ".timeindex"] {
+        let suffixes: &[&str] = if seg.txn_index {
+            &[".log", ".index", ".timeindex", ".txnindex"]
+        } else {
+            &[".log", ".index", ".timeindex"]
+        };
+        for suffix in suffixes {
             if let Err(e) = self
                 .store
                 .delete(&self.segment_path(topic, id, partition, seg, suffix))
@@ -332,6 +356,23 @@ impl Tier {
                 tracing::warn!(topic, partition, error = %e, "deleting a remote object failed; it stays an orphan");
             }
         }
+    }
+
+    /// A remote segment's aborted transactions (Kafka's 34-byte `.txnindex` entries).
+    pub async fn txn_index(
+        &self,
+        topic: &str,
+        id: Uuid,
+        partition: i32,
+        seg: &RemoteSegment,
+    ) -> anyhow::Result<Vec<AbortedTxn>> {
+        let body = self
+            .store
+            .get(&self.segment_path(topic, id, partition, seg, ".txnindex"))
+            .await?
+            .bytes()
+            .await?;
+        Ok(crate::log::parse_txn_index(&body))
     }
 
     async fn offset_index(
@@ -747,14 +788,22 @@ async fn archive_once(
         Some(m) => m,
         None => {
             let m = tier.load_manifest(name, id, p).await?;
+            // Aborted transactions of archived segments, for read_committed reads of them.
+            let mut aborted = Vec::new();
+            for seg in m.segments.iter().filter(|s| s.txn_index) {
+                aborted.extend(tier.txn_index(name, id, p, seg).await?);
+            }
+            partition.add_aborted(aborted);
             partition.set_manifest(m.clone());
             m
         }
     };
-    let hw = partition.high_watermark();
+    // Only below the last stable offset: an archived segment never holds records of a
+    // transaction that may still abort without its marker being archived after it.
+    let stable = partition.last_stable_offset();
     let mut uploaded = 0;
     for seg in partition.closed_segments() {
-        if seg.next_offset <= partition.remote_end() || seg.next_offset > hw || seg.size == 0 {
+        if seg.next_offset <= partition.remote_end() || seg.next_offset > stable || seg.size == 0 {
             continue;
         }
         let remote = tier.upload(name, id, p, &seg).await?;

@@ -73,6 +73,9 @@ pub struct Partition {
     pub rolled: Notify,
     /// A read from the archive is under way; fetches meanwhile answer without waiting.
     pub archive_read_in_flight: std::sync::atomic::AtomicBool,
+    /// First offset of the oldest open transaction (i64::MAX when none), so fetches learn
+    /// the last stable offset without taking the partition lock.
+    first_unstable: AtomicI64,
 }
 
 impl Partition {
@@ -85,8 +88,23 @@ impl Partition {
         hw_after_fsync: bool,
         start_offset: i64,
     ) -> std::io::Result<Self> {
-        let mut producers = ProducerStates::default();
+        // Producer state from the newest snapshot the recovery point vouches for, then the
+        // batches after it; without one, from the whole log.
+        let (mut producers, from) = match latest_snapshot(dir, crate::log::read_recovery_point(dir))
+        {
+            Some((offset, mut states)) => {
+                states.aborted = local_txn_index(dir)
+                    .into_iter()
+                    .filter(|a| a.last_offset < offset)
+                    .collect();
+                (states, offset)
+            }
+            None => (ProducerStates::default(), i64::MIN),
+        };
         let (log, report) = Log::open_at(dir, config, start_offset, &mut |b: &RecordBatch<'_>| {
+            if b.base_offset() < from {
+                return;
+            }
             if b.is_control() {
                 if let Some(commit) = record_batch::marker_type(b) {
                     producers.end(b.producer_id(), b.producer_epoch(), b.base_offset(), commit);
@@ -118,6 +136,7 @@ impl Partition {
         }
         let end = log.next_offset();
         let start = log.log_start_offset();
+        let first_unstable = producers.first_unstable().unwrap_or(i64::MAX);
         Ok(Self {
             topic: topic.to_string(),
             index,
@@ -133,6 +152,7 @@ impl Partition {
             manifest: Mutex::new(None),
             rolled: Notify::new(),
             archive_read_in_flight: std::sync::atomic::AtomicBool::new(false),
+            first_unstable: AtomicI64::new(first_unstable),
         })
     }
 
@@ -243,6 +263,7 @@ impl Partition {
             ResponseError::KafkaStorageError
         })?;
         if let Some(rolled) = rolled {
+            write_snapshot(state.log.dir(), base, &state.producers);
             self.rolled.notify_one();
             tracing::debug!(topic = %self.topic, partition = self.index, base, "rolled segment");
             let (topic, index) = (self.topic.clone(), self.index);
@@ -292,6 +313,10 @@ impl Partition {
                     ResponseError::KafkaStorageError
                 })?;
         }
+        self.first_unstable.store(
+            state.producers.first_unstable().unwrap_or(i64::MAX),
+            Ordering::Release,
+        );
         let end = state.log.next_offset();
         drop(state);
         self.log_end.fetch_max(end, Ordering::AcqRel);
@@ -304,11 +329,9 @@ impl Partition {
     /// Offsets below this hold no record of an open transaction: what read_committed
     /// consumers may read.
     pub fn last_stable_offset(&self) -> i64 {
-        let hw = self.high_watermark();
-        match self.state().producers.first_unstable() {
-            Some(first) => first.min(hw),
-            None => hw,
-        }
+        self.first_unstable
+            .load(Ordering::Acquire)
+            .min(self.high_watermark())
     }
 
     /// (producer id, first offset) of aborted transactions overlapping [from, to).
@@ -319,6 +342,29 @@ impl Partition {
             .into_iter()
             .map(|a| (a.producer_id, a.first_offset))
             .collect()
+    }
+
+    /// Drops idle producers (`producer.id.expiration.ms`) and aborted transactions wholly
+    /// below the log start.
+    pub fn expire_producers(&self, cutoff_ms: i64) -> usize {
+        let start = self.log_start_offset();
+        let mut state = self.state();
+        state.producers.trim_aborted(start);
+        state.producers.expire(cutoff_ms)
+    }
+
+    /// Adds aborted transactions known from elsewhere (the archive's `.txnindex` objects).
+    pub fn add_aborted(&self, entries: Vec<super::producer_state::AbortedTxn>) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut state = self.state();
+        for e in entries {
+            if !state.producers.aborted.contains(&e) {
+                state.producers.aborted.push(e);
+            }
+        }
+        state.producers.aborted.sort_by_key(|a| a.last_offset);
     }
 
     /// Producers seen here: (id, epoch, last sequence, last timestamp, open txn start).
@@ -413,6 +459,10 @@ impl Partition {
                 );
                 if appended.is_transactional() {
                     state.producers.begin(pid, appended.base_offset());
+                    self.first_unstable.store(
+                        state.producers.first_unstable().unwrap_or(i64::MAX),
+                        Ordering::Release,
+                    );
                 }
             }
             first.get_or_insert(AppendInfo {
@@ -568,6 +618,63 @@ impl Partition {
             _ => Ok(()),
         }
     }
+}
+
+const SNAPSHOTS_KEPT: usize = 3;
+
+/// Writes `<base>.snapshot`, the producer state as of `base`, and keeps the newest few.
+/// Best effort: a missing or damaged snapshot only means a longer replay at start-up.
+fn write_snapshot(dir: &Path, base: i64, producers: &ProducerStates) {
+    let path = dir.join(crate::log::segment::file_name(base, ".snapshot"));
+    let written = std::fs::write(&path, producers.to_snapshot());
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), error = %e, "writing a producer snapshot failed");
+        return;
+    }
+    let mut all = snapshot_offsets(dir);
+    all.sort_unstable();
+    let excess = all.len().saturating_sub(SNAPSHOTS_KEPT);
+    for old in &all[..excess] {
+        let _ = std::fs::remove_file(dir.join(crate::log::segment::file_name(*old, ".snapshot")));
+    }
+}
+
+fn snapshot_offsets(dir: &Path) -> Vec<i64> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".snapshot")?.parse().ok()
+        })
+        .collect()
+}
+
+/// The newest whole snapshot at or below `limit` (offsets past the recovery point may be
+/// cut by recovery, so a snapshot there could describe batches that no longer exist).
+fn latest_snapshot(dir: &Path, limit: i64) -> Option<(i64, ProducerStates)> {
+    let mut offsets = snapshot_offsets(dir);
+    offsets.sort_unstable_by(|a, b| b.cmp(a));
+    offsets.into_iter().filter(|o| *o <= limit).find_map(|o| {
+        let bytes = std::fs::read(dir.join(crate::log::segment::file_name(o, ".snapshot"))).ok()?;
+        ProducerStates::from_snapshot(&bytes).map(|s| (o, s))
+    })
+}
+
+/// Every aborted transaction in the local segments' `.txnindex` files.
+fn local_txn_index(dir: &Path) -> Vec<super::producer_state::AbortedTxn> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut all: Vec<_> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".txnindex"))
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .flat_map(|b| crate::log::parse_txn_index(&b))
+        .collect();
+    all.sort_by_key(|a| a.last_offset);
+    all
 }
 
 fn read_exact(file: &File, pos: u64, len: usize) -> Result<Vec<u8>, ResponseError> {

@@ -418,6 +418,25 @@ impl Log {
     }
 }
 
+/// Entries of a `.txnindex` file; a torn last entry is ignored.
+pub fn parse_txn_index(body: &[u8]) -> Vec<crate::broker::producer_state::AbortedTxn> {
+    body.chunks_exact(34)
+        .map(|e| {
+            let at = |i: usize| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&e[i..i + 8]);
+                i64::from_be_bytes(b)
+            };
+            crate::broker::producer_state::AbortedTxn {
+                producer_id: at(2),
+                first_offset: at(10),
+                last_offset: at(18),
+                last_stable_offset: at(26),
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
