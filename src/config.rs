@@ -265,6 +265,9 @@ pub const KAFKA_PROPERTIES: &[Property] = &[
         Kind::Int,
     ),
     prop("transaction.max.timeout.ms", "900000", None, Kind::Int),
+    // A feature level in Kafka (kafka-features.sh); here a setting: 2 offers KIP-890's
+    // transaction protocol, 0 or 1 keeps clients on the first one.
+    prop("transaction.version", "2", None, Kind::Int),
     prop(
         "transactional.id.expiration.ms",
         "604800000",

@@ -84,6 +84,9 @@ pub struct TxnSettings {
     pub max_timeout_ms: i32,
     pub id_expiration: Duration,
     pub abort_check_interval: Duration,
+    /// The `transaction.version` feature level advertised: 2 lets clients use KIP-890's
+    /// protocol (implicit partition adds, an epoch bump at every EndTxn).
+    pub transaction_version: i16,
 }
 
 impl TxnSettings {
@@ -97,6 +100,7 @@ impl TxnSettings {
                 p.int("transaction.abort.timed.out.transaction.cleanup.interval.ms")
                     .max(10) as u64,
             ),
+            transaction_version: p.int("transaction.version").clamp(0, 2) as i16,
         }
     }
 }
@@ -320,6 +324,35 @@ impl TxnCoordinator {
         })
     }
 
+    /// Transaction protocol 2 (KIP-890): a transactional produce adds its partition to the
+    /// producer's transaction itself, starting the transaction if needed.
+    pub fn add_partition_implicitly(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(), ResponseError> {
+        let id = {
+            let txns = self.lock();
+            let Some(meta) = txns.values().find(|m| m.producer_id == producer_id) else {
+                return Err(ResponseError::InvalidTxnState);
+            };
+            if epoch < meta.epoch {
+                return Err(ResponseError::InvalidProducerEpoch);
+            }
+            let key = (topic.to_string(), partition);
+            if meta.epoch == epoch
+                && meta.state == TxnState::Ongoing
+                && meta.partitions.contains(&key)
+            {
+                return Ok(());
+            }
+            meta.id.clone()
+        };
+        self.add_partitions(&id, producer_id, epoch, &[(topic.to_string(), partition)])
+    }
+
     /// Whether a partition is already in the producer's open transaction.
     pub fn has_partitions(
         &self,
@@ -354,7 +387,12 @@ impl TxnCoordinator {
         epoch: i16,
         group: &str,
         offsets: Vec<(String, i32, CommittedOffset)>,
+        implicit: bool,
     ) -> Result<(), ResponseError> {
+        if implicit {
+            // Protocol 2 sends no AddOffsetsToTxn: the commit itself enrols the group.
+            self.add_offsets(id, producer_id, epoch, group)?;
+        }
         {
             let mut txns = self.lock();
             let meta = Self::check(&mut txns, id, producer_id, epoch)?;
@@ -397,15 +435,32 @@ impl TxnCoordinator {
 
     /// EndTxn: moves to PrepareCommit/PrepareAbort (persisted) and says what to write.
     /// None when there is nothing to do: a retry of an end that already completed.
+    ///
+    /// With protocol 2 (`bump`) the epoch moves on at every end: markers carry the new
+    /// epoch, which fences anything the producer still had in flight, and the producer
+    /// continues with it. A retry from the epoch before is answered as done.
     pub fn prepare_end(
         &self,
         id: &str,
         producer_id: i64,
         epoch: i16,
         commit: bool,
-    ) -> Result<Option<Completion>, ResponseError> {
+        bump_epoch: bool,
+        allocate: &dyn Fn() -> Result<i64, ResponseError>,
+    ) -> Result<(Option<Completion>, i64, i16), ResponseError> {
         let plan = {
             let mut txns = self.lock();
+            if bump_epoch {
+                if let Some(meta) = txns.get(id) {
+                    let done = matches!(
+                        (meta.state, commit),
+                        (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false)
+                    );
+                    if done && meta.last_producer_id == producer_id && meta.last_epoch == epoch {
+                        return Ok((None, meta.producer_id, meta.epoch));
+                    }
+                }
+            }
             let meta = Self::check(&mut txns, id, producer_id, epoch)?;
             match (meta.state, commit) {
                 (TxnState::Ongoing, _) => {
@@ -415,21 +470,53 @@ impl TxnCoordinator {
                         TxnState::PrepareAbort
                     };
                     meta.updated_ms = now_ms();
-                    completion(meta, commit)
+                    let mut plan = completion(meta, commit);
+                    if bump_epoch {
+                        meta.last_producer_id = meta.producer_id;
+                        meta.last_epoch = meta.epoch;
+                        plan.epoch = meta.epoch + 1;
+                        bump(meta, allocate)?;
+                    }
+                    plan
                 }
-                (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false) => {
-                    return Ok(None)
+                (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false)
+                    if !bump_epoch =>
+                {
+                    return Ok((None, meta.producer_id, meta.epoch))
                 }
                 (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false) => {
                     return Err(ResponseError::ConcurrentTransactions)
                 }
-                // Aborting a transaction that never started is allowed (nothing to undo).
-                (TxnState::Empty, false) => return Ok(None),
+                // Ending a transaction that never started: nothing to undo or to mark.
+                (TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort, _)
+                    if bump_epoch || !commit =>
+                {
+                    if bump_epoch {
+                        meta.last_producer_id = meta.producer_id;
+                        meta.last_epoch = meta.epoch;
+                        bump(meta, allocate)?;
+                        meta.state = if commit {
+                            TxnState::CompleteCommit
+                        } else {
+                            TxnState::CompleteAbort
+                        };
+                        meta.updated_ms = now_ms();
+                    }
+                    let (pid, e) = (meta.producer_id, meta.epoch);
+                    drop(txns);
+                    self.persist(id)?;
+                    return Ok((None, pid, e));
+                }
                 _ => return Err(ResponseError::InvalidTxnState),
             }
         };
         self.persist(id)?;
-        Ok(Some(plan))
+        let (pid, e) = self
+            .lock()
+            .get(id)
+            .map(|m| (m.producer_id, m.epoch))
+            .unwrap_or((producer_id, epoch));
+        Ok((Some(plan), pid, e))
     }
 
     /// Records that the markers are written and the offsets applied.

@@ -61,6 +61,17 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Reply {
                 if req.transactional_id.as_ref().is_none_or(|t| t.is_empty()) {
                     return Err(ResponseError::InvalidRecord);
                 }
+                // v12+ comes from a producer of transaction protocol 2 (KIP-890), which
+                // sends no AddPartitionsToTxn: the first batch enrols the partition.
+                if ctx.version >= 12 {
+                    broker
+                        .txns
+                        .add_partition_implicitly(pid, epoch, name, index)
+                        .map_err(|e| match e {
+                            ResponseError::ProducerFenced => ResponseError::InvalidProducerEpoch,
+                            e => e,
+                        })?;
+                }
                 broker.txns.verify_produce(pid, epoch, name, index)
             };
             match partition.append(&records, &topic.rules, now, &in_txn) {

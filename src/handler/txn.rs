@@ -187,6 +187,7 @@ pub fn txn_offset_commit(ctx: &Ctx<'_>, req: TxnOffsetCommitRequest) -> TxnOffse
             req.producer_epoch,
             req.group_id.0.as_str(),
             offsets,
+            ctx.version >= 5,
         )
     });
     let code = r
@@ -217,24 +218,34 @@ pub fn txn_offset_commit(ctx: &Ctx<'_>, req: TxnOffsetCommitRequest) -> TxnOffse
 #[tracing::instrument(name = "end_txn", skip_all, fields(transactional_id = %req.transactional_id.as_str(), commit = req.committed))]
 pub async fn end_txn(ctx: &Ctx<'_>, req: EndTxnRequest) -> EndTxnResponse {
     let broker = ctx.broker;
+    let alloc = || broker.allocate_producer_id();
     let r = match broker.txns.prepare_end(
         req.transactional_id.as_str(),
         req.producer_id.0,
         req.producer_epoch,
         req.committed,
+        ctx.version >= 5,
+        &alloc,
     ) {
-        Ok(Some(plan)) => broker.finish_transaction(&plan).await,
-        Ok(None) => Ok(()),
+        Ok((Some(plan), pid, epoch)) => {
+            broker.finish_transaction(&plan).await.map(|_| (pid, epoch))
+        }
+        Ok((None, pid, epoch)) => Ok((pid, epoch)),
         Err(e) => Err(e),
     };
-    EndTxnResponse::default()
-        .with_error_code(
-            r.err()
-                .map(|e| downgrade(e, ctx.version, 2).code())
-                .unwrap_or(0),
-        )
-        .with_producer_id(ProducerId(-1))
-        .with_producer_epoch(-1)
+    match r {
+        // v5 (protocol 2) tells the producer the epoch it continues with.
+        Ok((pid, epoch)) if ctx.version >= 5 => EndTxnResponse::default()
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch),
+        Ok(_) => EndTxnResponse::default()
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+        Err(e) => EndTxnResponse::default()
+            .with_error_code(downgrade(e, ctx.version, 2).code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    }
 }
 
 pub fn describe_producers(

@@ -32,9 +32,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AddPartitionsToTxn, 0, 5),
     (ApiKey::AddOffsetsToTxn, 0, 4),
     (ApiKey::TxnOffsetCommit, 0, 5),
-    // v5 is transaction protocol 2 (KIP-890), which needs the transaction.version feature;
-    // clients use v4 and below while the broker does not advertise it.
-    (ApiKey::EndTxn, 0, 4),
+    // v5 is transaction protocol 2 (KIP-890), used by clients when ApiVersions finalizes
+    // the transaction.version feature at 2.
+    (ApiKey::EndTxn, 0, 5),
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::ListTransactions, 0, 2),
     (ApiKey::DescribeTransactions, 0, 0),
