@@ -57,11 +57,11 @@ impl Broker {
         let producer_ids = ProducerIds::open(meta_dir.join("producer-id-block"))?;
         let groups = groups::GroupCoordinator::open(
             meta_dir.join("groups"),
-            groups::GroupSettings::from_props(&config.props),
+            groups::GroupSettings::from_config(&config),
         )?;
         let txns = transactions::TxnCoordinator::open(
             meta_dir.join("transactions"),
-            transactions::TxnSettings::from_props(&config.props),
+            transactions::TxnSettings::from_config(&config),
         )?;
         let tier = crate::tier::Tier::from_config(&config)?;
         let broker = Broker {

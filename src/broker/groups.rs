@@ -96,6 +96,9 @@ pub struct GroupSettings {
     pub offsets_retention: Duration,
     /// `offsets.retention.check.interval.ms`.
     pub offsets_retention_check: Duration,
+    /// fsync each commit before answering (`flush: always`); otherwise a commit survives a
+    /// kill of the process, like the logs, and reaches the disk with the kernel's writeback.
+    pub fsync: bool,
 }
 
 impl Default for GroupSettings {
@@ -107,12 +110,14 @@ impl Default for GroupSettings {
             consumer_heartbeat_interval: Duration::from_secs(5),
             offsets_retention: Duration::from_secs(7 * 24 * 3600),
             offsets_retention_check: Duration::from_secs(600),
+            fsync: true,
         }
     }
 }
 
 impl GroupSettings {
-    pub fn from_props(p: &crate::config::BrokerProps) -> Self {
+    pub fn from_config(c: &crate::config::Config) -> Self {
+        let p = &c.props;
         let ms = |name: &str| Duration::from_millis(p.int(name).max(0) as u64);
         Self {
             min_session_timeout_ms: p.int("group.min.session.timeout.ms") as i32,
@@ -123,6 +128,7 @@ impl GroupSettings {
                 p.int("offsets.retention.minutes").max(0) as u64 * 60,
             ),
             offsets_retention_check: ms("offsets.retention.check.interval.ms"),
+            fsync: c.flush == crate::config::FlushPolicy::Always,
         }
     }
 }
@@ -800,7 +806,9 @@ impl GroupCoordinator {
         let result = match file {
             Some(file) => serde_yaml::to_string(&file)
                 .map_err(std::io::Error::other)
-                .and_then(|y| crate::broker::topics::write_atomically(&path, y.as_bytes())),
+                .and_then(|y| {
+                    crate::broker::topics::write_replacing(&path, y.as_bytes(), self.settings.fsync)
+                }),
             None => match std::fs::remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),

@@ -75,15 +75,26 @@ pub fn validate_configs(
 }
 
 pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    write_replacing(path, contents, true)
+}
+
+/// Replaces a file by renaming a complete new one over it, so a reader (or a restart after
+/// a kill) sees the old or the new contents, never a mix. With `sync`, both are fsynced
+/// first, which also covers a power loss.
+pub fn write_replacing(path: &Path, contents: &[u8], sync: bool) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(contents)?;
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
     }
     std::fs::rename(&tmp, path)?;
-    if let Some(parent) = path.parent() {
-        std::fs::File::open(parent)?.sync_all()?;
+    if sync {
+        if let Some(parent) = path.parent() {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
     }
     Ok(())
 }

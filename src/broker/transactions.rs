@@ -87,10 +87,13 @@ pub struct TxnSettings {
     /// The `transaction.version` feature level advertised: 2 lets clients use KIP-890's
     /// protocol (implicit partition adds, an epoch bump at every EndTxn).
     pub transaction_version: i16,
+    /// fsync each state change before answering (`flush: always`), as the markers are.
+    pub fsync: bool,
 }
 
 impl TxnSettings {
-    pub fn from_props(p: &crate::config::BrokerProps) -> Self {
+    pub fn from_config(c: &crate::config::Config) -> Self {
+        let p = &c.props;
         Self {
             max_timeout_ms: p.int("transaction.max.timeout.ms") as i32,
             id_expiration: Duration::from_millis(
@@ -101,6 +104,7 @@ impl TxnSettings {
                     .max(10) as u64,
             ),
             transaction_version: p.int("transaction.version").clamp(0, 2) as i16,
+            fsync: c.flush == crate::config::FlushPolicy::Always,
         }
     }
 }
@@ -161,7 +165,9 @@ impl TxnCoordinator {
         let result = match snapshot {
             Some(meta) => serde_yaml::to_string(&meta)
                 .map_err(std::io::Error::other)
-                .and_then(|y| crate::broker::topics::write_atomically(&path, y.as_bytes())),
+                .and_then(|y| {
+                    crate::broker::topics::write_replacing(&path, y.as_bytes(), self.settings.fsync)
+                }),
             None => match std::fs::remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),
