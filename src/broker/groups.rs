@@ -282,8 +282,8 @@ impl Group {
         if self.state != GroupState::PreparingRebalance {
             return false;
         }
-        let all_joined =
-            !self.members.is_empty() && self.members.keys().all(|m| self.joined.contains(m));
+        // With no member left the rebalance has nobody to wait for: the group is empty.
+        let all_joined = self.members.keys().all(|m| self.joined.contains(m));
         let expired = self.deadline.is_some_and(|d| now >= d);
         if !all_joined && !expired {
             return false;

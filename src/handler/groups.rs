@@ -552,12 +552,20 @@ pub fn delete_groups(ctx: &Ctx<'_>, req: DeleteGroupsRequest) -> DeleteGroupsRes
 }
 
 pub fn offset_delete(ctx: &Ctx<'_>, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    // As Kafka: a topic (or partition) this broker does not have answers
+    // UNKNOWN_TOPIC_OR_PARTITION and is left out of the deletion.
+    let exists = |t: &str, p: i32| {
+        ctx.broker
+            .topic(t)
+            .is_some_and(|topic| topic.partition(p).is_some())
+    };
     let partitions: Vec<(String, i32)> = req
         .topics
         .iter()
         .flat_map(|t| {
             t.partitions
                 .iter()
+                .filter(|p| exists(t.name.0.as_str(), p.partition_index))
                 .map(|p| (t.name.0.to_string(), p.partition_index))
         })
         .collect();
@@ -577,9 +585,14 @@ pub fn offset_delete(ctx: &Ctx<'_>, req: OffsetDeleteRequest) -> OffsetDeleteRes
                         .partitions
                         .iter()
                         .map(|p| {
+                            let r = if exists(t.name.0.as_str(), p.partition_index) {
+                                results.next().unwrap_or(Ok(()))
+                            } else {
+                                Err(ResponseError::UnknownTopicOrPartition)
+                            };
                             OffsetDeleteResponsePartition::default()
                                 .with_partition_index(p.partition_index)
-                                .with_error_code(code(results.next().unwrap_or(Ok(()))))
+                                .with_error_code(code(r))
                         })
                         .collect();
                     OffsetDeleteResponseTopic::default()
