@@ -1,63 +1,24 @@
-"""Consumer groups: subscribe, committed offsets that a later consumer resumes from, partitions split between members."""
+"""Consumer groups (classic protocol): subscribe, committed offsets that a later consumer resumes from,
+partitions split between members, rebalances and dead members, static membership (KIP-345), and committed
+offsets deleted (OffsetDelete, topic deletion), expired, or kept across broker restarts."""
 
 import collections
-import json
-import queue
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import ConsumerGroupState, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KpTopicPartition
 
-from clients import Delivered, create_topic, produce_all, unique_topic
+from clients import (EAGER, Delivered, RecordingMember, committed_offsets, create_topic, group_consumer,
+                     listed_groups, new_consumer, poll_values, produce_all, produce_values,
+                     start_half_committing_consumer, unique_topic, wait_until)
 
 PARTITIONS = 3
-
-
-def group_consumer(bootstrap, group, **extra):
-    conf = {
-        "bootstrap.servers": bootstrap,
-        "group.id": group,
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-        "session.timeout.ms": 10000,
-        "heartbeat.interval.ms": 500,
-    }
-    conf.update(extra)
-    return Consumer(conf)
-
-
-def produce_values(bootstrap, topic, values):
-    delivered = Delivered()
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
-    produce_all(producer, [(v[-3:], v, None) for v in values], delivered, topic)
-    assert not delivered.failed, list(delivered.failed.values())[:3]
-    return delivered
-
-
-def poll_values(consumers, count, timeout=60.0, settle=2.0):
-    """Poll the consumers in turn until `count` messages arrived, then `settle` seconds more."""
-    got = {id(c): [] for c in consumers}
-    deadline = time.monotonic() + timeout
-    settle_until = None
-    while True:
-        now = time.monotonic()
-        total = sum(len(v) for v in got.values())
-        if total >= count and settle_until is None:
-            settle_until = now + settle
-        if settle_until is not None and now >= settle_until:
-            return got
-        assert now < deadline, f"timed out with {total} of {count} messages"
-        for c in consumers:
-            for msg in c.consume(num_messages=500, timeout=0.05):
-                if not msg.error():
-                    got[id(c)].append(msg)
 
 
 def test_a_new_consumer_in_the_group_resumes_after_the_committed_offsets(strata):
@@ -189,82 +150,6 @@ def test_admin_lists_describes_and_deletes_groups(strata):
 
 # ------------------------------------------------------------------------------------- rebalances and failures
 
-EAGER = {"partition.assignment.strategy": "range"}  # eager: every rebalance revokes everything first
-
-
-class RecordingMember:
-    """A group member polled by its own thread: it records every message it is handed, in order,
-    and commits synchronously in its revoke callback (so the next owner resumes right after)."""
-
-    def __init__(self, name, bootstrap, group, topic, **extra):
-        self.name = name
-        self.consumer = group_consumer(bootstrap, group, **EAGER, **extra)
-        self.records = []             # (partition, offset, value, n-th assignment of this member)
-        self.assigned = set()         # partitions currently assigned
-        self.assign_events = []       # ("assign"|"revoke", sorted partitions, monotonic time)
-        self.commit_errors = []       # KafkaError of a failed commit on revoke
-        self.commits = 0
-        self.assignments = 0
-        self.errors = []              # non-fatal consume errors
-        self.crash = None
-        self._stop = threading.Event()
-        self._closed = threading.Event()
-        self.consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
-        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self.thread.start()
-
-    def _on_assign(self, consumer, partitions):
-        self.assigned = {tp.partition for tp in partitions}
-        self.assignments += 1
-        self.assign_events.append(("assign", sorted(self.assigned), time.monotonic()))
-
-    def _on_revoke(self, consumer, partitions):
-        self.assign_events.append(("revoke", sorted(tp.partition for tp in partitions), time.monotonic()))
-        try:
-            consumer.commit(asynchronous=False)
-            self.commits += 1
-        except KafkaException as e:
-            if e.args[0].code() != KafkaError._NO_OFFSET:
-                self.commit_errors.append(e.args[0])
-        self.assigned = set()
-
-    def _run(self):
-        try:
-            while not self._stop.is_set():
-                for msg in self.consumer.consume(num_messages=500, timeout=0.1):
-                    if msg.error():
-                        if msg.error().code() != KafkaError._PARTITION_EOF:
-                            self.errors.append(msg.error())
-                        continue
-                    self.records.append((msg.partition(), msg.offset(), msg.value(), self.assignments))
-            self.consumer.close()     # revokes (and so commits) then leaves the group
-        except Exception as e:  # noqa: BLE001 - reported by the test
-            self.crash = e
-        finally:
-            self._closed.set()
-
-    def values(self):
-        return [v for _, _, v, _ in self.records]
-
-    def history(self):
-        return [(kind, parts) for kind, parts, _ in self.assign_events]
-
-    def close(self, timeout=30.0):
-        self._stop.set()
-        assert self._closed.wait(timeout), f"{self.name} did not close within {timeout}s"
-        self.thread.join(5)
-        assert self.crash is None, f"{self.name} crashed: {self.crash!r}"
-
-
-def wait_until(predicate, timeout, what):
-    """Poll `predicate` until true; `what` (a string, or a function giving one at failure time) names it."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
-        time.sleep(0.05)
-
-
 def test_members_join_and_leave_while_producing_and_commit_on_revoke_loses_and_repeats_nothing(strata):
     partitions, total = 6, 30_000
     topic = unique_topic("group-churn")
@@ -353,32 +238,6 @@ def test_members_join_and_leave_while_producing_and_commit_on_revoke_loses_and_r
         f"the fresh member re-read {len([m for m in got if not m.value().startswith(b'after-')])} old messages")
 
 
-# Consumer A, in its own process: consume everything there is, commit only the first half of each
-# partition, then report and keep heartbeating until it is killed.
-CRASHING_CONSUMER = r"""
-import json, sys, time
-from confluent_kafka import Consumer, TopicPartition
-bootstrap, topic, group, total = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
-              "enable.auto.commit": False, "session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
-              "partition.assignment.strategy": "range"})
-assigned = []
-c.subscribe([topic], on_assign=lambda _c, ps: assigned.append(sorted(tp.partition for tp in ps)))
-got = {}
-deadline = time.monotonic() + 40
-while time.monotonic() < deadline and (not assigned or sum(len(v) for v in got.values()) < total):
-    for m in c.consume(num_messages=500, timeout=0.2):
-        if not m.error():
-            got.setdefault(m.partition(), []).append(m.offset())
-commit = {p: offs[len(offs) // 2] for p, offs in got.items()}
-c.commit(offsets=[TopicPartition(topic, p, o) for p, o in commit.items()], asynchronous=False)
-print(json.dumps({"assigned": [tp.partition for tp in c.assignment()], "committed": commit,
-                  "consumed": sum(len(v) for v in got.values())}), flush=True)
-while True:
-    c.poll(0.2)
-"""
-
-
 @pytest.mark.parametrize("b_joins", ["after_the_kill", "before_the_kill"])
 def test_a_killed_members_partitions_go_to_the_survivor_after_the_session_timeout(strata, b_joins, tmp_path):
     """A (its own process, session.timeout.ms=6000) reads everything, commits half of each partition
@@ -392,27 +251,14 @@ def test_a_killed_members_partitions_go_to_the_survivor_after_the_session_timeou
     values = [f"crash-{i:04d}".encode() for i in range(total)]
     delivered = produce_values(strata.bootstrap, topic, values)
 
-    a_log = tmp_path / "consumer_a.log"
-    with open(a_log, "w") as a_stderr:
-        a = subprocess.Popen([sys.executable, "-c", CRASHING_CONSUMER, strata.bootstrap, topic, group, str(total)],
-                             stdout=subprocess.PIPE, stderr=a_stderr, text=True)
-    lines = queue.Queue()
-    threading.Thread(target=lambda: ([lines.put(line) for line in a.stdout], lines.put("")), daemon=True).start()
+    a, report = start_half_committing_consumer(
+        strata.bootstrap, topic, group, total, tmp_path / "consumer_a.log",
+        {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500, **EAGER})
     b = None
     try:
-        try:
-            line = lines.get(timeout=45)
-        except queue.Empty:
-            line = ""
-        if not line:
-            a.kill()
-            a.wait()
-            raise AssertionError(f"consumer A reported nothing within 45s (exit status {a.returncode}); "
-                                 f"its stderr: {a_log.read_text()[-2000:]}")
-        report = json.loads(line)
         assert sorted(report["assigned"]) == list(range(partitions)), report
         assert report["consumed"] == total, report
-        committed = {int(p): o for p, o in report["committed"].items()}
+        committed = report["committed"]
 
         if b_joins == "before_the_kill":
             b = RecordingMember("b", strata.bootstrap, group, topic, **{"session.timeout.ms": 6000})
@@ -490,3 +336,318 @@ def test_committed_offsets_survive_a_broker_kill(strata):
     for m in got2:
         resumed.setdefault(m.partition(), []).append(m.offset())
     assert resumed == {p: list(range(commit[p], ends[p])) for p in range(partitions)}
+
+
+# ------------------------------------------------------------------------------------- static membership (KIP-345)
+
+def static_member(name, bootstrap, group, topic, instance_id, **extra):
+    return RecordingMember(name, bootstrap, group, topic, **{"group.instance.id": instance_id}, **extra)
+
+
+def test_a_restarted_static_member_gets_its_partitions_back_and_a_duplicate_instance_id_is_fenced(strata):
+    """Static members 'a' and 'b' share 4 partitions. 'b' closes (no LeaveGroup: it stays in the group)
+    and a new consumer with group.instance.id 'b' starts within the session timeout: it gets b's
+    partitions back, resumes after b's commits, and 'a' sees no rebalance. Then a second consumer with
+    'a' while the first one still runs: the newcomer takes a's partitions and librdkafka reports a fatal
+    FENCED_INSTANCE_ID error to the old one; 'b' sees no rebalance."""
+    partitions = 4
+    everything = set(range(partitions))
+    topic = unique_topic("group-static")
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    create_topic(strata.bootstrap, topic, partitions)
+    admin = AdminClient({"bootstrap.servers": strata.bootstrap})
+    first = [f"one-{i:04d}".encode() for i in range(200)]
+    produce_values(strata.bootstrap, topic, first)
+
+    a = static_member("a", strata.bootstrap, group, topic, "a")
+    b = static_member("b", strata.bootstrap, group, topic, "b")
+    members = [a, b]
+    try:
+        wait_until(lambda: a.assigned and b.assigned and a.assigned | b.assigned == everything, 30,
+                   lambda: f"a and b to split the partitions: a {a.history()}, b {b.history()}")
+        a_parts, b_parts = set(a.assigned), set(b.assigned)
+        wait_until(lambda: set(first) <= set(a.values() + b.values()), 30, "the first messages to be read")
+        a_history = a.history()
+        old_b_id = {m.group_instance_id: m.member_id
+                    for m in admin.describe_consumer_groups([group])[group].result(timeout=10).members}["b"]
+
+        b.close()                      # commits in on_revoke, then closes without leaving the group
+        closed_at = time.monotonic()
+        second = [f"two-{i:04d}".encode() for i in range(200)]
+        delivered = produce_values(strata.bootstrap, topic, second)
+        b2 = static_member("b2", strata.bootstrap, group, topic, "b")
+        members.append(b2)
+        wait_until(lambda: b2.assigned, 8, lambda: f"the new 'b' to get an assignment: {b2.history()}")
+        took = b2.last_assign_time() - closed_at
+        assert set(b2.assigned) == b_parts, f"the new 'b' got {sorted(b2.assigned)}, the old one had {sorted(b_parts)}"
+        assert took < 8, f"the new 'b' got its partitions {took:.1f}s after the old one closed"
+        wait_until(lambda: set(second) <= set(a.values() + b2.values()), 30, "the second messages to be read")
+        time.sleep(1.0)
+        assert a.history() == a_history, f"'a' went through a rebalance when 'b' came back: {a.history()}"
+        assert not a.errors and not b2.errors, (a.errors, b2.errors)
+        assert sorted(b2.values()) == sorted(v for v in second if delivered.ok[v][0] in b_parts), (
+            "the new 'b' did not resume exactly after the old one's commits")
+        described = admin.describe_consumer_groups([group])[group].result(timeout=10)
+        assert described.state == ConsumerGroupState.STABLE
+        ids = {m.group_instance_id: m.member_id for m in described.members}
+        assert set(ids) == {"a", "b"} and ids["b"] != old_b_id, (ids, old_b_id)
+
+        # A second live consumer with instance id 'a'.
+        b2_history = b2.history()
+        a2 = static_member("a2", strata.bootstrap, group, topic, "a")
+        members.append(a2)
+        wait_until(lambda: set(a2.assigned) == a_parts, 10,
+                   lambda: f"the second 'a' to get a's partitions: {a2.history()}")
+        wait_until(lambda: any(e.code() == KafkaError._FATAL for e in a.errors), 10,
+                   lambda: f"a fatal error for the first 'a'; its errors {a.errors}, its history {a.history()}")
+        fatal = next(e for e in a.errors if e.code() == KafkaError._FATAL)
+        assert KafkaError(KafkaError.FENCED_INSTANCE_ID).str() in fatal.str(), fatal
+        time.sleep(1.0)
+        assert not a2.errors and not b2.errors, (a2.errors, b2.errors)
+        assert b2.history() == b2_history, f"'b' went through a rebalance when the second 'a' came: {b2.history()}"
+        ids = {m.group_instance_id: m.member_id
+               for m in admin.describe_consumer_groups([group])[group].result(timeout=10).members}
+        assert set(ids) == {"a", "b"}, ids
+    finally:
+        for m in members:
+            if not m._closed.is_set():
+                m.close()
+
+
+def test_a_group_whose_static_members_all_time_out_becomes_empty(strata):
+    topic = unique_topic("group-static-gone")
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    create_topic(strata.bootstrap, topic, 2)
+    members = [static_member(name, strata.bootstrap, group, topic, name, **{"session.timeout.ms": 6000})
+               for name in ("a", "b")]
+    try:
+        wait_until(lambda: all(m.assigned for m in members), 20, "both static members to get a partition")
+    finally:
+        for m in members:
+            m.close()                  # static: no LeaveGroup, the members stay until their sessions expire
+    time.sleep(6.0)
+    states = []
+
+    def empty():
+        states.append(listed_groups(strata.bootstrap)[group].state)
+        return states[-1] == ConsumerGroupState.EMPTY
+
+    wait_until(empty, 5, lambda: f"the group to be Empty once both sessions expired; states seen: {states[-3:]}")
+
+
+# ------------------------------------------------------------------------------------- offsets: delete, expire, keep
+
+def produce_to_partitions(bootstrap, topic, per_partition):
+    """`per_partition[p]` messages to partition p; returns {partition: [values in offset order]}."""
+    delivered = Delivered()
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    values = {p: [f"{topic}-{p}-{i:04d}".encode() for i in range(n)] for p, n in per_partition.items()}
+    for p, vs in values.items():
+        for v in vs:
+            producer.produce(topic, value=v, partition=p, on_delivery=delivered.callback)
+    assert producer.flush(30) == 0 and not delivered.failed
+    return values
+
+
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
+def test_offset_delete_refuses_subscribed_topics_and_removes_offsets_of_an_empty_group(strata, protocol):
+    from kafka import KafkaAdminClient
+    from kafka.errors import GroupIdNotFoundError, GroupSubscribedToTopicError, NoError
+
+    topic, other = unique_topic("offdel"), unique_topic("offdel-other")
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    create_topic(strata.bootstrap, topic, 2)
+    create_topic(strata.bootstrap, other, 1)
+    values = produce_to_partitions(strata.bootstrap, topic, {0: 20, 1: 20})
+    kp_admin = KafkaAdminClient(bootstrap_servers=strata.bootstrap, request_timeout_ms=15000)
+    consumer = group_consumer(strata.bootstrap, group, protocol)
+    try:
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + 20
+        while len(consumer.assignment()) < 2:
+            assert time.monotonic() < deadline, "the member got no assignment"
+            consumer.poll(0.1)
+        commit = {(topic, 0): 5, (topic, 1): 6, (other, 0): 7}
+        consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in commit.items()], asynchronous=False)
+        assert committed_offsets(strata.bootstrap, group) == commit
+
+        # The member subscribes to `topic`: its offsets stay. Not to `other`: those can go.
+        result = kp_admin.delete_group_offsets(group, [KpTopicPartition(topic, 0)])
+        assert result == {KpTopicPartition(topic, 0): GroupSubscribedToTopicError}, result
+        result = kp_admin.delete_group_offsets(group, [KpTopicPartition(other, 0)])
+        assert result == {KpTopicPartition(other, 0): NoError}, result
+        assert committed_offsets(strata.bootstrap, group) == {(topic, 0): 5, (topic, 1): 6}
+    finally:
+        consumer.close()
+
+    with pytest.raises(GroupIdNotFoundError):
+        kp_admin.delete_group_offsets(f"no-such-group-{uuid.uuid4().hex[:6]}", [KpTopicPartition(topic, 0)])
+
+    # Empty now: the offsets of partition 0 can go, partition 1's stay.
+    result = kp_admin.delete_group_offsets(group, [KpTopicPartition(topic, 0)])
+    kp_admin.close()
+    assert result == {KpTopicPartition(topic, 0): NoError}, result
+    assert committed_offsets(strata.bootstrap, group) == {(topic, 1): 6}
+    # A new member starts partition 0 from auto.offset.reset (earliest) and partition 1 after the commit.
+    again = group_consumer(strata.bootstrap, group, protocol)
+    again.subscribe([topic])
+    try:
+        got = poll_values([again], 20 + 14, timeout=30, settle=1.0)[id(again)]
+    finally:
+        again.close()
+    read = {p: [m.value() for m in got if m.partition() == p] for p in (0, 1)}
+    assert read == {0: values[0], 1: values[1][6:]}, {p: (len(v), v[:1]) for p, v in read.items()}
+
+
+def test_offsets_of_a_group_that_stays_empty_expire_after_the_retention(strata_factory):
+    """offsets.retention.minutes=1: the offsets of a group that has been empty for a minute and of a
+    commit made without group membership a minute ago are gone (OffsetFetch answers nothing, ListGroups
+    no longer shows the groups) — no sooner; the offsets of a group with a member stay."""
+    retention = 60.0
+    broker = strata_factory("--override", "offsets.retention.minutes=1",
+                            "--override", "offsets.retention.check.interval.ms=1000")
+    topic = unique_topic("group-expiry")
+    create_topic(broker.bootstrap, topic, 2)
+    produce_to_partitions(broker.bootstrap, topic, {0: 10, 1: 10})
+    empty, standalone, active = (f"{kind}-{uuid.uuid4().hex[:6]}" for kind in ("empty", "standalone", "active"))
+
+    def subscribed(group):
+        c = group_consumer(broker.bootstrap, group)
+        c.subscribe([topic])
+        deadline = time.monotonic() + 20
+        while len(c.assignment()) < 2:
+            assert time.monotonic() < deadline, f"no assignment in {group}"
+            c.poll(0.1)
+        c.commit(offsets=[TopicPartition(topic, 0, 3), TopicPartition(topic, 1, 4)], asynchronous=False)
+        return c
+
+    keeper = subscribed(active)
+    c = subscribed(empty)
+    c.close()                          # LeaveGroup: the group is empty from now on
+    since = {empty: time.monotonic()}
+    c = new_consumer(broker.bootstrap, **{"group.id": standalone})  # assign() + commit: no group membership
+    c.assign([TopicPartition(topic, 0)])
+    c.commit(offsets=[TopicPartition(topic, 0, 5)], asynchronous=False)
+    since[standalone] = time.monotonic()
+    c.close()
+    expected = {empty: {(topic, 0): 3, (topic, 1): 4}, standalone: {(topic, 0): 5},
+                active: {(topic, 0): 3, (topic, 1): 4}}
+    try:
+        assert {g: committed_offsets(broker.bootstrap, g) for g in expected} == expected
+        assert {empty, standalone, active} <= set(listed_groups(broker.bootstrap))
+
+        gone_after = {}
+        deadline = time.monotonic() + retention + 20
+        while len(gone_after) < 2 and time.monotonic() < deadline:
+            keeper.poll(0.5)
+            for g in (empty, standalone):
+                if g not in gone_after and not committed_offsets(broker.bootstrap, g):
+                    gone_after[g] = time.monotonic() - since[g]
+                    assert g not in listed_groups(broker.bootstrap), f"{g} has no offsets left but is still listed"
+        assert set(gone_after) == {empty, standalone}, (
+            f"offsets still there {retention + 20:.0f}s after: {[g for g in since if g not in gone_after]}")
+        for g, took in gone_after.items():
+            assert took >= retention - 2, f"{g}'s offsets expired after {took:.0f}s, the retention is {retention:.0f}s"
+        assert committed_offsets(broker.bootstrap, active) == expected[active], "the active group lost its offsets"
+        assert listed_groups(broker.bootstrap)[active].state == ConsumerGroupState.STABLE
+    finally:
+        keeper.close()
+
+    # The expired group starts over from auto.offset.reset.
+    again = group_consumer(broker.bootstrap, empty)
+    again.subscribe([topic])
+    try:
+        got = poll_values([again], 20, timeout=30, settle=1.0)[id(again)]
+    finally:
+        again.close()
+    assert len(got) == 20
+
+
+def test_committed_offsets_survive_a_clean_broker_restart_and_a_running_member_resumes_from_them(strata):
+    """A member commits a different point in each partition and keeps running while the broker stops
+    (SIGTERM) and starts again: it rejoins and reads again from the committed offsets; after it left, a
+    new member reads only what came after its last commit."""
+    partitions = 3
+    topic = unique_topic("group-restart")
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    create_topic(strata.bootstrap, topic, partitions)
+    values = produce_to_partitions(strata.bootstrap, topic, {0: 90, 1: 60, 2: 30})
+    commit = {0: 30, 1: 30, 2: 29}
+
+    history = []
+    member = group_consumer(strata.bootstrap, group, **EAGER)
+    member.subscribe([topic], on_assign=lambda _c, ps: history.append(("assign", sorted(p.partition for p in ps))),
+                     on_revoke=lambda _c, ps: history.append(("revoke", sorted(p.partition for p in ps))),
+                     on_lost=lambda _c, ps: history.append(("lost", sorted(p.partition for p in ps))))
+    try:
+        got = poll_values([member], 180, timeout=30, settle=0.5)[id(member)]
+        assert len(got) == 180
+        member.commit(offsets=[TopicPartition(topic, p, o) for p, o in commit.items()], asynchronous=False)
+        assert committed_offsets(strata.bootstrap, group) == {(topic, p): o for p, o in commit.items()}
+
+        strata.stop()
+        strata.start()
+
+        assert committed_offsets(strata.bootstrap, group) == {(topic, p): o for p, o in commit.items()}
+        assert group in listed_groups(strata.bootstrap)
+        rest = sum(len(values[p]) - o for p, o in commit.items())
+        try:
+            reread = poll_values([member], rest, timeout=40, settle=1.0)[id(member)]
+        except AssertionError as e:
+            raise AssertionError(f"{e}; the member's rebalances: {history}") from None
+        member.commit(asynchronous=False)
+    finally:
+        member.close()
+    by_partition = {p: [m.value() for m in reread if m.partition() == p] for p in range(partitions)}
+    assert by_partition == {p: values[p][o:] for p, o in commit.items()}, (
+        {p: len(v) for p, v in by_partition.items()}, history)
+
+    strata.stop()
+    strata.start()
+    more = produce_to_partitions(strata.bootstrap, topic, {0: 5, 1: 5, 2: 5})
+    fresh = group_consumer(strata.bootstrap, group)
+    fresh.subscribe([topic])
+    try:
+        later = poll_values([fresh], 15, timeout=30, settle=1.0)[id(fresh)]
+    finally:
+        fresh.close()
+    assert sorted(m.value() for m in later) == sorted(v for vs in more.values() for v in vs)
+
+
+def test_deleting_a_topic_deletes_its_committed_offsets_from_every_group(strata):
+    """Two groups commit on two topics; one topic is deleted: its offsets are gone from both groups, the
+    other topic's stay, and a member of a topic re-created with that name starts from the beginning."""
+    doomed, kept = unique_topic("doomed"), unique_topic("kept")
+    groups = [f"g-{uuid.uuid4().hex[:6]}" for _ in range(2)]
+    create_topic(strata.bootstrap, doomed, 2)
+    create_topic(strata.bootstrap, kept, 1)
+    produce_to_partitions(strata.bootstrap, doomed, {0: 30, 1: 30})
+    produce_to_partitions(strata.bootstrap, kept, {0: 30})
+    for i, group in enumerate(groups):
+        c = group_consumer(strata.bootstrap, group)
+        c.subscribe([doomed, kept])
+        deadline = time.monotonic() + 20
+        while len(c.assignment()) < 3:
+            assert time.monotonic() < deadline, "no assignment"
+            c.poll(0.1)
+        c.commit(offsets=[TopicPartition(doomed, 0, 10 + i), TopicPartition(doomed, 1, 20 + i),
+                          TopicPartition(kept, 0, 5 + i)], asynchronous=False)
+        c.close()
+    assert committed_offsets(strata.bootstrap, groups[1]) == {(doomed, 0): 11, (doomed, 1): 21, (kept, 0): 6}
+
+    admin = AdminClient({"bootstrap.servers": strata.bootstrap})
+    admin.delete_topics([doomed], operation_timeout=15)[doomed].result(timeout=20)
+    wait_until(lambda: all((doomed, 0) not in committed_offsets(strata.bootstrap, g) for g in groups), 10,
+               lambda: f"the deleted topic's offsets to go: {[committed_offsets(strata.bootstrap, g) for g in groups]}")
+    assert [committed_offsets(strata.bootstrap, g) for g in groups] == [{(kept, 0): 5}, {(kept, 0): 6}]
+
+    create_topic(strata.bootstrap, doomed, 2)
+    fresh = produce_to_partitions(strata.bootstrap, doomed, {0: 15, 1: 25})
+    c = group_consumer(strata.bootstrap, groups[0])
+    c.subscribe([doomed])
+    try:
+        got = poll_values([c], 40, timeout=30, settle=1.0)[id(c)]
+    finally:
+        c.close()
+    read = {p: [m.value() for m in got if m.partition() == p] for p in (0, 1)}
+    assert read == fresh, f"the re-created topic was read from {({p: len(v) for p, v in read.items()})}"

@@ -10,6 +10,13 @@ compiled with javac into a temporary directory once per test session.
 - test_java_consumer_group_subscribe: group.id + subscribe() + commitSync(); needs strata's
   group coordinator (FindCoordinator, JoinGroup, SyncGroup, Heartbeat, OffsetCommit,
   OffsetFetch, LeaveGroup).
+- test_java_consumer_group_subscribe_consumer_protocol: the same with group.protocol=consumer
+  (KIP-848: ConsumerGroupHeartbeat, the broker's assignor, OffsetCommit/OffsetFetch v9 with the
+  member epoch, ConsumerGroupDescribe).
+- test_java_group_churn: java/GroupMember.java processes run as members of one group (classic and
+  consumer protocol) while 20,000 messages are produced, one member joins and one leaves (SIGTERM,
+  a clean close): every message is processed exactly once, and a restarted member reads nothing
+  that was committed.
 """
 
 from __future__ import annotations
@@ -19,10 +26,12 @@ import os
 import pathlib
 import shutil
 import subprocess
+import uuid
 
 import pytest
 
-from clients import program_report, tail
+from clients import (MemberProcess, check_group_churn, check_group_resumes, create_topic, program_report,
+                     run_group_churn, tail, unique_topic)
 
 JAVA_DIR = pathlib.Path(__file__).resolve().parent / "java"
 COUNT = 2000
@@ -44,22 +53,30 @@ def java_classpath(tmp_path_factory) -> str:
                     pytrace=False)
     classes = tmp_path_factory.mktemp("java-classes")
     lib = f"{JAVA_DIR / 'lib'}{os.sep}*"
-    javac = subprocess.run(["javac", "-cp", lib, "-d", str(classes), str(JAVA_DIR / "ProduceConsume.java")],
+    # every program under java/ (ProduceConsume, GroupMember, Transactional), compiled once
+    sources = sorted(str(p) for p in JAVA_DIR.glob("*.java"))
+    javac = subprocess.run(["javac", "-cp", lib, "-d", str(classes), *sources],
                            capture_output=True, text=True, timeout=300)
     if javac.returncode != 0:
         pytest.fail(f"javac failed ({javac.returncode}):\n{javac.stdout}\n{javac.stderr}", pytrace=False)
     return f"{lib}{os.pathsep}{classes}"
 
 
+def java_command(classpath: str, main_class: str, *args: str) -> list[str]:
+    return ["java",
+            f"-Dlog4j2.configurationFile={JAVA_DIR / 'log4j2.properties'}",
+            f"-Dstrata.log.level={os.environ.get('STRATA_COMPAT_JAVA_LOG', 'WARN')}",
+            "-cp", classpath, main_class, *args]
+
+
 def run_produce_consume(classpath: str, bootstrap: str, topic: str, *, compression: str = "none",
-                        consume: str = "assign", count: int = COUNT) -> dict:
-    cmd = ["java",
-           f"-Dlog4j2.configurationFile={JAVA_DIR / 'log4j2.properties'}",
-           f"-Dstrata.log.level={os.environ.get('STRATA_COMPAT_JAVA_LOG', 'WARN')}",
-           "-cp", classpath, "ProduceConsume",
-           "--bootstrap", bootstrap, "--topic", topic, "--count", str(count),
-           "--compression", compression, "--consume", consume,
-           "--timeout", str(PROGRAM_TIMEOUT_S)]
+                        consume: str = "assign", count: int = COUNT, group_protocol: str | None = None) -> dict:
+    cmd = java_command(classpath, "ProduceConsume",
+                       "--bootstrap", bootstrap, "--topic", topic, "--count", str(count),
+                       "--compression", compression, "--consume", consume,
+                       "--timeout", str(PROGRAM_TIMEOUT_S))
+    if group_protocol is not None:
+        cmd += ["--group-protocol", group_protocol]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PROGRAM_TIMEOUT_S + 30)
     except subprocess.TimeoutExpired as e:
@@ -104,3 +121,53 @@ def test_java_consumer_group_subscribe(strata, java_classpath):
     and committed() must return the end offsets."""
     summary = run_produce_consume(java_classpath, strata.bootstrap, "java-group", consume="group")
     assert summary["assignment"] == 3, f"the one consumer of the group should own all 3 partitions: {summary}"
+    assert (summary["group_type"], summary["group_members"]) == ("CLASSIC", 1), summary
+
+
+# The consumer protocol's heartbeat interval is the broker's (group.consumer.heartbeat.interval.ms,
+# default 5 s): a member learns of a new assignment, or of partitions to give up, on a heartbeat.
+FAST_CONSUMER_GROUPS = ("--override", "group.consumer.heartbeat.interval.ms=500")
+
+
+def test_java_consumer_group_subscribe_consumer_protocol(strata_factory, java_classpath):
+    """group.protocol=consumer (KIP-848): the broker assigns all 3 partitions to the one member, the
+    commits (OffsetCommit v9 with the member epoch) land, and the Admin client describes a group of
+    type CONSUMER with that member."""
+    broker = strata_factory(*FAST_CONSUMER_GROUPS)
+    summary = run_produce_consume(java_classpath, broker.bootstrap, "java-group-consumer", consume="group",
+                                  group_protocol="consumer")
+    assert summary["group_protocol"] == "consumer", summary
+    assert summary["assignment"] == 3, f"the one consumer of the group should own all 3 partitions: {summary}"
+    described = {k: summary.get(k) for k in ("group_type", "group_state", "group_members", "group_assignment")}
+    assert described == {"group_type": "CONSUMER", "group_state": "STABLE", "group_members": 1,
+                         "group_assignment": [0, 1, 2]}, summary
+
+
+@pytest.mark.parametrize("group_protocol", ["classic", "consumer"])
+def test_java_group_churn(strata_factory, java_classpath, tmp_path, group_protocol):
+    """Three GroupMember processes over a 6-partition topic while 20,000 messages are produced
+    (clients.run_group_churn): m1 and m2 start, m3 joins after a quarter, m1 leaves (SIGTERM:
+    wakeup(), commit, close()) after half; messages keep coming during each change. Each member commits what it processed in onPartitionsRevoked and when it closes, so
+    the next owner of a partition starts exactly after the last processed message: every message
+    is processed once — no loss, no duplicate. Then a member started in the same group reads only
+    messages produced after the others left."""
+    broker = strata_factory(*FAST_CONSUMER_GROUPS)
+    topic = unique_topic(f"java-churn-{group_protocol}")
+    group = f"java-churn-{uuid.uuid4().hex[:8]}"
+    create_topic(broker.bootstrap, topic, 6)
+
+    def start_member(name: str) -> MemberProcess:
+        cmd = java_command(java_classpath, "GroupMember", "--bootstrap", broker.bootstrap, "--topic", topic,
+                           "--group", group, "--group-protocol", group_protocol, "--name", name,
+                           "--timeout", "150")
+        return MemberProcess(name, cmd, tmp_path / f"{name}.log")
+
+    run = run_group_churn(broker.bootstrap, topic, start_member)
+    check_group_churn(run)
+    for m in run.members:
+        (started,) = m.events_of("started")
+        assert (started["client_version"], started["group_protocol"]) == ("4.3.0", group_protocol), started
+        assert not m.events_of("commit-failed") and not m.events_of("lost"), m.describe()
+    # the members that left committed their last offsets on the way out
+    assert all(m.events_of("commit") for m in run.members), "\n".join(m.describe() for m in run.members)
+    check_group_resumes(broker.bootstrap, topic, start_member)

@@ -901,3 +901,53 @@ def test_retention_applies_to_topics_that_are_not_archived(strata_factory, tmp_p
     kept = {0: {o: v for o, v in expected[0].items() if o >= low}}
     got = consume_partitions(broker.bootstrap, topic, [0], expected=count - low, timeout=60)
     assert_read_exactly(got, kept, "consume what retention kept")
+
+
+# ---------------------------------------------------------------------------------------------- transactions
+
+def test_read_committed_drops_aborted_records_read_from_the_archive(strata_factory, tiered):
+    """Transactions, every third one aborted, roll dozens of segments that go to the archive
+    with their .txnindex objects and leave the local disk. After a restart (so the aborted
+    spans can only come from the archive) a read_committed consumer from offset 0 gets exactly
+    the committed records, in order; a read_uncommitted one gets the aborted ones too."""
+    broker = strata_factory("--config", str(tiered.config()))
+    topic = unique_topic("tier-txn")
+    create_topic(broker.bootstrap, topic, 1)
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": f"tier-{uuid.uuid4().hex[:6]}",
+                         "linger.ms": 5})
+    producer.init_transactions(30)
+    committed, aborted = [], []
+    for t in range(30):
+        values = [value_for(f"t{t:02d}", i) for i in range(60)]
+        producer.begin_transaction()
+        for v in values:
+            producer.produce(topic, v, partition=0)
+        producer.flush(30)
+        if t % 3 == 2:
+            producer.abort_transaction(30)
+            aborted.extend(values)
+        else:
+            producer.commit_transaction(30)
+            committed.extend(values)
+    states = wait_fully_archived(broker, tiered.archive, topic, [0])
+    segments = check_manifest(tiered.archive, topic, 0)
+    assert len(segments) >= 5, f"only {len(segments)} archived segments"
+    with_txn_index = [s for s in segments if s.get("txn_index")]
+    assert with_txn_index, "no archived segment carries a .txnindex"
+    tdir = tiered.archive.topic_dir(topic)
+    for s in with_txn_index:
+        key = f"{tdir}/0/{s['base_offset']:020d}-{s['segment_id']}.txnindex"
+        body = tiered.archive.get(key)
+        assert body is not None and len(body) % 34 == 0 and body, f"{key}: missing or not whole 34-byte entries"
+    assert not list((broker.data_dir / f"{topic}-0").glob("*.txnindex")) or states[0]["local"], states
+
+    broker.stop()
+    broker.start()
+    got = consume_partitions(broker.bootstrap, topic, [0], expected=len(committed), timeout=90,
+                             **{"isolation.level": "read_committed"})
+    assert [m.value() for m in got[0]] == committed, (
+        f"read_committed: {len(got[0])} records, expected the {len(committed)} committed ones in order")
+    everything = consume_partitions(broker.bootstrap, topic, [0], expected=len(committed) + len(aborted),
+                                    timeout=90, **{"isolation.level": "read_uncommitted"})
+    values = [m.value() for m in everything[0]]
+    assert sorted(values) == sorted(committed + aborted), "read_uncommitted does not see every record once"

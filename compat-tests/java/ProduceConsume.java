@@ -3,7 +3,7 @@
 //
 //   java -cp 'lib/*:BUILD_DIR' ProduceConsume --bootstrap HOST:PORT --topic T --count N
 //        [--compression none|gzip|snappy|lz4|zstd] [--consume assign|group]
-//        [--partitions P] [--timeout SECONDS]
+//        [--group-protocol classic|consumer] [--partitions P] [--timeout SECONDS]
 //
 // 1. creates the topic with the Admin client (P partitions, default 3; an existing topic
 //    is used as it is, if it has P partitions)
@@ -14,7 +14,10 @@
 //    --consume assign (default): no group.id; assign() of every partition +
 //       seekToBeginning(), so no group coordinator is involved
 //    --consume group: group.id + subscribe() + auto.offset.reset=earliest, then
-//       commitSync() and a check of committed() (needs the group coordinator)
+//       commitSync() and a check of committed() (needs the group coordinator), then the
+//       Admin client's describeConsumerGroups() while the consumer is still a member;
+//       --group-protocol sets the consumer's group.protocol: classic (default; JoinGroup,
+//       SyncGroup, Heartbeat) or consumer (KIP-848: ConsumerGroupHeartbeat, the broker assigns)
 // 4. checks each message came back exactly once, at the partition and offset its ack
 //    named, with the same key, value, headers and timestamp; checks the end offsets
 //
@@ -38,6 +41,8 @@ import java.util.concurrent.TimeUnit;
 
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.ConsumerGroupDescription;
+import org.apache.kafka.clients.admin.MemberDescription;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
@@ -67,6 +72,7 @@ public class ProduceConsume {
     static int count = -1;
     static String compression = "none";
     static String consumeMode = "assign";
+    static String groupProtocol = "classic";
     static int partitions = 3;
     static int timeoutSeconds = 90;
 
@@ -117,7 +123,7 @@ public class ProduceConsume {
         if (msg != null) System.err.println("ProduceConsume: " + msg);
         System.err.println("usage: ProduceConsume --bootstrap HOST:PORT --topic T --count N"
                 + " [--compression none|gzip|snappy|lz4|zstd] [--consume assign|group]"
-                + " [--partitions P] [--timeout SECONDS]");
+                + " [--group-protocol classic|consumer] [--partitions P] [--timeout SECONDS]");
         System.exit(64);
     }
 
@@ -132,6 +138,7 @@ public class ProduceConsume {
                 case "--count": count = Integer.parseInt(v); break;
                 case "--compression": compression = v; break;
                 case "--consume": consumeMode = v; break;
+                case "--group-protocol": groupProtocol = v; break;
                 case "--partitions": partitions = Integer.parseInt(v); break;
                 case "--timeout": timeoutSeconds = Integer.parseInt(v); break;
                 default: usage("unknown option " + a);
@@ -140,6 +147,8 @@ public class ProduceConsume {
         if (bootstrap == null || topic == null || count < 1) usage("--bootstrap, --topic and --count (>= 1) are needed");
         if (!Arrays.asList("none", "gzip", "snappy", "lz4", "zstd").contains(compression)) usage("bad --compression " + compression);
         if (!consumeMode.equals("assign") && !consumeMode.equals("group")) usage("bad --consume " + consumeMode);
+        if (!groupProtocol.equals("classic") && !groupProtocol.equals("consumer")) usage("bad --group-protocol " + groupProtocol);
+        if (!groupProtocol.equals("classic") && !consumeMode.equals("group")) usage("--group-protocol needs --consume group");
         if (partitions < 1 || timeoutSeconds < 1) usage("--partitions and --timeout must be >= 1");
     }
 
@@ -487,6 +496,8 @@ public class ProduceConsume {
         String groupId = "strata-compat-java-" + topic + "-" + ProcessHandle.current().pid() + "-" + System.currentTimeMillis();
         summary.put("group_id", groupId);
         p.put(ConsumerConfig.GROUP_ID_CONFIG, groupId);
+        p.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, groupProtocol);
+        summary.put("group_protocol", groupProtocol);
         p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
         try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(p)) {
@@ -511,7 +522,30 @@ public class ProduceConsume {
                     mismatches++;
                 }
             }
+            describeGroup(groupId);
             phase = "leave-group";
+        }
+    }
+
+    // while the consumer is still a member: how the Admin client sees the group (DescribeGroups for
+    // a classic group, ConsumerGroupDescribe for a consumer-protocol one)
+    static void describeGroup(String groupId) throws Exception {
+        phase = "describe-group";
+        Properties p = new Properties();
+        p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        p.put(AdminClientConfig.CLIENT_ID_CONFIG, "strata-compat-java-admin");
+        try (Admin admin = Admin.create(p)) {
+            ConsumerGroupDescription d = admin.describeConsumerGroups(List.of(groupId)).describedGroups().get(groupId)
+                    .get(15, TimeUnit.SECONDS);
+            summary.put("group_type", d.type().name());
+            summary.put("group_state", d.groupState().name());
+            summary.put("group_members", d.members().size());
+            List<Integer> assigned = new ArrayList<>();
+            for (MemberDescription m : d.members()) {
+                for (TopicPartition tp : m.assignment().topicPartitions()) assigned.add(tp.partition());
+            }
+            assigned.sort(null);
+            summary.put("group_assignment", assigned);
         }
     }
 }
