@@ -249,6 +249,13 @@ impl Partition {
             return Ok(false);
         }
         if let Some(start) = state.log.delete_oldest_segment()? {
+            // Snapshots of deleted segments go with them, as in Kafka; the newest ones stay.
+            let dir = state.log.dir().to_path_buf();
+            for old in snapshot_offsets(&dir).into_iter().filter(|o| *o < start) {
+                let _ = std::fs::remove_file(
+                    dir.join(crate::log::segment::file_name(old, ".snapshot")),
+                );
+            }
             self.local_start.store(start, Ordering::Release);
             tracing::info!(topic = %self.topic, partition = self.index, local_log_start = start, "deleted local segment");
         }
