@@ -33,6 +33,16 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
+    // Archive parts are 8 MiB. glibc raises its mmap threshold after freeing such a block
+    // and from then on keeps them on the heap, where freed memory stays in RSS (135 MiB
+    // after a benchmark run instead of 16). A fixed threshold maps and unmaps them; the
+    // trim threshold keeps the megabyte fetch buffers on the heap, as fast as before.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator, before any thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 32 << 20);
+    }
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -66,7 +76,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    let result = runtime.block_on(run(config));
+    // Everything is flushed by now; a blocking task still running (a delayed fsync of a
+    // rolled segment, an archive read) must not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
