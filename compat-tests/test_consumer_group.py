@@ -4,16 +4,19 @@ offsets deleted (OffsetDelete, topic deletion), expired, or kept across broker r
 
 import collections
 import signal
+import socket
+import struct
 import threading
 import time
 import uuid
 
 import pytest
-from confluent_kafka import ConsumerGroupState, KafkaError, Producer, TopicPartition
+from confluent_kafka import ConsumerGroupState, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KpTopicPartition
 
+import kafka_wire
 from clients import (EAGER, Delivered, RecordingMember, committed_offsets, create_topic, group_consumer,
                      listed_groups, new_consumer, poll_values, produce_all, produce_values,
                      start_half_committing_consumer, unique_topic, wait_until)
@@ -651,3 +654,99 @@ def test_deleting_a_topic_deletes_its_committed_offsets_from_every_group(strata)
         c.close()
     read = {p: [m.value() for m in got if m.partition() == p] for p in (0, 1)}
     assert read == fresh, f"the re-created topic was read from {({p: len(v) for p, v in read.items()})}"
+
+
+class RawMember:
+    """A classic group member speaking JoinGroup v1 / SyncGroup v0 / LeaveGroup v0 over its own
+    socket, so a test can hold the group in each state of a rebalance for as long as it likes."""
+
+    def __init__(self, bootstrap: str, group: str):
+        host, port = bootstrap.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=30)
+        self.group = group
+        self.member_id = ""
+        self.generation = -1
+        self.correlation = 0
+
+    def send(self, api_key: int, version: int, body: bytes) -> None:
+        self.correlation += 1
+        self.sock.sendall(kafka_wire.frame(kafka_wire.header_v1(api_key, version, self.correlation) + body))
+
+    def receive(self) -> kafka_wire.Reader:
+        r = kafka_wire.Reader(kafka_wire.recv_frame(self.sock))
+        assert r.int32() == self.correlation
+        return r
+
+    def send_join(self) -> None:
+        body = (kafka_wire.string(self.group) + struct.pack(">ii", 10_000, 10_000) + kafka_wire.string(self.member_id)
+                + kafka_wire.string("consumer") + struct.pack(">i", 1) + kafka_wire.string("range")
+                + struct.pack(">i", 0))
+        self.send(11, 1, body)
+
+    def finish_join(self) -> str:
+        r = self.receive()
+        assert r.int16() == 0, "JoinGroup failed"
+        self.generation = r.int32()
+        r.string()  # protocol
+        leader = r.string()
+        self.member_id = r.string()
+        return leader
+
+    def sync(self, assignments: dict[str, bytes]) -> None:
+        body = kafka_wire.string(self.group) + struct.pack(">i", self.generation) + kafka_wire.string(self.member_id)
+        body += struct.pack(">i", len(assignments))
+        for member, data in assignments.items():
+            body += kafka_wire.string(member) + struct.pack(">i", len(data)) + data
+        self.send(14, 0, body)
+        assert self.receive().int16() == 0, "SyncGroup failed"
+
+    def leave(self) -> None:
+        self.send(13, 0, kafka_wire.string(self.group) + kafka_wire.string(self.member_id))
+        assert self.receive().int16() == 0, "LeaveGroup failed"
+        self.sock.close()
+
+
+def test_described_states_follow_a_rebalance_through_every_state_kafka_reports(strata):
+    """Empty → CompletingRebalance (joined, no SyncGroup yet) → Stable → PreparingRebalance (a
+    second member waits for the first to rejoin) → Empty after both leave → Dead once deleted,
+    each as an AdminClient describes and lists it."""
+    group = f"g-states-{uuid.uuid4().hex[:6]}"
+    admin = AdminClient({"bootstrap.servers": strata.bootstrap})
+
+    def state():
+        try:
+            return admin.describe_consumer_groups([group])[group].result(10).state
+        except KafkaException as e:
+            if e.args[0].code() == KafkaError.GROUP_ID_NOT_FOUND:
+                return ConsumerGroupState.DEAD
+            raise
+
+    def listed():
+        groups = admin.list_consumer_groups().result(10).valid
+        return {g.group_id: g.state for g in groups}.get(group)
+
+    a = RawMember(strata.bootstrap, group)
+    a.send_join()
+    assert a.finish_join() == a.member_id, "the first member leads"
+    assert state() == ConsumerGroupState.COMPLETING_REBALANCING
+    assert listed() == ConsumerGroupState.COMPLETING_REBALANCING
+    a.sync({a.member_id: b""})
+    assert state() == ConsumerGroupState.STABLE
+
+    b = RawMember(strata.bootstrap, group)
+    b.send_join()  # held until a rejoins
+    wait_until(lambda: state() == ConsumerGroupState.PREPARING_REBALANCING, 10, "PreparingRebalance")
+    assert listed() == ConsumerGroupState.PREPARING_REBALANCING
+    a.send_join()
+    a.finish_join()
+    b.finish_join()
+    assert state() == ConsumerGroupState.COMPLETING_REBALANCING
+    a.sync({a.member_id: b"", b.member_id: b""})
+    b.sync({})
+    assert state() == ConsumerGroupState.STABLE
+    a.leave()
+    b.leave()
+    assert state() == ConsumerGroupState.EMPTY
+    admin.delete_consumer_groups([group])[group].result(10)
+    assert state() == ConsumerGroupState.DEAD
+    assert listed() is None

@@ -527,10 +527,21 @@ pub fn describe_groups(ctx: &Ctx<'_>, req: DescribeGroupsRequest) -> DescribeGro
                     )
             });
             described.unwrap_or_else(|| {
-                DescribedGroup::default()
-                    .with_group_id(gid)
+                // Dead, as Kafka reports a group it does not have; v6 (KIP-1043) says so
+                // with GROUP_ID_NOT_FOUND too.
+                let mut g = DescribedGroup::default()
+                    .with_group_id(gid.clone())
                     .with_group_state(str_bytes("Dead"))
-                    .with_authorized_operations(i32::MIN)
+                    .with_authorized_operations(i32::MIN);
+                if ctx.version >= 6 {
+                    g = g
+                        .with_error_code(ResponseError::GroupIdNotFound.code())
+                        .with_error_message(Some(str_bytes(&format!(
+                            "Group {} not found.",
+                            gid.0.as_str()
+                        ))));
+                }
+                g
             })
         })
         .collect();
