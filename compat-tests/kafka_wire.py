@@ -44,6 +44,14 @@ def uvarint(n: int) -> bytes:
             return bytes(out)
 
 
+def compact_string(s: str | None) -> bytes:
+    """COMPACT_(NULLABLE_)STRING of flexible versions: uvarint(length + 1), 0 for null."""
+    if s is None:
+        return uvarint(0)
+    b = s.encode()
+    return uvarint(len(b) + 1) + b
+
+
 def varint(n: int) -> bytes:
     """Signed zig-zag varint (record fields)."""
     return uvarint((n << 1) ^ (n >> 63))
@@ -146,6 +154,27 @@ class Reader:
 
     def remaining(self) -> int:
         return len(self.data) - self.pos
+
+    def uvarint(self) -> int:
+        shift = value = 0
+        while True:
+            b = self.take(1)[0]
+            value |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return value
+            shift += 7
+
+    def compact_string(self) -> str | None:
+        n = self.uvarint()
+        return None if n == 0 else self.take(n - 1).decode()
+
+    def compact_array_len(self) -> int:
+        return self.uvarint() - 1
+
+    def skip_tags(self) -> None:
+        for _ in range(self.uvarint()):
+            self.uvarint()
+            self.take(self.uvarint())
 
 
 def parse_api_versions_v0(payload: bytes) -> tuple[int, int, dict[int, tuple[int, int]]]:

@@ -32,6 +32,8 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import socket
+import struct
 import subprocess
 import threading
 import time
@@ -43,6 +45,7 @@ from confluent_kafka import (OFFSET_BEGINNING, Consumer, ConsumerGroupTopicParti
                              KafkaException, Producer, TopicPartition)
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+import kafka_wire
 from clients import Delivered, consume_partitions, create_topic, high_watermarks, produce_all, tail, unique_topic
 from conftest import StrataBroker, free_port, strata_binary
 from test_java import java_classpath  # noqa: F401  (a fixture)
@@ -771,3 +774,91 @@ def test_java_admin_lists_and_describes_an_ongoing_then_committed_transaction(st
         assert state["producer_epoch"] == epoch_after, details
     assert sorted(flat(read(strata.bootstrap, topic, [0, 1], 10, committed=True))) == \
         sorted(f"admin-{i}".encode() for i in range(10))
+
+
+# ------------------------------------------------------------------------------------------- expiry
+
+def wire_call(bootstrap: str, api_key: int, version: int, body: bytes) -> kafka_wire.Reader:
+    """One flexible-version request on a fresh socket; returns a reader past the response header."""
+    host, port = bootstrap.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(kafka_wire.frame(kafka_wire.header_v2(api_key, version, 7) + body))
+        r = kafka_wire.Reader(kafka_wire.recv_frame(sock))
+    assert r.int32() == 7
+    r.skip_tags()
+    return r
+
+
+def described_producers(bootstrap: str, topic: str, partition: int) -> list[int]:
+    """DescribeProducers v0: the producer ids the partition keeps state for."""
+    body = (kafka_wire.uvarint(2) + kafka_wire.compact_string(topic) + kafka_wire.uvarint(2)
+            + struct.pack(">i", partition) + kafka_wire.uvarint(0) + kafka_wire.uvarint(0))
+    r = wire_call(bootstrap, 61, 0, body)
+    r.int32()  # throttle
+    ids = []
+    for _ in range(r.compact_array_len()):
+        r.compact_string()
+        for _ in range(r.compact_array_len()):
+            r.int32()
+            assert r.int16() == 0, "DescribeProducers partition error"
+            r.compact_string()
+            for _ in range(r.compact_array_len()):
+                ids.append(r.int64())
+                r.int32(), r.int32(), r.int64(), r.int32(), r.int64()
+                r.skip_tags()
+            r.skip_tags()
+        r.skip_tags()
+    return ids
+
+
+def listed_transactional_ids(bootstrap: str) -> dict[str, str]:
+    """ListTransactions v0 without filters: {transactional id: state}."""
+    body = kafka_wire.uvarint(1) + kafka_wire.uvarint(1) + kafka_wire.uvarint(0)
+    r = wire_call(bootstrap, 66, 0, body)
+    r.int32()
+    assert r.int16() == 0, "ListTransactions error"
+    for _ in range(r.compact_array_len()):
+        r.compact_string()
+    out = {}
+    for _ in range(r.compact_array_len()):
+        tid = r.compact_string()
+        r.int64()
+        out[tid] = r.compact_string()
+        r.skip_tags()
+    return out
+
+
+def test_idle_producers_and_transactional_ids_expire(strata_factory):
+    """producer.id.expiration.ms forgets an idle producer's state in the partition (Kafka's rule:
+    the last batch's timestamp), transactional.id.expiration.ms an idle transactional id; the
+    expired transactional id starts again as a new producer when it comes back."""
+    broker = strata_factory("--override", "producer.id.expiration.ms=3000",
+                            "--override", "producer.id.expiration.check.interval.ms=500",
+                            "--override", "transactional.id.expiration.ms=3000",
+                            "--override", "transaction.abort.timed.out.transaction.cleanup.interval.ms=500")
+    topic = unique_topic("expiry")
+    create_topic(broker.bootstrap, topic, 1)
+    idem = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True})
+    idem.produce(topic, b"idempotent", partition=0)
+    assert idem.flush(10) == 0
+    tid = f"expiring-{uuid.uuid4().hex[:6]}"
+    txn = txn_producer(broker.bootstrap, tid)
+    txn.init_transactions(10)
+    txn.begin_transaction()
+    txn.produce(topic, b"transactional", partition=0)
+    txn.commit_transaction(10)
+    assert len(described_producers(broker.bootstrap, topic, 0)) == 2
+    assert listed_transactional_ids(broker.bootstrap).get(tid) == "CompleteCommit"
+
+    wait_until(lambda: described_producers(broker.bootstrap, topic, 0) == [], 15,
+               "the idle producers' state to expire from the partition")
+    wait_until(lambda: tid not in listed_transactional_ids(broker.bootstrap), 15,
+               "the idle transactional id to expire")
+    again = txn_producer(broker.bootstrap, tid)
+    again.init_transactions(10)
+    again.begin_transaction()
+    again.produce(topic, b"again", partition=0)
+    again.commit_transaction(10)
+    got = read(broker.bootstrap, topic, [0], expected=3, committed=True)
+    assert sorted(flat(got)) == [b"again", b"idempotent", b"transactional"]
+    assert listed_transactional_ids(broker.bootstrap).get(tid) == "CompleteCommit"
