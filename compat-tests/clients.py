@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import collections
 import json
+import pathlib
 import queue
+import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -197,12 +201,6 @@ def program_report(cmd: list[str], proc: subprocess.CompletedProcess, summary: d
 # (test_group_kafkajs.py) and the Java client (test_java.py): members join and leave a group
 # while a producer writes, and every message must be processed exactly once.
 
-import collections  # noqa: E402  (imports of this section only)
-import pathlib  # noqa: E402
-import signal  # noqa: E402
-import threading  # noqa: E402
-
-
 def wait_until(predicate, timeout, what):
     """Poll `predicate` until true; `what` (a string, or a function giving one at failure time) names it."""
     deadline = time.monotonic() + timeout
@@ -280,29 +278,24 @@ class PacedProducer:
             f"{len(self.delivered.ok)} of {self.produced} acknowledged, {self.total} wanted")
 
 
-class MemberProcess:
-    """A consumer-group member in a child process (java/GroupMember.java, js/group_member.js).
-
-    The program prints one JSON object per line on stdout: {"p": P, "o": O, "v": VALUE} for each
-    message it processed, and {"event": ..., ...} for the rest (started, assigned, revoked, commit,
-    commit-failed, closed, error, ...); an event with an "assignment" list says which partitions the
-    member owns from then on. Its stderr (the client's log) goes to `log_path`. SIGTERM asks it to
-    leave the group cleanly: commit, close, print {"event": "closed"} and exit with status 0.
-    """
+class JsonLinesProcess:
+    """A client program in a child process that reports one JSON object per line on stdout;
+    each parsed line goes to on_message(), anything else to .bad_lines. Its stderr (the
+    client's log) goes to `log_path`."""
 
     def __init__(self, name: str, cmd: list[str], log_path, *, cwd=None, env=None):
         self.name = name
         self.cmd = cmd
         self.log_path = pathlib.Path(log_path)
-        self.records: list[tuple[int, int, bytes]] = []   # (partition, offset, value), in processing order
-        self.events: list[dict] = []
-        self.assignment: set[int] = set()
         self.bad_lines: list[str] = []
         with open(self.log_path, "w") as log:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
                                          text=True, cwd=cwd, env=env)
         self._reader = threading.Thread(target=self._read, name=f"read-{name}", daemon=True)
         self._reader.start()
+
+    def on_message(self, obj: dict) -> None:
+        raise NotImplementedError
 
     def _read(self):
         for line in self.proc.stdout:
@@ -314,12 +307,37 @@ class MemberProcess:
             except ValueError:
                 self.bad_lines.append(line)
                 continue
-            if "p" in obj:
-                self.records.append((obj["p"], obj["o"], obj["v"].encode()))
-            else:
-                self.events.append(obj)
-                if "assignment" in obj:
-                    self.assignment = set(obj["assignment"])
+            self.on_message(obj)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+class MemberProcess(JsonLinesProcess):
+    """A consumer-group member in a child process (java/GroupMember.java, js/group_member.js).
+
+    The program prints {"p": P, "o": O, "v": VALUE} for each message it processed, and
+    {"event": ..., ...} for the rest (started, assigned, revoked, commit, commit-failed, closed,
+    error, ...); an event with an "assignment" list says which partitions the member owns from
+    then on. SIGTERM asks it to leave the group cleanly: commit, close, print {"event": "closed"}
+    and exit with status 0.
+    """
+
+    def __init__(self, name: str, cmd: list[str], log_path, *, cwd=None, env=None):
+        self.records: list[tuple[int, int, bytes]] = []   # (partition, offset, value), in processing order
+        self.events: list[dict] = []
+        self.assignment: set[int] = set()
+        super().__init__(name, cmd, log_path, cwd=cwd, env=env)
+
+    def on_message(self, obj: dict) -> None:
+        if "p" in obj:
+            self.records.append((obj["p"], obj["o"], obj["v"].encode()))
+        else:
+            self.events.append(obj)
+            if "assignment" in obj:
+                self.assignment = set(obj["assignment"])
 
     def events_of(self, kind: str) -> list[dict]:
         return [e for e in self.events if e.get("event") == kind]
@@ -336,11 +354,6 @@ class MemberProcess:
         self._reader.join(10)
         assert code == 0 and self.events_of("closed"), (
             f"{self.name} did not leave the group cleanly (exit status {code})\n{self.describe()}")
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
 
     def describe(self, events: int = 60) -> str:
         try:
@@ -731,3 +744,57 @@ def start_half_committing_consumer(bootstrap, topic, group, total, log_path, con
     report = json.loads(line)
     report["committed"] = {int(p): o for p, o in report["committed"].items()}
     return proc, report
+
+
+def check_survivor_takes_over_a_killed_member(bootstrap, topic, group, partitions, delivered, total, tmp_path,
+                                              b_joins, session_timeout_s, a_conf, **b_kwargs):
+    """A (its own process, settings `a_conf`) reads everything, commits half of each partition and is
+    SIGKILLed. B (RecordingMember with `b_kwargs`) — started after the kill, or already sharing the
+    partitions with A — gets nothing while dead A is still a member, owns every partition within the
+    session timeout + 5 s, and reads exactly what A had not committed, once, from A's commits on."""
+    a, report = start_half_committing_consumer(bootstrap, topic, group, total, tmp_path / "consumer_a.log", a_conf)
+    b = None
+    try:
+        assert sorted(report["assigned"]) == list(range(partitions)), report
+        assert report["consumed"] == total, report
+        committed = report["committed"]
+
+        if b_joins == "before_the_kill":
+            b = RecordingMember("b", bootstrap, group, topic, **b_kwargs)
+            wait_until(lambda: len(b.assigned) == partitions // 2, 30,
+                       lambda: f"B to get half of the partitions from A; B's history: {b.history()}")
+        a.send_signal(signal.SIGKILL)
+        a.wait(10)
+        killed_at = time.monotonic()
+
+        if b_joins == "after_the_kill":
+            b = RecordingMember("b", bootstrap, group, topic, **b_kwargs)
+            time.sleep(session_timeout_s / 2)
+            assert not b.assigned, f"B got {sorted(b.assigned)} while A, which owned them, was still a member"
+        limit = session_timeout_s + 5.0
+        wait_until(lambda: b.assigned == set(range(partitions)), limit + 1,
+                   lambda: f"B to own all partitions (A was SIGKILLed, session timeout {session_timeout_s}s); "
+                           f"B's history: {b.history()}")
+        took = b.last_assign_time() - killed_at
+        assert took <= limit, f"B got A's partitions {took:.1f}s after the kill, expected within {limit}s"
+
+        uncommitted = {v for v, (p, off) in delivered.ok.items() if off >= committed.get(p, 0)}
+        wait_until(lambda: uncommitted <= set(b.values()), 20, "B to read what A had not committed")
+        time.sleep(1.0)
+    finally:
+        if a.poll() is None:
+            a.kill()
+            a.wait()
+        if b is not None:
+            b.close()
+    got = b.values()
+    assert set(got) == uncommitted, (
+        f"B missed {len(uncommitted - set(got))} uncommitted messages and read {len(set(got) - uncommitted)} "
+        f"committed ones")
+    dupes = sorted(v for v, n in collections.Counter(got).items() if n > 1)
+    assert not dupes, (f"B read {len(got) - len(set(got))} messages twice (e.g. {dupes[:3]}); its failed commits "
+                       f"in on_revoke: {[str(e) for e in b.commit_errors]}; its rebalances: {b.history()}")
+    first = {}
+    for p, off, _, _ in b.records:
+        first.setdefault(p, off)
+    assert first == committed, f"B started at {first}, A had committed {committed}"

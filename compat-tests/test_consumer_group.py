@@ -3,7 +3,6 @@ partitions split between members, rebalances and dead members, static membership
 offsets deleted (OffsetDelete, topic deletion), expired, or kept across broker restarts."""
 
 import collections
-import signal
 import socket
 import struct
 import threading
@@ -19,7 +18,7 @@ from kafka import TopicPartition as KpTopicPartition
 import kafka_wire
 from clients import (EAGER, Delivered, RecordingMember, committed_offsets, create_topic, group_consumer,
                      listed_groups, new_consumer, poll_values, produce_all, produce_values,
-                     start_half_committing_consumer, unique_topic, wait_until)
+                     check_survivor_takes_over_a_killed_member, unique_topic, wait_until)
 
 PARTITIONS = 3
 
@@ -254,52 +253,9 @@ def test_a_killed_members_partitions_go_to_the_survivor_after_the_session_timeou
     values = [f"crash-{i:04d}".encode() for i in range(total)]
     delivered = produce_values(strata.bootstrap, topic, values)
 
-    a, report = start_half_committing_consumer(
-        strata.bootstrap, topic, group, total, tmp_path / "consumer_a.log",
-        {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500, **EAGER})
-    b = None
-    try:
-        assert sorted(report["assigned"]) == list(range(partitions)), report
-        assert report["consumed"] == total, report
-        committed = report["committed"]
-
-        if b_joins == "before_the_kill":
-            b = RecordingMember("b", strata.bootstrap, group, topic, **{"session.timeout.ms": 6000})
-            wait_until(lambda: b.assigned and len(b.assigned) < partitions, 30,
-                       lambda: f"B to share the partitions with A; B's assignment history: {b.assign_events}")
-        a.send_signal(signal.SIGKILL)
-        a.wait(10)
-        killed_at = time.monotonic()
-
-        if b_joins == "after_the_kill":
-            b = RecordingMember("b", strata.bootstrap, group, topic, **{"session.timeout.ms": 6000})
-        limit = 6.0 + 5.0
-        wait_until(lambda: b.assigned == set(range(partitions)), limit + 1,
-                   lambda: f"B to own all partitions (A was SIGKILLed with session.timeout.ms=6000); "
-                           f"B's assignment history: {b.assign_events}")
-        took = b.assign_events[-1][2] - killed_at
-        assert took <= limit, f"B got A's partitions {took:.1f}s after the kill, expected within {limit}s"
-
-        uncommitted = {v for v, (p, off) in delivered.ok.items() if off >= committed.get(p, 0)}
-        wait_until(lambda: uncommitted <= set(b.values()), 20, "B to read what A had not committed")
-        time.sleep(1.0)
-    finally:
-        if a.poll() is None:
-            a.kill()
-            a.wait()
-        if b is not None:
-            b.close()
-    got = b.values()
-    assert set(got) == uncommitted, (
-        f"B missed {len(uncommitted - set(got))} uncommitted messages and read {len(set(got) - uncommitted)} "
-        f"committed ones")
-    dupes = sorted(v for v, n in collections.Counter(got).items() if n > 1)
-    assert not dupes, (f"B read {len(got) - len(set(got))} messages twice (e.g. {dupes[:3]}); its failed commits "
-                       f"in on_revoke: {[str(e) for e in b.commit_errors]}; its rebalances: {b.history()}")
-    first = {}
-    for p, off, _, _ in b.records:
-        first.setdefault(p, off)
-    assert first == committed, f"B started at {first}, A had committed {committed}"
+    check_survivor_takes_over_a_killed_member(
+        strata.bootstrap, topic, group, partitions, delivered, total, tmp_path, b_joins, 6.0,
+        {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500, **EAGER}, **{"session.timeout.ms": 6000})
 
 
 def test_committed_offsets_survive_a_broker_kill(strata):

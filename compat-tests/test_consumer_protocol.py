@@ -4,7 +4,6 @@ removed after group.consumer.session.timeout.ms, admin clients see the group's t
 assignments, and committed offsets survive a broker restart."""
 
 import collections
-import signal
 import time
 import uuid
 
@@ -13,7 +12,7 @@ from confluent_kafka import ConsumerGroupState, ConsumerGroupType
 from confluent_kafka.admin import AdminClient
 
 from clients import (PacedProducer, PartitionOwners, RecordingMember, committed_offsets, create_topic,
-                     group_consumer, listed_groups, poll_values, produce_values, start_half_committing_consumer,
+                     group_consumer, listed_groups, poll_values, produce_values, check_survivor_takes_over_a_killed_member,
                      unique_topic, wait_until)
 
 SESSION_TIMEOUT_S = 6.0
@@ -159,52 +158,9 @@ def test_a_killed_members_partitions_go_to_the_survivor_after_the_session_timeou
     values = [f"crash-{i:04d}".encode() for i in range(total)]
     delivered = produce_values(broker.bootstrap, topic, values)
 
-    a, report = start_half_committing_consumer(broker.bootstrap, topic, group, total, tmp_path / "consumer_a.log",
-                                               {"group.protocol": "consumer"})
-    b = None
-    try:
-        assert sorted(report["assigned"]) == list(range(partitions)), report
-        assert report["consumed"] == total, report
-        committed = report["committed"]
-
-        if b_joins == "before_the_kill":
-            b = RecordingMember("b", broker.bootstrap, group, topic, protocol="consumer")
-            wait_until(lambda: len(b.assigned) == partitions // 2, 20,
-                       lambda: f"B to get half of the partitions from A; B's history: {b.history()}")
-        a.send_signal(signal.SIGKILL)
-        a.wait(10)
-        killed_at = time.monotonic()
-
-        if b_joins == "after_the_kill":
-            b = RecordingMember("b", broker.bootstrap, group, topic, protocol="consumer")
-            time.sleep(SESSION_TIMEOUT_S / 2)
-            assert not b.assigned, f"B got {sorted(b.assigned)} while A, which owned them, was still a member"
-        limit = SESSION_TIMEOUT_S + 5.0
-        wait_until(lambda: b.assigned == set(range(partitions)), limit + 1,
-                   lambda: f"B to own all partitions (A was SIGKILLed, session timeout {SESSION_TIMEOUT_S}s); "
-                           f"B's history: {b.history()}")
-        took = b.last_assign_time() - killed_at
-        assert took <= limit, f"B got A's partitions {took:.1f}s after the kill, expected within {limit}s"
-
-        uncommitted = {v for v, (p, off) in delivered.ok.items() if off >= committed.get(p, 0)}
-        wait_until(lambda: uncommitted <= set(b.values()), 20, "B to read what A had not committed")
-        time.sleep(1.0)
-    finally:
-        if a.poll() is None:
-            a.kill()
-            a.wait()
-        if b is not None:
-            b.close()
-    got = b.values()
-    assert set(got) == uncommitted, (
-        f"B missed {len(uncommitted - set(got))} uncommitted messages and read {len(set(got) - uncommitted)} "
-        f"committed ones")
-    dupes = sorted(v for v, n in collections.Counter(got).items() if n > 1)
-    assert not dupes, f"B read {len(got) - len(set(got))} messages twice (e.g. {dupes[:3]}); history {b.history()}"
-    first = {}
-    for p, off, _, _ in b.records:
-        first.setdefault(p, off)
-    assert first == committed, f"B started at {first}, A had committed {committed}"
+    check_survivor_takes_over_a_killed_member(
+        broker.bootstrap, topic, group, partitions, delivered, total, tmp_path, b_joins, SESSION_TIMEOUT_S,
+        {"group.protocol": "consumer"}, protocol="consumer")
 
 
 def test_admin_client_lists_and_describes_a_consumer_protocol_group(broker):

@@ -41,12 +41,12 @@ import uuid
 from collections import Counter
 
 import pytest
-from confluent_kafka import (OFFSET_BEGINNING, Consumer, ConsumerGroupTopicPartitions, IsolationLevel, KafkaError,
+from confluent_kafka import (OFFSET_BEGINNING, Consumer, IsolationLevel, KafkaError,
                              KafkaException, Producer, TopicPartition)
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 import kafka_wire
-from clients import Delivered, consume_partitions, create_topic, high_watermarks, produce_all, tail, unique_topic
+from clients import Delivered, JsonLinesProcess, committed_offsets, wait_until, consume_partitions, create_topic, high_watermarks, produce_all, tail, unique_topic
 from conftest import StrataBroker, free_port, strata_binary
 from test_java import java_classpath  # noqa: F401  (a fixture)
 
@@ -59,22 +59,6 @@ FENCED_CODES = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVAL
 
 
 # ------------------------------------------------------------------------------------------- helpers
-
-def wait_until(predicate, timeout, what):
-    """Poll `predicate` until true; `what` (a string, or a function giving one at failure time) names it."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
-        time.sleep(0.05)
-
-
-def committed_offsets(bootstrap: str, group: str) -> dict[tuple[str, int], int]:
-    """{(topic, partition): offset} the group has committed, as the AdminClient lists them."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    result = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(timeout=15)
-    return {(tp.topic, tp.partition): tp.offset for tp in result.topic_partitions or []}
-
 
 def txn_producer(bootstrap: str, transactional_id: str, **extra) -> Producer:
     return Producer({"bootstrap.servers": bootstrap, "transactional.id": transactional_id, "linger.ms": 5, **extra})
@@ -139,38 +123,23 @@ def check_sequences(consumed: dict[int, list], expected_count: dict[int, int], a
 
 # ------------------------------------------------------------------------------------------- Java
 
-class JavaProgram:
+class JavaProgram(JsonLinesProcess):
     """`java Transactional MODE ...` in the background: JSON lines from stdout into .events, the last
     one ({"event": "summary"}) into .summary; the client's log (stderr) into log_path."""
 
     def __init__(self, classpath: str, mode: str, args: list[str], log_path: pathlib.Path):
-        self.cmd = ["java", f"-Dlog4j2.configurationFile={JAVA_DIR / 'log4j2.properties'}",
-                    f"-Dstrata.log.level={os.environ.get('STRATA_COMPAT_JAVA_LOG', 'WARN')}",
-                    "-cp", classpath, "Transactional", mode, *args]
-        self.log_path = log_path
         self.events: list[dict] = []
         self.summary: dict | None = None
-        self.bad_lines: list[str] = []
-        with open(log_path, "w") as log:
-            self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log,
-                                         text=True)
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        cmd = ["java", f"-Dlog4j2.configurationFile={JAVA_DIR / 'log4j2.properties'}",
+               f"-Dstrata.log.level={os.environ.get('STRATA_COMPAT_JAVA_LOG', 'WARN')}",
+               "-cp", classpath, "Transactional", mode, *args]
+        super().__init__(f"Transactional-{mode}", cmd, log_path)
 
-    def _read(self):
-        for line in self.proc.stdout:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                self.bad_lines.append(line)
-                continue
-            if obj.get("event") == "summary":
-                self.summary = obj
-            else:
-                self.events.append(obj)
+    def on_message(self, obj: dict) -> None:
+        if obj.get("event") == "summary":
+            self.summary = obj
+        else:
+            self.events.append(obj)
 
     def last(self, kind: str) -> dict | None:
         for e in reversed(self.events):
@@ -197,11 +166,6 @@ class JavaProgram:
             f"the Java program failed\n{self.describe()}")
         assert self.summary["client_version"] == "4.3.0", self.summary["client_version"]
         return self.summary
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 # ------------------------------------------------------------------------------------------- 1. librdkafka idempotence
@@ -749,7 +713,6 @@ def test_java_admin_lists_and_describes_an_ongoing_then_committed_transaction(st
     finally:
         program.kill()
     ongoing, done = summary["ongoing"], summary["committed"]
-    print(json.dumps(summary, indent=1))
     details = program.describe()
 
     assert ongoing["listed"].get(tid, {}).get("state") == "Ongoing", details

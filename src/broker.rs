@@ -4,6 +4,7 @@
 pub mod groups;
 pub mod partition;
 pub mod producer_state;
+pub mod state_files;
 pub mod topics;
 pub mod transactions;
 

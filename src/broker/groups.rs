@@ -5,6 +5,7 @@
 
 pub mod consumer;
 
+use super::state_files::StateFiles;
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use serde::{Deserialize, Serialize};
@@ -82,7 +83,7 @@ pub enum GroupKind {
     Consumer,
 }
 
-/// Coordinator settings, by their Kafka property names.
+/// Coordinator settings, by their Kafka property names (defaults in `config::KAFKA_PROPERTIES`).
 #[derive(Clone, Debug)]
 pub struct GroupSettings {
     /// `group.min.session.timeout.ms` / `group.max.session.timeout.ms`.
@@ -99,20 +100,6 @@ pub struct GroupSettings {
     /// fsync each commit before answering (`flush: always`); otherwise a commit survives a
     /// kill of the process, like the logs, and reaches the disk with the kernel's writeback.
     pub fsync: bool,
-}
-
-impl Default for GroupSettings {
-    fn default() -> Self {
-        Self {
-            min_session_timeout_ms: 6_000,
-            max_session_timeout_ms: 1_800_000,
-            consumer_session_timeout: Duration::from_secs(45),
-            consumer_heartbeat_interval: Duration::from_secs(5),
-            offsets_retention: Duration::from_secs(7 * 24 * 3600),
-            offsets_retention_check: Duration::from_secs(600),
-            fsync: true,
-        }
-    }
 }
 
 impl GroupSettings {
@@ -180,6 +167,15 @@ impl Group {
 
     pub fn is_empty(&self) -> bool {
         self.members.is_empty() && self.consumer.members.is_empty()
+    }
+
+    fn store(&mut self, offsets: Vec<(String, i32, CommittedOffset)>) {
+        for (topic, partition, committed) in offsets {
+            self.offsets
+                .entry(topic)
+                .or_default()
+                .insert(partition, committed);
+        }
     }
 
     /// Protocol type for listings: the consumer protocol's groups are "consumer" groups.
@@ -433,16 +429,10 @@ impl JoinResult {
 }
 
 pub struct GroupCoordinator {
-    dir: PathBuf,
+    files: StateFiles,
     groups: Mutex<HashMap<String, Group>>,
     pub settings: GroupSettings,
     next_retention_check: Mutex<Instant>,
-    files: Mutex<()>,
-}
-
-fn file_name(group: &str) -> String {
-    let hex: String = group.bytes().map(|b| format!("{b:02x}")).collect();
-    format!("{hex}.yaml")
 }
 
 /// The topic names in a "consumer" protocol subscription (any version: they come first).
@@ -465,35 +455,22 @@ fn subscription_topics(meta: &[u8]) -> Option<Vec<String>> {
 
 impl GroupCoordinator {
     pub fn open(dir: PathBuf, settings: GroupSettings) -> std::io::Result<Self> {
-        std::fs::create_dir_all(&dir)?;
+        let files = StateFiles::open(dir, settings.fsync)?;
         let mut groups = HashMap::new();
-        for entry in std::fs::read_dir(&dir)? {
-            let path = entry?.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path)?;
-            match serde_yaml::from_str::<OffsetsFile>(&text) {
-                Ok(file) => {
-                    let mut g = Group::new(&file.group);
-                    g.offsets = file.offsets;
-                    g.protocol_type = file.protocol_type;
-                    // Members do not survive a restart: the group is empty from now on,
-                    // or since it was last seen empty.
-                    g.empty_since = Some(file.empty_since.unwrap_or_else(now_ms));
-                    groups.insert(file.group, g);
-                }
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "unreadable committed offsets")
-                }
-            }
+        for file in files.load::<OffsetsFile>()? {
+            let mut g = Group::new(&file.group);
+            g.offsets = file.offsets;
+            g.protocol_type = file.protocol_type;
+            // Members do not survive a restart: the group is empty from now on, or since it
+            // was last seen empty.
+            g.empty_since = Some(file.empty_since.unwrap_or_else(now_ms));
+            groups.insert(file.group, g);
         }
         Ok(Self {
-            dir,
+            files,
             groups: Mutex::new(groups),
             next_retention_check: Mutex::new(Instant::now() + settings.offsets_retention_check),
             settings,
-            files: Mutex::new(()),
         })
     }
 
@@ -798,31 +775,10 @@ impl GroupCoordinator {
         results
     }
 
-    /// Writes a group's file, or removes it once the group has nothing left to remember.
-    /// One writer at a time, so an older snapshot never lands after a newer one.
-    fn persist(&self, group_id: &str, file: Option<OffsetsFile>) -> Result<(), ResponseError> {
-        let _one_writer = self.files.lock().unwrap_or_else(|p| p.into_inner());
-        let path = self.dir.join(file_name(group_id));
-        let result = match file {
-            Some(file) => serde_yaml::to_string(&file)
-                .map_err(std::io::Error::other)
-                .and_then(|y| {
-                    crate::broker::topics::write_replacing(&path, y.as_bytes(), self.settings.fsync)
-                }),
-            None => match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            },
-        };
-        result.map_err(|e| {
-            tracing::error!(group = group_id, error = %e, "persisting committed offsets");
-            ResponseError::KafkaStorageError
-        })
-    }
-
-    /// The snapshot to persist, taken under the coordinator lock but written after it.
-    fn snapshot(&self, group_id: &str) -> Option<OffsetsFile> {
-        self.lock().get(group_id).map(Group::file)
+    /// Writes a group's file as it is now, or removes it once the group is gone.
+    fn persist(&self, group_id: &str) -> Result<(), ResponseError> {
+        self.files
+            .write(group_id, || self.lock().get(group_id).map(Group::file))
     }
 
     /// Commits offsets. A member of an active group must name its current generation (or,
@@ -878,15 +834,9 @@ impl GroupCoordinator {
             } else if !group.is_empty() {
                 return Err(ResponseError::UnknownMemberId);
             }
-            for (topic, partition, committed) in offsets {
-                group
-                    .offsets
-                    .entry(topic)
-                    .or_default()
-                    .insert(partition, committed);
-            }
+            group.store(offsets);
         }
-        self.persist(group_id, self.snapshot(group_id))
+        self.persist(group_id)
     }
 
     /// Offsets of a committed transaction (TxnOffsetCommit), applied at its commit marker:
@@ -898,18 +848,12 @@ impl GroupCoordinator {
     ) -> Result<(), ResponseError> {
         {
             let mut groups = self.lock();
-            let group = groups
+            groups
                 .entry(group_id.to_string())
-                .or_insert_with(|| Group::new(group_id));
-            for (topic, partition, committed) in offsets {
-                group
-                    .offsets
-                    .entry(topic)
-                    .or_default()
-                    .insert(partition, committed);
-            }
+                .or_insert_with(|| Group::new(group_id))
+                .store(offsets);
         }
-        self.persist(group_id, self.snapshot(group_id))
+        self.persist(group_id)
     }
 
     /// TxnOffsetCommit v3+ (KIP-447): the committing member must be current, so a zombie
@@ -1032,7 +976,7 @@ impl GroupCoordinator {
                 })
                 .collect()
         };
-        self.persist(group_id, self.snapshot(group_id))?;
+        self.persist(group_id)?;
         Ok(results)
     }
 
@@ -1048,7 +992,7 @@ impl GroupCoordinator {
                 }
             }
         }
-        self.persist(group_id, None)
+        self.persist(group_id)
     }
 
     /// Forgets a deleted topic's committed offsets in every group.
@@ -1062,7 +1006,7 @@ impl GroupCoordinator {
         };
         for group in touched {
             // persist() logs a failure; the offsets are gone from memory either way.
-            let _ = self.persist(&group, self.snapshot(&group));
+            let _ = self.persist(&group);
         }
     }
 
@@ -1174,8 +1118,7 @@ impl GroupCoordinator {
         to_write.sort();
         to_write.dedup();
         for id in to_write {
-            let file = self.snapshot(&id);
-            let _ = self.persist(&id, file);
+            let _ = self.persist(&id);
         }
     }
 

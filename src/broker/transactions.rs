@@ -1,10 +1,11 @@
 //! The transaction coordinator: transactional ids, their producer id and epoch, the
 //! partitions and groups of the open transaction, and its pending offset commits. Every
-//! state change is written (atomically, fsynced) to `<data_dir>/.strata/transactions/`
+//! state change is written (a complete file renamed into place) to `<data_dir>/.strata/transactions/`
 //! before it is answered, so a restart finds each transaction where the client left it.
-//! Markers are written by the broker (see `Broker::end_transaction`), not here.
+//! Markers are written by the broker (see `Broker::finish_transaction`), not here.
 
 use super::groups::CommittedOffset;
+use super::state_files::StateFiles;
 use kafka_protocol::error::ResponseError;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -110,15 +111,9 @@ impl TxnSettings {
 }
 
 pub struct TxnCoordinator {
-    dir: PathBuf,
+    files: StateFiles,
     txns: Mutex<HashMap<String, TxnMeta>>,
-    files: Mutex<()>,
     pub settings: TxnSettings,
-}
-
-fn file_name(id: &str) -> String {
-    let hex: String = id.bytes().map(|b| format!("{b:02x}")).collect();
-    format!("{hex}.yaml")
 }
 
 fn now_ms() -> i64 {
@@ -127,27 +122,15 @@ fn now_ms() -> i64 {
 
 impl TxnCoordinator {
     pub fn open(dir: PathBuf, settings: TxnSettings) -> std::io::Result<Self> {
-        std::fs::create_dir_all(&dir)?;
-        let mut txns = HashMap::new();
-        for entry in std::fs::read_dir(&dir)? {
-            let path = entry?.path();
-            if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path)?;
-            match serde_yaml::from_str::<TxnMeta>(&text) {
-                Ok(meta) => {
-                    txns.insert(meta.id.clone(), meta);
-                }
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "unreadable transaction state")
-                }
-            }
-        }
+        let files = StateFiles::open(dir, settings.fsync)?;
+        let txns = files
+            .load::<TxnMeta>()?
+            .into_iter()
+            .map(|m| (m.id.clone(), m))
+            .collect();
         Ok(Self {
-            dir,
+            files,
             txns: Mutex::new(txns),
-            files: Mutex::new(()),
             settings,
         })
     }
@@ -156,27 +139,9 @@ impl TxnCoordinator {
         self.txns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Writes the transaction's file (or removes it); one writer at a time so a newer state
-    /// is never overwritten by an older one.
+    /// Writes the transaction's file as it is now (or removes it once forgotten).
     fn persist(&self, id: &str) -> Result<(), ResponseError> {
-        let _one = self.files.lock().unwrap_or_else(|p| p.into_inner());
-        let snapshot = self.lock().get(id).cloned();
-        let path = self.dir.join(file_name(id));
-        let result = match snapshot {
-            Some(meta) => serde_yaml::to_string(&meta)
-                .map_err(std::io::Error::other)
-                .and_then(|y| {
-                    crate::broker::topics::write_replacing(&path, y.as_bytes(), self.settings.fsync)
-                }),
-            None => match std::fs::remove_file(&path) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            },
-        };
-        result.map_err(|e| {
-            tracing::error!(transactional_id = id, error = %e, "persisting transaction state");
-            ResponseError::KafkaStorageError
-        })
+        self.files.write(id, || self.lock().get(id).cloned())
     }
 
     /// Checks the producer id and epoch a request names against the transaction's.
