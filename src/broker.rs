@@ -213,7 +213,7 @@ impl Broker {
         &self,
         c: &transactions::Completion,
     ) -> Result<(), ResponseError> {
-        let now = crate::broker::groups::now_ms();
+        let now = crate::clock::now_ms();
         let mut waits = Vec::new();
         for (topic, index) in &c.partitions {
             let Some(partition) = self.partition(topic, *index) else {
@@ -358,7 +358,7 @@ impl Broker {
             ));
             loop {
                 tick.tick().await;
-                let cutoff = groups::now_ms() - max_age;
+                let cutoff = crate::clock::now_ms() - max_age;
                 for topic in broker.topics() {
                     for p in &topic.partitions {
                         let n = p.expire_producers(cutoff);
@@ -419,7 +419,7 @@ impl ProducerIds {
         let (next, end) = &mut *state;
         if *next >= *end {
             let new_end = *end + PRODUCER_ID_BLOCK;
-            topics::write_atomically(&self.path, new_end.to_string().as_bytes())?;
+            crate::checkpoint::write_atomically(&self.path, new_end.to_string().as_bytes())?;
             *end = new_end;
         }
         let id = *next;

@@ -15,6 +15,8 @@
 
 pub mod alloc;
 pub mod broker;
+pub mod checkpoint;
+pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod handler;

@@ -15,11 +15,11 @@
 //! segment is deleted only once the manifest lists it and it is past local retention.
 
 use crate::broker::partition::Partition;
-use crate::broker::producer_state::AbortedTxn;
 use crate::broker::{Broker, Topic};
 use crate::config::{Config, TierStore};
 use crate::log::index::OFFSET_ENTRY;
 use crate::log::record_batch::{BatchHeaders, RecordBatch, HEADER_SIZE};
+use crate::log::txn_index::AbortedTxn;
 use crate::log::ClosedSegment;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -372,7 +372,7 @@ impl Tier {
             .await?
             .bytes()
             .await?;
-        Ok(crate::log::parse_txn_index(&body))
+        Ok(crate::log::txn_index::parse(&body))
     }
 
     async fn offset_index(
@@ -759,7 +759,7 @@ pub async fn run_local_retention(broker: Broker, topic: Arc<Topic>, partition: A
             return;
         }
         let r = retention(&topic, &broker.config);
-        let now = crate::handler::now_ms();
+        let now = crate::clock::now_ms();
         loop {
             let deleted = partition.delete_oldest_local_if(|s, local_size| {
                 (r.ms >= 0 && s.max_timestamp < now - r.ms)
@@ -838,7 +838,7 @@ async fn archive_once(
         );
     }
     let r = retention(topic, &broker.config);
-    let now = crate::handler::now_ms();
+    let now = crate::clock::now_ms();
     // Local retention: only segments the manifest lists.
     loop {
         let remote_end = partition.remote_end();

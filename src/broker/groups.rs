@@ -57,12 +57,7 @@ pub struct CommittedOffset {
     pub commit_timestamp: i64,
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use crate::clock::now_ms;
 
 #[derive(Default, Serialize, Deserialize)]
 struct OffsetsFile {

@@ -212,7 +212,7 @@ impl Partition {
     /// Records on local disk how far the archive reaches (the manifest stays the truth).
     pub fn record_remote_end(&self, offset: i64) -> std::io::Result<()> {
         let dir = self.state().log.dir().to_path_buf();
-        crate::broker::topics::write_atomically(
+        crate::checkpoint::write_atomically(
             &dir.join("remote-log-end-offset"),
             offset.to_string().as_bytes(),
         )
@@ -361,7 +361,7 @@ impl Partition {
     }
 
     /// Adds aborted transactions known from elsewhere (the archive's `.txnindex` objects).
-    pub fn add_aborted(&self, entries: Vec<super::producer_state::AbortedTxn>) {
+    pub fn add_aborted(&self, entries: Vec<crate::log::txn_index::AbortedTxn>) {
         if entries.is_empty() {
             return;
         }
@@ -670,7 +670,7 @@ fn latest_snapshot(dir: &Path, limit: i64) -> Option<(i64, ProducerStates)> {
 }
 
 /// Every aborted transaction in the local segments' `.txnindex` files.
-fn local_txn_index(dir: &Path) -> Vec<super::producer_state::AbortedTxn> {
+fn local_txn_index(dir: &Path) -> Vec<crate::log::txn_index::AbortedTxn> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -678,7 +678,7 @@ fn local_txn_index(dir: &Path) -> Vec<super::producer_state::AbortedTxn> {
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().ends_with(".txnindex"))
         .filter_map(|e| std::fs::read(e.path()).ok())
-        .flat_map(|b| crate::log::parse_txn_index(&b))
+        .flat_map(|b| crate::log::txn_index::parse(&b))
         .collect();
     all.sort_by_key(|a| a.last_offset);
     all

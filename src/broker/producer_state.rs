@@ -2,6 +2,7 @@
 //! so a retried batch is answered with its original offsets instead of written twice.
 //! Rebuilt at start-up from the batch headers in the log.
 
+pub use crate::log::txn_index::AbortedTxn;
 use kafka_protocol::error::ResponseError;
 use std::collections::{HashMap, VecDeque};
 
@@ -29,17 +30,6 @@ pub enum SequenceCheck {
     Append,
     /// Already written: answer with these offsets.
     Duplicate(BatchMeta),
-}
-
-/// An aborted transaction's span in one partition, as a `.txnindex` entry holds it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AbortedTxn {
-    pub producer_id: i64,
-    pub first_offset: i64,
-    /// The abort marker's offset.
-    pub last_offset: i64,
-    /// The last stable offset once the abort was written.
-    pub last_stable_offset: i64,
 }
 
 #[derive(Default, Debug)]

@@ -58,9 +58,7 @@ impl StateFiles {
         let result = match snapshot() {
             Some(v) => serde_yaml::to_string(&v)
                 .map_err(std::io::Error::other)
-                .and_then(|y| {
-                    crate::broker::topics::write_replacing(&path, y.as_bytes(), self.fsync)
-                }),
+                .and_then(|y| crate::checkpoint::write_replacing(&path, y.as_bytes(), self.fsync)),
             None => match std::fs::remove_file(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),

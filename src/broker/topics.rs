@@ -3,12 +3,12 @@
 //! ids. Each partition directory also carries Kafka's `partition.metadata` file.
 
 use super::partition::{AppendRules, Partition};
+use crate::checkpoint::write_atomically;
 use crate::config::{self, Config};
 use crate::log::LogConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -72,31 +72,6 @@ pub fn validate_configs(
         out.insert(k, v);
     }
     Ok(out)
-}
-
-pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    write_replacing(path, contents, true)
-}
-
-/// Replaces a file by renaming a complete new one over it, so a reader (or a restart after
-/// a kill) sees the old or the new contents, never a mix. With `sync`, both are fsynced
-/// first, which also covers a power loss.
-pub fn write_replacing(path: &Path, contents: &[u8], sync: bool) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(contents)?;
-        if sync {
-            f.sync_all()?;
-        }
-    }
-    std::fs::rename(&tmp, path)?;
-    if sync {
-        if let Some(parent) = path.parent() {
-            std::fs::File::open(parent)?.sync_all()?;
-        }
-    }
-    Ok(())
 }
 
 fn meta_path(config: &Config, name: &str) -> PathBuf {

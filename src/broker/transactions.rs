@@ -116,9 +116,7 @@ pub struct TxnCoordinator {
     pub settings: TxnSettings,
 }
 
-fn now_ms() -> i64 {
-    super::groups::now_ms()
-}
+use crate::clock::now_ms;
 
 impl TxnCoordinator {
     pub fn open(dir: PathBuf, settings: TxnSettings) -> std::io::Result<Self> {

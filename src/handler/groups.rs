@@ -213,7 +213,7 @@ pub fn offset_commit(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCommitRes
                     offset: p.committed_offset,
                     leader_epoch: p.committed_leader_epoch,
                     metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
-                    commit_timestamp: crate::broker::groups::now_ms(),
+                    commit_timestamp: crate::clock::now_ms(),
                 },
             ));
         }

@@ -1,6 +1,7 @@
 //! Produce.
 
-use super::{now_ms, Ctx, Reply};
+use super::{Ctx, Reply};
+use crate::clock::now_ms;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};

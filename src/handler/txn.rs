@@ -1,7 +1,8 @@
 //! InitProducerId and the transaction APIs, translated to the transaction coordinator.
 
-use super::{now_ms, str_bytes, Ctx};
+use super::{str_bytes, Ctx};
 use crate::broker::groups::CommittedOffset;
+use crate::clock::now_ms;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
     AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,

@@ -7,6 +7,7 @@
 pub mod index;
 pub mod record_batch;
 pub mod segment;
+pub mod txn_index;
 
 use record_batch::RecordBatch;
 use segment::LogSegment;
@@ -87,14 +88,7 @@ pub fn write_recovery_point(dir: &Path, offset: i64) -> io::Result<()> {
     if read_recovery_point(dir) >= offset {
         return Ok(());
     }
-    let tmp = dir.join(format!("{RECOVERY_POINT}.tmp"));
-    {
-        let mut f = File::create(&tmp)?;
-        io::Write::write_all(&mut f, offset.to_string().as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, dir.join(RECOVERY_POINT))?;
-    File::open(dir)?.sync_all()
+    crate::checkpoint::write_atomically(&dir.join(RECOVERY_POINT), offset.to_string().as_bytes())
 }
 
 /// A contiguous byte range of one segment, to be read without the partition lock.
@@ -416,25 +410,6 @@ impl Log {
             .map(|s| (s.base_offset(), s.size()))
             .collect()
     }
-}
-
-/// Entries of a `.txnindex` file; a torn last entry is ignored.
-pub fn parse_txn_index(body: &[u8]) -> Vec<crate::broker::producer_state::AbortedTxn> {
-    body.chunks_exact(34)
-        .map(|e| {
-            let at = |i: usize| {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&e[i..i + 8]);
-                i64::from_be_bytes(b)
-            };
-            crate::broker::producer_state::AbortedTxn {
-                producer_id: at(2),
-                first_offset: at(10),
-                last_offset: at(18),
-                last_stable_offset: at(26),
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]

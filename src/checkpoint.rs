@@ -1,0 +1,51 @@
+//! Small files replaced whole: topic metadata, producer-id blocks, recovery points, group
+//! and transaction state. A new file is written beside the old one and renamed over it, so a
+//! reader, or a restart after a kill, sees the old or the new contents, never a mix. With
+//! `sync` the file and its directory are fsynced too, which also covers a power loss; on a
+//! crash without it, the rename may be lost and the old contents come back.
+
+use std::io::Write;
+use std::path::Path;
+
+/// Replaces `path` with `contents`, fsyncing file and directory.
+pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    write_replacing(path, contents, true)
+}
+
+/// Replaces `path` with `contents` through a rename; fsyncs only with `sync`.
+pub fn write_replacing(path: &Path, contents: &[u8], sync: bool) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(contents)?;
+        if sync {
+            f.sync_all()?;
+        }
+    }
+    std::fs::rename(&tmp, path)?;
+    if sync {
+        if let Some(parent) = path.parent() {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replaced_file_holds_the_new_contents_and_no_temporary_stays() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("state.yaml");
+        write_atomically(&path, b"one").expect("write");
+        write_replacing(&path, b"two", false).expect("write");
+        assert_eq!(std::fs::read(&path).expect("read"), b"two");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("state.yaml")]);
+    }
+}
