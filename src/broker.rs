@@ -1,20 +1,27 @@
-//! Broker state: topics and their partitions, producer ids, and the wake-up signal for
-//! fetches waiting on new data. `Broker` is a cheap-to-clone handle.
+//! The broker: topics and their partitions, the coordinators (groups, transactions), the
+//! replica manager (the one path to partition data) and the background loops. `Broker` is a
+//! cheap-to-clone handle.
+//!
+//! Files: `<data_dir>/.strata/producer-id-block` (the end of the last block of producer
+//! ids handed out, replaced atomically before any id of a new block is used, so a crash
+//! never hands an id out twice); the rest belong to the modules below.
 
 pub mod groups;
+pub mod maintenance;
 pub mod partition;
 pub mod producer_state;
+pub mod replica_manager;
 pub mod state_files;
 pub mod topics;
 pub mod transactions;
 
-use crate::config::{Config, FlushPolicy};
+use crate::config::Config;
 use dashmap::DashMap;
 use kafka_protocol::error::ResponseError;
 use partition::Partition;
+use replica_manager::ReplicaManager;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use tokio::sync::watch;
 pub use topics::Topic;
 use uuid::Uuid;
 
@@ -32,13 +39,15 @@ pub struct Inner {
     pub topic_ids: DashMap<Uuid, String>,
     /// Serialises topic creation and deletion (and their files).
     admin: tokio::sync::Mutex<()>,
-    /// Bumped on every append: long-polling fetches wait on it instead of a timer.
-    appends: watch::Sender<u64>,
     producer_ids: ProducerIds,
     pub groups: groups::GroupCoordinator,
     pub txns: transactions::TxnCoordinator,
+    /// Appends, fetches and offset lookups: local log or archive.
+    pub replica_manager: ReplicaManager,
+    /// Background loops and the handles that stop them.
+    pub maintenance: maintenance::Maintenance,
     /// The archive, when tiering is configured.
-    pub tier: Option<Arc<crate::tier::Tier>>,
+    tier: Option<Arc<crate::tier::Tier>>,
 }
 
 impl std::ops::Deref for Broker {
@@ -73,10 +82,11 @@ impl Broker {
                 topics: DashMap::new(),
                 topic_ids: DashMap::new(),
                 admin: tokio::sync::Mutex::new(()),
-                appends: watch::channel(0).0,
                 producer_ids,
                 groups,
                 txns,
+                replica_manager: ReplicaManager::new(tier.clone()),
+                maintenance: maintenance::Maintenance::default(),
                 tier,
                 config,
             }),
@@ -163,7 +173,7 @@ impl Broker {
         self.topic_ids.insert(topic.id, topic.name.clone());
         self.topics.insert(topic.name.clone(), topic.clone());
         tracing::info!(topic = name, id = %topic.id, partitions, "created topic");
-        self.start_archiving(&topic);
+        maintenance::start_topic(self, &topic);
         Ok(topic)
     }
 
@@ -174,7 +184,13 @@ impl Broker {
             return Err(ResponseError::UnknownTopicOrPartition);
         };
         self.topic_ids.remove(&topic.id);
-        if let Err(e) = topic.delete_files(&self.config) {
+        self.maintenance.stop_topic(topic.id);
+        let (t, config) = (topic.clone(), self.config.clone());
+        let deleted = tokio::task::spawn_blocking(move || t.delete_files(&config))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r);
+        if let Err(e) = deleted {
             tracing::error!(topic = name, error = %e, "deleting topic files");
             return Err(ResponseError::KafkaStorageError);
         }
@@ -189,14 +205,6 @@ impl Broker {
             });
         }
         Ok(topic.id)
-    }
-
-    pub fn notify_append(&self) {
-        self.appends.send_modify(|n| *n = n.wrapping_add(1));
-    }
-
-    pub fn subscribe_appends(&self) -> watch::Receiver<u64> {
-        self.appends.subscribe()
     }
 
     pub fn allocate_producer_id(&self) -> Result<i64, ResponseError> {
@@ -219,7 +227,9 @@ impl Broker {
             let Some(partition) = self.partition(topic, *index) else {
                 continue; // deleted since: nothing left to mark
             };
-            let offset = partition.append_marker(c.producer_id, c.epoch, c.commit, now)?;
+            let offset = partition
+                .append_marker(c.producer_id, c.epoch, c.commit, now)
+                .await?;
             if partition.acks_wait_for_fsync() {
                 waits.push((partition, offset + 1));
             }
@@ -235,7 +245,6 @@ impl Broker {
             self.groups.commit_transactional(group, offsets)?;
         }
         self.txns.complete(c)?;
-        self.notify_append();
         tracing::debug!(transactional_id = %c.id, commit = c.commit, partitions = c.partitions.len(), "transaction finished");
         Ok(())
     }
@@ -260,7 +269,7 @@ impl Broker {
         Err(ResponseError::ConcurrentTransactions)
     }
 
-    /// fsyncs every partition with unflushed data.
+    /// fsyncs every partition with unflushed data. Blocking: call it off the async threads.
     pub fn flush_all(&self) {
         for topic in self.topics() {
             for p in &topic.partitions {
@@ -270,43 +279,6 @@ impl Broker {
                     }
                 }
             }
-        }
-    }
-
-    /// Records a tiered topic in the archive and starts its partitions' archivers.
-    fn start_archiving(&self, topic: &Arc<Topic>) {
-        let tier = match self.tier.clone() {
-            Some(tier) if topic.is_tiered(&self.config) => tier,
-            _ => {
-                for p in &topic.partitions {
-                    tokio::spawn(crate::tier::run_local_retention(
-                        self.clone(),
-                        topic.clone(),
-                        p.clone(),
-                    ));
-                }
-                return;
-            }
-        };
-        let (b, t, tr) = (self.clone(), topic.clone(), tier.clone());
-        tokio::spawn(async move {
-            let mut backoff = std::time::Duration::from_millis(100);
-            while let Err(e) = tr.put_topic(&t).await {
-                if b.topic_by_id(t.id).is_none() {
-                    return;
-                }
-                tracing::warn!(topic = %t.name, error = %e, "recording the topic in the archive failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
-            }
-        });
-        for p in &topic.partitions {
-            tokio::spawn(crate::tier::run_partition(
-                self.clone(),
-                tier.clone(),
-                topic.clone(),
-                p.clone(),
-            ));
         }
     }
 
@@ -328,66 +300,16 @@ impl Broker {
         Ok(())
     }
 
-    /// Background work: the interval flusher, group session expiry, the archivers.
+    /// Starts the background loops (see `maintenance`).
     pub fn spawn_maintenance(&self) {
-        for topic in self.topics() {
-            self.start_archiving(&topic);
-        }
-        if self.config.flush == FlushPolicy::Interval {
-            let broker = self.clone();
-            let every = self.config.flush_interval();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                loop {
-                    tick.tick().await;
-                    let b = broker.clone();
-                    let _ = tokio::task::spawn_blocking(move || b.flush_all()).await;
-                }
-            });
-        }
-        groups::spawn_expiry_task(self.clone());
-        let broker = self.clone();
-        tokio::spawn(async move {
-            let max_age = broker.config.props.int("producer.id.expiration.ms");
-            let mut tick = tokio::time::interval(std::time::Duration::from_millis(
-                broker
-                    .config
-                    .props
-                    .int("producer.id.expiration.check.interval.ms")
-                    .max(100) as u64,
-            ));
-            loop {
-                tick.tick().await;
-                let cutoff = crate::clock::now_ms() - max_age;
-                for topic in broker.topics() {
-                    for p in &topic.partitions {
-                        let n = p.expire_producers(cutoff);
-                        if n > 0 {
-                            tracing::debug!(topic = %topic.name, partition = p.index, expired = n, "idle producers forgotten");
-                        }
-                    }
-                }
-            }
-        });
-        let broker = self.clone();
-        tokio::spawn(async move {
-            // A crash between prepare and complete: finish what was decided.
-            for c in broker.txns.unfinished() {
-                if let Err(e) = broker.finish_transaction(&c).await {
-                    tracing::error!(transactional_id = %c.id, error = ?e, "finishing a transaction after restart");
-                }
-            }
-            let mut tick = tokio::time::interval(broker.txns.settings.abort_check_interval);
-            loop {
-                tick.tick().await;
-                let alloc = || broker.allocate_producer_id();
-                for c in broker.txns.expire(&alloc) {
-                    if let Err(e) = broker.finish_transaction(&c).await {
-                        tracing::error!(transactional_id = %c.id, error = ?e, "aborting a timed-out transaction");
-                    }
-                }
-            }
-        });
+        maintenance::start(self);
+    }
+
+    /// Stops the background loops, then fsyncs every log: the end of a clean shutdown.
+    pub async fn shut_down(&self) {
+        self.maintenance.stop_all();
+        let b = self.clone();
+        let _ = tokio::task::spawn_blocking(move || b.flush_all()).await;
     }
 }
 

@@ -61,7 +61,6 @@ pub async fn run(listener: TcpListener, broker: Broker, shutdown: impl Future) {
         tracing::warn!("connections still busy after {DRAIN:?}; closing them");
         connections.abort_all();
     }
-    let b = broker.clone();
-    let _ = tokio::task::spawn_blocking(move || b.flush_all()).await;
+    broker.shut_down().await;
     tracing::info!("logs flushed; stopped");
 }

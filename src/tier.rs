@@ -39,6 +39,14 @@ const PART_SIZE: usize = 8 << 20;
 const CHUNK: u64 = 8 << 20;
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
+/// A partition as the archive names it: topic name and id, partition index.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TopicIdPartition {
+    pub topic: String,
+    pub topic_id: Uuid,
+    pub partition: i32,
+}
+
 /// What a fetch asks of one partition.
 #[derive(Clone, Copy, Debug)]
 pub struct ReadWant {
@@ -493,12 +501,11 @@ impl Tier {
     /// Whole batches from `offset` in a remote segment, up to `max_bytes` but at least one.
     pub async fn read(
         &self,
-        topic: &str,
-        id: Uuid,
-        partition: i32,
+        tp: &TopicIdPartition,
         seg: &RemoteSegment,
         want: ReadWant,
     ) -> anyhow::Result<Bytes> {
+        let (topic, id, partition) = (tp.topic.as_str(), tp.topic_id, tp.partition);
         let ReadWant {
             offset,
             max_bytes,
@@ -551,12 +558,11 @@ impl Tier {
     /// (offset, timestamp) of the first record at or after `timestamp` in the archive.
     pub async fn offset_for_timestamp(
         &self,
-        topic: &str,
-        id: Uuid,
-        partition: i32,
+        tp: &TopicIdPartition,
         manifest: &Manifest,
         timestamp: i64,
     ) -> anyhow::Result<Option<(i64, i64)>> {
+        let (topic, id, partition) = (tp.topic.as_str(), tp.topic_id, tp.partition);
         let Some(seg) = manifest
             .segments
             .iter()

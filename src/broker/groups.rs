@@ -1155,14 +1155,3 @@ impl GroupCoordinator {
         touched
     }
 }
-
-/// Ticks session expiry for the broker's coordinator.
-pub fn spawn_expiry_task(broker: crate::broker::Broker) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(250));
-        loop {
-            tick.tick().await;
-            broker.groups.expire(Instant::now());
-        }
-    });
-}

@@ -2,7 +2,7 @@
 
 use super::producer_state::{BatchMeta, ProducerStates, SequenceCheck};
 use crate::log::record_batch::{self, BatchHeaders, RecordBatch};
-use crate::log::ClosedSegment;
+use crate::log::{ClosedSegment, Rolled};
 use crate::log::{Log, LogConfig};
 use crate::tier::Manifest;
 use bytes::Bytes;
@@ -12,11 +12,15 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use tokio::sync::Notify;
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Notify};
+use uuid::Uuid;
 
 /// How long after a roll (with `flush` other than `always`) the rolled segment is fsynced
-/// and the recovery point moved past it.
-const ROLLED_SEGMENT_SYNC_DELAY: std::time::Duration = std::time::Duration::from_secs(30);
+/// and the recovery point moved past it: by then the kernel's own writeback (30 s by
+/// default) has written most of it, and the fsync no longer competes with the appends
+/// going to the new segment.
+pub const ROLLED_SEGMENT_SYNC_DELAY: Duration = Duration::from_secs(30);
 
 /// Topic settings a partition applies on every append.
 #[derive(Clone, Debug)]
@@ -48,6 +52,7 @@ struct State {
 
 pub struct Partition {
     pub topic: String,
+    pub topic_id: Uuid,
     pub index: i32,
     state: Mutex<State>,
     /// Serialises fsyncs so that concurrent producers share one (group commit).
@@ -71,8 +76,13 @@ pub struct Partition {
     manifest: Mutex<Option<Manifest>>,
     /// Wakes the archiver when a segment closes.
     pub rolled: Notify,
-    /// A read from the archive is under way; fetches meanwhile answer without waiting.
-    pub archive_read_in_flight: std::sync::atomic::AtomicBool,
+    /// Bumped whenever the high watermark moves, so that only the fetches waiting on this
+    /// partition wake up.
+    high_watermark_moved: watch::Sender<()>,
+    /// Rolled segments not fsynced yet, with when they rolled. Synced outside the
+    /// partition lock: by `make_durable` under `flush: always`, otherwise by the segment
+    /// flusher once they are `ROLLED_SEGMENT_SYNC_DELAY` old.
+    unsynced: Mutex<Vec<(Instant, Rolled)>>,
     /// First offset of the oldest open transaction (i64::MAX when none), so fetches learn
     /// the last stable offset without taking the partition lock.
     first_unstable: AtomicI64,
@@ -82,6 +92,7 @@ impl Partition {
     /// Opens the partition's log, recovering its tail and replaying producer state.
     pub fn open(
         topic: &str,
+        topic_id: Uuid,
         index: i32,
         dir: &Path,
         config: LogConfig,
@@ -139,6 +150,7 @@ impl Partition {
         let first_unstable = producers.first_unstable().unwrap_or(i64::MAX);
         Ok(Self {
             topic: topic.to_string(),
+            topic_id,
             index,
             state: Mutex::new(State { log, producers }),
             flush_lock: tokio::sync::Mutex::new(()),
@@ -151,7 +163,8 @@ impl Partition {
             remote_end: AtomicI64::new(-1),
             manifest: Mutex::new(None),
             rolled: Notify::new(),
-            archive_read_in_flight: std::sync::atomic::AtomicBool::new(false),
+            high_watermark_moved: watch::channel(()).0,
+            unsynced: Mutex::new(Vec::new()),
             first_unstable: AtomicI64::new(first_unstable),
         })
     }
@@ -162,6 +175,20 @@ impl Partition {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The partition as the archive names it.
+    pub fn topic_id_partition(&self) -> crate::tier::TopicIdPartition {
+        crate::tier::TopicIdPartition {
+            topic: self.topic.clone(),
+            topic_id: self.topic_id,
+            partition: self.index,
+        }
+    }
+
+    /// Where the next batch goes (written, not necessarily readable yet).
+    pub fn log_end_offset(&self) -> i64 {
+        self.log_end.load(Ordering::Acquire)
+    }
+
     /// Whether an acknowledgement must wait for `make_durable` (`flush: always`).
     pub fn acks_wait_for_fsync(&self) -> bool {
         self.hw_after_fsync
@@ -169,6 +196,20 @@ impl Partition {
 
     pub fn high_watermark(&self) -> i64 {
         self.high_watermark.load(Ordering::Acquire)
+    }
+
+    /// Moves the high watermark up to `end` and wakes the fetches waiting on this partition.
+    fn advance_high_watermark(&self, end: i64) {
+        let before = self.high_watermark.fetch_max(end, Ordering::AcqRel);
+        if end > before && self.high_watermark_moved.receiver_count() > 0 {
+            self.high_watermark_moved.send_replace(());
+        }
+    }
+
+    /// A signal that changes whenever the high watermark moves (a long-polling fetch waits
+    /// on the partitions it reads, not on the whole broker).
+    pub fn watch_high_watermark(&self) -> watch::Receiver<()> {
+        self.high_watermark_moved.subscribe()
     }
 
     /// The first offset a consumer can read, archive included.
@@ -273,52 +314,58 @@ impl Partition {
             write_snapshot(state.log.dir(), base, &state.producers);
             self.rolled.notify_one();
             tracing::debug!(topic = %self.topic, partition = self.index, base, "rolled segment");
-            let (topic, index) = (self.topic.clone(), self.index);
-            let sync = move || {
-                if let Err(e) = rolled.sync() {
-                    tracing::error!(%topic, partition = index, error = %e, "fsync of a rolled segment failed");
-                }
-            };
-            if self.hw_after_fsync {
-                // Little is unsynced under flush: always; acknowledgements must cover it.
-                sync();
-            } else {
-                // Later rather than now: by then the kernel's own writeback (30 s
-                // by default) has written most of it, and the fsync no longer
-                // competes with the appends going to the new segment.
-                match tokio::runtime::Handle::try_current() {
-                    Ok(rt) => drop(rt.spawn(async move {
-                        tokio::time::sleep(ROLLED_SEGMENT_SYNC_DELAY).await;
-                        let _ = tokio::task::spawn_blocking(sync).await;
-                    })),
-                    Err(_) => sync(),
-                }
-            }
+            self.unsynced_lock().push((Instant::now(), rolled));
         }
         Ok(())
     }
 
     /// Writes a transaction marker for a producer (commit or abort) and returns its offset.
-    /// An abort is recorded in the segment's `.txnindex` and in memory for read_committed.
-    pub fn append_marker(
+    /// An abort is recorded in the segment's `.txnindex` (fsynced after the partition lock
+    /// is released) and in memory for read_committed.
+    pub async fn append_marker(
         &self,
         producer_id: i64,
         epoch: i16,
         commit: bool,
         now_ms: i64,
     ) -> Result<i64, ResponseError> {
+        let (offset, txn_index) = self.write_marker(producer_id, epoch, commit, now_ms)?;
+        if let Some(path) = txn_index {
+            let synced =
+                tokio::task::spawn_blocking(move || std::fs::File::open(path)?.sync_data())
+                    .await
+                    .map_err(|_| ResponseError::KafkaStorageError)?;
+            synced.map_err(|e| {
+                tracing::error!(topic = %self.topic, partition = self.index, error = %e, "txnindex fsync failed");
+                ResponseError::KafkaStorageError
+            })?;
+        }
+        Ok(offset)
+    }
+
+    /// The part of `append_marker` done under the partition lock; returns the marker's
+    /// offset and the `.txnindex` to fsync, if an abort was recorded.
+    fn write_marker(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        now_ms: i64,
+    ) -> Result<(i64, Option<std::path::PathBuf>), ResponseError> {
+        let mut txn_index = None;
         let mut batch = record_batch::control_batch(producer_id, epoch, commit, now_ms);
         let mut state = self.state();
         let offset = state.log.next_offset();
         self.write(&mut state, &mut batch)?;
         if let Some(a) = state.producers.end(producer_id, epoch, offset, commit) {
-            state
+            let path = state
                 .log
                 .append_txn_index(a.producer_id, a.first_offset, a.last_offset, a.last_stable_offset)
                 .map_err(|e| {
                     tracing::error!(topic = %self.topic, partition = self.index, error = %e, "txnindex append failed");
                     ResponseError::KafkaStorageError
                 })?;
+            txn_index = Some(path);
         }
         self.first_unstable.store(
             state.producers.first_unstable().unwrap_or(i64::MAX),
@@ -328,9 +375,9 @@ impl Partition {
         drop(state);
         self.log_end.fetch_max(end, Ordering::AcqRel);
         if !self.hw_after_fsync {
-            self.high_watermark.fetch_max(end, Ordering::AcqRel);
+            self.advance_high_watermark(end);
         }
-        Ok(offset)
+        Ok((offset, txn_index))
     }
 
     /// Offsets below this hold no record of an open transaction: what read_committed
@@ -484,7 +531,7 @@ impl Partition {
         drop(state);
         self.log_end.fetch_max(end, Ordering::AcqRel);
         if !self.hw_after_fsync {
-            self.high_watermark.fetch_max(end, Ordering::AcqRel);
+            self.advance_high_watermark(end);
         }
         let mut info = first.ok_or(ResponseError::InvalidRecord)?;
         info.last_offset = last_offset;
@@ -504,15 +551,25 @@ impl Partition {
         let Some((file, end)) = self.state().log.active_file() else {
             return Ok(());
         };
-        let synced = tokio::task::spawn_blocking(move || file.sync_data())
-            .await
-            .map_err(|_| ResponseError::KafkaStorageError)?;
+        // Segments rolled since the last fsync hold acknowledged offsets below `end` too.
+        let rolled: Vec<Rolled> = std::mem::take(&mut *self.unsynced_lock())
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect();
+        let synced = tokio::task::spawn_blocking(move || {
+            for r in &rolled {
+                r.sync()?;
+            }
+            file.sync_data()
+        })
+        .await
+        .map_err(|_| ResponseError::KafkaStorageError)?;
         synced.map_err(|e| {
             tracing::error!(topic = %self.topic, partition = self.index, error = %e, "fsync failed");
             ResponseError::KafkaStorageError
         })?;
         self.durable_offset.fetch_max(end, Ordering::AcqRel);
-        self.high_watermark.fetch_max(end, Ordering::AcqRel);
+        self.advance_high_watermark(end);
         Ok(())
     }
 
@@ -601,14 +658,45 @@ impl Partition {
         self.state().log.max_timestamp()
     }
 
-    /// fsyncs every segment; used on shutdown and by the interval flusher.
+    /// fsyncs every segment (outside the partition lock: appends go on meanwhile); used on
+    /// shutdown and by the interval flusher. Blocking: call it off the async threads.
     pub fn flush(&self) -> std::io::Result<()> {
-        let state = self.state();
-        state.log.sync_all()?;
-        let end = state.log.next_offset();
+        let plan = self.state().log.sync_plan();
+        self.unsynced_lock().clear();
+        plan.sync()?;
+        let end = plan.end_offset;
         self.durable_offset.fetch_max(end, Ordering::AcqRel);
-        self.high_watermark.fetch_max(end, Ordering::AcqRel);
+        self.advance_high_watermark(end);
         Ok(())
+    }
+
+    /// fsyncs the rolled segments that are at least `age` old and moves the recovery point
+    /// past them. Blocking: the segment flusher calls it off the async threads.
+    pub fn sync_rolled(&self, age: Duration) -> std::io::Result<()> {
+        let due: Vec<Rolled> = {
+            let mut unsynced = self.unsynced_lock();
+            let n = unsynced
+                .iter()
+                .take_while(|(at, _)| at.elapsed() >= age)
+                .count();
+            unsynced.drain(..n).map(|(_, r)| r).collect()
+        };
+        for r in due {
+            if let Err(e) = r.sync() {
+                tracing::error!(topic = %self.topic, partition = self.index, error = %e, "fsync of a rolled segment failed");
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether rolled segments wait for their fsync.
+    pub fn has_unsynced_rolls(&self) -> bool {
+        !self.unsynced_lock().is_empty()
+    }
+
+    fn unsynced_lock(&self) -> MutexGuard<'_, Vec<(Instant, Rolled)>> {
+        self.unsynced.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether anything was appended since the last flush.

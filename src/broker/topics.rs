@@ -198,6 +198,7 @@ impl Topic {
             }
             partitions.push(Arc::new(Partition::open(
                 &self.name,
+                self.id,
                 i,
                 &dir,
                 log_config.clone(),

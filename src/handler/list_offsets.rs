@@ -1,7 +1,9 @@
-//! ListOffsets (earliest, latest, by timestamp through the time index, max timestamp) and
-//! OffsetForLeaderEpoch (a single broker is always at leader epoch 0).
+//! ListOffsets (earliest, latest, by timestamp, max timestamp, earliest local, latest
+//! tiered; the replica manager looks them up) and OffsetForLeaderEpoch (a single broker is
+//! always at leader epoch 0).
 
 use super::Ctx;
+use crate::broker::replica_manager::OffsetSpec;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -13,12 +15,6 @@ use kafka_protocol::messages::{
     ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
     OffsetForLeaderEpochResponse,
 };
-
-pub const LATEST: i64 = -1;
-pub const EARLIEST: i64 = -2;
-pub const MAX_TIMESTAMP: i64 = -3;
-pub const EARLIEST_LOCAL: i64 = -4;
-pub const LATEST_TIERED: i64 = -5;
 
 #[tracing::instrument(name = "list_offsets", skip_all)]
 pub async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsResponse {
@@ -32,25 +28,20 @@ pub async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsRespon
                 .with_timestamp(-1)
                 .with_offset(-1)
                 .with_leader_epoch(-1);
-            let (Some(topic), Some(partition)) = (
-                topic.as_ref(),
-                topic.as_ref().and_then(|t| t.partition(p.partition_index)),
-            ) else {
+            let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition_index))
+            else {
                 partitions
                     .push(base.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
                 continue;
             };
-            let found = match p.timestamp {
-                LATEST if req.isolation_level == 1 => {
-                    Ok(Some((partition.last_stable_offset(), -1)))
+            let found = match OffsetSpec::from_timestamp(p.timestamp) {
+                Some(spec) => {
+                    ctx.broker
+                        .replica_manager
+                        .fetch_offset_for_timestamp(&partition, spec, req.isolation_level == 1)
+                        .await
                 }
-                LATEST => Ok(Some((partition.high_watermark(), -1))),
-                EARLIEST => Ok(Some((partition.log_start_offset(), -1))),
-                EARLIEST_LOCAL => Ok(Some((partition.local_log_start_offset(), -1))),
-                LATEST_TIERED => Ok(Some((partition.remote_end().max(0) - 1, -1))),
-                MAX_TIMESTAMP => Ok(partition.max_timestamp().map(|(ts, off)| (off, ts))),
-                ts if ts >= 0 => by_timestamp(ctx, topic, &partition, ts).await,
-                _ => Err(ResponseError::InvalidRequest),
+                None => Err(ResponseError::InvalidRequest),
             };
             partitions.push(match found {
                 Ok(Some((offset, ts))) => {
@@ -70,36 +61,6 @@ pub async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsRespon
         );
     }
     ListOffsetsResponse::default().with_topics(topics)
-}
-
-/// The archive is searched first when it holds a record that recent, then the local log.
-async fn by_timestamp(
-    ctx: &Ctx<'_>,
-    topic: &crate::broker::Topic,
-    partition: &crate::broker::partition::Partition,
-    ts: i64,
-) -> Result<Option<(i64, i64)>, ResponseError> {
-    if let (Some(tier), Some(manifest)) = (ctx.broker.tier.as_ref(), partition.manifest()) {
-        let local_start = partition.local_log_start_offset();
-        let in_archive = manifest
-            .segments
-            .iter()
-            .any(|s| s.max_timestamp >= ts && s.base_offset < local_start);
-        if in_archive {
-            match tier
-                .offset_for_timestamp(&topic.name, topic.id, partition.index, &manifest, ts)
-                .await
-            {
-                Ok(Some(found)) => return Ok(Some(found)),
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(topic = %topic.name, error = %e, "archive timestamp lookup failed");
-                    return Err(ResponseError::KafkaStorageError);
-                }
-            }
-        }
-    }
-    partition.offset_for_timestamp(ts)
 }
 
 pub fn offset_for_leader_epoch(

@@ -1,6 +1,8 @@
-//! Produce.
+//! Produce: each partition's records go through the replica manager; with `flush: always`
+//! the answer waits for the fsync that covers them (group commit).
 
 use super::{Ctx, Reply};
+use crate::broker::replica_manager::Appended;
 use crate::clock::now_ms;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -23,7 +25,6 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Reply {
     let valid_acks = matches!(acks, -1..=1);
     let now = now_ms();
     let mut waits = Vec::new();
-    let mut appended = false;
     let mut responses = Vec::with_capacity(req.topic_data.len());
     for topic_data in req.topic_data {
         let topic = if ctx.version >= 13 {
@@ -75,16 +76,13 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Reply {
                 }
                 broker.txns.verify_produce(pid, epoch, name, index)
             };
-            match partition.append(&records, &topic.rules, now, &in_txn) {
-                Ok(info) => {
-                    appended = true;
-                    if partition.acks_wait_for_fsync() {
-                        waits.push((
-                            parts.len(),
-                            responses.len(),
-                            Arc::clone(&partition),
-                            info.last_offset + 1,
-                        ));
+            let appended = broker
+                .replica_manager
+                .append_records(topic, &partition, &records, now, &in_txn);
+            match appended {
+                Ok(Appended { info, durable_at }) => {
+                    if let Some(offset) = durable_at {
+                        waits.push((parts.len(), responses.len(), Arc::clone(&partition), offset));
                     }
                     parts.push(
                         PartitionProduceResponse::default()
@@ -108,10 +106,6 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Reply {
         }
         responses.push(resp);
     }
-    if appended {
-        broker.notify_append();
-    }
-    let broker = broker.clone();
     if acks == 0 {
         if !waits.is_empty() {
             // Nobody waits for the answer, but consumers wait for the fsync.
@@ -119,7 +113,6 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Reply {
                 for (_, _, partition, offset) in waits {
                     let _ = partition.make_durable(offset).await;
                 }
-                broker.notify_append();
             });
         }
         return Reply::Nothing;
@@ -141,7 +134,6 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Reply {
                 }
             }
         }
-        broker.notify_append();
         ResponseKind::Produce(response)
     }))
 }

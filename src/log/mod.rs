@@ -47,9 +47,11 @@ pub struct ClosedSegment {
     pub paths: [PathBuf; 3],
 }
 
-/// A segment that stopped taking appends and still has to reach the disk.
+/// Segment files that still have to reach the disk: a segment that stopped taking appends,
+/// or (`Log::sync_plan`) the whole log. Synced by path, so that the fsync runs without the
+/// partition lock.
 pub struct Rolled {
-    files: [PathBuf; 3],
+    files: Vec<PathBuf>,
     dir: PathBuf,
     /// Every offset below this is in the rolled segment or before it.
     pub end_offset: i64,
@@ -62,6 +64,10 @@ impl Rolled {
         for path in &self.files {
             match File::open(path) {
                 Ok(f) => f.sync_all()?,
+                // A `.txnindex` exists only once a transaction aborted in the segment.
+                Err(e)
+                    if e.kind() == io::ErrorKind::NotFound
+                        && path.extension() == Some("txnindex".as_ref()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
                 Err(e) => return Err(e),
             }
@@ -89,6 +95,13 @@ pub fn write_recovery_point(dir: &Path, offset: i64) -> io::Result<()> {
         return Ok(());
     }
     crate::checkpoint::write_atomically(&dir.join(RECOVERY_POINT), offset.to_string().as_bytes())
+}
+
+/// A segment's `.log`, `.index`, `.timeindex` and `.txnindex`.
+fn segment_files(paths: &[PathBuf; 3]) -> Vec<PathBuf> {
+    let mut files = paths.to_vec();
+    files.push(paths[0].with_extension("txnindex"));
+    files
 }
 
 /// A contiguous byte range of one segment, to be read without the partition lock.
@@ -236,17 +249,16 @@ impl Log {
 
     /// Appends an aborted transaction to the active segment's `.txnindex`, in Kafka's
     /// layout: version i16 (0), producer id, first offset, last offset, last stable offset.
+    /// Returns the file's path: the caller fsyncs it once the partition lock is released.
     pub fn append_txn_index(
         &self,
         producer_id: i64,
         first: i64,
         last: i64,
         lso: i64,
-    ) -> io::Result<()> {
+    ) -> io::Result<PathBuf> {
         use std::io::Write;
-        let Some(&base) = self.segments.keys().next_back() else {
-            return Ok(());
-        };
+        let base = self.active_base()?;
         let mut entry = Vec::with_capacity(34);
         entry.extend_from_slice(&0i16.to_be_bytes());
         for v in [producer_id, first, last, lso] {
@@ -256,9 +268,17 @@ impl Log {
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(path)?;
+            .open(&path)?;
         f.write_all(&entry)?;
-        f.sync_data()
+        Ok(path)
+    }
+
+    fn active_base(&self) -> io::Result<i64> {
+        self.segments
+            .keys()
+            .next_back()
+            .copied()
+            .ok_or_else(|| io::Error::other("log has no segment"))
     }
 
     /// The active segment's file and the offset its data reaches, for a group-commit fsync.
@@ -300,7 +320,7 @@ impl Log {
         let interval = self.config.index_interval_bytes;
         let old = self.active()?;
         let rolled = Rolled {
-            files: old.paths(),
+            files: segment_files(&old.paths()),
             dir: self.dir.clone(),
             end_offset: base,
         };
@@ -352,6 +372,19 @@ impl Log {
             .filter(|s| s.max_timestamp() >= 0)
             .max_by_key(|s| s.max_timestamp())
             .map(|s| (s.max_timestamp(), s.offset_of_max_timestamp()))
+    }
+
+    /// Every segment's files and the log end, to fsync without holding the log.
+    pub fn sync_plan(&self) -> Rolled {
+        Rolled {
+            files: self
+                .segments
+                .values()
+                .flat_map(|s| segment_files(&s.paths()))
+                .collect(),
+            dir: self.dir.clone(),
+            end_offset: self.next_offset,
+        }
     }
 
     /// Makes every segment durable and records it.

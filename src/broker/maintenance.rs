@@ -1,0 +1,213 @@
+//! Every background loop of the broker, started here and nowhere else, each with a handle
+//! that stops it: broker-wide loops (the interval flusher, the rolled-segment flusher, group
+//! and offsets expiry, idle-producer expiry, transaction time-outs) stop when the broker
+//! shuts down; a topic's loops (its partitions' archivers or local retention, recording the
+//! topic in the archive) stop when the topic is deleted. The loops themselves never ask
+//! whether their topic still exists.
+//!
+//! Stopping aborts the loop's task at its next await point. Every loop is written so that
+//! this is safe: file replacements are atomic (`crate::checkpoint`), the archiver writes
+//! objects before the manifest, and blocking work already handed to `spawn_blocking`
+//! finishes on its own. Owns no files.
+
+use super::{Broker, Topic};
+use crate::config::FlushPolicy;
+use dashmap::DashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::AbortHandle;
+use uuid::Uuid;
+
+/// How often rolled segments are checked for their delayed fsync.
+const SEGMENT_FLUSH_CHECK: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+pub struct Maintenance {
+    /// Broker-wide loops.
+    broker_tasks: Mutex<Vec<AbortHandle>>,
+    /// Each topic's loops, by topic id.
+    topic_tasks: DashMap<Uuid, Vec<AbortHandle>>,
+}
+
+impl Maintenance {
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(task).abort_handle();
+        self.broker_tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(handle);
+    }
+
+    fn spawn_for_topic(&self, id: Uuid, task: impl Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(task).abort_handle();
+        self.topic_tasks.entry(id).or_default().push(handle);
+    }
+
+    /// Stops a topic's loops (it is being deleted).
+    pub fn stop_topic(&self, id: Uuid) {
+        if let Some((_, tasks)) = self.topic_tasks.remove(&id) {
+            for t in tasks {
+                t.abort();
+            }
+        }
+    }
+
+    /// Stops every loop (the broker is shutting down).
+    pub fn stop_all(&self) {
+        for t in self
+            .broker_tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            t.abort();
+        }
+        let ids: Vec<Uuid> = self.topic_tasks.iter().map(|e| *e.key()).collect();
+        for id in ids {
+            self.stop_topic(id);
+        }
+    }
+
+    /// Number of loops running for a topic (for tests and logs).
+    pub fn topic_task_count(&self, id: Uuid) -> usize {
+        self.topic_tasks.get(&id).map(|t| t.len()).unwrap_or(0)
+    }
+}
+
+/// Starts the broker-wide loops and every loaded topic's loops.
+pub fn start(broker: &Broker) {
+    for topic in broker.topics() {
+        start_topic(broker, &topic);
+    }
+    let m = &broker.maintenance;
+    if broker.config.flush == FlushPolicy::Interval {
+        m.spawn(flush_on_interval(broker.clone()));
+    }
+    m.spawn(flush_rolled_segments(broker.clone()));
+    m.spawn(expire_groups(broker.clone()));
+    m.spawn(expire_producers(broker.clone()));
+    m.spawn(time_out_transactions(broker.clone()));
+}
+
+/// Starts a topic's loops: its partitions' archivers when the topic is archived, else
+/// their local retention.
+pub fn start_topic(broker: &Broker, topic: &Arc<Topic>) {
+    let m = &broker.maintenance;
+    let tier = match broker.tier.clone() {
+        Some(tier) if topic.is_tiered(&broker.config) => tier,
+        _ => {
+            for p in &topic.partitions {
+                m.spawn_for_topic(
+                    topic.id,
+                    crate::tier::run_local_retention(broker.clone(), topic.clone(), p.clone()),
+                );
+            }
+            return;
+        }
+    };
+    let (t, tr) = (topic.clone(), tier.clone());
+    m.spawn_for_topic(topic.id, async move {
+        let mut backoff = Duration::from_millis(100);
+        while let Err(e) = tr.put_topic(&t).await {
+            tracing::warn!(topic = %t.name, error = %e, "recording the topic in the archive failed; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        }
+    });
+    for p in &topic.partitions {
+        m.spawn_for_topic(
+            topic.id,
+            crate::tier::run_partition(broker.clone(), tier.clone(), topic.clone(), p.clone()),
+        );
+    }
+}
+
+/// `flush: interval`: fsyncs every partition with unflushed data each interval.
+async fn flush_on_interval(broker: Broker) {
+    let mut tick = tokio::time::interval(broker.config.flush_interval());
+    loop {
+        tick.tick().await;
+        let b = broker.clone();
+        let _ = tokio::task::spawn_blocking(move || b.flush_all()).await;
+    }
+}
+
+/// fsyncs rolled segments once they are `ROLLED_SEGMENT_SYNC_DELAY` old and moves each
+/// partition's recovery point past them (under `flush: always` the acknowledgements did
+/// it already).
+async fn flush_rolled_segments(broker: Broker) {
+    let age = super::partition::ROLLED_SEGMENT_SYNC_DELAY;
+    let mut tick = tokio::time::interval(SEGMENT_FLUSH_CHECK);
+    loop {
+        tick.tick().await;
+        let due: Vec<_> = broker
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions.iter().filter(|p| p.has_unsynced_rolls()))
+            .cloned()
+            .collect();
+        if due.is_empty() {
+            continue;
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            for p in due {
+                // Logged by the partition; the segment is tried again on the next tick.
+                let _ = p.sync_rolled(age);
+            }
+        })
+        .await;
+    }
+}
+
+/// Expires group members past their session timeout and offsets past their retention.
+async fn expire_groups(broker: Broker) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        broker.groups.expire(std::time::Instant::now());
+    }
+}
+
+/// Forgets producers idle for `producer.id.expiration.ms`.
+async fn expire_producers(broker: Broker) {
+    let max_age = broker.config.props.int("producer.id.expiration.ms");
+    let every = broker
+        .config
+        .props
+        .int("producer.id.expiration.check.interval.ms")
+        .max(100) as u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(every));
+    loop {
+        tick.tick().await;
+        let cutoff = crate::clock::now_ms() - max_age;
+        for topic in broker.topics() {
+            for p in &topic.partitions {
+                let n = p.expire_producers(cutoff);
+                if n > 0 {
+                    tracing::debug!(topic = %topic.name, partition = p.index, expired = n, "idle producers forgotten");
+                }
+            }
+        }
+    }
+}
+
+/// Finishes transactions decided before a restart, then aborts those that outlive their
+/// timeout.
+async fn time_out_transactions(broker: Broker) {
+    for c in broker.txns.unfinished() {
+        if let Err(e) = broker.finish_transaction(&c).await {
+            tracing::error!(transactional_id = %c.id, error = ?e, "finishing a transaction after restart");
+        }
+    }
+    let mut tick = tokio::time::interval(broker.txns.settings.abort_check_interval);
+    loop {
+        tick.tick().await;
+        let alloc = || broker.allocate_producer_id();
+        for c in broker.txns.expire(&alloc) {
+            if let Err(e) = broker.finish_transaction(&c).await {
+                tracing::error!(transactional_id = %c.id, error = ?e, "aborting a timed-out transaction");
+            }
+        }
+    }
+}
