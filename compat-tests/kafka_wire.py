@@ -290,3 +290,45 @@ def read_segment_batches(path) -> list[dict]:
         })
         pos += 12 + length
     return batches
+
+
+API_FETCH = 1
+ERR_OFFSET_OUT_OF_RANGE = 1
+ERR_KAFKA_STORAGE_ERROR = 56
+
+
+def fetch_v4_request(correlation_id: int, topic: str, partition: int, offset: int, max_wait_ms: int = 500,
+                     min_bytes: int = 1, max_bytes: int = 1 << 20, isolation_level: int = 0) -> bytes:
+    """Fetch v4 (non-flexible): one topic, one partition."""
+    body = struct.pack(">iiiib", -1, max_wait_ms, min_bytes, max_bytes, isolation_level)
+    body += struct.pack(">i", 1) + string(topic)
+    body += struct.pack(">i", 1) + struct.pack(">iqi", partition, offset, max_bytes)
+    return frame(header_v1(API_FETCH, 4, correlation_id) + body)
+
+
+def parse_fetch_v4_response(payload: bytes) -> tuple[int, list[dict]]:
+    """Returns (correlation_id, [{topic, partition, error_code, high_watermark, records}])."""
+    r = Reader(payload)
+    correlation_id = r.int32()
+    r.int32()  # throttle time
+    out = []
+    for _ in range(r.int32()):
+        topic = r.string()
+        for _ in range(r.int32()):
+            partition = r.int32()
+            error_code = r.int16()
+            high_watermark = r.int64()
+            r.int64()  # last stable offset
+            for _ in range(max(r.int32(), 0)):  # aborted transactions (nullable array)
+                r.int64()
+                r.int64()
+            n = r.int32()
+            records = r.take(n) if n > 0 else b""
+            out.append({"topic": topic, "partition": partition, "error_code": error_code,
+                        "high_watermark": high_watermark, "records": records})
+    return correlation_id, out
+
+
+def first_batch_base_offset(records: bytes) -> int | None:
+    """The base offset of the first record batch in a fetched record set."""
+    return struct.unpack(">q", records[:8])[0] if len(records) >= 8 else None

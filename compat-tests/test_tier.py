@@ -38,11 +38,17 @@ What is checked against the archive itself (Strata's layout):
   nothing expires, also while archived segments still have their local copies.
 - test_delete_topic_deletes_its_objects: AdminClient.delete_topics removes every object of
   the topic and leaves other topics' objects alone.
+- test_a_damaged_archive_object_is_an_error_and_the_next_fetch_reads_again: a segment object
+  cut short, or with a negative batch length, answers KAFKA_STORAGE_ERROR on every fetch (the
+  broker neither panics nor answers empty forever); once the object is whole again, the same
+  fetch returns its records and a consumer reads everything.
 """
 
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import pathlib
 import re
 import shutil
@@ -56,6 +62,7 @@ from confluent_kafka.admin import AdminClient
 
 from clients import (Delivered, consume_partitions, create_topic, new_consumer, topic_id, unique_topic,
                      wait_for_partitions)
+import kafka_wire
 from s3 import tier_config
 from test_java import java_classpath, run_produce_consume  # noqa: F401  (java_classpath is a fixture)
 
@@ -953,3 +960,62 @@ def test_read_committed_drops_aborted_records_read_from_the_archive(strata_facto
                                     timeout=90, **{"isolation.level": "read_uncommitted"})
     values = [m.value() for m in everything[0]]
     assert sorted(values) == sorted(committed + aborted), "read_uncommitted does not see every record once"
+
+
+# ---------------------------------------------------------------------------------------------- damaged objects
+
+def fetch_raw(bootstrap: str, topic: str, partition: int, offset: int) -> dict:
+    host, port = bootstrap.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(kafka_wire.fetch_v4_request(1, topic, partition, offset, max_wait_ms=1000))
+        _, parts = kafka_wire.parse_fetch_v4_response(kafka_wire.recv_frame(s))
+    assert len(parts) == 1, parts
+    return parts[0]
+
+
+def fetch_until(bootstrap, topic, partition, offset, what, done, timeout=15.0) -> dict:
+    """Fetches until done(answer); an empty answer means a read is still under way."""
+    return wait_for(what, lambda: (lambda a: (done(a), a))(fetch_raw(bootstrap, topic, partition, offset)),
+                    timeout, interval=0.3)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "bad-batch-length"])
+def test_a_damaged_archive_object_is_an_error_and_the_next_fetch_reads_again(strata_factory, tmp_path, damage):
+    """A segment object cut short or with a batch length pointing nowhere: the fetch gets
+    KAFKA_STORAGE_ERROR (not an empty answer, not a dead broker), every fetch after it tries
+    the store again, and once the object is whole again the archived records are served."""
+    tiered = Tiered(None, tmp_path, "local")
+    broker = strata_factory("--config", str(tiered.config()))
+    topic = unique_topic("tier-damaged")
+    create_topic(broker.bootstrap, topic, 1)
+    count = 3_000
+    delivered = produce_values(broker.bootstrap, topic, [value_for("dmg", i) for i in range(count)],
+                               partition_of=lambda i: 0)
+    expected = expected_by_partition(delivered)
+    wait_fully_archived(broker, tiered.archive, topic, [0])
+    first = tiered.archive.manifest(topic, 0)[0]
+    assert first["base_offset"] == 0
+    key = f"{tiered.archive.topic_dir(topic)}/0/{first['base_offset']:020d}-{first['segment_id']}.log"
+    path = tiered.archive.root / key
+    whole = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(whole[:40])
+    else:
+        path.write_bytes(whole[:8] + struct.pack(">i", -100) + whole[12:])
+
+    for attempt in range(3):
+        answer = fetch_until(broker.bootstrap, topic, 0, 0, f"an error for the damaged object (fetch {attempt})",
+                             lambda a: a["error_code"] != 0 or a["records"])
+        assert answer["error_code"] == kafka_wire.ERR_KAFKA_STORAGE_ERROR, answer
+        assert answer["records"] == b"", "records served from a damaged object"
+        assert answer["high_watermark"] == count
+    assert broker.is_running(), broker.log_tail()
+    assert "archive read failed" in broker.log_path.read_text(errors="replace")
+
+    path.write_bytes(whole)
+    answer = fetch_until(broker.bootstrap, topic, 0, 0, "records once the object is whole again",
+                         lambda a: a["error_code"] != 0 or a["records"])
+    assert answer["error_code"] == 0, answer
+    assert kafka_wire.first_batch_base_offset(answer["records"]) == 0
+    got = consume_partitions(broker.bootstrap, topic, [0], expected=count, timeout=60)
+    assert_read_exactly(got, expected, "consume from OFFSET_BEGINNING after the repair")
