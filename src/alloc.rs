@@ -7,6 +7,8 @@
 //! space without committing memory, the decoder then fails on the missing bytes and the
 //! block is unmapped, untouched. Legitimate allocations (frames are capped at
 //! `socket.request.max.bytes`, 100 MiB by default) stay well below the threshold.
+//!
+//! No files.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 

@@ -1,6 +1,8 @@
 //! Configuration: one YAML file (every key defaulted), then environment variables and flags.
 //! Broker and topic-default settings use Kafka's own property names under `kafka:`, so a
 //! Kafka user's knowledge (and `--override name=value`) carries over.
+//!
+//! Reads the YAML file; writes no files.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;

@@ -3,6 +3,8 @@
 //! Requests are handled one at a time, in order, as Kafka does (so appends from pipelined
 //! produce requests keep their order); a response that waits for the disk is handed to the
 //! writer as a future, so the next requests are handled while the fsync runs.
+//!
+//! No files.
 
 use crate::broker::Broker;
 use crate::handler::{self, Boxed, Reply};

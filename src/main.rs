@@ -1,4 +1,6 @@
 //! `strata`: flags and environment → Config, telemetry, bind, serve until SIGINT/SIGTERM.
+//!
+//! No files of its own (see `broker` for the data directory).
 
 use clap::Parser;
 use std::path::PathBuf;

@@ -1,4 +1,6 @@
 //! The only place bytes become Kafka messages and back.
+//!
+//! No files.
 
 pub mod versions;
 

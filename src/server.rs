@@ -1,5 +1,7 @@
 //! The listener: accepts connections up to a limit and, on shutdown, stops accepting, lets
 //! each connection finish the request it is handling, then flushes every log.
+//!
+//! No files of its own; the broker flushes its logs at the end of a clean shutdown.
 
 use crate::broker::Broker;
 use std::future::Future;

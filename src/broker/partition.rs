@@ -1,6 +1,13 @@
-//! One partition: its log, its producers, and the offsets clients see.
+//! One partition: its log, its producers, and the offsets clients see (log start, local log
+//! start, high watermark, last stable offset), and the wake-up signal of the fetches waiting
+//! on it. Appends and reads take the partition's lock only for memory work and `write()`
+//! calls; every fsync runs after the lock is released.
+//!
+//! Files: the log's (see `crate::log`) and the producer snapshots (see `producer_state`),
+//! both in `<data_dir>/<topic>-<partition>/`. After a crash the log is recovered past its
+//! recovery point and the producers are replayed from the newest snapshot it vouches for.
 
-use super::producer_state::{BatchMeta, ProducerStates, SequenceCheck};
+use super::producer_state::{self, ProducerStates, SequenceCheck};
 use crate::log::record_batch::{self, BatchHeaders, RecordBatch};
 use crate::log::{ClosedSegment, Rolled};
 use crate::log::{Log, LogConfig};
@@ -101,41 +108,22 @@ impl Partition {
     ) -> std::io::Result<Self> {
         // Producer state from the newest snapshot the recovery point vouches for, then the
         // batches after it; without one, from the whole log.
-        let (mut producers, from) = match latest_snapshot(dir, crate::log::read_recovery_point(dir))
-        {
-            Some((offset, mut states)) => {
-                states.aborted = local_txn_index(dir)
-                    .into_iter()
-                    .filter(|a| a.last_offset < offset)
-                    .collect();
-                (states, offset)
-            }
-            None => (ProducerStates::default(), i64::MIN),
-        };
+        let (mut producers, from) =
+            match producer_state::latest_snapshot(dir, crate::log::read_recovery_point(dir)) {
+                Some((offset, mut states)) => {
+                    states.aborted = crate::log::txn_index::read_all(dir)
+                        .into_iter()
+                        .filter(|a| a.last_offset < offset)
+                        .collect();
+                    (states, offset)
+                }
+                None => (ProducerStates::default(), i64::MIN),
+            };
         let (log, report) = Log::open_at(dir, config, start_offset, &mut |b: &RecordBatch<'_>| {
             if b.base_offset() < from {
                 return;
             }
-            if b.is_control() {
-                if let Some(commit) = record_batch::marker_type(b) {
-                    producers.end(b.producer_id(), b.producer_epoch(), b.base_offset(), commit);
-                }
-            } else if b.producer_id() >= 0 {
-                if b.is_transactional() {
-                    producers.begin(b.producer_id(), b.base_offset());
-                }
-                producers.update(
-                    b.producer_id(),
-                    b.producer_epoch(),
-                    BatchMeta {
-                        first_seq: b.base_sequence(),
-                        last_seq: b.last_sequence(),
-                        first_offset: b.base_offset(),
-                        last_offset: b.last_offset(),
-                        timestamp: b.max_timestamp(),
-                    },
-                );
-            }
+            producers.replay(b);
         })?;
         if report.truncated_bytes > 0 {
             tracing::warn!(
@@ -292,7 +280,10 @@ impl Partition {
         if let Some(start) = state.log.delete_oldest_segment()? {
             // Snapshots of deleted segments go with them, as in Kafka; the newest ones stay.
             let dir = state.log.dir().to_path_buf();
-            for old in snapshot_offsets(&dir).into_iter().filter(|o| *o < start) {
+            for old in producer_state::snapshot_offsets(&dir)
+                .into_iter()
+                .filter(|o| *o < start)
+            {
                 let _ = std::fs::remove_file(
                     dir.join(crate::log::segment::file_name(old, ".snapshot")),
                 );
@@ -311,7 +302,7 @@ impl Partition {
             ResponseError::KafkaStorageError
         })?;
         if let Some(rolled) = rolled {
-            write_snapshot(state.log.dir(), base, &state.producers);
+            producer_state::write_snapshot(state.log.dir(), base, &state.producers);
             self.rolled.notify_one();
             tracing::debug!(topic = %self.topic, partition = self.index, base, "rolled segment");
             self.unsynced_lock().push((Instant::now(), rolled));
@@ -499,25 +490,12 @@ impl Partition {
             self.write(&mut state, &mut owned)?;
             let appended =
                 RecordBatch::parse_header(&owned).map_err(|_| ResponseError::CorruptMessage)?;
-            if pid >= 0 {
-                state.producers.update(
-                    pid,
-                    appended.producer_epoch(),
-                    BatchMeta {
-                        first_seq: appended.base_sequence(),
-                        last_seq: appended.last_sequence(),
-                        first_offset: appended.base_offset(),
-                        last_offset: appended.last_offset(),
-                        timestamp: appended.max_timestamp(),
-                    },
+            state.producers.record_batch(&appended);
+            if appended.is_transactional() {
+                self.first_unstable.store(
+                    state.producers.first_unstable().unwrap_or(i64::MAX),
+                    Ordering::Release,
                 );
-                if appended.is_transactional() {
-                    state.producers.begin(pid, appended.base_offset());
-                    self.first_unstable.store(
-                        state.producers.first_unstable().unwrap_or(i64::MAX),
-                        Ordering::Release,
-                    );
-                }
             }
             first.get_or_insert(AppendInfo {
                 base_offset: appended.base_offset(),
@@ -713,63 +691,6 @@ impl Partition {
             _ => Ok(()),
         }
     }
-}
-
-const SNAPSHOTS_KEPT: usize = 3;
-
-/// Writes `<base>.snapshot`, the producer state as of `base`, and keeps the newest few.
-/// Best effort: a missing or damaged snapshot only means a longer replay at start-up.
-fn write_snapshot(dir: &Path, base: i64, producers: &ProducerStates) {
-    let path = dir.join(crate::log::segment::file_name(base, ".snapshot"));
-    let written = std::fs::write(&path, producers.to_snapshot());
-    if let Err(e) = written {
-        tracing::warn!(path = %path.display(), error = %e, "writing a producer snapshot failed");
-        return;
-    }
-    let mut all = snapshot_offsets(dir);
-    all.sort_unstable();
-    let excess = all.len().saturating_sub(SNAPSHOTS_KEPT);
-    for old in &all[..excess] {
-        let _ = std::fs::remove_file(dir.join(crate::log::segment::file_name(*old, ".snapshot")));
-    }
-}
-
-fn snapshot_offsets(dir: &Path) -> Vec<i64> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| {
-            let name = e.ok()?.file_name().into_string().ok()?;
-            name.strip_suffix(".snapshot")?.parse().ok()
-        })
-        .collect()
-}
-
-/// The newest whole snapshot at or below `limit` (offsets past the recovery point may be
-/// cut by recovery, so a snapshot there could describe batches that no longer exist).
-fn latest_snapshot(dir: &Path, limit: i64) -> Option<(i64, ProducerStates)> {
-    let mut offsets = snapshot_offsets(dir);
-    offsets.sort_unstable_by(|a, b| b.cmp(a));
-    offsets.into_iter().filter(|o| *o <= limit).find_map(|o| {
-        let bytes = std::fs::read(dir.join(crate::log::segment::file_name(o, ".snapshot"))).ok()?;
-        ProducerStates::from_snapshot(&bytes).map(|s| (o, s))
-    })
-}
-
-/// Every aborted transaction in the local segments' `.txnindex` files.
-fn local_txn_index(dir: &Path) -> Vec<crate::log::txn_index::AbortedTxn> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut all: Vec<_> = entries
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".txnindex"))
-        .filter_map(|e| std::fs::read(e.path()).ok())
-        .flat_map(|b| crate::log::txn_index::parse(&b))
-        .collect();
-    all.sort_by_key(|a| a.last_offset);
-    all
 }
 
 fn read_exact(file: &File, pos: u64, len: usize) -> Result<Vec<u8>, ResponseError> {

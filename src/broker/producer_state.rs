@@ -1,10 +1,18 @@
 //! Idempotent producers: per partition, each producer's epoch and its last five batches,
 //! so a retried batch is answered with its original offsets instead of written twice.
-//! Rebuilt at start-up from the batch headers in the log.
+//! Rebuilt at start-up from the newest `<offset>.snapshot` in the partition directory (Kafka's
+//! snapshot format, written at each roll, the newest three kept, deleted with the segments
+//! below them) and the batches after it.
+//!
+//! Snapshots are written without fsync and checked when read: after a crash, one that is
+//! damaged, or past the recovery point (its batches may have been cut by recovery), is
+//! skipped, and the state is rebuilt from an older one or from the whole log.
 
+use crate::log::record_batch::{self, RecordBatch};
 pub use crate::log::txn_index::AbortedTxn;
 use kafka_protocol::error::ResponseError;
 use std::collections::{HashMap, VecDeque};
+use std::path::Path;
 
 /// Kafka keeps this many batches per producer (max.in.flight.requests.per.connection ≤ 5).
 pub const BATCHES_REMEMBERED: usize = 5;
@@ -46,6 +54,40 @@ fn in_sequence(last_seq: i32, next_first: i32) -> bool {
 }
 
 impl ProducerStates {
+    /// Records a data batch just written to the log: its producer's sequences, and the
+    /// start of its transaction when it is transactional.
+    pub fn record_batch(&mut self, b: &RecordBatch<'_>) {
+        let pid = b.producer_id();
+        if pid < 0 {
+            return;
+        }
+        if b.is_transactional() {
+            self.begin(pid, b.base_offset());
+        }
+        self.update(
+            pid,
+            b.producer_epoch(),
+            BatchMeta {
+                first_seq: b.base_sequence(),
+                last_seq: b.last_sequence(),
+                first_offset: b.base_offset(),
+                last_offset: b.last_offset(),
+                timestamp: b.max_timestamp(),
+            },
+        );
+    }
+
+    /// Replays one batch of the log at start-up: data batches as `record_batch`, markers
+    /// end their producer's transaction.
+    pub fn replay(&mut self, b: &RecordBatch<'_>) {
+        if !b.is_control() {
+            return self.record_batch(b);
+        }
+        if let Some(commit) = record_batch::marker_type(b) {
+            self.end(b.producer_id(), b.producer_epoch(), b.base_offset(), commit);
+        }
+    }
+
     /// Kafka's rules (ProducerStateManager): an older epoch is fenced; a new epoch starts at
     /// sequence 0; a batch seen before is a duplicate; anything else must follow the last
     /// sequence exactly.
@@ -265,6 +307,50 @@ impl ProducerStates {
     pub fn is_empty(&self) -> bool {
         self.producers.is_empty()
     }
+}
+
+// ------------------------------------------------------------------ Kafka's .snapshot files
+
+const SNAPSHOTS_KEPT: usize = 3;
+
+/// Writes `<base>.snapshot`, the producer state as of `base`, and keeps the newest few.
+/// Best effort: a missing or damaged snapshot only means a longer replay at start-up.
+pub fn write_snapshot(dir: &Path, base: i64, producers: &ProducerStates) {
+    let path = dir.join(crate::log::segment::file_name(base, ".snapshot"));
+    let written = std::fs::write(&path, producers.to_snapshot());
+    if let Err(e) = written {
+        tracing::warn!(path = %path.display(), error = %e, "writing a producer snapshot failed");
+        return;
+    }
+    let mut all = snapshot_offsets(dir);
+    all.sort_unstable();
+    let excess = all.len().saturating_sub(SNAPSHOTS_KEPT);
+    for old in &all[..excess] {
+        let _ = std::fs::remove_file(dir.join(crate::log::segment::file_name(*old, ".snapshot")));
+    }
+}
+
+pub fn snapshot_offsets(dir: &Path) -> Vec<i64> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_suffix(".snapshot")?.parse().ok()
+        })
+        .collect()
+}
+
+/// The newest whole snapshot at or below `limit` (offsets past the recovery point may be
+/// cut by recovery, so a snapshot there could describe batches that no longer exist).
+pub fn latest_snapshot(dir: &Path, limit: i64) -> Option<(i64, ProducerStates)> {
+    let mut offsets = snapshot_offsets(dir);
+    offsets.sort_unstable_by(|a, b| b.cmp(a));
+    offsets.into_iter().filter(|o| *o <= limit).find_map(|o| {
+        let bytes = std::fs::read(dir.join(crate::log::segment::file_name(o, ".snapshot"))).ok()?;
+        ProducerStates::from_snapshot(&bytes).map(|s| (o, s))
+    })
 }
 
 #[cfg(test)]

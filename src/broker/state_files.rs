@@ -1,6 +1,10 @@
 //! A directory of small YAML files, one per key (a group, a transactional id), named by
 //! the key's hex so any key is a valid file name. Coordinators keep their state in memory
 //! and write a key's file before answering a change to it.
+//!
+//! Crash safety: each file is written whole and renamed into place (fsynced first with
+//! `flush: always`), so a kill leaves the old or the new state, never a mix; a file that does
+//! not parse is logged and skipped at start-up.
 
 use kafka_protocol::error::ResponseError;
 use serde::de::DeserializeOwned;

@@ -1,6 +1,11 @@
 //! Topics: name, stable id, partitions and configs, persisted under
 //! `<data_dir>/.strata/topics/<name>.yaml` so a restart serves the same topics with the same
 //! ids. Each partition directory also carries Kafka's `partition.metadata` file.
+//!
+//! Crash safety: a topic's metadata file is replaced atomically and written before its
+//! partition directories are created, and removed before they are deleted, so a crash midway
+//! never brings back a deleted topic; leftover directories of a topic that is not there are
+//! removed when a topic of the same name is created.
 
 use super::partition::{AppendRules, Partition};
 use crate::checkpoint::write_atomically;

@@ -1,4 +1,6 @@
 //! CreateTopics, DeleteTopics, DescribeCluster.
+//!
+//! No state, no files: see `handler`.
 
 use super::{str_bytes, Ctx};
 use kafka_protocol::error::ResponseError;

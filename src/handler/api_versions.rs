@@ -1,5 +1,7 @@
 //! ApiVersions: answered from the versions table (KIP-511 fallback is in the connection,
 //! since a version Strata does not know cannot be decoded).
+//!
+//! No state, no files: see `handler`.
 
 use super::str_bytes;
 use super::Ctx;

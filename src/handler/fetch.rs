@@ -1,5 +1,7 @@
 //! Fetch: sessionless (a session id of 0 tells clients to send full requests). The replica
 //! manager reads and long-polls; this module only translates.
+//!
+//! No state, no files: see `handler`.
 
 use super::Ctx;
 use crate::broker::replica_manager::{FetchParams, FetchPartition, FetchPartitionData};

@@ -1,4 +1,6 @@
 //! FindCoordinator and the classic group protocol, translated to the coordinator's calls.
+//!
+//! No state, no files: see `handler`.
 
 use super::{str_bytes, Ctx};
 use crate::broker::groups::consumer::{Heartbeat, Metadata, Partitions, TopicMeta};

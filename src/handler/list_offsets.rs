@@ -1,6 +1,8 @@
 //! ListOffsets (earliest, latest, by timestamp, max timestamp, earliest local, latest
 //! tiered; the replica manager looks them up) and OffsetForLeaderEpoch (a single broker is
 //! always at leader epoch 0).
+//!
+//! No state, no files: see `handler`.
 
 use super::Ctx;
 use crate::broker::replica_manager::OffsetSpec;

@@ -1,4 +1,6 @@
 //! Metadata: one broker that leads every partition; topics auto-created when allowed.
+//!
+//! No state, no files: see `handler`.
 
 use super::{str_bytes, Ctx};
 use crate::broker::topics::validate_name;

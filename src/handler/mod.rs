@@ -1,6 +1,9 @@
 //! Handlers, one module per API family: thin translations between Kafka messages and calls
 //! on the broker's state. Every partition gets its own error code; nothing a client sends
 //! fails a whole request unless Kafka would fail it too.
+//!
+//! Handlers write no files and hold no state of their own: what a request changes is
+//! changed (and persisted) by the broker.
 
 pub mod admin;
 pub mod api_versions;

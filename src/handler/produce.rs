@@ -1,5 +1,7 @@
 //! Produce: each partition's records go through the replica manager; with `flush: always`
 //! the answer waits for the fsync that covers them (group commit).
+//!
+//! No state, no files: see `handler`.
 
 use super::{Ctx, Reply};
 use crate::broker::replica_manager::Appended;

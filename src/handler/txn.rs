@@ -1,4 +1,6 @@
 //! InitProducerId and the transaction APIs, translated to the transaction coordinator.
+//!
+//! No state, no files: see `handler`.
 
 use super::{str_bytes, Ctx};
 use crate::broker::groups::CommittedOffset;

@@ -3,6 +3,12 @@
 //! Offsets: `log_start_offset` (first offset still readable) ≤ segment base offsets <
 //! `next_offset` (the log end offset, where the next batch goes). A single broker has no
 //! followers, so the high watermark is the log end offset.
+//!
+//! Files, per partition directory: the segments (see `segment`), `recovery-point` (offsets
+//! below it are known to be on disk; replaced atomically) and the `.txnindex` of aborted
+//! transactions. On a crash, everything past the recovery point is CRC-checked at start-up and
+//! a torn or corrupt tail is cut at the last whole batch; indexes that do not match their log
+//! are rebuilt.
 
 pub mod index;
 pub mod record_batch;

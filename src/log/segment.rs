@@ -1,5 +1,8 @@
 //! One segment: a `.log` of record batches plus its `.index` and `.timeindex`, all named by
 //! the segment's base offset, zero-padded to 20 digits as Kafka names them.
+//!
+//! Writes the three files (and `.txnindex` through the log). The `.log` is the truth: after a
+//! crash its tail is checked and cut by recovery, and the indexes are rebuilt from it.
 
 use super::index::{OffsetIndex, TimeIndex};
 use super::record_batch::{self, RecordBatch, HEADER_SIZE, LOG_OVERHEAD};

@@ -3,6 +3,8 @@
 //! read_committed consumers learn which records to drop. Appended beside the segment's
 //! `.log`; a torn last entry after a crash is ignored when read.
 
+use std::path::Path;
+
 /// Bytes of one entry.
 pub const ENTRY: usize = 34;
 
@@ -34,6 +36,21 @@ pub fn parse(body: &[u8]) -> Vec<AbortedTxn> {
             }
         })
         .collect()
+}
+
+/// Every aborted transaction in a partition directory's `.txnindex` files, in marker order.
+pub fn read_all(dir: &Path) -> Vec<AbortedTxn> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut all: Vec<_> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".txnindex"))
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .flat_map(|b| parse(&b))
+        .collect();
+    all.sort_by_key(|a| a.last_offset);
+    all
 }
 
 #[cfg(test)]

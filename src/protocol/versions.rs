@@ -1,5 +1,7 @@
 //! The one table of supported API versions. ApiVersions answers from it and the
 //! dispatcher refuses anything outside it, so what is advertised is what is handled.
+//!
+//! No files.
 
 use kafka_protocol::messages::ApiKey;
 
