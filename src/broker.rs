@@ -1,7 +1,9 @@
 //! Broker state: topics and their partitions, producer ids, and the wake-up signal for
 //! fetches waiting on new data. `Broker` is a cheap-to-clone handle.
 
+pub mod archive_source;
 pub mod groups;
+pub mod local_retention;
 pub mod partition;
 pub mod producer_state;
 pub mod state_files;
@@ -39,6 +41,8 @@ pub struct Inner {
     pub txns: transactions::TxnCoordinator,
     /// The archive, when tiering is configured.
     pub tier: Option<Arc<crate::tier::Tier>>,
+    /// Stops a tiered topic's archivers (by topic id) when the topic is deleted.
+    archivers: DashMap<Uuid, Vec<tokio::task::AbortHandle>>,
 }
 
 impl std::ops::Deref for Broker {
@@ -78,6 +82,7 @@ impl Broker {
                 groups,
                 txns,
                 tier,
+                archivers: DashMap::new(),
                 config,
             }),
         };
@@ -174,6 +179,12 @@ impl Broker {
             return Err(ResponseError::UnknownTopicOrPartition);
         };
         self.topic_ids.remove(&topic.id);
+        // Archivers first: none may upload from files about to go, or recreate a manifest.
+        if let Some((_, handles)) = self.archivers.remove(&topic.id) {
+            for h in handles {
+                h.abort();
+            }
+        }
         if let Err(e) = topic.delete_files(&self.config) {
             tracing::error!(topic = name, error = %e, "deleting topic files");
             return Err(ResponseError::KafkaStorageError);
@@ -273,44 +284,53 @@ impl Broker {
         }
     }
 
-    /// Records a tiered topic in the archive and starts its partitions' archivers.
+    /// Records a tiered topic in the archive and starts its partitions' archivers; a topic
+    /// that is not archived gets local retention instead.
     fn start_archiving(&self, topic: &Arc<Topic>) {
         let tier = match self.tier.clone() {
             Some(tier) if topic.is_tiered(&self.config) => tier,
             _ => {
                 for p in &topic.partitions {
-                    tokio::spawn(crate::tier::run_local_retention(
-                        self.clone(),
-                        topic.clone(),
-                        p.clone(),
-                    ));
+                    tokio::spawn(local_retention::run(self.clone(), topic.clone(), p.clone()));
                 }
                 return;
             }
         };
-        let (b, t, tr) = (self.clone(), topic.clone(), tier.clone());
-        tokio::spawn(async move {
-            let mut backoff = std::time::Duration::from_millis(100);
-            while let Err(e) = tr.put_topic(&t).await {
-                if b.topic_by_id(t.id).is_none() {
-                    return;
-                }
-                tracing::warn!(topic = %t.name, error = %e, "recording the topic in the archive failed; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
+        let mut handles = Vec::new();
+        match topic.meta_yaml() {
+            Ok(yaml) => {
+                let (b, t, tr) = (self.clone(), topic.clone(), tier.clone());
+                let task = tokio::spawn(async move {
+                    let wanted = || b.topic_by_id(t.id).is_some();
+                    crate::tier::archiver::record_topic(&tr, &t.name, t.id, yaml, wanted).await;
+                });
+                handles.push(task.abort_handle());
             }
-        });
-        for p in &topic.partitions {
-            tokio::spawn(crate::tier::run_partition(
-                self.clone(),
-                tier.clone(),
-                topic.clone(),
-                p.clone(),
-            ));
+            Err(e) => {
+                tracing::error!(topic = %topic.name, error = %e, "serialising the topic's metadata failed")
+            }
         }
+        let check = std::time::Duration::from_millis(
+            self.config
+                .props
+                .int("log.retention.check.interval.ms")
+                .max(100) as u64,
+        );
+        for p in &topic.partitions {
+            let source = Arc::new(archive_source::PartitionSource {
+                topic: topic.clone(),
+                partition: p.clone(),
+                config: self.config.clone(),
+            });
+            let tp = crate::tier::TopicIdPartition::new(topic.name.clone(), topic.id, p.index);
+            let task = tokio::spawn(crate::tier::archiver::run(tier.clone(), tp, source, check));
+            handles.push(task.abort_handle());
+        }
+        self.archivers.entry(topic.id).or_default().extend(handles);
     }
 
-    /// Restores topics found in the archive but not on local disk.
+    /// Restores topics found in the archive but not on local disk: same names, ids,
+    /// partitions and configs; logs continue at the archive's end offsets.
     pub async fn restore_from_archive(&self) -> anyhow::Result<()> {
         let Some(tier) = self.tier.clone() else {
             return Ok(());
@@ -320,7 +340,30 @@ impl Broker {
         if !self.topics.is_empty() {
             return Ok(());
         }
-        for topic in crate::tier::restore(self, &tier).await? {
+        for archived in crate::tier::restore::find_topics(&tier).await? {
+            let topic = match Topic::from_meta_yaml(&archived.meta_yaml) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(error = %e, "unreadable topic metadata in the archive");
+                    continue;
+                }
+            };
+            if self.topic(&topic.name).is_some() || self.topic_by_id(topic.id).is_some() {
+                continue;
+            }
+            if archived.manifests.len() != topic.partition_count as usize {
+                tracing::warn!(topic = %topic.name, "archived partitions do not match the topic's metadata");
+                continue;
+            }
+            let starts = archived.manifests.iter().map(|m| m.next_offset()).collect();
+            let config = self.config.clone();
+            let name = topic.name.clone();
+            let topic =
+                tokio::task::spawn_blocking(move || topic.restore(&config, starts)).await??;
+            for (p, m) in topic.partitions.iter().zip(archived.manifests) {
+                p.set_manifest(m);
+            }
+            tracing::info!(topic = %name, "restored topic from the archive");
             let topic = Arc::new(topic);
             self.topic_ids.insert(topic.id, topic.name.clone());
             self.topics.insert(topic.name.clone(), topic.clone());

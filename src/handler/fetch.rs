@@ -65,7 +65,8 @@ async fn read_archive(
             max_bytes: limit,
             min_one,
         };
-        let r = tier.read(&name, id, index, &seg, want).await;
+        let tp = crate::tier::TopicIdPartition::new(name, id, index);
+        let r = tier.read(&tp, &seg, want).await;
         p.archive_read_in_flight
             .store(false, std::sync::atomic::Ordering::Release);
         r

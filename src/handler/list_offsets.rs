@@ -86,10 +86,9 @@ async fn by_timestamp(
             .iter()
             .any(|s| s.max_timestamp >= ts && s.base_offset < local_start);
         if in_archive {
-            match tier
-                .offset_for_timestamp(&topic.name, topic.id, partition.index, &manifest, ts)
-                .await
-            {
+            let tp =
+                crate::tier::TopicIdPartition::new(topic.name.clone(), topic.id, partition.index);
+            match tier.offset_for_timestamp(&tp, &manifest, ts).await {
                 Ok(Some(found)) => return Ok(Some(found)),
                 Ok(None) => {}
                 Err(e) => {

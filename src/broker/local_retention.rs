@@ -1,0 +1,49 @@
+//! Retention for a topic that is not archived: closed segments past `retention.ms`, or
+//! beyond `retention.bytes` (a segment goes only if the log stays at least that large
+//! without it, as in Kafka), are deleted oldest first. Deletes segment files and writes
+//! none; a crash mid-deletion leaves a segment that the next pass deletes again.
+
+use super::partition::Partition;
+use super::{Broker, Topic};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Runs until the topic is deleted (or replaced by one of the same name).
+#[tracing::instrument(name = "retention", skip_all, fields(topic = %topic.name, partition = partition.index))]
+pub async fn run(broker: Broker, topic: Arc<Topic>, partition: Arc<Partition>) {
+    let check = Duration::from_millis(
+        broker
+            .config
+            .props
+            .int("log.retention.check.interval.ms")
+            .max(100) as u64,
+    );
+    loop {
+        tokio::select! {
+            _ = partition.rolled.notified() => {}
+            _ = tokio::time::sleep(check) => {}
+        }
+        if !broker
+            .topic_by_id(topic.id)
+            .is_some_and(|t| Arc::ptr_eq(&t, &topic))
+        {
+            return;
+        }
+        let r = super::archive_source::retention(&topic, &broker.config);
+        let now = crate::clock::now_ms();
+        loop {
+            let deleted = partition.delete_oldest_local_if(|s, local_size| {
+                (r.ms >= 0 && s.max_timestamp < now - r.ms)
+                    || (r.bytes >= 0 && local_size.saturating_sub(s.size) >= r.bytes as u64)
+            });
+            match deleted {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "deleting an expired segment failed");
+                    break;
+                }
+            }
+        }
+    }
+}
