@@ -265,3 +265,219 @@ impl Tier {
         Ok(())
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::tier::test_support::{make_log, tier_on, tp, FakeSource, TestStore};
+    use std::sync::atomic::Ordering;
+
+    pub(crate) struct Setup {
+        _dirs: (tempfile::TempDir, tempfile::TempDir),
+        pub store: Arc<TestStore>,
+        pub tier: Arc<Tier>,
+        pub source: Arc<FakeSource>,
+        /// The closed local segments before anything ran.
+        pub closed: Vec<ClosedSegment>,
+    }
+
+    /// A partition of ~57 KiB in 16 KiB segments (three closed ones), on a TestStore.
+    pub(crate) fn setup() -> Setup {
+        let (logdir, cache) = (
+            tempfile::tempdir().expect("tmp"),
+            tempfile::tempdir().expect("tmp"),
+        );
+        let log = make_log(logdir.path(), 16 << 10, 100, 500);
+        let closed = log.closed_segments();
+        assert_eq!(closed.len(), 3);
+        let store = Arc::new(TestStore::default());
+        let tier = tier_on(store.clone(), cache.path());
+        Setup {
+            _dirs: (logdir, cache),
+            store,
+            tier,
+            source: Arc::new(FakeSource::new(log)),
+            closed,
+        }
+    }
+
+    #[tokio::test]
+    async fn closed_segments_below_the_last_stable_offset_are_uploaded() {
+        let s = setup();
+        s.source
+            .stable
+            .store(s.closed[1].next_offset - 1, Ordering::Release);
+        archive_once(&s.tier, &tp(), s.source.as_ref())
+            .await
+            .expect("archive");
+        let m = s.source.installed();
+        assert_eq!(
+            m.segments.len(),
+            1,
+            "the second segment is not all stable yet"
+        );
+        let seg = &m.segments[0];
+        assert_eq!(
+            (seg.base_offset, seg.end_offset, seg.size),
+            (0, s.closed[0].next_offset - 1, s.closed[0].size)
+        );
+        let local = std::fs::read(&s.closed[0].paths[0]).expect("read");
+        assert_eq!(seg.crc32c, crc32c::crc32c(&local));
+        assert_eq!(s.tier.load_manifest(&tp()).await.expect("load"), m);
+        assert_eq!(s.source.remote_end(), s.closed[0].next_offset);
+
+        s.source.stable.store(i64::MAX, Ordering::Release);
+        archive_once(&s.tier, &tp(), s.source.as_ref())
+            .await
+            .expect("archive");
+        let m = s.source.installed();
+        let bases: Vec<_> = m.segments.iter().map(|s| s.base_offset).collect();
+        let want: Vec<_> = s.closed.iter().map(|s| s.base_offset).collect();
+        assert_eq!(bases, want, "the active segment is never uploaded");
+        let log = s
+            .tier
+            .store
+            .get(&s.tier.paths.segment(&tp(), &m.segments[2], ".log"))
+            .await
+            .expect("object")
+            .bytes()
+            .await
+            .expect("bytes");
+        assert_eq!(log.len() as u64, s.closed[2].size);
+    }
+
+    #[tokio::test]
+    async fn the_manifest_is_written_after_the_objects_it_lists() {
+        let s = setup();
+        archive_once(&s.tier, &tp(), s.source.as_ref())
+            .await
+            .expect("archive");
+        let m = s.source.installed();
+        let events = s.store.events();
+        assert_eq!(events.len(), 4 * m.segments.len());
+        for (k, seg) in m.segments.iter().enumerate() {
+            let group = &events[4 * k..4 * k + 4];
+            let id = seg.segment_id.to_string();
+            for suffix in [".log", ".index", ".timeindex"] {
+                assert!(
+                    group[..3]
+                        .iter()
+                        .any(|e| e.contains(&id) && e.ends_with(suffix)),
+                    "{suffix} of segment {k} before its manifest: {group:?}"
+                );
+            }
+            assert!(group[3].ends_with("manifest.json"), "{group:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_store_leaves_local_data_intact() {
+        let s = setup();
+        // Local retention would delete every archived segment at once.
+        s.source.set_retention(Retention::resolve(-1, -1, 0, -1));
+        let before = s.source.local_bases();
+        s.store.fail_puts.store(true, Ordering::Release);
+        for _ in 0..3 {
+            let r = archive_once(&s.tier, &tp(), s.source.as_ref()).await;
+            assert!(matches!(r, Err(TierError::Store(_))), "{r:?}");
+        }
+        assert_eq!(s.source.local_bases(), before);
+        assert!(s.source.installed().segments.is_empty());
+        assert_eq!(s.source.remote_end(), -1);
+
+        s.store.fail_puts.store(false, Ordering::Release);
+        archive_once(&s.tier, &tp(), s.source.as_ref())
+            .await
+            .expect("archive");
+        assert_eq!(s.source.installed().segments.len(), 3);
+        assert_eq!(
+            s.source.local_bases(),
+            vec![s.closed[2].next_offset],
+            "archived segments past local retention go"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_loop_retries_archives_on_a_roll_and_stops_when_aborted() {
+        let s = setup();
+        s.source
+            .stable
+            .store(s.closed[0].next_offset, Ordering::Release);
+        s.store.fail_puts.store(true, Ordering::Release);
+        let task = tokio::spawn(run(
+            s.tier.clone(),
+            tp(),
+            s.source.clone(),
+            Duration::from_secs(3600),
+        ));
+        let archived = |n: usize| {
+            let source = s.source.clone();
+            async move {
+                for _ in 0..300 {
+                    if source.installed().segments.len() >= n {
+                        return true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                false
+            }
+        };
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        s.store.fail_puts.store(false, Ordering::Release);
+        assert!(archived(1).await, "retried after the store came back");
+        s.source.stable.store(i64::MAX, Ordering::Release);
+        s.source.rolled.notify_one();
+        assert!(
+            archived(3).await,
+            "woken by the roll, not the hour-long timer"
+        );
+        task.abort();
+        assert!(task.await.expect_err("aborted").is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn an_archived_manifest_is_loaded_with_its_aborted_transactions() {
+        let s = setup();
+        archive_once(&s.tier, &tp(), s.source.as_ref())
+            .await
+            .expect("archive");
+        let mut m = s.source.installed();
+        // Give the first segment a .txnindex of one aborted transaction.
+        let mut entry = vec![0u8; crate::log::txn_index::ENTRY];
+        entry[2..10].copy_from_slice(&5i64.to_be_bytes());
+        entry[10..18].copy_from_slice(&1i64.to_be_bytes());
+        entry[18..26].copy_from_slice(&3i64.to_be_bytes());
+        s.tier
+            .store
+            .put(
+                &s.tier.paths.segment(&tp(), &m.segments[0], ".txnindex"),
+                PutPayload::from(entry),
+            )
+            .await
+            .expect("put");
+        m.segments[0].txn_index = true;
+        s.tier.put_manifest(&tp(), &m).await.expect("put manifest");
+
+        let fresh = setup();
+        let restarted = FakeSource::new(make_log(
+            fresh._dirs.0.path().join("p").as_path(),
+            16 << 10,
+            0,
+            1,
+        ));
+        archive_once(&s.tier, &tp(), &restarted)
+            .await
+            .expect("archive");
+        assert_eq!(restarted.installed(), m);
+        let aborted = restarted.aborted.lock().expect("lock").clone();
+        assert_eq!(aborted.len(), 1);
+        assert_eq!(
+            (
+                aborted[0].producer_id,
+                aborted[0].first_offset,
+                aborted[0].last_offset
+            ),
+            (5, 1, 3)
+        );
+    }
+}

@@ -117,7 +117,7 @@ fn head_at(b: &[u8], pos: u64, seg: &RemoteSegment) -> Result<Head, TierError> {
 fn parse_index(raw: &[u8], seg: &RemoteSegment) -> Result<RemoteIndex, TierError> {
     let corrupt =
         |what: String| TierError::Corrupt(format!("index of segment {}: {what}", seg.segment_id));
-    if raw.len() % OFFSET_ENTRY != 0 {
+    if !raw.len().is_multiple_of(OFFSET_ENTRY) {
         return Err(corrupt(format!("{} bytes is not whole entries", raw.len())));
     }
     let mut entries: RemoteIndex = Vec::with_capacity(raw.len() / OFFSET_ENTRY);
@@ -678,7 +678,7 @@ mod tests {
     use crate::tier::test_support::{archive_all, make_log, tier_with, tp};
     use crate::tier::Manifest;
     use object_store::memory::InMemory;
-    use object_store::{ObjectStore, PutPayload};
+    use object_store::PutPayload;
     use std::time::Duration;
 
     /// A tier on InMemory holding the closed segments of a log of 60 batches of ~570 bytes

@@ -148,4 +148,113 @@ mod tests {
             }
         );
     }
+
+    use crate::tier::archiver::archive_once;
+    use crate::tier::archiver::tests::{setup, Setup};
+    use crate::tier::test_support::tp;
+    use std::sync::atomic::Ordering;
+
+    /// Everything closed archived, no retention yet.
+    async fn archived() -> (Setup, Manifest) {
+        let s = setup();
+        archive_once(&s.tier, &tp(), s.source.as_ref())
+            .await
+            .expect("archive");
+        let m = s.source.installed();
+        assert_eq!(m.segments.len(), 3);
+        s.store.events.lock().expect("lock").clear();
+        (s, m)
+    }
+
+    async fn exists(s: &Setup, seg: &RemoteSegment) -> bool {
+        s.tier
+            .store
+            .head(&s.tier.paths.segment(&tp(), seg, ".log"))
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn retention_bytes_removes_manifest_entries_first_then_objects() {
+        let (s, mut m) = archived().await;
+        let total = m.size() + s.source.local_size_beyond_archive();
+        let first = m.segments[0].clone();
+        // Room for everything but the first segment.
+        let r = Retention::resolve(-1, (total - first.size) as i64, -1, -1);
+        let n = apply_total(&s.tier, &tp(), s.source.as_ref(), &mut m, &r, 0)
+            .await
+            .expect("retention");
+        assert_eq!(n, 1);
+        assert_eq!(m.segments.len(), 2);
+        assert_eq!(s.source.installed(), m);
+        assert_eq!(s.tier.load_manifest(&tp()).await.expect("load"), m);
+        assert!(!exists(&s, &first).await);
+        assert!(exists(&s, &m.segments[0]).await);
+        let events = s.store.events();
+        assert!(events[0].ends_with("manifest.json"), "{events:?}");
+        assert_eq!(events.len(), 4, "manifest, then three objects: {events:?}");
+        assert!(events[1..]
+            .iter()
+            .all(|e| e.starts_with("delete") && e.contains(&first.segment_id.to_string())));
+    }
+
+    #[tokio::test]
+    async fn retention_ms_removes_segments_whose_newest_record_is_older() {
+        let (s, mut m) = archived().await;
+        let second = m.segments[1].clone();
+        let r = Retention::resolve(10, -1, -1, -1);
+        let now = second.max_timestamp + 11;
+        let n = apply_total(&s.tier, &tp(), s.source.as_ref(), &mut m, &r, now)
+            .await
+            .expect("retention");
+        assert_eq!(n, 2);
+        assert_eq!(m.segments.len(), 1);
+        assert!(m.segments[0].max_timestamp >= now - 10);
+        assert!(!exists(&s, &second).await);
+    }
+
+    #[tokio::test]
+    async fn a_failed_manifest_write_keeps_every_segment() {
+        let (s, mut m) = archived().await;
+        let before = m.clone();
+        s.store.fail_puts.store(true, Ordering::Release);
+        let r = Retention::resolve(0, 0, -1, -1);
+        assert!(
+            apply_total(&s.tier, &tp(), s.source.as_ref(), &mut m, &r, i64::MAX)
+                .await
+                .is_err()
+        );
+        assert_eq!(m, before);
+        for seg in &before.segments {
+            assert!(exists(&s, seg).await);
+        }
+        assert!(s.store.events().is_empty(), "nothing deleted");
+    }
+
+    #[tokio::test]
+    async fn local_retention_only_deletes_archived_segments() {
+        let s = setup();
+        s.source
+            .stable
+            .store(s.closed[0].next_offset, Ordering::Release);
+        s.source.set_retention(Retention::resolve(-1, -1, -1, 0));
+        archive_once(&s.tier, &tp(), s.source.as_ref())
+            .await
+            .expect("archive");
+        assert_eq!(s.source.installed().segments.len(), 1);
+        let bases = s.source.local_bases();
+        assert_eq!(
+            bases[0], s.closed[1].base_offset,
+            "the archived segment went, the unarchived ones stay"
+        );
+        assert_eq!(bases.len(), 3);
+        // Nothing archived: nothing deleted, however tight local retention is.
+        let fresh = setup();
+        let r = Retention::resolve(-1, -1, 0, 0);
+        assert_eq!(
+            apply_local(fresh.source.as_ref(), &r, i64::MAX).expect("local"),
+            0
+        );
+        assert_eq!(fresh.source.local_bases().len(), 4);
+    }
 }
