@@ -6,7 +6,9 @@
 //! ids handed out, replaced atomically before any id of a new block is used, so a crash
 //! never hands an id out twice); the rest belong to the modules below.
 
+pub mod archive_source;
 pub mod groups;
+pub mod local_retention;
 pub mod maintenance;
 pub mod partition;
 pub mod producer_state;
@@ -282,7 +284,8 @@ impl Broker {
         }
     }
 
-    /// Restores topics found in the archive but not on local disk.
+    /// Restores topics found in the archive but not on local disk: same names, ids,
+    /// partitions and configs; logs continue at the archive's end offsets.
     pub async fn restore_from_archive(&self) -> anyhow::Result<()> {
         let Some(tier) = self.tier.clone() else {
             return Ok(());
@@ -292,7 +295,30 @@ impl Broker {
         if !self.topics.is_empty() {
             return Ok(());
         }
-        for topic in crate::tier::restore(self, &tier).await? {
+        for archived in crate::tier::restore::find_topics(&tier).await? {
+            let topic = match Topic::from_meta_yaml(&archived.meta_yaml) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(error = %e, "unreadable topic metadata in the archive");
+                    continue;
+                }
+            };
+            if self.topic(&topic.name).is_some() || self.topic_by_id(topic.id).is_some() {
+                continue;
+            }
+            if archived.manifests.len() != topic.partition_count as usize {
+                tracing::warn!(topic = %topic.name, "archived partitions do not match the topic's metadata");
+                continue;
+            }
+            let starts = archived.manifests.iter().map(|m| m.next_offset()).collect();
+            let config = self.config.clone();
+            let name = topic.name.clone();
+            let topic =
+                tokio::task::spawn_blocking(move || topic.restore(&config, starts)).await??;
+            for (p, m) in topic.partitions.iter().zip(archived.manifests) {
+                p.set_manifest(m);
+            }
+            tracing::info!(topic = %name, "restored topic from the archive");
             let topic = Arc::new(topic);
             self.topic_ids.insert(topic.id, topic.name.clone());
             self.topics.insert(topic.name.clone(), topic.clone());

@@ -107,6 +107,9 @@ pub struct TierConfig {
     /// Local disk cache for chunks read from the archive.
     #[serde(default)]
     pub cache_bytes: Option<u64>,
+    /// Memory for the offset indexes of remote segments (default 16 MiB).
+    #[serde(default)]
+    pub index_cache_bytes: Option<u64>,
 }
 
 mod defaults {

@@ -9,7 +9,8 @@
 //! * `broker`: topics, partitions, producer ids, the group coordinator.
 //! * `log`: Kafka's on-disk format — segments of `.log` + `.index` + `.timeindex` named by
 //!   base offset; append, read, roll, recovery.
-//! * `tier`: closed segments archived to an object store and read back from it.
+//! * `tier`: closed segments archived to an object store and read back from it; it sees a
+//!   partition only through `tier::archiver::ArchiveSource`, which the broker implements.
 //! * `config`: YAML with Kafka's property names, every key defaulted.
 //! * `alloc`: keeps a hostile length field from aborting the process.
 

@@ -100,27 +100,41 @@ pub fn start_topic(broker: &Broker, topic: &Arc<Topic>) {
             for p in &topic.partitions {
                 m.spawn_for_topic(
                     topic.id,
-                    crate::tier::run_local_retention(broker.clone(), topic.clone(), p.clone()),
+                    super::local_retention::run(broker.clone(), topic.clone(), p.clone()),
                 );
             }
             return;
         }
     };
-    let (t, tr) = (topic.clone(), tier.clone());
-    m.spawn_for_topic(topic.id, async move {
-        let mut backoff = Duration::from_millis(100);
-        while let Err(e) = tr.put_topic(&t).await {
-            tracing::warn!(topic = %t.name, error = %e, "recording the topic in the archive failed; retrying");
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(30));
+    match topic.meta_yaml() {
+        Ok(yaml) => {
+            let (t, tr) = (topic.clone(), tier.clone());
+            m.spawn_for_topic(topic.id, async move {
+                crate::tier::archiver::record_topic(&tr, &t.name, t.id, yaml).await;
+            });
         }
-    });
+        Err(e) => {
+            tracing::error!(topic = %topic.name, error = %e, "serialising the topic's metadata failed")
+        }
+    }
+    let check = retention_check_interval(broker);
     for p in &topic.partitions {
+        let source = Arc::new(super::archive_source::PartitionSource {
+            topic: topic.clone(),
+            partition: p.clone(),
+            config: broker.config.clone(),
+        });
         m.spawn_for_topic(
             topic.id,
-            crate::tier::run_partition(broker.clone(), tier.clone(), topic.clone(), p.clone()),
+            crate::tier::archiver::run(tier.clone(), p.topic_id_partition(), source, check),
         );
     }
+}
+
+/// How often retention and the archivers look again without a roll to wake them.
+pub fn retention_check_interval(broker: &Broker) -> Duration {
+    let ms = broker.config.props.int("log.retention.check.interval.ms");
+    Duration::from_millis(ms.max(100) as u64)
 }
 
 /// `flush: interval`: fsyncs every partition with unflushed data each interval.

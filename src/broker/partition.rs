@@ -238,15 +238,6 @@ impl Partition {
         *self.manifest.lock().unwrap_or_else(|p| p.into_inner()) = Some(manifest);
     }
 
-    /// Records on local disk how far the archive reaches (the manifest stays the truth).
-    pub fn record_remote_end(&self, offset: i64) -> std::io::Result<()> {
-        let dir = self.state().log.dir().to_path_buf();
-        crate::checkpoint::write_atomically(
-            &dir.join("remote-log-end-offset"),
-            offset.to_string().as_bytes(),
-        )
-    }
-
     /// Closed local segments, oldest first.
     pub fn closed_segments(&self) -> Vec<ClosedSegment> {
         self.state().log.closed_segments()

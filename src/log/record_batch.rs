@@ -267,7 +267,8 @@ pub fn first_offset_at_or_after(batch: &RecordBatch<'_>, target: i64) -> Option<
     let mut rest = batch.records();
     for _ in 0..batch.record_count() {
         let (len, n) = read_varint(rest)?;
-        let body = rest.get(n..n + len as usize)?;
+        let end = n.checked_add(usize::try_from(len).ok()?)?;
+        let body = rest.get(n..end)?;
         // attributes (1 byte), then timestamp delta and offset delta varints.
         let (ts_delta, m) = read_varint(body.get(1..)?)?;
         let (off_delta, _) = read_varint(body.get(1 + m..)?)?;
@@ -275,7 +276,7 @@ pub fn first_offset_at_or_after(batch: &RecordBatch<'_>, target: i64) -> Option<
         if ts >= target {
             return Some((batch.base_offset() + off_delta, ts));
         }
-        rest = &rest[n + len as usize..];
+        rest = &rest[end..];
     }
     Some((batch.base_offset(), batch.max_timestamp()))
 }

@@ -1,0 +1,1002 @@
+//! Remote reads: whole batches from an archived segment, found through its remote offset
+//! index and fetched by ranged GETs of fixed-size chunks.
+//!
+//! Owns two caches. Offset indexes of remote segments live in memory, least recently used
+//! evicted first, bounded by bytes. Chunks of `.log` objects live on local disk under
+//! `<data_dir>/.strata/tier-cache/<segment_id>-<chunk>`, also LRU and bounded by bytes; each
+//! is written to a temporary name and renamed, and only registered once renamed, so a crash
+//! leaves at worst a stray file — and the directory is wiped at start-up anyway.
+//!
+//! Everything read from the store is untrusted: lengths and positions are checked against
+//! the segment's size before they index or allocate anything; what does not add up is
+//! [`TierError::Corrupt`], and the segment's cached chunks and index are dropped.
+
+use super::{CacheLimits, RemoteSegment, Tier, TierError, TopicIdPartition};
+use crate::log::index::OFFSET_ENTRY;
+use crate::log::record_batch::{BatchHeaders, RecordBatch, HEADER_SIZE, LOG_OVERHEAD};
+use crate::log::txn_index::AbortedTxn;
+use bytes::Bytes;
+use object_store::ObjectStoreExt;
+use std::collections::{HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use uuid::Uuid;
+
+/// Chunks fetched ahead of a reader, so a consumer catching up on the archive finds the
+/// next bytes cached instead of waiting a round trip per fetch.
+pub const READ_AHEAD: u64 = 2;
+
+/// Bytes read at a time while walking batch headers to an offset or a timestamp.
+const WALK_WINDOW: u64 = 64 << 10;
+
+/// What a fetch asks of one partition.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadWant {
+    pub offset: i64,
+    pub max_bytes: usize,
+    /// KIP-74: return the first batch even when it is larger than `max_bytes`.
+    pub min_one: bool,
+}
+
+/// A remote segment's offset index: (relative offset, position) entries, both increasing.
+type RemoteIndex = Vec<(u32, u32)>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded state is a cache: whatever a panicking holder left is still usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The read path's caches.
+pub(crate) struct Caches {
+    chunk: u64,
+    chunks: ChunkCache,
+    indexes: IndexCache,
+    /// Chunks being fetched ahead of a reader, so two fetches do not fetch one twice.
+    prefetching: Mutex<HashSet<(Uuid, u64)>>,
+}
+
+impl Caches {
+    pub(crate) fn new(dir: PathBuf, limits: CacheLimits) -> Self {
+        Self {
+            chunk: limits.chunk_bytes.max(HEADER_SIZE as u64),
+            chunks: ChunkCache::new(dir, limits.chunk_cache_bytes),
+            indexes: IndexCache::new(limits.index_cache_bytes),
+            prefetching: Mutex::new(HashSet::new()),
+        }
+    }
+}
+
+/// The header fields a walk needs, checked against the segment.
+#[derive(Clone, Copy, Debug)]
+struct Head {
+    size: u64,
+    last_offset: i64,
+    max_timestamp: i64,
+}
+
+fn be<const N: usize>(b: &[u8], at: usize) -> Option<[u8; N]> {
+    b.get(at..at + N)?.try_into().ok()
+}
+
+/// Parses the batch header at `pos` of `seg` from `b`; a length that is negative, smaller
+/// than a header or runs past the segment end, or a magic other than 2, is corrupt.
+fn head_at(b: &[u8], pos: u64, seg: &RemoteSegment) -> Result<Head, TierError> {
+    let corrupt = |what: &str| {
+        TierError::Corrupt(format!(
+            "segment {} at position {pos}: {what}",
+            seg.segment_id
+        ))
+    };
+    let (Some(base), Some(len), Some(delta), Some(max_ts)) =
+        (be::<8>(b, 0), be::<4>(b, 8), be::<4>(b, 23), be::<8>(b, 35))
+    else {
+        return Err(corrupt("truncated batch header"));
+    };
+    if b.get(16) != Some(&2) {
+        return Err(corrupt("batch magic is not 2"));
+    }
+    let len = i32::from_be_bytes(len) as i64;
+    if len < (HEADER_SIZE - LOG_OVERHEAD) as i64 {
+        return Err(corrupt(&format!("batch length {len}")));
+    }
+    let size = len as u64 + LOG_OVERHEAD as u64;
+    if pos.saturating_add(size) > seg.size {
+        return Err(corrupt(&format!(
+            "batch of {size} bytes runs past the segment end ({})",
+            seg.size
+        )));
+    }
+    Ok(Head {
+        size,
+        last_offset: i64::from_be_bytes(base).saturating_add(i32::from_be_bytes(delta) as i64),
+        max_timestamp: i64::from_be_bytes(max_ts),
+    })
+}
+
+/// Parses a remote `.index`: whole entries, increasing, every position inside the segment.
+fn parse_index(raw: &[u8], seg: &RemoteSegment) -> Result<RemoteIndex, TierError> {
+    let corrupt =
+        |what: String| TierError::Corrupt(format!("index of segment {}: {what}", seg.segment_id));
+    if !raw.len().is_multiple_of(OFFSET_ENTRY) {
+        return Err(corrupt(format!("{} bytes is not whole entries", raw.len())));
+    }
+    let mut entries: RemoteIndex = Vec::with_capacity(raw.len() / OFFSET_ENTRY);
+    for e in raw.chunks_exact(OFFSET_ENTRY) {
+        let (Some(rel), Some(pos)) = (be::<4>(e, 0), be::<4>(e, 4)) else {
+            return Err(corrupt("short entry".into()));
+        };
+        let (rel, pos) = (u32::from_be_bytes(rel), u32::from_be_bytes(pos));
+        if pos as u64 >= seg.size {
+            return Err(corrupt(format!(
+                "position {pos} beyond the segment size {}",
+                seg.size
+            )));
+        }
+        if let Some(&(lr, lp)) = entries.last() {
+            if rel <= lr || pos <= lp {
+                return Err(corrupt("entries out of order".into()));
+            }
+        }
+        entries.push((rel, pos));
+    }
+    Ok(entries)
+}
+
+/// The most index bytes a segment of `size` bytes can need: one entry per batch at most.
+fn max_index_bytes(seg: &RemoteSegment) -> u64 {
+    (seg.size / HEADER_SIZE as u64 + 1) * OFFSET_ENTRY as u64
+}
+
+impl Tier {
+    /// Whole batches from `want.offset` in a remote segment, up to `want.max_bytes` but at
+    /// least one when `want.min_one` (KIP-74). Starts fetching the next chunks into the
+    /// cache; on any error forgets what it cached of the segment, so the next read starts
+    /// clean.
+    pub async fn read(
+        self: &Arc<Self>,
+        tp: &TopicIdPartition,
+        seg: &RemoteSegment,
+        want: ReadWant,
+    ) -> Result<Bytes, TierError> {
+        match self.read_batches(tp, seg, want).await {
+            Ok((bytes, pos)) => {
+                if !bytes.is_empty() {
+                    self.read_ahead(tp, seg, pos + bytes.len() as u64);
+                }
+                Ok(bytes)
+            }
+            Err(e) => {
+                self.forget(seg.segment_id).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The bytes `read` returns and where in the segment they start.
+    async fn read_batches(
+        &self,
+        tp: &TopicIdPartition,
+        seg: &RemoteSegment,
+        want: ReadWant,
+    ) -> Result<(Bytes, u64), TierError> {
+        let index = self.offset_index(tp, seg).await?;
+        let rel = want.offset.saturating_sub(seg.base_offset);
+        let i = index.partition_point(|&(r, _)| (r as i64) <= rel);
+        let start = match i.checked_sub(1).and_then(|i| index.get(i)) {
+            Some(&(_, pos)) => pos as u64,
+            None => 0,
+        };
+        let Some((pos, head)) = self
+            .walk(tp, seg, start, |h| h.last_offset >= want.offset)
+            .await?
+        else {
+            return Ok((Bytes::new(), seg.size));
+        };
+        let len = if head.size > want.max_bytes as u64 {
+            if !want.min_one {
+                return Ok((Bytes::new(), pos));
+            }
+            head.size
+        } else {
+            (want.max_bytes as u64).min(seg.size - pos)
+        };
+        let bytes = self.read_range(tp, seg, pos, len).await?;
+        let mut whole = 0;
+        let mut it = BatchHeaders::new(&bytes);
+        while let Some(Ok(_)) = it.next() {
+            whole = it.position();
+        }
+        if whole == 0 {
+            return Err(TierError::Corrupt(format!(
+                "segment {} at position {pos}: unreadable batch",
+                seg.segment_id
+            )));
+        }
+        let mut bytes = Bytes::from(bytes);
+        bytes.truncate(whole);
+        Ok((bytes, pos))
+    }
+
+    /// (offset, timestamp) of the first record at or after `timestamp` in the archive.
+    pub async fn offset_for_timestamp(
+        &self,
+        tp: &TopicIdPartition,
+        manifest: &super::Manifest,
+        timestamp: i64,
+    ) -> Result<Option<(i64, i64)>, TierError> {
+        let Some(seg) = manifest
+            .segments
+            .iter()
+            .find(|s| s.max_timestamp >= timestamp)
+        else {
+            return Ok(None);
+        };
+        let found = match self
+            .walk(tp, seg, 0, |h| h.max_timestamp >= timestamp)
+            .await
+        {
+            Ok(found) => found,
+            Err(e) => {
+                self.forget(seg.segment_id).await;
+                return Err(e);
+            }
+        };
+        let Some((pos, head)) = found else {
+            return Ok(None);
+        };
+        let batch = match self.read_range(tp, seg, pos, head.size).await {
+            Ok(b) => b,
+            Err(e) => {
+                self.forget(seg.segment_id).await;
+                return Err(e);
+            }
+        };
+        let parsed = RecordBatch::parse_header(&batch).map_err(|e| {
+            TierError::Corrupt(format!("segment {} at position {pos}: {e}", seg.segment_id))
+        })?;
+        Ok(crate::log::record_batch::first_offset_at_or_after(
+            &parsed, timestamp,
+        ))
+    }
+
+    /// A remote segment's aborted transactions (Kafka's 34-byte `.txnindex` entries).
+    pub async fn txn_index(
+        &self,
+        tp: &TopicIdPartition,
+        seg: &RemoteSegment,
+    ) -> Result<Vec<AbortedTxn>, TierError> {
+        let r = self
+            .store
+            .get(&self.paths.segment(tp, seg, ".txnindex"))
+            .await?;
+        // One entry per abort marker, and every marker is a batch of its own.
+        let max = (seg.size / HEADER_SIZE as u64 + 1) * crate::log::txn_index::ENTRY as u64;
+        if r.meta.size > max {
+            return Err(TierError::Corrupt(format!(
+                "txnindex of segment {} is {} bytes",
+                seg.segment_id, r.meta.size
+            )));
+        }
+        let body = r.bytes().await?;
+        Ok(crate::log::txn_index::parse(&body))
+    }
+
+    /// Walks batch headers from `pos` to the first batch `stop` accepts; `None` past the end.
+    async fn walk(
+        &self,
+        tp: &TopicIdPartition,
+        seg: &RemoteSegment,
+        mut pos: u64,
+        stop: impl Fn(&Head) -> bool,
+    ) -> Result<Option<(u64, Head)>, TierError> {
+        let mut window = Vec::new();
+        let mut window_start = pos;
+        loop {
+            if pos >= seg.size {
+                return Ok(None);
+            }
+            let off = pos - window_start;
+            if window.len() as u64 - off.min(window.len() as u64) < HEADER_SIZE as u64 {
+                let len = WALK_WINDOW.min(seg.size - pos);
+                if len < HEADER_SIZE as u64 {
+                    return Err(TierError::Corrupt(format!(
+                        "segment {} at position {pos}: truncated batch header",
+                        seg.segment_id
+                    )));
+                }
+                window = self.read_range(tp, seg, pos, len).await?;
+                window_start = pos;
+                continue;
+            }
+            let head = head_at(&window[off as usize..], pos, seg)?;
+            if stop(&head) {
+                return Ok(Some((pos, head)));
+            }
+            pos += head.size;
+        }
+    }
+
+    /// The segment's offset index, from memory or the store.
+    async fn offset_index(
+        &self,
+        tp: &TopicIdPartition,
+        seg: &RemoteSegment,
+    ) -> Result<Arc<RemoteIndex>, TierError> {
+        if let Some(i) = self.reader.indexes.get(seg.segment_id) {
+            return Ok(i);
+        }
+        let r = self
+            .store
+            .get(&self.paths.segment(tp, seg, ".index"))
+            .await?;
+        let max = max_index_bytes(seg);
+        if r.meta.size > max {
+            return Err(TierError::Corrupt(format!(
+                "index of segment {} is {} bytes, more than {max}",
+                seg.segment_id, r.meta.size
+            )));
+        }
+        let raw = r.bytes().await?;
+        if raw.len() as u64 > max {
+            return Err(TierError::Corrupt(format!(
+                "index of segment {} is {} bytes, more than {max}",
+                seg.segment_id,
+                raw.len()
+            )));
+        }
+        let index = Arc::new(parse_index(&raw, seg)?);
+        self.reader.indexes.put(seg.segment_id, index.clone());
+        Ok(index)
+    }
+
+    /// Bytes `[start, start + len)` of a remote segment's log, through the chunk cache.
+    /// A range past the segment's end is corrupt (lengths come from the store).
+    async fn read_range(
+        &self,
+        tp: &TopicIdPartition,
+        seg: &RemoteSegment,
+        start: u64,
+        len: u64,
+    ) -> Result<Vec<u8>, TierError> {
+        let end = start
+            .checked_add(len)
+            .filter(|&end| end <= seg.size)
+            .ok_or_else(|| {
+                TierError::Corrupt(format!(
+                    "segment {}: range {start}+{len} past its size {}",
+                    seg.segment_id, seg.size
+                ))
+            })?;
+        let chunk = self.reader.chunk;
+        // Grown as bytes arrive, so a lying size never allocates more than was fetched.
+        let mut out = Vec::with_capacity(len.min(chunk) as usize);
+        let mut n = start / chunk;
+        while n * chunk < end {
+            let from = n * chunk;
+            let lo = start.max(from) - from;
+            let hi = end.min(from + chunk) - from;
+            match self.reader.chunks.get(seg.segment_id, n, lo, hi).await {
+                Some(part) if part.len() as u64 == hi - lo => out.extend_from_slice(&part),
+                _ => {
+                    let bytes = self.fetch_chunk(tp, seg, n).await?;
+                    let part = bytes.get(lo as usize..hi as usize).ok_or_else(|| {
+                        TierError::Corrupt(format!("segment {}: short chunk {n}", seg.segment_id))
+                    })?;
+                    out.extend_from_slice(part);
+                }
+            }
+            n += 1;
+        }
+        Ok(out)
+    }
+
+    /// Fetches chunk `n` of a segment's log from the store into the cache.
+    async fn fetch_chunk(
+        &self,
+        tp: &TopicIdPartition,
+        seg: &RemoteSegment,
+        n: u64,
+    ) -> Result<Bytes, TierError> {
+        let chunk = self.reader.chunk;
+        let from = n * chunk;
+        let to = (from + chunk).min(seg.size);
+        let path = self.paths.segment(tp, seg, ".log");
+        let bytes = match self.store.get_range(&path, from..to).await {
+            Ok(b) => b,
+            Err(e) => {
+                // A range past the object's end fails on some stores: that is a short object.
+                if let Ok(meta) = self.store.head(&path).await {
+                    if meta.size < seg.size {
+                        return Err(short_log(seg, meta.size));
+                    }
+                }
+                return Err(e.into());
+            }
+        };
+        if bytes.len() as u64 != to - from {
+            return Err(short_log(seg, from + bytes.len() as u64));
+        }
+        self.reader
+            .chunks
+            .put(seg.segment_id, n, bytes.clone())
+            .await;
+        Ok(bytes)
+    }
+
+    /// Starts fetching, in the background, the chunks from the one holding `next` up to
+    /// `READ_AHEAD` after it that are neither cached nor already being fetched.
+    fn read_ahead(self: &Arc<Self>, tp: &TopicIdPartition, seg: &RemoteSegment, next: u64) {
+        if next >= seg.size {
+            return;
+        }
+        let chunk = self.reader.chunk;
+        let first = next / chunk;
+        let last = (seg.size - 1) / chunk;
+        for n in first..=(first + READ_AHEAD).min(last) {
+            if self.reader.chunks.contains(seg.segment_id, n)
+                || !lock(&self.reader.prefetching).insert((seg.segment_id, n))
+            {
+                continue;
+            }
+            let (tier, tp, seg) = (self.clone(), tp.clone(), seg.clone());
+            tokio::spawn(async move {
+                if let Err(e) = tier.fetch_chunk(&tp, &seg, n).await {
+                    tracing::debug!(%tp, segment = %seg.segment_id, chunk = n, error = %e, "read-ahead failed");
+                }
+                lock(&tier.reader.prefetching).remove(&(seg.segment_id, n));
+            });
+        }
+    }
+
+    /// Drops a segment's cached index and chunks.
+    async fn forget(&self, segment: Uuid) {
+        self.reader.indexes.remove(segment);
+        self.reader.chunks.remove_segment(segment).await;
+    }
+}
+
+fn short_log(seg: &RemoteSegment, got: u64) -> TierError {
+    TierError::Corrupt(format!(
+        "log object of segment {} is shorter ({got} bytes) than the manifest says ({})",
+        seg.segment_id, seg.size
+    ))
+}
+
+/// Offset indexes of remote segments in memory, least recently used evicted first once
+/// they hold more than `limit` bytes. An index larger than the limit is used, not kept.
+struct IndexCache {
+    limit: u64,
+    state: Mutex<IndexLru>,
+}
+
+#[derive(Default)]
+struct IndexLru {
+    bytes: u64,
+    /// Least recently used first.
+    entries: VecDeque<(Uuid, Arc<RemoteIndex>)>,
+}
+
+fn index_bytes(i: &RemoteIndex) -> u64 {
+    (i.len() * OFFSET_ENTRY) as u64
+}
+
+impl IndexCache {
+    fn new(limit: u64) -> Self {
+        Self {
+            limit,
+            state: Mutex::new(IndexLru::default()),
+        }
+    }
+
+    fn get(&self, seg: Uuid) -> Option<Arc<RemoteIndex>> {
+        let mut st = lock(&self.state);
+        let i = st.entries.iter().position(|(s, _)| *s == seg)?;
+        let e = st.entries.remove(i)?;
+        let index = e.1.clone();
+        st.entries.push_back(e);
+        Some(index)
+    }
+
+    fn put(&self, seg: Uuid, index: Arc<RemoteIndex>) {
+        let size = index_bytes(&index);
+        if size > self.limit {
+            return;
+        }
+        let mut st = lock(&self.state);
+        if st.entries.iter().any(|(s, _)| *s == seg) {
+            return;
+        }
+        st.bytes += size;
+        st.entries.push_back((seg, index));
+        while st.bytes > self.limit {
+            let Some((_, old)) = st.entries.pop_front() else {
+                break;
+            };
+            st.bytes -= index_bytes(&old);
+        }
+    }
+
+    fn remove(&self, seg: Uuid) {
+        let mut st = lock(&self.state);
+        if let Some(i) = st.entries.iter().position(|(s, _)| *s == seg) {
+            if let Some((_, old)) = st.entries.remove(i) {
+                st.bytes -= index_bytes(&old);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn bytes(&self) -> u64 {
+        lock(&self.state).bytes
+    }
+}
+
+/// Chunks of remote segments kept on local disk, least recently used evicted first, so a
+/// consumer reading the archive sequentially fetches each byte from the store once. File
+/// work runs on the blocking pool.
+struct ChunkCache {
+    dir: PathBuf,
+    limit: u64,
+    state: Mutex<ChunkLru>,
+}
+
+#[derive(Default)]
+struct ChunkLru {
+    bytes: u64,
+    /// (segment, chunk, size), least recently used first.
+    entries: VecDeque<(Uuid, u64, u64)>,
+}
+
+impl ChunkCache {
+    fn new(dir: PathBuf, limit: u64) -> Self {
+        Self {
+            dir,
+            limit,
+            state: Mutex::new(ChunkLru::default()),
+        }
+    }
+
+    fn path(&self, seg: Uuid, chunk: u64) -> PathBuf {
+        self.dir.join(format!("{seg}-{chunk}"))
+    }
+
+    fn contains(&self, seg: Uuid, chunk: u64) -> bool {
+        lock(&self.state)
+            .entries
+            .iter()
+            .any(|&(s, c, _)| s == seg && c == chunk)
+    }
+
+    /// Bytes `[lo, hi)` of a cached chunk (fewer at the chunk's end).
+    async fn get(&self, seg: Uuid, chunk: u64, lo: u64, hi: u64) -> Option<Vec<u8>> {
+        let size = {
+            let mut st = lock(&self.state);
+            let i = st
+                .entries
+                .iter()
+                .position(|&(s, c, _)| s == seg && c == chunk)?;
+            let e = st.entries.remove(i)?;
+            st.entries.push_back(e);
+            e.2
+        };
+        let hi = hi.min(size);
+        let lo = lo.min(hi);
+        let path = self.path(seg, chunk);
+        tokio::task::spawn_blocking(move || read_file_range(&path, lo, (hi - lo) as usize))
+            .await
+            .ok()?
+            .ok()
+    }
+
+    async fn put(&self, seg: Uuid, chunk: u64, bytes: Bytes) {
+        let size = bytes.len() as u64;
+        if size > self.limit || self.contains(seg, chunk) {
+            return;
+        }
+        let path = self.path(seg, chunk);
+        let written = tokio::task::spawn_blocking(move || {
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, &bytes)?;
+            std::fs::rename(&tmp, &path)
+        })
+        .await;
+        if !matches!(written, Ok(Ok(()))) {
+            return;
+        }
+        let evicted: Vec<PathBuf> = {
+            let mut st = lock(&self.state);
+            if st.entries.iter().any(|&(s, c, _)| s == seg && c == chunk) {
+                return;
+            }
+            st.bytes += size;
+            st.entries.push_back((seg, chunk, size));
+            let mut evicted = Vec::new();
+            while st.bytes > self.limit {
+                let Some((s, c, n)) = st.entries.pop_front() else {
+                    break;
+                };
+                st.bytes -= n;
+                evicted.push(self.path(s, c));
+            }
+            evicted
+        };
+        remove_files(evicted).await;
+    }
+
+    async fn remove_segment(&self, seg: Uuid) {
+        let gone: Vec<PathBuf> = {
+            let mut st = lock(&self.state);
+            let mut gone = Vec::new();
+            let mut freed = 0;
+            st.entries.retain(|&(s, c, n)| {
+                if s == seg {
+                    freed += n;
+                    gone.push(self.path(s, c));
+                }
+                s != seg
+            });
+            st.bytes -= freed;
+            gone
+        };
+        remove_files(gone).await;
+    }
+
+    #[cfg(test)]
+    fn bytes(&self) -> u64 {
+        lock(&self.state).bytes
+    }
+}
+
+async fn remove_files(paths: Vec<PathBuf>) {
+    if paths.is_empty() {
+        return;
+    }
+    let _ = tokio::task::spawn_blocking(move || {
+        for p in paths {
+            let _ = std::fs::remove_file(p);
+        }
+    })
+    .await;
+}
+
+pub(crate) fn read_file_range(
+    path: &std::path::Path,
+    pos: u64,
+    len: usize,
+) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; len];
+    f.read_exact_at(&mut buf, pos)?;
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::record_batch::BatchHeaders;
+    use crate::tier::test_support::{archive_all, make_log, tier_with, tp};
+    use crate::tier::Manifest;
+    use object_store::memory::InMemory;
+    use object_store::PutPayload;
+    use std::time::Duration;
+
+    /// A tier on InMemory holding the closed segments of a log of 60 batches of ~570 bytes
+    /// (segments of ~16 KiB, so four 4 KiB chunks each).
+    struct Fixture {
+        _dirs: (tempfile::TempDir, tempfile::TempDir),
+        store: Arc<InMemory>,
+        tier: Arc<Tier>,
+        manifest: Manifest,
+    }
+
+    async fn fixture() -> Fixture {
+        fixture_with(1 << 20).await
+    }
+
+    async fn fixture_with(index_cache_bytes: u64) -> Fixture {
+        let (logdir, cache) = (
+            tempfile::tempdir().expect("tmp"),
+            tempfile::tempdir().expect("tmp"),
+        );
+        let log = make_log(logdir.path(), 16 << 10, 60, 500);
+        let store = Arc::new(InMemory::new());
+        let tier = tier_with(store.clone(), cache.path(), index_cache_bytes);
+        let manifest = archive_all(&tier, &tp(), &log).await;
+        assert!(manifest.segments.len() >= 2);
+        assert!(manifest.segments[0].size > 2 * 4096);
+        Fixture {
+            _dirs: (logdir, cache),
+            store,
+            tier,
+            manifest,
+        }
+    }
+
+    fn want(offset: i64, max_bytes: usize) -> ReadWant {
+        ReadWant {
+            offset,
+            max_bytes,
+            min_one: true,
+        }
+    }
+
+    fn offsets(bytes: &[u8]) -> Vec<i64> {
+        BatchHeaders::new(bytes)
+            .map(|b| b.expect("batch").base_offset())
+            .collect()
+    }
+
+    async fn overwrite(f: &Fixture, seg: &RemoteSegment, suffix: &str, body: Vec<u8>) {
+        f.store
+            .put(
+                &f.tier.paths.segment(&tp(), seg, suffix),
+                PutPayload::from(body),
+            )
+            .await
+            .expect("put");
+    }
+
+    async fn original(f: &Fixture, seg: &RemoteSegment, suffix: &str) -> Vec<u8> {
+        f.store
+            .get(&f.tier.paths.segment(&tp(), seg, suffix))
+            .await
+            .expect("get")
+            .bytes()
+            .await
+            .expect("bytes")
+            .to_vec()
+    }
+
+    #[tokio::test]
+    async fn reads_whole_batches_from_the_offset_up_to_max_bytes() {
+        let f = fixture().await;
+        let seg = f.manifest.segments[1].clone();
+        let from = seg.base_offset + 3;
+        let bytes = f
+            .tier
+            .read(&tp(), &seg, want(from, 2000))
+            .await
+            .expect("read");
+        assert_eq!(offsets(&bytes), vec![from, from + 1, from + 2]);
+        // KIP-74: one batch even when max_bytes is smaller.
+        let bytes = f
+            .tier
+            .read(&tp(), &seg, want(from, 10))
+            .await
+            .expect("read");
+        assert_eq!(offsets(&bytes), vec![from]);
+        let none = ReadWant {
+            min_one: false,
+            ..want(from, 10)
+        };
+        assert!(f
+            .tier
+            .read(&tp(), &seg, none)
+            .await
+            .expect("read")
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_read_fetches_the_next_chunks_ahead() {
+        let f = fixture().await;
+        let seg = f.manifest.segments[0].clone();
+        let bytes = f.tier.read(&tp(), &seg, want(0, 100)).await.expect("read");
+        assert_eq!(offsets(&bytes), vec![0]);
+        assert!(bytes.len() < 4096, "the read itself stays in chunk 0");
+        let cached = |n| f.tier.reader.chunks.contains(seg.segment_id, n);
+        for _ in 0..200 {
+            if cached(1) && cached(2) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(cached(1) && cached(2), "chunks 1 and 2 were fetched ahead");
+        // Served from the cache, even with the store gone.
+        f.store
+            .delete(&f.tier.paths.segment(&tp(), &seg, ".log"))
+            .await
+            .expect("delete");
+        let later = seg.base_offset + 9;
+        let bytes = f
+            .tier
+            .read(&tp(), &seg, want(later, 1000))
+            .await
+            .expect("cached read");
+        assert_eq!(offsets(&bytes), vec![later]);
+    }
+
+    #[tokio::test]
+    async fn the_index_cache_stays_within_its_byte_limit() {
+        // Each segment's index is ~28 entries of 8 bytes: room for about two of them.
+        let f = fixture_with(500).await;
+        for seg in f.manifest.segments.iter().chain(f.manifest.segments.iter()) {
+            f.tier
+                .read(&tp(), seg, want(seg.base_offset + 1, 100))
+                .await
+                .expect("read");
+            assert!(f.tier.reader.indexes.bytes() <= 500);
+        }
+        assert!(f.tier.reader.indexes.bytes() > 0);
+        // An index larger than the limit is used but not kept.
+        let g = fixture_with(16).await;
+        let seg = &g.manifest.segments[0];
+        let bytes = g.tier.read(&tp(), seg, want(5, 100)).await.expect("read");
+        assert_eq!(offsets(&bytes), vec![5]);
+        assert_eq!(g.tier.reader.indexes.bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn offset_for_timestamp_finds_the_first_record_at_or_after_it() {
+        let f = fixture().await;
+        let seg = &f.manifest.segments[1];
+        let ts = 1000 + seg.base_offset + 2;
+        assert_eq!(
+            f.tier
+                .offset_for_timestamp(&tp(), &f.manifest, ts)
+                .await
+                .expect("lookup"),
+            Some((seg.base_offset + 2, ts))
+        );
+        assert_eq!(
+            f.tier
+                .offset_for_timestamp(&tp(), &f.manifest, i64::MAX)
+                .await
+                .expect("lookup"),
+            None
+        );
+    }
+
+    /// Reads `offset` after `damage`, expecting Corrupt and nothing of the segment cached.
+    async fn assert_corrupt(f: &Fixture, seg: &RemoteSegment, offset: i64) {
+        match f.tier.read(&tp(), seg, want(offset, 1 << 20)).await {
+            Err(TierError::Corrupt(_)) => {}
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        assert!(f.tier.reader.indexes.get(seg.segment_id).is_none());
+        assert!((0..8).all(|n| !f.tier.reader.chunks.contains(seg.segment_id, n)));
+    }
+
+    #[tokio::test]
+    async fn an_index_with_a_partial_entry_is_corrupt() {
+        let f = fixture().await;
+        let seg = f.manifest.segments[0].clone();
+        let mut index = original(&f, &seg, ".index").await;
+        index.truncate(index.len() - 3);
+        overwrite(&f, &seg, ".index", index).await;
+        assert_corrupt(&f, &seg, 3).await;
+    }
+
+    #[tokio::test]
+    async fn an_index_position_beyond_the_segment_is_corrupt() {
+        let f = fixture().await;
+        let seg = f.manifest.segments[0].clone();
+        let mut index = original(&f, &seg, ".index").await;
+        let last = index.len() - 4;
+        index[last..].copy_from_slice(&u32::MAX.to_be_bytes());
+        overwrite(&f, &seg, ".index", index).await;
+        assert_corrupt(&f, &seg, 3).await;
+    }
+
+    #[tokio::test]
+    async fn an_oversized_index_is_refused_before_it_is_read() {
+        let f = fixture().await;
+        let seg = f.manifest.segments[0].clone();
+        overwrite(
+            &f,
+            &seg,
+            ".index",
+            vec![0; (max_index_bytes(&seg) + 8) as usize],
+        )
+        .await;
+        assert_corrupt(&f, &seg, 3).await;
+    }
+
+    #[tokio::test]
+    async fn a_short_log_object_is_corrupt() {
+        let f = fixture().await;
+        let seg = f.manifest.segments[0].clone();
+        let mut log = original(&f, &seg, ".log").await;
+        log.truncate(log.len() / 2);
+        overwrite(&f, &seg, ".log", log).await;
+        assert_corrupt(&f, &seg, seg.end_offset).await;
+        // Also when the range starts past the object's end.
+        let mut log = original(&f, &seg, ".log").await;
+        log.truncate(100);
+        overwrite(&f, &seg, ".log", log).await;
+        assert_corrupt(&f, &seg, seg.end_offset).await;
+    }
+
+    /// The first batch's length field set to `len`; read from offset 0.
+    async fn with_first_length(len: i32) {
+        let f = fixture().await;
+        let seg = f.manifest.segments[0].clone();
+        let mut log = original(&f, &seg, ".log").await;
+        log[8..12].copy_from_slice(&len.to_be_bytes());
+        overwrite(&f, &seg, ".log", log).await;
+        assert_corrupt(&f, &seg, 0).await;
+    }
+
+    #[tokio::test]
+    async fn a_negative_batch_length_is_corrupt() {
+        with_first_length(-5).await;
+    }
+
+    #[tokio::test]
+    async fn a_batch_length_smaller_than_a_header_is_corrupt() {
+        with_first_length(10).await;
+    }
+
+    #[tokio::test]
+    async fn a_batch_running_past_the_segment_end_is_corrupt() {
+        with_first_length(i32::MAX).await;
+    }
+
+    #[tokio::test]
+    async fn a_damaged_batch_in_a_timestamp_lookup_is_corrupt() {
+        let f = fixture().await;
+        let seg = f.manifest.segments[0].clone();
+        let mut log = original(&f, &seg, ".log").await;
+        log[8..12].copy_from_slice(&(-1i32).to_be_bytes());
+        overwrite(&f, &seg, ".log", log).await;
+        assert!(matches!(
+            f.tier.offset_for_timestamp(&tp(), &f.manifest, 1001).await,
+            Err(TierError::Corrupt(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn after_an_error_the_next_read_starts_clean() {
+        let f = fixture().await;
+        let seg = f.manifest.segments[0].clone();
+        let good = original(&f, &seg, ".log").await;
+        let mut bad = good.clone();
+        bad[8..12].copy_from_slice(&(-1i32).to_be_bytes());
+        overwrite(&f, &seg, ".log", bad).await;
+        assert_corrupt(&f, &seg, 0).await;
+        overwrite(&f, &seg, ".log", good).await;
+        let bytes = f.tier.read(&tp(), &seg, want(0, 100)).await.expect("read");
+        assert_eq!(offsets(&bytes), vec![0]);
+    }
+
+    #[tokio::test]
+    async fn the_chunk_cache_evicts_least_recently_used_chunks() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cache = ChunkCache::new(dir.path().to_path_buf(), 10);
+        let seg = Uuid::from_u128(1);
+        for n in 0..3 {
+            cache.put(seg, n, Bytes::from(vec![n as u8; 4])).await;
+        }
+        assert!(cache.bytes() <= 10);
+        assert!(!cache.contains(seg, 0));
+        assert_eq!(cache.get(seg, 2, 1, 3).await, Some(vec![2, 2]));
+        cache.remove_segment(seg).await;
+        assert_eq!(cache.bytes(), 0);
+        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+    }
+
+    #[test]
+    fn index_entries_out_of_order_are_corrupt() {
+        let seg = RemoteSegment {
+            base_offset: 0,
+            end_offset: 10,
+            segment_id: Uuid::nil(),
+            max_timestamp: 0,
+            size: 1000,
+            crc32c: 0,
+            txn_index: false,
+        };
+        let entry = |r: u32, p: u32| [r.to_be_bytes(), p.to_be_bytes()].concat();
+        let good = [entry(1, 100), entry(2, 200)].concat();
+        assert_eq!(
+            parse_index(&good, &seg).expect("parse"),
+            vec![(1, 100), (2, 200)]
+        );
+        let bad = [entry(2, 200), entry(1, 100)].concat();
+        assert!(matches!(
+            parse_index(&bad, &seg),
+            Err(TierError::Corrupt(_))
+        ));
+    }
+}
