@@ -6,6 +6,8 @@
 # Usage:
 #   compat-tests/bench/bench.sh [--delete-topics] [BOOTSTRAP]  # existing broker
 #   compat-tests/bench/bench.sh --start [--flush-always]       # spawn target/release/strata
+#   compat-tests/bench/bench.sh --start --latency-only --longpoll
+#                                   # latency with and without 500 idle long-polls
 #   compat-tests/bench/bench.sh --build-only                   # just build/cache the client
 #
 # Options:
@@ -18,6 +20,13 @@
 #                    sit in the page cache and slow the later runs down. On by
 #                    default with --start; against an existing broker the
 #                    topics are kept unless this flag is given
+#   --longpoll       after the plain latency run, measure it again while
+#                    LONGPOLL_CONNS (500) connections long-poll as many other,
+#                    empty topics (Fetch v4, max_wait_ms LONGPOLL_WAIT_MS=500,
+#                    min_bytes 1; see longpoll_fetchers.py). The topics are
+#                    created before and deleted after that run
+#   --latency-only   skip the throughput and consume runs: only the latency
+#                    runs (and, with --flush-always, the flush=always latency run)
 #   --quick          small message counts (smoke run, figures are noisy)
 #   --build-only     build rdkafka_performance and exit
 #   BOOTSTRAP        broker address (default: $BOOTSTRAP or 127.0.0.1:9092)
@@ -30,7 +39,8 @@
 # (latency msgs, 5000), LAT_RATE (msgs/s, 1000), LINGER_MS (producer
 # linger.ms for throughput runs, 5 = librdkafka's default; rdkafka_performance
 # itself would set 1000), SETTLE (1 = `sync` before each measured run, 0 =
-# don't), STRATA_BIN, BENCH_CACHE_DIR, KEEP_DATA=1 (keep the broker data dir).
+# don't), LONGPOLL_CONNS (500) and LONGPOLL_WAIT_MS (500) for --longpoll,
+# STRATA_BIN, BENCH_CACHE_DIR, KEEP_DATA=1 (keep the broker data dir).
 # With --start the broker's data goes to a temporary dir under ${TMPDIR:-/tmp},
 # removed after; as the topics are deleted after each run, it holds at most
 # one run's data at a time (up to MAX_RUN_MB plus a 2 s calibration run).
@@ -48,6 +58,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 CACHE=${BENCH_CACHE_DIR:-$HERE/.cache}
 HELPER=(python3 "$HERE/bench_helper.py")
+FETCHERS=(python3 "$HERE/longpoll_fetchers.py")
 RESULTS_FILE=$HERE/last-results.txt
 PERF=$CACHE/bin/rdkafka_performance
 
@@ -56,6 +67,8 @@ FLUSH_ALWAYS=0
 BUILD_ONLY=0
 QUICK=0
 DELETE_TOPICS=0
+LONGPOLL=0
+LATENCY_ONLY=0
 BOOTSTRAP=${BOOTSTRAP:-127.0.0.1:9092}
 STRATA_BIN=${STRATA_BIN:-$ROOT/target/release/strata}
 
@@ -66,6 +79,8 @@ while [[ $# -gt 0 ]]; do
         --build-only) BUILD_ONLY=1 ;;
         --quick) QUICK=1 ;;
         --delete-topics) DELETE_TOPICS=1 ;;
+        --longpoll) LONGPOLL=1 ;;
+        --latency-only) LATENCY_ONLY=1 ;;
         -h|--help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "unknown option: $1" >&2; exit 2 ;;
         *) BOOTSTRAP=$1 ;;
@@ -89,6 +104,8 @@ RUN_CAP=${RUN_CAP:-20}
 LAT_COUNT=${LAT_COUNT:-5000}
 LAT_RATE=${LAT_RATE:-1000}
 LINGER_MS=${LINGER_MS:-5}
+LONGPOLL_CONNS=${LONGPOLL_CONNS:-500}
+LONGPOLL_WAIT_MS=${LONGPOLL_WAIT_MS:-500}
 
 # a broker this script started holds nothing but the benchmark's own topics
 [[ $START == 1 ]] && DELETE_TOPICS=1
@@ -208,6 +225,8 @@ mkdir -p "$LOGS"
 BROKER_PID=""
 OWN_BROKER=0   # 1 while BROKER_PID is a broker this script started
 BROKER_DATA=""
+POLLER_PID=""      # longpoll_fetchers.py poll, while it runs
+IDLE_PREFIX=""     # prefix of the idle long-poll topics, while they exist
 NOTES=()
 
 note() { NOTES+=("$*"); log "NOTE: $*"; }
@@ -235,6 +254,13 @@ stop_broker() {
 
 cleanup() {
     local rc=$?
+    if [[ -n $POLLER_PID ]]; then
+        kill -TERM "$POLLER_PID" 2>/dev/null || true
+        wait "$POLLER_PID" 2>/dev/null || true
+    fi
+    if [[ -n $IDLE_PREFIX && $OWN_BROKER == 0 ]] && broker_alive; then
+        "${FETCHERS[@]}" delete "$BOOTSTRAP" "$IDLE_PREFIX" "$LONGPOLL_CONNS" >/dev/null 2>&1 || true
+    fi
     stop_broker || true
     rm -rf "$CACHE/last-run"
     mkdir -p "$CACHE"
@@ -290,6 +316,8 @@ broker_alive() {
 
 ROWS_TP=()   # throughput rows
 ROWS_LAT=()  # latency rows
+# latency rows: label, n, p50, p99, p99.9, max, broker CPU, notes
+LAT_FMT='%-58s %6s %8s %8s %8s %8s %7s  %s'
 
 # run_capped CAP LOG cmd... : run with SIGINT after CAP seconds (SIGKILL 10 s later)
 run_capped() {
@@ -420,6 +448,8 @@ consume_run() { # LABEL TOPIC EXPECTED   (deletes TOPIC after the run)
 # latency_run TAG : acks=-1, LAT_RATE msgs/s, 100 B, linger.ms=0.
 # Producer -l: per-message delivery latency (produce() -> delivery report);
 # consumer -l in parallel: end-to-end produce -> consume latency.
+# Also records the broker's CPU use (user + system) while the producer runs,
+# as a share of one core.
 latency_run() {
     local tag=$1
     local safe=${tag//[^a-zA-Z0-9._-]/-}   # topic names allow only [a-zA-Z0-9._-]
@@ -437,10 +467,17 @@ latency_run() {
         -l -A "$e2e" -c $(( LAT_COUNT + 1 )) > "$LOGS/lat-$safe-consumer.log" 2>&1 &
     local cpid=$!
     sleep 3   # let the consumer connect and start fetching
-    local pstatus
+    local pstatus cpu0 cpu1 t0 t1 cpu=n/a
+    cpu0=$("${HELPER[@]}" cpu "${BROKER_PID:-0}")
+    t0=$(date +%s.%N)
     pstatus=$(run_capped $(( LAT_COUNT / LAT_RATE + 30 )) "$LOGS/lat-$safe-producer.log" \
         "$PERF" -P -t "$topic" -b "$BOOTSTRAP" -p 0 -s 100 -c "$LAT_COUNT" -r "$LAT_RATE" \
         -X acks=-1 -X linger.ms=0 -l -A "$dr")
+    t1=$(date +%s.%N)
+    cpu1=$("${HELPER[@]}" cpu "${BROKER_PID:-0}")
+    if [[ $cpu0 != NA && $cpu1 != NA ]]; then
+        cpu=$(awk -v a="$cpu0" -v b="$cpu1" -v t0="$t0" -v t1="$t1" 'BEGIN{printf "%.0f%%", 100*(b-a)/(t1-t0)}')
+    fi
     # give the consumer up to 10 s to see the last messages
     for _ in $(seq 1 100); do
         kill -0 "$cpid" 2>/dev/null || break
@@ -453,14 +490,69 @@ latency_run() {
     local flag=""
     [[ $pstatus != ok ]] && flag="producer $pstatus"
     [[ $n != "$LAT_COUNT" ]] && flag="${flag:+$flag, }$n of $LAT_COUNT samples"
-    ROWS_LAT+=("$(printf '%-44s %7s %8s %8s %8s %8s  %s' "produce delivery ($tag)" "$n" "$p50" "$p99" "$p999" "$max" "$flag")")
+    ROWS_LAT+=("$(printf "$LAT_FMT" "produce delivery ($tag)" "$n" "$p50" "$p99" "$p999" "$max" "$cpu" "$flag")")
     [[ $n == "$LAT_COUNT" ]] || note "latency ($tag): $n of $LAT_COUNT delivery samples ($pstatus): $(error_excerpt "$LOGS/lat-$safe-producer.log")"
     read -r n p50 p99 p999 max < <("${HELPER[@]}" pct "$e2e")
     flag=""
     [[ $n != "$LAT_COUNT" ]] && flag="$n of $LAT_COUNT samples"
-    ROWS_LAT+=("$(printf '%-44s %7s %8s %8s %8s %8s  %s' "end-to-end produce->consume ($tag)" "$n" "$p50" "$p99" "$p999" "$max" "$flag")")
+    ROWS_LAT+=("$(printf "$LAT_FMT" "end-to-end produce->consume ($tag)" "$n" "$p50" "$p99" "$p999" "$max" - "$flag")")
     [[ $n == "$LAT_COUNT" ]] || note "latency ($tag): consumer saw $n of $LAT_COUNT messages: $(error_excerpt "$LOGS/lat-$safe-consumer.log")"
     drop_topics "$topic"
+}
+
+# longpoll_latency_run : latency_run while LONGPOLL_CONNS connections keep a
+# Fetch (max_wait_ms LONGPOLL_WAIT_MS, min_bytes 1) waiting on as many other
+# topics, which get no data. Each append to the produced topic is then an
+# event for a broker with LONGPOLL_CONNS idle fetches parked; if appends wake
+# every waiting fetch, rather than only those on the partition that grew, the
+# broker does LONGPOLL_CONNS wake-ups per produced message.
+LONGPOLL_SUMMARY=""
+longpoll_latency_run() {
+    local tag="$LONGPOLL_CONNS idle long-poll consumers"
+    local ready=$WORK/longpoll.ready logf=$LOGS/longpoll-fetchers.log out
+    IDLE_PREFIX=bench-$RUN_ID-idle
+    log "longpoll: creating $LONGPOLL_CONNS topics $IDLE_PREFIX-N (1 partition each)"
+    if ! out=$("${FETCHERS[@]}" create "$BOOTSTRAP" "$IDLE_PREFIX" "$LONGPOLL_CONNS" 2>&1); then
+        note "longpoll: could not create the idle topics: $(tail -1 <<<"$out" | cut -c1-200)"
+        drop_idle_topics
+        return
+    fi
+    rm -f "$ready"
+    "${FETCHERS[@]}" poll "$BOOTSTRAP" "$IDLE_PREFIX" "$LONGPOLL_CONNS" "$LONGPOLL_WAIT_MS" "$ready" \
+        > "$logf" 2>&1 &
+    POLLER_PID=$!
+    # every connection has had one (max_wait_ms long) answer before measuring
+    local waited=0
+    while [[ ! -f $ready ]] && kill -0 "$POLLER_PID" 2>/dev/null && [[ $waited -lt 600 ]]; do
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    if [[ -f $ready ]]; then
+        log "longpoll: $LONGPOLL_CONNS fetchers polling (max_wait_ms=$LONGPOLL_WAIT_MS)"
+        latency_run "$tag"
+    else
+        note "longpoll: the fetchers did not all get an answer within 60 s: $(tail -2 "$logf" | tr '\n' ' ' | cut -c1-200)"
+    fi
+    kill -TERM "$POLLER_PID" 2>/dev/null || true
+    wait "$POLLER_PID" 2>/dev/null || true
+    POLLER_PID=""
+    LONGPOLL_SUMMARY=$(grep -m1 '^longpoll:' "$logf" || true)
+    if [[ -z $LONGPOLL_SUMMARY ]]; then
+        note "longpoll: no summary from longpoll_fetchers.py: $(tail -2 "$logf" | tr '\n' ' ' | cut -c1-200)"
+    elif [[ $LONGPOLL_SUMMARY != *" errors=0 "* ]]; then
+        note "longpoll: fetch errors: $LONGPOLL_SUMMARY"
+    fi
+    drop_idle_topics
+}
+
+drop_idle_topics() {
+    [[ -n $IDLE_PREFIX ]] || return 0
+    broker_alive || return 0
+    local out
+    if ! out=$("${FETCHERS[@]}" delete "$BOOTSTRAP" "$IDLE_PREFIX" "$LONGPOLL_CONNS" 2>&1); then
+        note "longpoll: could not delete the idle topics: $(tail -1 <<<"$out" | cut -c1-200)"
+    fi
+    IDLE_PREFIX=""
 }
 
 check_alive() {
@@ -504,6 +596,7 @@ fi
 PROBE_MS=$("${HELPER[@]}" probe "$BOOTSTRAP" 3 2>/dev/null || echo NA)
 
 for acks in 1 -1; do
+    [[ $LATENCY_ONLY == 1 ]] && break
     produce_run "produce 100 B  acks=$acks" 100 "$N_SMALL" "$acks" "bench-$RUN_ID-s100-a${acks/-1/all}"
     check_alive "produce 100 B acks=$acks" || break
     # the 1 KiB acks=1 topic is read by the consume run, which deletes it
@@ -513,13 +606,17 @@ for acks in 1 -1; do
     [[ $acks == 1 ]] && DELIVERED_1K=$LAST_DELIVERED
     check_alive "produce 1 KiB acks=$acks" || break
 done
-if broker_alive; then
+if [[ $LATENCY_ONLY == 0 ]] && broker_alive; then
     consume_run "consume 1 KiB  (from beginning)" "bench-$RUN_ID-s1024-a1" "${DELIVERED_1K:-0}"
     check_alive "consume" || true
 fi
 if broker_alive; then
     latency_run "flush=default"
     check_alive "latency" || true
+fi
+if [[ $LONGPOLL == 1 ]] && broker_alive; then
+    longpoll_latency_run
+    check_alive "latency with long-polling consumers" || true
 fi
 if [[ -n $BROKER_PID ]] && broker_alive; then
     read -r AFTER_RSS PEAK_RSS < <(rss_of "$BROKER_PID")
@@ -532,7 +629,7 @@ if [[ $START == 1 ]]; then
         FA_STARTUP=$STARTUP_MS
         latency_run "flush=always"
         check_alive "latency flush=always" || true
-        if broker_alive; then
+        if [[ $LATENCY_ONLY == 0 ]] && broker_alive; then
             produce_run "produce 1 KiB  acks=-1 flush=always" 1024 "$N_LARGE" -1 "bench-$RUN_ID-fa-s1024"
             check_alive "produce flush=always" || true
         fi
@@ -560,18 +657,32 @@ cpu_model=$(grep -m1 -E '^(model name|Hardware|cpu model)' /proc/cpuinfo 2>/dev/
     echo "load:    1/5/15-min load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews the figures)"
     echo "client:  rdkafka_performance, $(cat "$CACHE/bin/VERSION" 2>/dev/null)"
     echo "broker:  $BROKER_DESC"
-    echo "params:  msgs per produce run: ${N_SMALL:-auto (~${TARGET_SECS}s)} x 100 B, ${N_LARGE:-auto (~${TARGET_SECS}s)} x 1 KiB (cap ${RUN_CAP}s), linger.ms=$LINGER_MS; MB = 10^6 bytes"
+    if [[ $LATENCY_ONLY == 1 ]]; then
+        echo "params:  latency runs only (--latency-only): $LAT_COUNT msgs each"
+    else
+        echo "params:  msgs per produce run: ${N_SMALL:-auto (~${TARGET_SECS}s)} x 100 B, ${N_LARGE:-auto (~${TARGET_SECS}s)} x 1 KiB (cap ${RUN_CAP}s), linger.ms=$LINGER_MS; MB = 10^6 bytes"
+    fi
     if [[ $DELETE_TOPICS == 1 ]]; then
         echo "topics:  deleted (+ sync) after each run, so each run starts without the earlier runs' data"
     else
         echo "topics:  kept (no --delete-topics): later runs share the page cache with the earlier runs' data"
     fi
     echo
-    printf '%-44s %12s %10s %11s %9s  %s\n' "throughput" "msgs/s" "MB/s" "msgs" "secs" "notes"
-    for r in "${ROWS_TP[@]}"; do echo "$r"; done
-    echo
-    printf '%-44s %7s %8s %8s %8s %8s  %s\n' "latency ms (100 B, acks=-1, ${LAT_RATE}/s, linger 0)" "n" "p50" "p99" "p99.9" "max" "notes"
+    if [[ ${#ROWS_TP[@]} -gt 0 ]]; then
+        printf '%-44s %12s %10s %11s %9s  %s\n' "throughput" "msgs/s" "MB/s" "msgs" "secs" "notes"
+        for r in "${ROWS_TP[@]}"; do echo "$r"; done
+        echo
+    fi
+    printf "$LAT_FMT\n" "latency ms (100 B, acks=-1, ${LAT_RATE} msg/s, linger 0)" "n" "p50" "p99" "p99.9" "max" "brk CPU" "notes"
     for r in "${ROWS_LAT[@]}"; do echo "$r"; done
+    echo "(brk CPU: broker user+system CPU while the producer ran, % of one core)"
+    if [[ $LONGPOLL == 1 ]]; then
+        echo "long-poll consumers: $LONGPOLL_CONNS connections, each with a Fetch v4 waiting on its own empty"
+        echo "  1-partition topic (max_wait_ms=$LONGPOLL_WAIT_MS, min_bytes=1) during the latency run;"
+        echo "  ${LONGPOLL_SUMMARY:-no summary}"
+        echo "  (fetches: answered Fetches; early: those answered in < 90% of max_wait_ms; while measuring: from all"
+        echo "  pollers answered once to the end of the latency run; cpu_s: the pollers' own CPU time)"
+    fi
     echo
     if [[ $START == 1 ]]; then
         echo "startup to first ApiVersions answer: ${MAIN_STARTUP} ms${FA_STARTUP:+ (flush=always broker: $FA_STARTUP ms)}"

@@ -18,9 +18,12 @@ Subcommands:
   pct FILE                       latency file (one value in microseconds per
                                  line) -> "COUNT P50 P99 P999 MAX" in ms
   rss PID                        prints "VmRSS_kB VmHWM_kB" from /proc/PID/status
+  cpu PID                        prints the CPU time (user + system, seconds)
+                                 PID has used so far, from /proc/PID/stat, or NA
 """
 
 import math
+import os
 import re
 import socket
 import struct
@@ -253,6 +256,19 @@ def cmd_rss(argv):
     print(rss, hwm)
 
 
+def cmd_cpu(argv):
+    try:
+        with open("/proc/%s/stat" % argv[0]) as f:
+            stat = f.read()
+        # fields after the parenthesised command name; utime and stime are
+        # fields 14 and 15 of the whole line (11 and 12 after the name)
+        fields = stat[stat.rindex(")") + 2:].split()
+        ticks = int(fields[11]) + int(fields[12])
+        print("%.2f" % (ticks / os.sysconf("SC_CLK_TCK")))
+    except (OSError, ValueError, IndexError):
+        print("NA")
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -273,6 +289,8 @@ def main():
         cmd_pct(argv)
     elif cmd == "rss":
         cmd_rss(argv)
+    elif cmd == "cpu":
+        cmd_cpu(argv)
     else:
         sys.exit(__doc__)
 
