@@ -1,17 +1,35 @@
 //! Strata: a Kafka-wire-compatible broker that keeps Kafka's segment format on disk.
 //!
-//! # Layout (in the order a request travels)
+//! # Layout
+//! Layers point down only: `handler → broker → tier → log`; the leaves (`config`,
+//! `protocol`, `clock`, `checkpoint`, `alloc`) may be used from anywhere. A lower layer that
+//! needs something from a higher one owns a small trait that the higher one implements.
+//! In the order a request travels:
 //! * `server`: accepts connections up to a limit; graceful shutdown.
 //! * `connection`: length-prefixed frames on a TcpStream, responses in request order.
 //! * `protocol`: the only place bytes become Kafka messages; `protocol::versions` is the
 //!   one table of supported API versions.
-//! * `handler`: one module per API family, thin translations to broker calls.
-//! * `broker`: topics, partitions, producer ids, the group coordinator.
-//! * `log`: Kafka's on-disk format — segments of `.log` + `.index` + `.timeindex` named by
-//!   base offset; append, read, roll, recovery.
-//! * `tier`: closed segments archived to an object store and read back from it; it sees a
-//!   partition only through `tier::archiver::ArchiveSource`, which the broker implements.
+//! * `handler`: one module per API family, translating requests to broker calls and back.
+//! * `broker`: the `Broker` handle: topics and their configs, producer ids.
+//! * `broker::replica_manager`: append, fetch (per-partition long poll), offset lookups;
+//!   the one place that decides between the local log and the archive.
+//! * `broker::partition`: one partition's log, producers and offsets; `broker::topics`:
+//!   topic metadata files; `broker::producer_state`: sequences, transactions, snapshots.
+//! * `broker::groups`: the group coordinator — `classic` (JoinGroup/SyncGroup), `consumer`
+//!   (KIP-848 reconciliation), `assignor` (uniform, range), `offsets` (committed offsets).
+//! * `broker::transactions`: the transaction coordinator; `broker::state_files`: its and the
+//!   group coordinator's files.
+//! * `broker::maintenance`: every background loop, each with a handle that stops it;
+//!   `broker::local_retention`: retention of topics that are not archived;
+//!   `broker::archive_source`: the broker's side of `tier::archiver::ArchiveSource`.
+//! * `tier`: the archive — `store` (object store connection and paths), `manifest` (the
+//!   truth of what is remote), `reader` (remote reads, index and chunk caches, read-ahead),
+//!   `archiver` (uploads), `retention` (local and remote), `restore` (topics found in the
+//!   bucket, as plain data).
+//! * `log`: Kafka's on-disk format — `segment` (`.log` + `.index` + `.timeindex`), `index`,
+//!   `record_batch`, `txn_index`; append, read, roll, recovery.
 //! * `config`: YAML with Kafka's property names, every key defaulted.
+//! * `clock`: the one `now_ms`; `checkpoint`: files replaced atomically.
 //! * `alloc`: keeps a hostile length field from aborting the process.
 
 pub mod alloc;
