@@ -600,3 +600,6 @@ impl GroupCoordinator {
         results
     }
 }
+
+#[cfg(test)]
+mod tests;
