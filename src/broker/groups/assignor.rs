@@ -130,3 +130,134 @@ pub fn uniform(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(name: &str, partitions: i32) -> (String, TopicMeta) {
+        let id = Uuid::new_v5(&Uuid::NAMESPACE_OID, name.as_bytes());
+        (name.to_string(), TopicMeta { id, partitions })
+    }
+
+    /// Every member subscribed to every topic.
+    fn subs(members: &[&str], topics: &[(String, TopicMeta)]) -> Subscriptions {
+        members
+            .iter()
+            .map(|m| (m.to_string(), topics.to_vec()))
+            .collect()
+    }
+
+    fn count(p: &Partitions) -> usize {
+        p.values().map(BTreeSet::len).sum()
+    }
+
+    fn sizes(a: &BTreeMap<String, Partitions>) -> Vec<usize> {
+        a.values().map(count).collect()
+    }
+
+    fn balanced(a: &BTreeMap<String, Partitions>, total: usize) {
+        let s = sizes(a);
+        assert_eq!(
+            s.iter().sum::<usize>(),
+            total,
+            "every partition once: {s:?}"
+        );
+        let (max, min) = (s.iter().max().copied(), s.iter().min().copied());
+        assert!(
+            max.zip(min).is_some_and(|(x, n)| x - n <= 1),
+            "balanced: {s:?}"
+        );
+    }
+
+    /// How many of `before`'s partitions a member still has in `after`.
+    fn kept(before: &BTreeMap<String, Partitions>, after: &BTreeMap<String, Partitions>) -> usize {
+        before
+            .iter()
+            .filter_map(|(m, parts)| after.get(m).map(|now| (parts, now)))
+            .map(|(parts, now)| {
+                parts
+                    .iter()
+                    .map(|(t, ps)| {
+                        ps.iter()
+                            .filter(|p| now.get(t).is_some_and(|n| n.contains(p)))
+                            .count()
+                    })
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+
+    #[test]
+    fn range_gives_each_member_a_contiguous_run_in_member_order() {
+        let topics = [topic("a", 7), topic("b", 3)];
+        let r = range(&subs(&["m1", "m2", "m3"], &topics));
+        for (name, t) in &topics {
+            let mut next = 0;
+            for (member, parts) in &r {
+                let ps: Vec<i32> = parts
+                    .get(&t.id)
+                    .map(|s| s.iter().copied().collect())
+                    .unwrap_or_default();
+                let expected: Vec<i32> = (next..next + ps.len() as i32).collect();
+                assert_eq!(
+                    ps, expected,
+                    "{member}'s share of {name} is contiguous and in order"
+                );
+                next += ps.len() as i32;
+            }
+            assert_eq!(next, t.partitions, "all of {name} is assigned");
+        }
+        assert_eq!(r["m1"][&topics[0].1.id], BTreeSet::from([0, 1, 2]));
+        assert_eq!(r["m3"][&topics[0].1.id], BTreeSet::from([5, 6]));
+        // Co-partitioned topics line up: the same member has partition 0 of both.
+        assert_eq!(r["m1"][&topics[1].1.id], BTreeSet::from([0]));
+    }
+
+    #[test]
+    fn range_gives_a_topic_only_to_its_subscribers() {
+        let (a, b) = (topic("a", 4), topic("b", 2));
+        let mut s = subs(&["m1", "m2"], &[a.clone()]);
+        s.insert("m3".into(), vec![b.clone()]);
+        let r = range(&s);
+        assert_eq!(r["m3"].keys().collect::<Vec<_>>(), vec![&b.1.id]);
+        assert_eq!(count(&r["m3"]), 2);
+        assert_eq!(count(&r["m1"]) + count(&r["m2"]), 4);
+    }
+
+    #[test]
+    fn uniform_is_balanced_and_sticky_when_a_member_leaves() {
+        let topics = [topic("a", 4), topic("b", 3)];
+        let three = subs(&["m1", "m2", "m3"], &topics);
+        let first = uniform(&three, &BTreeMap::new());
+        balanced(&first, 7);
+        let two = subs(&["m1", "m2"], &topics);
+        let second = uniform(&two, &first);
+        balanced(&second, 7);
+        for id in ["m1", "m2"] {
+            for (t, ps) in &first[id] {
+                assert!(
+                    ps.iter().all(|p| second[id][t].contains(p)),
+                    "{id} kept its partitions"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn uniform_is_balanced_and_sticky_when_a_member_joins() {
+        let topics = [topic("a", 6), topic("b", 6)];
+        let first = uniform(&subs(&["m1", "m2"], &topics), &BTreeMap::new());
+        balanced(&first, 12);
+        let second = uniform(&subs(&["m1", "m2", "m3"], &topics), &first);
+        balanced(&second, 12);
+        // Only what the newcomer needs moves: m3 takes 4, the other 8 stay put.
+        assert_eq!(count(&second["m3"]), 4);
+        assert_eq!(kept(&first, &second), 8);
+        // And the same inputs give the same answer (no churn from one epoch to the next).
+        assert_eq!(
+            uniform(&subs(&["m1", "m2", "m3"], &topics), &second),
+            second
+        );
+    }
+}

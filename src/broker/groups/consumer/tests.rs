@@ -111,3 +111,123 @@ fn a_restarted_static_member_takes_over_its_assignment() {
     assert_eq!(back.epoch, a.epoch);
     assert_eq!(back.assignment, a.assignment);
 }
+
+/// Members as a client sees them: each one's epoch and the partitions it owns.
+type Clients = BTreeMap<String, (i32, Partitions)>;
+
+/// One heartbeat from each member, as a client sends it, until the group is stable.
+/// Checks on the way that epochs never go back and no partition has two owners.
+fn converge(g: &mut ConsumerGroup, m: &Metadata, clients: &mut Clients) {
+    for _ in 0..10 {
+        let ids: Vec<String> = clients.keys().cloned().collect();
+        for id in ids {
+            let group_epoch = g.group_epoch;
+            let (epoch, owned) = clients[&id].clone();
+            let reply = g
+                .heartbeat(beat(&id, epoch, &owned), m, Instant::now())
+                .expect("heartbeat");
+            assert!(reply.epoch >= epoch, "{id}'s epoch went back");
+            assert!(g.group_epoch >= group_epoch, "the group epoch went back");
+            let entry = clients.get_mut(&id).expect("client");
+            entry.0 = reply.epoch;
+            if let Some(a) = reply.assignment {
+                entry.1 = a;
+            }
+            let mut seen = Partitions::new();
+            for (_, owned) in clients.values() {
+                assert!(!intersects(&seen, owned), "a partition has two owners");
+                for (t, ps) in owned {
+                    seen.entry(*t).or_default().extend(ps);
+                }
+            }
+        }
+        if g.state_name() == "Stable" {
+            return;
+        }
+    }
+    panic!("the group did not settle: {}", g.state_name());
+}
+
+fn joined(g: &mut ConsumerGroup, m: &Metadata, clients: &mut Clients, id: &str, topics: &[&str]) {
+    let r = g
+        .heartbeat(join(id, topics), m, Instant::now())
+        .expect("join");
+    clients.insert(id.into(), (r.epoch, r.assignment.unwrap_or_default()));
+}
+
+#[test]
+fn a_member_that_leaves_releases_its_partitions_to_the_others() {
+    let m = meta(&[("t", 4)]);
+    let mut g = ConsumerGroup::default();
+    let mut clients = Clients::new();
+    joined(&mut g, &m, &mut clients, "a", &["t"]);
+    joined(&mut g, &m, &mut clients, "b", &["t"]);
+    converge(&mut g, &m, &mut clients);
+    assert_eq!(count(&clients["a"].1), 2);
+    assert_eq!(count(&clients["b"].1), 2);
+    let before = g.group_epoch;
+    let (epoch, owned) = clients.remove("b").expect("b");
+    let left = g
+        .heartbeat(beat("b", LEAVE_EPOCH, &owned), &m, Instant::now())
+        .expect("leave");
+    assert_eq!(left.epoch, LEAVE_EPOCH);
+    assert!(epoch >= 0 && !g.members.contains_key("b"));
+    assert!(g.group_epoch > before, "a leave moves the group epoch on");
+    converge(&mut g, &m, &mut clients);
+    assert_eq!(count(&clients["a"].1), 4, "a has all of t");
+    assert_eq!(clients["a"].0, g.group_epoch);
+}
+
+#[test]
+fn a_subscription_change_reassigns_after_the_old_partitions_are_revoked() {
+    let m = meta(&[("t1", 2), ("t2", 2)]);
+    let (t1, t2) = (m["t1"].id, m["t2"].id);
+    let mut g = ConsumerGroup::default();
+    let mut clients = Clients::new();
+    joined(&mut g, &m, &mut clients, "a", &["t1"]);
+    joined(&mut g, &m, &mut clients, "b", &["t1"]);
+    converge(&mut g, &m, &mut clients);
+    assert_eq!(count(&clients["b"].1), 1);
+    // b moves to t2: it first gives t1 back, keeping its epoch until it confirms.
+    let (epoch, owned) = clients["b"].clone();
+    let change = Heartbeat {
+        topics: Some(vec!["t2".into()]),
+        ..beat("b", epoch, &owned)
+    };
+    let r = g.heartbeat(change, &m, Instant::now()).expect("change");
+    assert_eq!(r.epoch, epoch);
+    assert_eq!(r.assignment.as_ref().map(count), Some(0), "revoke t1 first");
+    clients.insert("b".into(), (r.epoch, r.assignment.unwrap_or_default()));
+    converge(&mut g, &m, &mut clients);
+    assert_eq!(clients["a"].1.get(&t1).map(BTreeSet::len), Some(2));
+    assert_eq!(clients["b"].1.get(&t2).map(BTreeSet::len), Some(2));
+    assert!(!clients["a"].1.contains_key(&t2) && !clients["b"].1.contains_key(&t1));
+}
+
+#[test]
+fn epochs_only_move_forward_as_members_come_and_go() {
+    let m = meta(&[("t", 6)]);
+    let mut g = ConsumerGroup::default();
+    let mut clients = Clients::new();
+    let mut last = (g.group_epoch, g.assignment_epoch);
+    for id in ["a", "b", "c"] {
+        joined(&mut g, &m, &mut clients, id, &["t"]);
+        converge(&mut g, &m, &mut clients);
+        assert!(g.group_epoch > last.0 && g.assignment_epoch > last.1);
+        last = (g.group_epoch, g.assignment_epoch);
+    }
+    for id in ["a", "c"] {
+        let (_, owned) = clients.remove(id).expect("member");
+        g.heartbeat(beat(id, LEAVE_EPOCH, &owned), &m, Instant::now())
+            .expect("leave");
+        converge(&mut g, &m, &mut clients);
+        assert!(g.group_epoch > last.0 && g.assignment_epoch > last.1);
+        last = (g.group_epoch, g.assignment_epoch);
+    }
+    assert_eq!(count(&clients["b"].1), 6);
+    // A member that rejoins at epoch 0 starts again, but the group's epochs do not.
+    joined(&mut g, &m, &mut clients, "a", &["t"]);
+    converge(&mut g, &m, &mut clients);
+    assert!(g.group_epoch > last.0);
+    assert!(clients.values().all(|(e, _)| *e == g.assignment_epoch));
+}
