@@ -217,7 +217,7 @@ mod tests {
     #[test]
     fn range_gives_a_topic_only_to_its_subscribers() {
         let (a, b) = (topic("a", 4), topic("b", 2));
-        let mut s = subs(&["m1", "m2"], &[a.clone()]);
+        let mut s = subs(&["m1", "m2"], std::slice::from_ref(&a));
         s.insert("m3".into(), vec![b.clone()]);
         let r = range(&s);
         assert_eq!(r["m3"].keys().collect::<Vec<_>>(), vec![&b.1.id]);
