@@ -685,3 +685,6 @@ fn completion(meta: &TxnMeta, commit: bool) -> Completion {
         },
     }
 }
+
+#[cfg(test)]
+mod tests;
