@@ -78,6 +78,8 @@ impl GroupSettings {
     }
 }
 
+/// One group: the classic protocol's state (`state` to `changed`, driven by `classic`),
+/// the consumer protocol's (`consumer`), and the committed offsets both share (`offsets`).
 pub struct Group {
     pub id: String,
     pub state: GroupState,
@@ -90,8 +92,10 @@ pub struct Group {
     pending: HashSet<String>,
     /// Members that have joined during the current PreparingRebalance.
     joined: HashSet<String>,
+    /// When the current join phase ends whether or not everyone rejoined.
     deadline: Option<Instant>,
     pub offsets: BTreeMap<String, BTreeMap<i32, CommittedOffset>>,
+    /// Wakes joins and syncs parked until the rebalance moves on.
     changed: Arc<Notify>,
     pub kind: GroupKind,
     pub consumer: consumer::ConsumerGroup,
