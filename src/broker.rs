@@ -244,9 +244,9 @@ impl Broker {
                 .iter()
                 .flat_map(|(t, ps)| ps.iter().map(move |(p, o)| (t.clone(), *p, o.clone())))
                 .collect();
-            self.groups.commit_transactional(group, offsets)?;
+            self.groups.commit_transactional(group, offsets).await?;
         }
-        self.txns.complete(c)?;
+        self.txns.complete(c).await?;
         tracing::debug!(transactional_id = %c.id, commit = c.commit, partitions = c.partitions.len(), "transaction finished");
         Ok(())
     }
@@ -261,7 +261,7 @@ impl Broker {
     ) -> Result<(i64, i16), ResponseError> {
         let alloc = || self.allocate_producer_id();
         for _ in 0..3 {
-            match self.txns.init(id, timeout_ms, expected, &alloc)? {
+            match self.txns.init(id, timeout_ms, expected, &alloc).await? {
                 transactions::InitOutcome::Ready { producer_id, epoch } => {
                     return Ok((producer_id, epoch))
                 }

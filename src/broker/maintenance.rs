@@ -85,7 +85,8 @@ pub fn start(broker: &Broker) {
         m.spawn(flush_on_interval(broker.clone()));
     }
     m.spawn(flush_rolled_segments(broker.clone()));
-    m.spawn(expire_groups(broker.clone()));
+    let b = broker.clone();
+    m.spawn(async move { b.groups.run_expiry().await });
     m.spawn(expire_producers(broker.clone()));
     m.spawn(time_out_transactions(broker.clone()));
 }
@@ -171,15 +172,6 @@ async fn flush_rolled_segments(broker: Broker) {
             }
         })
         .await;
-    }
-}
-
-/// Expires group members past their session timeout and offsets past their retention.
-async fn expire_groups(broker: Broker) {
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    loop {
-        tick.tick().await;
-        broker.groups.expire(std::time::Instant::now());
     }
 }
 

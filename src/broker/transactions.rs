@@ -1,8 +1,19 @@
 //! The transaction coordinator: transactional ids, their producer id and epoch, the
-//! partitions and groups of the open transaction, and its pending offset commits. Every
-//! state change is written (a complete file renamed into place) to `<data_dir>/.strata/transactions/`
-//! before it is answered, so a restart finds each transaction where the client left it.
-//! Markers are written by the broker (see `Broker::finish_transaction`), not here.
+//! partitions and groups of the open transaction, and its pending offset commits, with an
+//! index from producer id to transactional id so a transactional produce is checked with
+//! one lookup. Markers are written by the broker (see `Broker::finish_transaction`), not
+//! here.
+//!
+//! # Files
+//! One YAML file per transactional id (a `TxnMeta`) under `<data_dir>/.strata/transactions/`,
+//! written off the async threads before a state change is answered, and removed when an
+//! idle id expires. The producer-id index is rebuilt from them at open.
+//!
+//! # Crash consistency
+//! Each file is replaced whole by a rename (see `state_files`), so a restart finds each
+//! transaction where the client left it, or one step later. A transaction found in
+//! PrepareCommit/PrepareAbort was decided but maybe not marked: `unfinished` hands it back
+//! to the broker, which writes its markers again (harmless if they were written).
 
 use super::groups::CommittedOffset;
 use super::state_files::StateFiles;
@@ -11,6 +22,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
+
+use crate::clock::now_ms;
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,22 +123,60 @@ impl TxnSettings {
     }
 }
 
-pub struct TxnCoordinator {
-    files: StateFiles,
-    txns: Mutex<HashMap<String, TxnMeta>>,
-    pub settings: TxnSettings,
+/// The id-to-producer allocator the coordinator is handed: `Sync`, so a reference to it
+/// may live across the await of a file write.
+pub type Allocate<'a> = dyn Fn() -> Result<i64, ResponseError> + Sync + 'a;
+
+/// The transactions, and the index that finds one by its current producer id.
+#[derive(Default)]
+struct Txns {
+    by_id: HashMap<String, TxnMeta>,
+    /// Current producer id → transactional id; kept in step with every `TxnMeta` whose
+    /// producer id is set (new id, epoch exhausted), loaded or forgotten.
+    by_producer: HashMap<i64, String>,
 }
 
-use crate::clock::now_ms;
+impl Txns {
+    fn insert(&mut self, meta: TxnMeta) {
+        self.by_producer.insert(meta.producer_id, meta.id.clone());
+        self.by_id.insert(meta.id.clone(), meta);
+    }
+
+    fn remove(&mut self, id: &str) {
+        if let Some(meta) = self.by_id.remove(id) {
+            unindex(&mut self.by_producer, &meta);
+        }
+    }
+
+    /// The transaction of the producer id that a produce names.
+    fn by_producer(&self, producer_id: i64) -> Option<&TxnMeta> {
+        let id = self.by_producer.get(&producer_id)?;
+        self.by_id.get(id).filter(|m| m.producer_id == producer_id)
+    }
+}
+
+/// Drops the index entry of `meta`'s producer id, if it is still `meta`'s.
+fn unindex(index: &mut HashMap<i64, String>, meta: &TxnMeta) {
+    if index.get(&meta.producer_id) == Some(&meta.id) {
+        index.remove(&meta.producer_id);
+    }
+}
+
+/// The transactions of this broker. One std `Mutex` suffices: every critical section is
+/// short and never held across an await or a file write.
+pub struct TxnCoordinator {
+    files: StateFiles,
+    txns: Mutex<Txns>,
+    pub settings: TxnSettings,
+}
 
 impl TxnCoordinator {
     pub fn open(dir: PathBuf, settings: TxnSettings) -> std::io::Result<Self> {
         let files = StateFiles::open(dir, settings.fsync)?;
-        let txns = files
-            .load::<TxnMeta>()?
-            .into_iter()
-            .map(|m| (m.id.clone(), m))
-            .collect();
+        let mut txns = Txns::default();
+        for meta in files.load::<TxnMeta>()? {
+            txns.insert(meta);
+        }
         Ok(Self {
             files,
             txns: Mutex::new(txns),
@@ -133,13 +184,22 @@ impl TxnCoordinator {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<String, TxnMeta>> {
+    fn lock(&self) -> MutexGuard<'_, Txns> {
         self.txns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Writes the transaction's file as it is now (or removes it once forgotten).
-    fn persist(&self, id: &str) -> Result<(), ResponseError> {
-        self.files.write(id, || self.lock().get(id).cloned())
+    /// Writes the transaction's file as it is now (or removes it once forgotten); returns
+    /// once the file is in place.
+    async fn persist(&self, id: &str) -> Result<(), ResponseError> {
+        self.files
+            .write(id, || self.lock().by_id.get(id).cloned())
+            .await
+    }
+
+    /// `persist` for callers that cannot await.
+    fn persist_blocking(&self, id: &str) -> Result<(), ResponseError> {
+        self.files
+            .write_blocking(id, || self.lock().by_id.get(id).cloned())
     }
 
     /// Checks the producer id and epoch a request names against the transaction's.
@@ -163,39 +223,37 @@ impl TxnCoordinator {
 
     /// InitProducerId with a transactional id: a new id starts at epoch 0; a known one is
     /// bumped, which fences the previous producer, after aborting its open transaction.
-    pub fn init(
+    pub async fn init(
         &self,
         id: &str,
         timeout_ms: i32,
         expected: Option<(i64, i16)>,
-        allocate: &dyn Fn() -> Result<i64, ResponseError>,
+        allocate: &Allocate<'_>,
     ) -> Result<InitOutcome, ResponseError> {
         if timeout_ms <= 0 || timeout_ms > self.settings.max_timeout_ms {
             return Err(ResponseError::InvalidTransactionTimeout);
         }
         let outcome = {
-            let mut txns = self.lock();
+            let mut guard = self.lock();
+            let txns = &mut *guard;
             let now = now_ms();
-            match txns.get_mut(id) {
+            match txns.by_id.get_mut(id) {
                 None => {
                     let pid = allocate()?;
-                    txns.insert(
-                        id.to_string(),
-                        TxnMeta {
-                            id: id.to_string(),
-                            producer_id: pid,
-                            epoch: 0,
-                            last_producer_id: -1,
-                            last_epoch: -1,
-                            timeout_ms,
-                            state: TxnState::Empty,
-                            partitions: BTreeSet::new(),
-                            groups: BTreeSet::new(),
-                            offsets: PendingOffsets::new(),
-                            start_ms: -1,
-                            updated_ms: now,
-                        },
-                    );
+                    txns.insert(TxnMeta {
+                        id: id.to_string(),
+                        producer_id: pid,
+                        epoch: 0,
+                        last_producer_id: -1,
+                        last_epoch: -1,
+                        timeout_ms,
+                        state: TxnState::Empty,
+                        partitions: BTreeSet::new(),
+                        groups: BTreeSet::new(),
+                        offsets: PendingOffsets::new(),
+                        start_ms: -1,
+                        updated_ms: now,
+                    });
                     InitOutcome::Ready {
                         producer_id: pid,
                         epoch: 0,
@@ -215,6 +273,7 @@ impl TxnCoordinator {
                             return Err(ResponseError::ProducerFenced);
                         }
                     }
+                    let index = &mut txns.by_producer;
                     match meta.state {
                         TxnState::PrepareCommit | TxnState::PrepareAbort => {
                             return Err(ResponseError::ConcurrentTransactions)
@@ -223,7 +282,7 @@ impl TxnCoordinator {
                             // Fence first, then abort with the new epoch, as Kafka does.
                             meta.last_producer_id = meta.producer_id;
                             meta.last_epoch = meta.epoch;
-                            bump(meta, allocate)?;
+                            bump(meta, index, allocate)?;
                             meta.state = TxnState::PrepareAbort;
                             meta.updated_ms = now;
                             InitOutcome::AbortFirst(completion(meta, false))
@@ -231,7 +290,7 @@ impl TxnCoordinator {
                         _ => {
                             meta.last_producer_id = meta.producer_id;
                             meta.last_epoch = meta.epoch;
-                            bump(meta, allocate)?;
+                            bump(meta, index, allocate)?;
                             meta.state = TxnState::Empty;
                             meta.timeout_ms = timeout_ms;
                             meta.partitions.clear();
@@ -247,11 +306,11 @@ impl TxnCoordinator {
                 }
             }
         };
-        self.persist(id)?;
+        self.persist(id).await?;
         Ok(outcome)
     }
 
-    /// Starts the transaction if needed and runs `f` on it, then persists it.
+    /// Starts the transaction if needed and runs `f` on it; the caller persists it.
     fn ongoing(
         &self,
         id: &str,
@@ -259,29 +318,27 @@ impl TxnCoordinator {
         epoch: i16,
         f: impl FnOnce(&mut TxnMeta),
     ) -> Result<(), ResponseError> {
-        {
-            let mut txns = self.lock();
-            let meta = Self::check(&mut txns, id, producer_id, epoch)?;
-            match meta.state {
-                TxnState::PrepareCommit | TxnState::PrepareAbort => {
-                    return Err(ResponseError::ConcurrentTransactions)
-                }
-                TxnState::Ongoing => {}
-                _ => {
-                    meta.state = TxnState::Ongoing;
-                    meta.start_ms = now_ms();
-                    meta.partitions.clear();
-                    meta.groups.clear();
-                    meta.offsets.clear();
-                }
+        let mut txns = self.lock();
+        let meta = Self::check(&mut txns.by_id, id, producer_id, epoch)?;
+        match meta.state {
+            TxnState::PrepareCommit | TxnState::PrepareAbort => {
+                return Err(ResponseError::ConcurrentTransactions)
             }
-            f(meta);
-            meta.updated_ms = now_ms();
+            TxnState::Ongoing => {}
+            _ => {
+                meta.state = TxnState::Ongoing;
+                meta.start_ms = now_ms();
+                meta.partitions.clear();
+                meta.groups.clear();
+                meta.offsets.clear();
+            }
         }
-        self.persist(id)
+        f(meta);
+        meta.updated_ms = now_ms();
+        Ok(())
     }
 
-    pub fn add_partitions(
+    pub async fn add_partitions(
         &self,
         id: &str,
         producer_id: i64,
@@ -290,11 +347,14 @@ impl TxnCoordinator {
     ) -> Result<(), ResponseError> {
         self.ongoing(id, producer_id, epoch, |m| {
             m.partitions.extend(partitions.iter().cloned())
-        })
+        })?;
+        self.persist(id).await
     }
 
     /// Transaction protocol 2 (KIP-890): a transactional produce adds its partition to the
-    /// producer's transaction itself, starting the transaction if needed.
+    /// producer's transaction itself, starting the transaction if needed. Not async: it
+    /// runs inside the partition's append, which must not see the batch before the
+    /// partition is recorded in the transaction (or its markers would miss it).
     pub fn add_partition_implicitly(
         &self,
         producer_id: i64,
@@ -304,7 +364,7 @@ impl TxnCoordinator {
     ) -> Result<(), ResponseError> {
         let id = {
             let txns = self.lock();
-            let Some(meta) = txns.values().find(|m| m.producer_id == producer_id) else {
+            let Some(meta) = txns.by_producer(producer_id) else {
                 return Err(ResponseError::InvalidTxnState);
             };
             if epoch < meta.epoch {
@@ -319,7 +379,10 @@ impl TxnCoordinator {
             }
             meta.id.clone()
         };
-        self.add_partitions(&id, producer_id, epoch, &[(topic.to_string(), partition)])
+        self.ongoing(&id, producer_id, epoch, |m| {
+            m.partitions.insert((topic.to_string(), partition));
+        })?;
+        self.persist_blocking(&id)
     }
 
     /// Whether a partition is already in the producer's open transaction.
@@ -331,12 +394,12 @@ impl TxnCoordinator {
         partitions: &[(String, i32)],
     ) -> Result<bool, ResponseError> {
         let mut txns = self.lock();
-        let meta = Self::check(&mut txns, id, producer_id, epoch)?;
+        let meta = Self::check(&mut txns.by_id, id, producer_id, epoch)?;
         Ok(meta.state == TxnState::Ongoing
             && partitions.iter().all(|p| meta.partitions.contains(p)))
     }
 
-    pub fn add_offsets(
+    pub async fn add_offsets(
         &self,
         id: &str,
         producer_id: i64,
@@ -345,11 +408,12 @@ impl TxnCoordinator {
     ) -> Result<(), ResponseError> {
         self.ongoing(id, producer_id, epoch, |m| {
             m.groups.insert(group.to_string());
-        })
+        })?;
+        self.persist(id).await
     }
 
     /// TxnOffsetCommit: the offsets become the group's only when the transaction commits.
-    pub fn commit_offsets(
+    pub async fn commit_offsets(
         &self,
         id: &str,
         producer_id: i64,
@@ -360,11 +424,11 @@ impl TxnCoordinator {
     ) -> Result<(), ResponseError> {
         if implicit {
             // Protocol 2 sends no AddOffsetsToTxn: the commit itself enrols the group.
-            self.add_offsets(id, producer_id, epoch, group)?;
+            self.add_offsets(id, producer_id, epoch, group).await?;
         }
         {
             let mut txns = self.lock();
-            let meta = Self::check(&mut txns, id, producer_id, epoch)?;
+            let meta = Self::check(&mut txns.by_id, id, producer_id, epoch)?;
             if meta.state != TxnState::Ongoing || !meta.groups.contains(group) {
                 return Err(ResponseError::InvalidTxnState);
             }
@@ -374,11 +438,11 @@ impl TxnCoordinator {
             }
             meta.updated_ms = now_ms();
         }
-        self.persist(id)
+        self.persist(id).await
     }
 
     /// Produce with a transactional batch: the partition must be in the producer's open
-    /// transaction, at its current epoch.
+    /// transaction, at its current epoch. One lookup in the producer-id index.
     pub fn verify_produce(
         &self,
         producer_id: i64,
@@ -387,7 +451,7 @@ impl TxnCoordinator {
         partition: i32,
     ) -> Result<(), ResponseError> {
         let txns = self.lock();
-        let Some(meta) = txns.values().find(|m| m.producer_id == producer_id) else {
+        let Some(meta) = txns.by_producer(producer_id) else {
             return Err(ResponseError::InvalidTxnState);
         };
         if epoch < meta.epoch {
@@ -408,19 +472,20 @@ impl TxnCoordinator {
     /// With protocol 2 (`bump`) the epoch moves on at every end: markers carry the new
     /// epoch, which fences anything the producer still had in flight, and the producer
     /// continues with it. A retry from the epoch before is answered as done.
-    pub fn prepare_end(
+    pub async fn prepare_end(
         &self,
         id: &str,
         producer_id: i64,
         epoch: i16,
         commit: bool,
         bump_epoch: bool,
-        allocate: &dyn Fn() -> Result<i64, ResponseError>,
+        allocate: &Allocate<'_>,
     ) -> Result<(Option<Completion>, i64, i16), ResponseError> {
         let plan = {
-            let mut txns = self.lock();
+            let mut guard = self.lock();
+            let txns = &mut *guard;
             if bump_epoch {
-                if let Some(meta) = txns.get(id) {
+                if let Some(meta) = txns.by_id.get(id) {
                     let done = matches!(
                         (meta.state, commit),
                         (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false)
@@ -430,7 +495,8 @@ impl TxnCoordinator {
                     }
                 }
             }
-            let meta = Self::check(&mut txns, id, producer_id, epoch)?;
+            let index = &mut txns.by_producer;
+            let meta = Self::check(&mut txns.by_id, id, producer_id, epoch)?;
             match (meta.state, commit) {
                 (TxnState::Ongoing, _) => {
                     meta.state = if commit {
@@ -444,9 +510,9 @@ impl TxnCoordinator {
                         meta.last_producer_id = meta.producer_id;
                         meta.last_epoch = meta.epoch;
                         plan.epoch = meta.epoch + 1;
-                        bump(meta, allocate)?;
+                        bump(meta, index, allocate)?;
                     }
-                    plan
+                    Some(plan)
                 }
                 (TxnState::CompleteCommit, true) | (TxnState::CompleteAbort, false)
                     if !bump_epoch =>
@@ -463,7 +529,7 @@ impl TxnCoordinator {
                     if bump_epoch {
                         meta.last_producer_id = meta.producer_id;
                         meta.last_epoch = meta.epoch;
-                        bump(meta, allocate)?;
+                        bump(meta, index, allocate)?;
                         meta.state = if commit {
                             TxnState::CompleteCommit
                         } else {
@@ -471,28 +537,26 @@ impl TxnCoordinator {
                         };
                         meta.updated_ms = now_ms();
                     }
-                    let (pid, e) = (meta.producer_id, meta.epoch);
-                    drop(txns);
-                    self.persist(id)?;
-                    return Ok((None, pid, e));
+                    None
                 }
                 _ => return Err(ResponseError::InvalidTxnState),
             }
         };
-        self.persist(id)?;
+        self.persist(id).await?;
         let (pid, e) = self
             .lock()
+            .by_id
             .get(id)
             .map(|m| (m.producer_id, m.epoch))
             .unwrap_or((producer_id, epoch));
-        Ok((Some(plan), pid, e))
+        Ok((plan, pid, e))
     }
 
     /// Records that the markers are written and the offsets applied.
-    pub fn complete(&self, c: &Completion) -> Result<(), ResponseError> {
+    pub async fn complete(&self, c: &Completion) -> Result<(), ResponseError> {
         {
             let mut txns = self.lock();
-            let Some(meta) = txns.get_mut(&c.id) else {
+            let Some(meta) = txns.by_id.get_mut(&c.id) else {
                 return Ok(());
             };
             meta.state = if c.commit {
@@ -505,12 +569,13 @@ impl TxnCoordinator {
             meta.offsets.clear();
             meta.updated_ms = now_ms();
         }
-        self.persist(&c.id)
+        self.persist(&c.id).await
     }
 
     /// Transactions a crash left between prepare and complete: finish them at start-up.
     pub fn unfinished(&self) -> Vec<Completion> {
         self.lock()
+            .by_id
             .values()
             .filter_map(|m| match m.state {
                 TxnState::PrepareCommit => Some(completion(m, true)),
@@ -521,21 +586,23 @@ impl TxnCoordinator {
     }
 
     /// Open transactions past their timeout: bumped (fencing their producer) and moved to
-    /// PrepareAbort; the caller writes the markers. Long-idle ids are forgotten.
+    /// PrepareAbort; the caller writes the markers. Long-idle ids are forgotten. Not
+    /// async, for the broker's abort loop; the files are written before it returns.
     pub fn expire(&self, allocate: &dyn Fn() -> Result<i64, ResponseError>) -> Vec<Completion> {
         let now = now_ms();
         let idle_limit = self.settings.id_expiration.as_millis() as i64;
         let mut aborts = Vec::new();
         let mut forget = Vec::new();
         {
-            let mut txns = self.lock();
-            for meta in txns.values_mut() {
+            let mut guard = self.lock();
+            let txns = &mut *guard;
+            for meta in txns.by_id.values_mut() {
                 match meta.state {
                     TxnState::Ongoing if now - meta.start_ms > meta.timeout_ms as i64 => {
                         tracing::info!(transactional_id = %meta.id, "aborting a transaction past its timeout");
                         meta.last_producer_id = -1;
                         meta.last_epoch = -1;
-                        if bump(meta, allocate).is_err() {
+                        if bump(meta, &mut txns.by_producer, allocate).is_err() {
                             continue;
                         }
                         meta.state = TxnState::PrepareAbort;
@@ -555,7 +622,8 @@ impl TxnCoordinator {
             }
         }
         for id in aborts.iter().map(|c| &c.id).chain(&forget) {
-            let _ = self.persist(id);
+            // A failure is logged; the abort goes ahead and is persisted at completion.
+            let _ = self.persist_blocking(id);
         }
         aborts
     }
@@ -563,6 +631,7 @@ impl TxnCoordinator {
     /// Groups and partitions with offsets waiting in an open transaction (require_stable).
     pub fn pending_offsets(&self, group: &str) -> BTreeSet<(String, i32)> {
         self.lock()
+            .by_id
             .values()
             .filter_map(|m| m.offsets.get(group))
             .flat_map(|topics| {
@@ -574,23 +643,27 @@ impl TxnCoordinator {
     }
 
     pub fn all(&self) -> Vec<TxnMeta> {
-        let mut v: Vec<TxnMeta> = self.lock().values().cloned().collect();
+        let mut v: Vec<TxnMeta> = self.lock().by_id.values().cloned().collect();
         v.sort_by(|a, b| a.id.cmp(&b.id));
         v
     }
 
     pub fn get(&self, id: &str) -> Option<TxnMeta> {
-        self.lock().get(id).cloned()
+        self.lock().by_id.get(id).cloned()
     }
 }
 
-/// Next epoch, or a new producer id once the epoch is exhausted.
+/// Next epoch, or a new producer id once the epoch is exhausted (re-indexed).
 fn bump(
     meta: &mut TxnMeta,
+    index: &mut HashMap<i64, String>,
     allocate: &dyn Fn() -> Result<i64, ResponseError>,
 ) -> Result<(), ResponseError> {
     if meta.epoch >= i16::MAX - 1 {
-        meta.producer_id = allocate()?;
+        let producer_id = allocate()?;
+        unindex(index, meta);
+        index.insert(producer_id, meta.id.clone());
+        meta.producer_id = producer_id;
         meta.epoch = 0;
     } else {
         meta.epoch += 1;
@@ -612,3 +685,6 @@ fn completion(meta: &TxnMeta, commit: bool) -> Completion {
         },
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -193,7 +193,7 @@ pub fn leave(ctx: &Ctx<'_>, req: LeaveGroupRequest) -> LeaveGroupResponse {
 }
 
 #[tracing::instrument(name = "offset_commit", skip_all, fields(group = %req.group_id.0))]
-pub fn offset_commit(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCommitResponse {
+pub async fn offset_commit(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let broker = ctx.broker;
     let mut offsets = Vec::new();
     let mut unknown = Vec::new();
@@ -220,14 +220,17 @@ pub fn offset_commit(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCommitRes
             ));
         }
     }
-    let result = broker.groups.commit(
-        req.group_id.0.as_str(),
-        req.generation_id_or_member_epoch,
-        req.member_id.as_str(),
-        req.group_instance_id.as_deref(),
-        ctx.version,
-        offsets,
-    );
+    let result = broker
+        .groups
+        .commit(
+            req.group_id.0.as_str(),
+            req.generation_id_or_member_epoch,
+            req.member_id.as_str(),
+            req.group_instance_id.as_deref(),
+            ctx.version,
+            offsets,
+        )
+        .await;
     let topics = req
         .topics
         .into_iter()
@@ -550,21 +553,20 @@ pub fn describe_groups(ctx: &Ctx<'_>, req: DescribeGroupsRequest) -> DescribeGro
     DescribeGroupsResponse::default().with_groups(groups)
 }
 
-pub fn delete_groups(ctx: &Ctx<'_>, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
-    let results = req
-        .groups_names
-        .into_iter()
-        .map(|g| {
-            let r = ctx.broker.groups.delete(g.0.as_str());
+pub async fn delete_groups(ctx: &Ctx<'_>, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    let mut results = Vec::with_capacity(req.groups_names.len());
+    for g in req.groups_names {
+        let r = ctx.broker.groups.delete(g.0.as_str()).await;
+        results.push(
             kafka_protocol::messages::delete_groups_response::DeletableGroupResult::default()
                 .with_group_id(g)
-                .with_error_code(code(r))
-        })
-        .collect();
+                .with_error_code(code(r)),
+        );
+    }
     DeleteGroupsResponse::default().with_results(results)
 }
 
-pub fn offset_delete(ctx: &Ctx<'_>, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub async fn offset_delete(ctx: &Ctx<'_>, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
     // As Kafka: a topic (or partition) this broker does not have answers
     // UNKNOWN_TOPIC_OR_PARTITION and is left out of the deletion.
     let exists = |t: &str, p: i32| {
@@ -586,6 +588,7 @@ pub fn offset_delete(ctx: &Ctx<'_>, req: OffsetDeleteRequest) -> OffsetDeleteRes
         .broker
         .groups
         .delete_offsets(req.group_id.0.as_str(), &partitions)
+        .await
     {
         Err(e) => OffsetDeleteResponse::default().with_error_code(e.code()),
         Ok(results) => {

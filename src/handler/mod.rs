@@ -87,13 +87,13 @@ pub async fn dispatch(broker: &Broker, frame: RequestFrame, client_host: &str) -
             txn::init_producer_id(&ctx, req).await,
         )),
         RequestKind::AddPartitionsToTxn(req) => now(ResponseKind::AddPartitionsToTxn(
-            txn::add_partitions(&ctx, req),
+            txn::add_partitions(&ctx, req).await,
         )),
-        RequestKind::AddOffsetsToTxn(req) => {
-            now(ResponseKind::AddOffsetsToTxn(txn::add_offsets(&ctx, req)))
-        }
+        RequestKind::AddOffsetsToTxn(req) => now(ResponseKind::AddOffsetsToTxn(
+            txn::add_offsets(&ctx, req).await,
+        )),
         RequestKind::TxnOffsetCommit(req) => now(ResponseKind::TxnOffsetCommit(
-            txn::txn_offset_commit(&ctx, req),
+            txn::txn_offset_commit(&ctx, req).await,
         )),
         RequestKind::EndTxn(req) => now(ResponseKind::EndTxn(txn::end_txn(&ctx, req).await)),
         RequestKind::DescribeProducers(req) => now(ResponseKind::DescribeProducers(
@@ -115,9 +115,9 @@ pub async fn dispatch(broker: &Broker, frame: RequestFrame, client_host: &str) -
         RequestKind::SyncGroup(req) => now(ResponseKind::SyncGroup(groups::sync(&ctx, req).await)),
         RequestKind::Heartbeat(req) => now(ResponseKind::Heartbeat(groups::heartbeat(&ctx, req))),
         RequestKind::LeaveGroup(req) => now(ResponseKind::LeaveGroup(groups::leave(&ctx, req))),
-        RequestKind::OffsetCommit(req) => {
-            now(ResponseKind::OffsetCommit(groups::offset_commit(&ctx, req)))
-        }
+        RequestKind::OffsetCommit(req) => now(ResponseKind::OffsetCommit(
+            groups::offset_commit(&ctx, req).await,
+        )),
         RequestKind::OffsetFetch(req) => {
             now(ResponseKind::OffsetFetch(groups::offset_fetch(&ctx, req)))
         }
@@ -127,12 +127,12 @@ pub async fn dispatch(broker: &Broker, frame: RequestFrame, client_host: &str) -
         RequestKind::DescribeGroups(req) => now(ResponseKind::DescribeGroups(
             groups::describe_groups(&ctx, req),
         )),
-        RequestKind::DeleteGroups(req) => {
-            now(ResponseKind::DeleteGroups(groups::delete_groups(&ctx, req)))
-        }
-        RequestKind::OffsetDelete(req) => {
-            now(ResponseKind::OffsetDelete(groups::offset_delete(&ctx, req)))
-        }
+        RequestKind::DeleteGroups(req) => now(ResponseKind::DeleteGroups(
+            groups::delete_groups(&ctx, req).await,
+        )),
+        RequestKind::OffsetDelete(req) => now(ResponseKind::OffsetDelete(
+            groups::offset_delete(&ctx, req).await,
+        )),
         RequestKind::ConsumerGroupHeartbeat(req) => now(ResponseKind::ConsumerGroupHeartbeat(
             groups::consumer_group_heartbeat(&ctx, req),
         )),

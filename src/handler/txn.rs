@@ -51,100 +51,115 @@ pub async fn init_producer_id(ctx: &Ctx<'_>, req: InitProducerIdRequest) -> Init
     }
 }
 
-pub fn add_partitions(ctx: &Ctx<'_>, req: AddPartitionsToTxnRequest) -> AddPartitionsToTxnResponse {
-    let broker = ctx.broker;
-    let version = ctx.version;
-    let one = |tid: &str,
-               pid: i64,
-               epoch: i16,
-               verify_only: bool,
-               topics: &[add_partitions_to_txn_request::AddPartitionsToTxnTopic]| {
-        let mut wanted = Vec::new();
-        let mut unknown = Vec::new();
-        for t in topics {
-            let topic = broker.topic(t.name.0.as_str());
-            for p in &t.partitions {
-                let key = (t.name.0.to_string(), *p);
-                if topic.as_ref().and_then(|tp| tp.partition(*p)).is_none() {
-                    unknown.push(key);
-                } else {
-                    wanted.push(key);
-                }
+/// One transaction's AddPartitionsToTxn (v4+ batches several): its per-topic results.
+async fn add_partitions_to_one(
+    ctx: &Ctx<'_>,
+    tid: &str,
+    pid: i64,
+    epoch: i16,
+    verify_only: bool,
+    topics: &[add_partitions_to_txn_request::AddPartitionsToTxnTopic],
+) -> Vec<AddPartitionsToTxnTopicResult> {
+    let (broker, version) = (ctx.broker, ctx.version);
+    let mut wanted = Vec::new();
+    let mut unknown = Vec::new();
+    for t in topics {
+        let topic = broker.topic(t.name.0.as_str());
+        for p in &t.partitions {
+            let key = (t.name.0.to_string(), *p);
+            if topic.as_ref().and_then(|tp| tp.partition(*p)).is_none() {
+                unknown.push(key);
+            } else {
+                wanted.push(key);
             }
         }
-        let outcome = if !unknown.is_empty() {
-            Err(ResponseError::OperationNotAttempted)
-        } else if verify_only {
-            match broker.txns.has_partitions(tid, pid, epoch, &wanted) {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(ResponseError::InvalidTxnState),
-                Err(e) => Err(e),
-            }
-        } else {
-            broker.txns.add_partitions(tid, pid, epoch, &wanted)
-        };
-        topics
-            .iter()
-            .map(|t| {
-                AddPartitionsToTxnTopicResult::default()
-                    .with_name(t.name.clone())
-                    .with_results_by_partition(
-                        t.partitions
-                            .iter()
-                            .map(|p| {
-                                let e = if unknown.contains(&(t.name.0.to_string(), *p)) {
-                                    Err(ResponseError::UnknownTopicOrPartition)
-                                } else {
-                                    outcome
-                                };
-                                AddPartitionsToTxnPartitionResult::default()
-                                    .with_partition_index(*p)
-                                    .with_partition_error_code(
-                                        e.err()
-                                            .map(|e| downgrade(e, version, 2).code())
-                                            .unwrap_or(0),
-                                    )
-                            })
-                            .collect(),
-                    )
-            })
-            .collect::<Vec<_>>()
+    }
+    let outcome = if !unknown.is_empty() {
+        Err(ResponseError::OperationNotAttempted)
+    } else if verify_only {
+        match broker.txns.has_partitions(tid, pid, epoch, &wanted) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ResponseError::InvalidTxnState),
+            Err(e) => Err(e),
+        }
+    } else {
+        broker.txns.add_partitions(tid, pid, epoch, &wanted).await
     };
-    if version <= 3 {
-        let results = one(
+    topics
+        .iter()
+        .map(|t| {
+            AddPartitionsToTxnTopicResult::default()
+                .with_name(t.name.clone())
+                .with_results_by_partition(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            let e = if unknown.contains(&(t.name.0.to_string(), *p)) {
+                                Err(ResponseError::UnknownTopicOrPartition)
+                            } else {
+                                outcome
+                            };
+                            AddPartitionsToTxnPartitionResult::default()
+                                .with_partition_index(*p)
+                                .with_partition_error_code(
+                                    e.err()
+                                        .map(|e| downgrade(e, version, 2).code())
+                                        .unwrap_or(0),
+                                )
+                        })
+                        .collect(),
+                )
+        })
+        .collect::<Vec<_>>()
+}
+
+pub async fn add_partitions(
+    ctx: &Ctx<'_>,
+    req: AddPartitionsToTxnRequest,
+) -> AddPartitionsToTxnResponse {
+    if ctx.version <= 3 {
+        let results = add_partitions_to_one(
+            ctx,
             req.v3_and_below_transactional_id.as_str(),
             req.v3_and_below_producer_id.0,
             req.v3_and_below_producer_epoch,
             false,
             &req.v3_and_below_topics,
-        );
+        )
+        .await;
         return AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results);
     }
-    let results = req
-        .transactions
-        .iter()
-        .map(|t| {
+    let mut results = Vec::with_capacity(req.transactions.len());
+    for t in &req.transactions {
+        let topic_results = add_partitions_to_one(
+            ctx,
+            t.transactional_id.as_str(),
+            t.producer_id.0,
+            t.producer_epoch,
+            t.verify_only,
+            &t.topics,
+        )
+        .await;
+        results.push(
             AddPartitionsToTxnResult::default()
                 .with_transactional_id(t.transactional_id.clone())
-                .with_topic_results(one(
-                    t.transactional_id.as_str(),
-                    t.producer_id.0,
-                    t.producer_epoch,
-                    t.verify_only,
-                    &t.topics,
-                ))
-        })
-        .collect();
+                .with_topic_results(topic_results),
+        );
+    }
     AddPartitionsToTxnResponse::default().with_results_by_transaction(results)
 }
 
-pub fn add_offsets(ctx: &Ctx<'_>, req: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
-    let r = ctx.broker.txns.add_offsets(
-        req.transactional_id.as_str(),
-        req.producer_id.0,
-        req.producer_epoch,
-        req.group_id.0.as_str(),
-    );
+pub async fn add_offsets(ctx: &Ctx<'_>, req: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
+    let r = ctx
+        .broker
+        .txns
+        .add_offsets(
+            req.transactional_id.as_str(),
+            req.producer_id.0,
+            req.producer_epoch,
+            req.group_id.0.as_str(),
+        )
+        .await;
     AddOffsetsToTxnResponse::default().with_error_code(
         r.err()
             .map(|e| downgrade(e, ctx.version, 2).code())
@@ -152,7 +167,10 @@ pub fn add_offsets(ctx: &Ctx<'_>, req: AddOffsetsToTxnRequest) -> AddOffsetsToTx
     )
 }
 
-pub fn txn_offset_commit(ctx: &Ctx<'_>, req: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
+pub async fn txn_offset_commit(
+    ctx: &Ctx<'_>,
+    req: TxnOffsetCommitRequest,
+) -> TxnOffsetCommitResponse {
     let now = now_ms();
     let offsets: Vec<(String, i32, CommittedOffset)> = req
         .topics
@@ -183,16 +201,22 @@ pub fn txn_offset_commit(ctx: &Ctx<'_>, req: TxnOffsetCommitRequest) -> TxnOffse
     } else {
         Ok(())
     };
-    let r = member_check.and_then(|_| {
-        ctx.broker.txns.commit_offsets(
-            req.transactional_id.as_str(),
-            req.producer_id.0,
-            req.producer_epoch,
-            req.group_id.0.as_str(),
-            offsets,
-            ctx.version >= 5,
-        )
-    });
+    let r = match member_check {
+        Ok(()) => {
+            ctx.broker
+                .txns
+                .commit_offsets(
+                    req.transactional_id.as_str(),
+                    req.producer_id.0,
+                    req.producer_epoch,
+                    req.group_id.0.as_str(),
+                    offsets,
+                    ctx.version >= 5,
+                )
+                .await
+        }
+        Err(e) => Err(e),
+    };
     let code = r
         .err()
         .map(|e| downgrade(e, ctx.version, 3).code())
@@ -222,14 +246,18 @@ pub fn txn_offset_commit(ctx: &Ctx<'_>, req: TxnOffsetCommitRequest) -> TxnOffse
 pub async fn end_txn(ctx: &Ctx<'_>, req: EndTxnRequest) -> EndTxnResponse {
     let broker = ctx.broker;
     let alloc = || broker.allocate_producer_id();
-    let r = match broker.txns.prepare_end(
-        req.transactional_id.as_str(),
-        req.producer_id.0,
-        req.producer_epoch,
-        req.committed,
-        ctx.version >= 5,
-        &alloc,
-    ) {
+    let r = match broker
+        .txns
+        .prepare_end(
+            req.transactional_id.as_str(),
+            req.producer_id.0,
+            req.producer_epoch,
+            req.committed,
+            ctx.version >= 5,
+            &alloc,
+        )
+        .await
+    {
         Ok((Some(plan), pid, epoch)) => {
             broker.finish_transaction(&plan).await.map(|_| (pid, epoch))
         }

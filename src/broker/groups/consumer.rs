@@ -1,7 +1,17 @@
-//! The consumer group protocol of KIP-848: the broker computes a target assignment with a
-//! server-side assignor and moves each member towards it one epoch at a time, revoking
-//! partitions before anyone else is given them.
+//! The consumer group protocol of KIP-848: members heartbeat with their epoch; the broker
+//! computes a target assignment with a server-side assignor (see `assignor`) whenever the
+//! group epoch moves, and moves each member towards it one epoch at a time, revoking
+//! partitions before anyone else is given them (Kafka's CurrentAssignmentBuilder).
+//!
+//! # Files
+//! None: members, epochs and assignments live in memory only; the group's file (see
+//! `offsets`) records that it is a "consumer" group and its committed offsets.
+//!
+//! # Crash consistency
+//! After a restart the group is empty: members get UNKNOWN_MEMBER_ID or FENCED_MEMBER_EPOCH,
+//! rejoin at epoch 0 and are assigned afresh.
 
+use super::assignor::{self, ASSIGNORS};
 use kafka_protocol::error::ResponseError;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -19,9 +29,6 @@ pub struct TopicMeta {
 
 /// Every topic of the broker by name.
 pub type Metadata = BTreeMap<String, TopicMeta>;
-
-/// The assignors this broker offers, the first being the default (Kafka's order).
-pub const ASSIGNORS: [&str; 2] = ["uniform", "range"];
 
 /// A static member that left with epoch -2 keeps its assignment until it rejoins or its
 /// session expires.
@@ -479,7 +486,7 @@ impl ConsumerGroup {
             .map(|(name, _)| name.to_string())
             .unwrap_or_else(|| ASSIGNORS[0].to_string());
         let patterns = self.patterns();
-        let subs: BTreeMap<String, Vec<(String, TopicMeta)>> = self
+        let subs: assignor::Subscriptions = self
             .members
             .values()
             .map(|m| {
@@ -493,9 +500,9 @@ impl ConsumerGroup {
             })
             .collect();
         self.target = if chosen == "range" {
-            range(&subs)
+            assignor::range(&subs)
         } else {
-            uniform(&subs, &self.target)
+            assignor::uniform(&subs, &self.target)
         };
         self.assignor = chosen;
         self.assignment_epoch = self.group_epoch;
@@ -597,267 +604,5 @@ fn compile(pattern: &str) -> Result<regex::Regex, String> {
         })
 }
 
-/// Each topic's partitions split into contiguous ranges over its subscribers, sorted by
-/// member id, so co-partitioned topics line up.
-fn range(subs: &BTreeMap<String, Vec<(String, TopicMeta)>>) -> BTreeMap<String, Partitions> {
-    let mut out: BTreeMap<String, Partitions> = subs
-        .keys()
-        .map(|m| (m.clone(), Partitions::new()))
-        .collect();
-    let mut topics: BTreeMap<&str, (&TopicMeta, Vec<&str>)> = BTreeMap::new();
-    for (member, ts) in subs {
-        for (name, t) in ts {
-            topics
-                .entry(name)
-                .or_insert_with(|| (t, Vec::new()))
-                .1
-                .push(member);
-        }
-    }
-    for (t, members) in topics.values() {
-        let n = members.len() as i32;
-        let (per, extra) = (t.partitions / n, t.partitions % n);
-        let mut next = 0;
-        for (i, member) in members.iter().enumerate() {
-            let count = per + i32::from((i as i32) < extra);
-            let set: BTreeSet<i32> = (next..next + count).collect();
-            next += count;
-            if let Some(a) = out.get_mut(*member) {
-                if !set.is_empty() {
-                    a.insert(t.id, set);
-                }
-            }
-        }
-    }
-    out
-}
-
-/// A balanced assignment that keeps as much of the previous one as balance allows.
-fn uniform(
-    subs: &BTreeMap<String, Vec<(String, TopicMeta)>>,
-    previous: &BTreeMap<String, Partitions>,
-) -> BTreeMap<String, Partitions> {
-    let mut eligible: BTreeMap<(Uuid, i32), Vec<&str>> = BTreeMap::new();
-    for (member, ts) in subs {
-        for (_, t) in ts {
-            for p in 0..t.partitions {
-                eligible.entry((t.id, p)).or_default().push(member);
-            }
-        }
-    }
-    let members = subs.len().max(1);
-    let ceiling = eligible.len().div_ceil(members);
-    let mut owner: BTreeMap<(Uuid, i32), &str> = BTreeMap::new();
-    let mut count: BTreeMap<&str, usize> = subs.keys().map(|m| (m.as_str(), 0)).collect();
-    // Keep previous owners while they stay subscribed and under the ceiling.
-    for (member, parts) in previous {
-        let Some(member) = subs.get_key_value(member).map(|(k, _)| k.as_str()) else {
-            continue;
-        };
-        for (t, ps) in parts {
-            for p in ps {
-                let key = (*t, *p);
-                let ok = eligible.get(&key).is_some_and(|e| e.contains(&member));
-                if ok && !owner.contains_key(&key) && count[member] < ceiling {
-                    owner.insert(key, member);
-                    *count.entry(member).or_default() += 1;
-                }
-            }
-        }
-    }
-    // Give the rest to the least loaded eligible member, scarcest partitions first.
-    let mut free: Vec<(&(Uuid, i32), &Vec<&str>)> = eligible
-        .iter()
-        .filter(|(k, _)| !owner.contains_key(*k))
-        .collect();
-    free.sort_by_key(|(k, e)| (e.len(), **k));
-    for (key, candidates) in free {
-        if let Some(m) = candidates.iter().min_by_key(|m| (count[**m], **m)) {
-            owner.insert(*key, m);
-            *count.entry(m).or_default() += 1;
-        }
-    }
-    // Even out: move a partition from a member with two more than a subscriber of it.
-    for _ in 0..eligible.len() {
-        let mut moved = false;
-        let keys: Vec<(Uuid, i32)> = owner.keys().copied().collect();
-        for key in keys {
-            let from = owner[&key];
-            let Some(to) = eligible[&key]
-                .iter()
-                .copied()
-                .filter(|m| count[*m] + 1 < count[from])
-                .min_by_key(|m| (count[*m], *m))
-            else {
-                continue;
-            };
-            owner.insert(key, to);
-            *count.entry(from).or_default() -= 1;
-            *count.entry(to).or_default() += 1;
-            moved = true;
-        }
-        if !moved {
-            break;
-        }
-    }
-    let mut out: BTreeMap<String, Partitions> = subs
-        .keys()
-        .map(|m| (m.clone(), Partitions::new()))
-        .collect();
-    for ((t, p), m) in owner {
-        if let Some(a) = out.get_mut(m) {
-            a.entry(t).or_default().insert(p);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn meta(topics: &[(&str, i32)]) -> Metadata {
-        topics
-            .iter()
-            .map(|(n, p)| {
-                (
-                    n.to_string(),
-                    TopicMeta {
-                        id: Uuid::new_v5(&Uuid::NAMESPACE_OID, n.as_bytes()),
-                        partitions: *p,
-                    },
-                )
-            })
-            .collect()
-    }
-
-    fn join(id: &str, topics: &[&str]) -> Heartbeat {
-        Heartbeat {
-            version: 1,
-            member_id: id.into(),
-            member_epoch: 0,
-            instance_id: None,
-            rack_id: None,
-            rebalance_timeout_ms: 30_000,
-            topics: Some(topics.iter().map(|s| s.to_string()).collect()),
-            regex: None,
-            assignor: None,
-            owned: Some(Partitions::new()),
-            client_id: "c".into(),
-            client_host: "h".into(),
-        }
-    }
-
-    fn beat(id: &str, epoch: i32, owned: &Partitions) -> Heartbeat {
-        Heartbeat {
-            member_epoch: epoch,
-            rebalance_timeout_ms: -1,
-            topics: None,
-            owned: Some(owned.clone()),
-            ..join(id, &[])
-        }
-    }
-
-    fn count(p: &Partitions) -> usize {
-        p.values().map(BTreeSet::len).sum()
-    }
-
-    #[test]
-    fn a_second_member_gets_partitions_only_after_the_first_revokes_them() {
-        let m = meta(&[("t", 6)]);
-        let now = Instant::now();
-        let mut g = ConsumerGroup::default();
-        let a = g.heartbeat(join("a", &["t"]), &m, now).unwrap();
-        let a_owned = a.assignment.unwrap();
-        assert_eq!(count(&a_owned), 6);
-        let b = g.heartbeat(join("b", &["t"]), &m, now).unwrap();
-        assert_eq!(
-            count(b.assignment.as_ref().unwrap()),
-            0,
-            "nothing is free yet"
-        );
-        assert_eq!(g.state_name(), "Reconciling");
-        // a is told to keep three; its epoch stays until it confirms.
-        let a2 = g.heartbeat(beat("a", a.epoch, &a_owned), &m, now).unwrap();
-        let kept = a2.assignment.unwrap();
-        assert_eq!(count(&kept), 3);
-        assert_eq!(a2.epoch, a.epoch);
-        let a3 = g.heartbeat(beat("a", a.epoch, &kept), &m, now).unwrap();
-        assert!(a3.epoch > a.epoch);
-        let b2 = g
-            .heartbeat(beat("b", b.epoch, &Partitions::new()), &m, now)
-            .unwrap();
-        let b_owned = b2.assignment.unwrap();
-        assert_eq!(count(&b_owned), 3);
-        assert!(!intersects(&b_owned, &kept));
-        assert_eq!(g.state_name(), "Stable");
-    }
-
-    #[test]
-    fn wrong_epochs_are_fenced_and_unknown_members_refused() {
-        let m = meta(&[("t", 2)]);
-        let now = Instant::now();
-        let mut g = ConsumerGroup::default();
-        let a = g.heartbeat(join("a", &["t"]), &m, now).unwrap();
-        let owned = a.assignment.unwrap();
-        let e = g.heartbeat(beat("a", a.epoch + 5, &owned), &m, now).err();
-        assert_eq!(e.map(|e| e.0), Some(ResponseError::FencedMemberEpoch));
-        let e = g.heartbeat(beat("zz", 3, &owned), &m, now).err();
-        assert_eq!(e.map(|e| e.0), Some(ResponseError::UnknownMemberId));
-    }
-
-    #[test]
-    fn uniform_is_balanced_and_sticky_and_range_is_contiguous() {
-        let m = meta(&[("a", 4), ("b", 3)]);
-        let subs: BTreeMap<String, Vec<(String, TopicMeta)>> = ["m1", "m2", "m3"]
-            .iter()
-            .map(|id| {
-                (
-                    id.to_string(),
-                    m.iter().map(|(n, t)| (n.clone(), t.clone())).collect(),
-                )
-            })
-            .collect();
-        let first = uniform(&subs, &BTreeMap::new());
-        let sizes: Vec<usize> = first.values().map(count).collect();
-        assert_eq!(sizes.iter().sum::<usize>(), 7);
-        assert!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap() <= 1);
-        let mut two = subs.clone();
-        two.remove("m3");
-        let second = uniform(&two, &first);
-        for id in ["m1", "m2"] {
-            for (t, ps) in &first[id] {
-                assert!(
-                    ps.iter().all(|p| second[id][t].contains(p)),
-                    "{id} kept its partitions"
-                );
-            }
-        }
-        let r = range(&subs);
-        let ida = m["a"].id;
-        assert_eq!(r["m1"][&ida], BTreeSet::from([0, 1]));
-        assert_eq!(r["m2"][&ida], BTreeSet::from([2]));
-    }
-
-    #[test]
-    fn a_restarted_static_member_takes_over_its_assignment() {
-        let m = meta(&[("t", 4)]);
-        let now = Instant::now();
-        let mut g = ConsumerGroup::default();
-        let mut j = join("a", &["t"]);
-        j.instance_id = Some("i1".into());
-        let a = g.heartbeat(j, &m, now).unwrap();
-        let mut j2 = join("a2", &["t"]);
-        j2.instance_id = Some("i1".into());
-        let e = g.heartbeat(j2, &m, now).err();
-        assert_eq!(e.map(|e| e.0), Some(ResponseError::UnreleasedInstanceId));
-        let mut leave = beat("a", LEAVE_STATIC_EPOCH, &Partitions::new());
-        leave.instance_id = Some("i1".into());
-        g.heartbeat(leave, &m, now).unwrap();
-        let mut j3 = join("a3", &["t"]);
-        j3.instance_id = Some("i1".into());
-        let back = g.heartbeat(j3, &m, now).unwrap();
-        assert_eq!(back.epoch, a.epoch);
-        assert_eq!(back.assignment, a.assignment);
-    }
-}
+mod tests;
