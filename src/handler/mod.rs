@@ -7,10 +7,12 @@
 
 pub mod admin;
 pub mod api_versions;
+pub mod consumer_groups;
 pub mod fetch;
 pub mod groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offsets;
 pub mod produce;
 pub mod txn;
 
@@ -116,10 +118,10 @@ pub async fn dispatch(broker: &Broker, frame: RequestFrame, client_host: &str) -
         RequestKind::Heartbeat(req) => now(ResponseKind::Heartbeat(groups::heartbeat(&ctx, req))),
         RequestKind::LeaveGroup(req) => now(ResponseKind::LeaveGroup(groups::leave(&ctx, req))),
         RequestKind::OffsetCommit(req) => now(ResponseKind::OffsetCommit(
-            groups::offset_commit(&ctx, req).await,
+            offsets::offset_commit(&ctx, req).await,
         )),
         RequestKind::OffsetFetch(req) => {
-            now(ResponseKind::OffsetFetch(groups::offset_fetch(&ctx, req)))
+            now(ResponseKind::OffsetFetch(offsets::offset_fetch(&ctx, req)))
         }
         RequestKind::ListGroups(req) => {
             now(ResponseKind::ListGroups(groups::list_groups(&ctx, req)))
@@ -131,13 +133,13 @@ pub async fn dispatch(broker: &Broker, frame: RequestFrame, client_host: &str) -
             groups::delete_groups(&ctx, req).await,
         )),
         RequestKind::OffsetDelete(req) => now(ResponseKind::OffsetDelete(
-            groups::offset_delete(&ctx, req).await,
+            offsets::offset_delete(&ctx, req).await,
         )),
         RequestKind::ConsumerGroupHeartbeat(req) => now(ResponseKind::ConsumerGroupHeartbeat(
-            groups::consumer_group_heartbeat(&ctx, req),
+            consumer_groups::consumer_group_heartbeat(&ctx, req),
         )),
         RequestKind::ConsumerGroupDescribe(req) => now(ResponseKind::ConsumerGroupDescribe(
-            groups::consumer_group_describe(&ctx, req),
+            consumer_groups::consumer_group_describe(&ctx, req),
         )),
         other => {
             // Unreachable while the versions table and this match agree; a test checks that.
