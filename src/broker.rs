@@ -339,6 +339,18 @@ impl Broker {
     }
 }
 
+/// A broker with default settings on a fresh temporary data directory, for tests.
+#[cfg(test)]
+pub fn test_broker() -> (tempfile::TempDir, Broker) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let overrides = crate::config::Overrides {
+        data_dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    let config = Config::load(None, overrides).expect("config");
+    (dir, Broker::open(config).expect("broker"))
+}
+
 /// Hands out producer ids that are never reused: ids come in blocks, and a block's end is
 /// persisted before any id from it is handed out.
 struct ProducerIds {

@@ -431,22 +431,7 @@ mod tests {
 mod fetch_tests {
     use super::*;
     use crate::broker::Broker;
-    use crate::config::{Config, Overrides};
     use crate::log::record_batch::tests::make_batch;
-
-    async fn broker() -> (tempfile::TempDir, Broker) {
-        let dir = tempfile::tempdir().expect("tmp");
-        let config = Config::load(
-            None,
-            Overrides {
-                data_dir: Some(dir.path().to_path_buf()),
-                ..Default::default()
-            },
-        )
-        .expect("config");
-        let broker = Broker::open(config).expect("broker");
-        (dir, broker)
-    }
 
     fn append(broker: &Broker, topic: &str) {
         let topic = broker.topic(topic).expect("topic");
@@ -466,7 +451,7 @@ mod fetch_tests {
 
     #[tokio::test]
     async fn a_long_poll_returns_as_soon_as_its_partition_grows() {
-        let (_dir, broker) = broker().await;
+        let (_dir, broker) = crate::broker::test_broker();
         for name in ["wanted", "other"] {
             broker
                 .create_topic(name, 1, 1, vec![], false)
@@ -511,7 +496,7 @@ mod fetch_tests {
 
     #[tokio::test]
     async fn a_deleted_topic_stops_its_loops() {
-        let (_dir, broker) = broker().await;
+        let (_dir, broker) = crate::broker::test_broker();
         let topic = broker
             .create_topic("short-lived", 2, 1, vec![], false)
             .await

@@ -156,7 +156,6 @@ pub fn str_bytes(s: &str) -> StrBytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Config, Overrides};
     use crate::log::record_batch::tests::make_batch;
     use crate::protocol::{decode_request, encode_response, versions::SUPPORTED};
     use bytes::{BufMut, BytesMut};
@@ -306,16 +305,7 @@ mod tests {
 
     #[tokio::test]
     async fn every_advertised_api_and_version_is_handled_and_answers_encode() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let config = Config::load(
-            None,
-            Overrides {
-                data_dir: Some(dir.path().to_path_buf()),
-                ..Default::default()
-            },
-        )
-        .expect("config");
-        let broker = Broker::open(config).expect("broker");
+        let (_dir, broker) = crate::broker::test_broker();
         let topic = broker
             .create_topic("t", 1, 1, vec![], false)
             .await
