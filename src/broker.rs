@@ -197,7 +197,7 @@ impl Broker {
             return Err(ResponseError::KafkaStorageError);
         }
         tracing::info!(topic = name, "deleted topic");
-        self.groups.forget_topic(name);
+        self.groups.forget_topic(name).await;
         if let Some(tier) = self.tier.clone() {
             let (name, id) = (topic.name.clone(), topic.id);
             tokio::spawn(async move {

@@ -15,18 +15,24 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 /// Replaces `path` with `contents` through a rename; fsyncs only with `sync`.
 pub fn write_replacing(path: &Path, contents: &[u8], sync: bool) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(contents)?;
-        if sync {
-            f.sync_all()?;
-        }
-    }
+    write_temporary(&tmp, contents, sync)?;
     std::fs::rename(&tmp, path)?;
     if sync {
         if let Some(parent) = path.parent() {
             std::fs::File::open(parent)?.sync_all()?;
         }
+    }
+    Ok(())
+}
+
+/// The first half of a replacement, for writers that decide only afterwards whether to
+/// rename (see `broker::state_files`): the complete new contents under a temporary name,
+/// fsynced with `sync`.
+pub fn write_temporary(tmp: &Path, contents: &[u8], sync: bool) -> std::io::Result<()> {
+    let mut f = std::fs::File::create(tmp)?;
+    f.write_all(contents)?;
+    if sync {
+        f.sync_all()?;
     }
     Ok(())
 }

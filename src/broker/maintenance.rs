@@ -210,7 +210,7 @@ async fn time_out_transactions(broker: Broker) {
     loop {
         tick.tick().await;
         let alloc = || broker.allocate_producer_id();
-        for c in broker.txns.expire(&alloc) {
+        for c in broker.txns.expire(&alloc).await {
             if let Err(e) = broker.finish_transaction(&c).await {
                 tracing::error!(transactional_id = %c.id, error = ?e, "aborting a timed-out transaction");
             }

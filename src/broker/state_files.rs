@@ -19,7 +19,6 @@ use kafka_protocol::error::ResponseError;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -205,12 +204,7 @@ impl Shared {
 
     fn write_tmp<T: Serialize>(tmp: &Path, value: &T, fsync: bool) -> std::io::Result<()> {
         let yaml = serde_yaml::to_string(value).map_err(std::io::Error::other)?;
-        let mut f = std::fs::File::create(tmp)?;
-        f.write_all(yaml.as_bytes())?;
-        if fsync {
-            f.sync_all()?;
-        }
-        Ok(())
+        crate::checkpoint::write_temporary(tmp, yaml.as_bytes(), fsync)
     }
 }
 

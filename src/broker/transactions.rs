@@ -586,9 +586,9 @@ impl TxnCoordinator {
     }
 
     /// Open transactions past their timeout: bumped (fencing their producer) and moved to
-    /// PrepareAbort; the caller writes the markers. Long-idle ids are forgotten. Not
-    /// async, for the broker's abort loop; the files are written before it returns.
-    pub fn expire(&self, allocate: &dyn Fn() -> Result<i64, ResponseError>) -> Vec<Completion> {
+    /// PrepareAbort; the caller writes the markers. Long-idle ids are forgotten. The files
+    /// are written before it returns.
+    pub async fn expire(&self, allocate: &Allocate<'_>) -> Vec<Completion> {
         let now = now_ms();
         let idle_limit = self.settings.id_expiration.as_millis() as i64;
         let mut aborts = Vec::new();
@@ -623,7 +623,7 @@ impl TxnCoordinator {
         }
         for id in aborts.iter().map(|c| &c.id).chain(&forget) {
             // A failure is logged; the abort goes ahead and is persisted at completion.
-            let _ = self.persist_blocking(id);
+            let _ = self.persist(id).await;
         }
         aborts
     }

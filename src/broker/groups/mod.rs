@@ -216,7 +216,7 @@ impl GroupCoordinator {
 
     /// Forgets a deleted topic's committed offsets in every group. Not async, for the
     /// topic deletion that calls it; the files are written before it returns.
-    pub fn forget_topic(&self, topic: &str) {
+    pub async fn forget_topic(&self, topic: &str) {
         let touched: Vec<String> = {
             let mut groups = self.lock();
             groups
@@ -228,7 +228,8 @@ impl GroupCoordinator {
             // A failure is logged; the offsets are gone from memory either way.
             let _ = self
                 .files
-                .write_blocking(&group, || self.lock().get(&group).map(Group::file));
+                .write(&group, || self.lock().get(&group).map(Group::file))
+                .await;
         }
     }
 

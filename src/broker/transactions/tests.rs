@@ -123,7 +123,7 @@ async fn a_transaction_past_its_timeout_is_aborted_by_expire() {
         .await
         .expect("add");
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let aborts = c.expire(&|| ids.next());
+    let aborts = c.expire(&|| ids.next()).await;
     assert_eq!(aborts.len(), 1, "only the timed-out one");
     let plan = &aborts[0];
     assert_eq!((plan.id.as_str(), plan.commit), ("slow", false));
@@ -235,7 +235,7 @@ async fn a_forgotten_transactional_id_leaves_the_index() {
     .expect("open");
     let (pid, _) = init(&c, &ids, "t", 60_000).await;
     tokio::time::sleep(Duration::from_millis(5)).await;
-    assert!(c.expire(&|| ids.next()).is_empty());
+    assert!(c.expire(&|| ids.next()).await.is_empty());
     assert!(c.get("t").is_none());
     assert!(c.lock().by_producer.is_empty());
     assert_eq!(
