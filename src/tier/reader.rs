@@ -17,9 +17,10 @@ use crate::log::record_batch::{BatchHeaders, RecordBatch, HEADER_SIZE, LOG_OVERH
 use crate::log::txn_index::AbortedTxn;
 use bytes::Bytes;
 use object_store::ObjectStoreExt;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 /// Chunks fetched ahead of a reader, so a consumer catching up on the archive finds the
@@ -51,8 +52,27 @@ pub(crate) struct Caches {
     chunk: u64,
     chunks: ChunkCache,
     indexes: IndexCache,
-    /// Chunks being fetched ahead of a reader, so two fetches do not fetch one twice.
-    prefetching: Mutex<HashSet<(Uuid, u64)>>,
+    /// Chunks being fetched ahead of a reader, and the signal of each fetch's end: a read
+    /// that needs one of them waits for it instead of fetching the chunk a second time.
+    prefetching: Arc<Prefetching>,
+}
+
+/// Chunks (segment, number) being fetched ahead, each with the signal of its fetch's end.
+type Prefetching = Mutex<HashMap<(Uuid, u64), Arc<Notify>>>;
+
+/// Ends a read-ahead's entry however its task ends (done, failed, aborted), and wakes the
+/// reads waiting for it.
+struct Prefetch {
+    pending: Arc<Prefetching>,
+    key: (Uuid, u64),
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        if let Some(done) = lock(&self.pending).remove(&self.key) {
+            done.notify_waiters();
+        }
+    }
 }
 
 impl Caches {
@@ -61,7 +81,7 @@ impl Caches {
             chunk: limits.chunk_bytes.max(HEADER_SIZE as u64),
             chunks: ChunkCache::new(dir, limits.chunk_cache_bytes),
             indexes: IndexCache::new(limits.index_cache_bytes),
-            prefetching: Mutex::new(HashSet::new()),
+            prefetching: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 }
@@ -375,9 +395,24 @@ impl Tier {
             let from = n * chunk;
             let lo = start.max(from) - from;
             let hi = end.min(from + chunk) - from;
-            match self.reader.chunks.get(seg.segment_id, n, lo, hi).await {
-                Some(part) if part.len() as u64 == hi - lo => out.extend_from_slice(&part),
-                _ => {
+            if let Some(part) = self.cached(seg.segment_id, n, lo, hi).await {
+                out.extend_from_slice(&part);
+                n += 1;
+                continue;
+            }
+            // Being fetched ahead: wait for that fetch rather than doubling the store's work.
+            let pending = lock(&self.reader.prefetching)
+                .get(&(seg.segment_id, n))
+                .cloned();
+            if let Some(done) = pending {
+                let finished = done.notified();
+                if lock(&self.reader.prefetching).contains_key(&(seg.segment_id, n)) {
+                    finished.await;
+                }
+            }
+            match self.cached(seg.segment_id, n, lo, hi).await {
+                Some(part) => out.extend_from_slice(&part),
+                None => {
                     let bytes = self.fetch_chunk(tp, seg, n).await?;
                     let part = bytes.get(lo as usize..hi as usize).ok_or_else(|| {
                         TierError::Corrupt(format!("segment {}: short chunk {n}", seg.segment_id))
@@ -425,6 +460,12 @@ impl Tier {
 
     /// Starts fetching, in the background, the chunks from the one holding `next` up to
     /// `READ_AHEAD` after it that are neither cached nor already being fetched.
+    /// Bytes `[lo, hi)` of a cached chunk, when all of them are there.
+    async fn cached(&self, segment: Uuid, n: u64, lo: u64, hi: u64) -> Option<Vec<u8>> {
+        let part = self.reader.chunks.get(segment, n, lo, hi).await?;
+        (part.len() as u64 == hi - lo).then_some(part)
+    }
+
     fn read_ahead(self: &Arc<Self>, tp: &TopicIdPartition, seg: &RemoteSegment, next: u64) {
         if next >= seg.size {
             return;
@@ -433,17 +474,26 @@ impl Tier {
         let first = next / chunk;
         let last = (seg.size - 1) / chunk;
         for n in first..=(first + READ_AHEAD).min(last) {
-            if self.reader.chunks.contains(seg.segment_id, n)
-                || !lock(&self.reader.prefetching).insert((seg.segment_id, n))
-            {
+            let key = (seg.segment_id, n);
+            if self.reader.chunks.contains(seg.segment_id, n) {
                 continue;
             }
+            match lock(&self.reader.prefetching).entry(key) {
+                std::collections::hash_map::Entry::Occupied(_) => continue,
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(Arc::new(Notify::new()));
+                }
+            }
+            let guard = Prefetch {
+                pending: self.reader.prefetching.clone(),
+                key,
+            };
             let (tier, tp, seg) = (self.clone(), tp.clone(), seg.clone());
             tokio::spawn(async move {
+                let _guard = guard;
                 if let Err(e) = tier.fetch_chunk(&tp, &seg, n).await {
                     tracing::debug!(%tp, segment = %seg.segment_id, chunk = n, error = %e, "read-ahead failed");
                 }
-                lock(&tier.reader.prefetching).remove(&(seg.segment_id, n));
             });
         }
     }

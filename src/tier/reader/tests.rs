@@ -136,6 +136,33 @@ async fn a_read_fetches_the_next_chunks_ahead() {
 }
 
 #[tokio::test]
+async fn a_read_waits_for_a_chunk_being_fetched_ahead_instead_of_fetching_it_again() {
+    let f = fixture().await;
+    let seg = f.manifest.segments[0].clone();
+    let path = f.tier.paths.segment(&tp(), &seg, ".log");
+    let chunk1 = f.store.get_range(&path, 4096..8192).await.expect("range");
+    let key = (seg.segment_id, 1);
+    lock(&f.tier.reader.prefetching).insert(key, Arc::new(Notify::new()));
+    let ahead = Prefetch {
+        pending: f.tier.reader.prefetching.clone(),
+        key,
+    };
+    // Offset 9 starts past the first 4 KiB: its bytes are in chunk 1.
+    let (tier, s) = (f.tier.clone(), seg.clone());
+    let read = tokio::spawn(async move { tier.read(&tp(), &s, want(9, 100)).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!read.is_finished(), "the read fetched the chunk itself");
+    f.tier.reader.chunks.put(seg.segment_id, 1, chunk1).await;
+    drop(ahead);
+    let bytes = tokio::time::timeout(Duration::from_secs(2), read)
+        .await
+        .expect("woken when the read-ahead ended")
+        .expect("task")
+        .expect("read");
+    assert_eq!(offsets(&bytes), vec![9]);
+}
+
+#[tokio::test]
 async fn the_index_cache_stays_within_its_byte_limit() {
     // Each segment's index is ~28 entries of 8 bytes: room for about two of them.
     let f = fixture_with(500).await;
