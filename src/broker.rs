@@ -2,15 +2,15 @@
 //! replica manager (the one path to partition data) and the background loops. `Broker` is a
 //! cheap-to-clone handle.
 //!
-//! Files: `<data_dir>/.strata/producer-id-block` (the end of the last block of producer
-//! ids handed out, replaced atomically before any id of a new block is used, so a crash
-//! never hands an id out twice); the rest belong to the modules below.
+//! Writes no files itself: topics, partitions, producer ids, groups and transactions each
+//! keep their own (see those modules).
 
 pub mod archive_source;
 pub mod groups;
 pub mod local_retention;
 pub mod maintenance;
 pub mod partition;
+pub mod producer_ids;
 pub mod producer_state;
 pub mod replica_manager;
 pub mod state_files;
@@ -22,8 +22,8 @@ use dashmap::DashMap;
 use kafka_protocol::error::ResponseError;
 use partition::Partition;
 use replica_manager::ReplicaManager;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+
+use std::sync::Arc;
 pub use topics::Topic;
 use uuid::Uuid;
 
@@ -41,7 +41,7 @@ pub struct Inner {
     pub topic_ids: DashMap<Uuid, String>,
     /// Serialises topic creation and deletion (and their files).
     admin: tokio::sync::Mutex<()>,
-    producer_ids: ProducerIds,
+    producer_ids: producer_ids::ProducerIds,
     pub groups: groups::GroupCoordinator,
     pub txns: transactions::TxnCoordinator,
     /// Appends, fetches and offset lookups: local log or archive.
@@ -66,7 +66,7 @@ impl Broker {
         std::fs::create_dir_all(&config.data_dir)?;
         let meta_dir = config.data_dir.join(".strata");
         std::fs::create_dir_all(meta_dir.join("topics"))?;
-        let producer_ids = ProducerIds::open(meta_dir.join("producer-id-block"))?;
+        let producer_ids = producer_ids::ProducerIds::open(meta_dir.join("producer-id-block"))?;
         let groups = groups::GroupCoordinator::open(
             meta_dir.join("groups"),
             groups::GroupSettings::from_config(&config),
@@ -349,41 +349,4 @@ pub fn test_broker() -> (tempfile::TempDir, Broker) {
     };
     let config = Config::load(None, overrides).expect("config");
     (dir, Broker::open(config).expect("broker"))
-}
-
-/// Hands out producer ids that are never reused: ids come in blocks, and a block's end is
-/// persisted before any id from it is handed out.
-struct ProducerIds {
-    path: PathBuf,
-    /// (next id, end of the persisted block).
-    state: Mutex<(i64, i64)>,
-}
-
-const PRODUCER_ID_BLOCK: i64 = 1000;
-
-impl ProducerIds {
-    fn open(path: PathBuf) -> std::io::Result<Self> {
-        let start = match std::fs::read_to_string(&path) {
-            Ok(s) => s.trim().parse::<i64>().unwrap_or(0),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(e),
-        };
-        Ok(Self {
-            path,
-            state: Mutex::new((start, start)),
-        })
-    }
-
-    fn next(&self) -> std::io::Result<i64> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let (next, end) = &mut *state;
-        if *next >= *end {
-            let new_end = *end + PRODUCER_ID_BLOCK;
-            crate::checkpoint::write_atomically(&self.path, new_end.to_string().as_bytes())?;
-            *end = new_end;
-        }
-        let id = *next;
-        *next += 1;
-        Ok(id)
-    }
 }

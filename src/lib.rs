@@ -14,7 +14,8 @@
 //! * `broker::replica_manager`: append, fetch (per-partition long poll), offset lookups;
 //!   the one place that decides between the local log and the archive.
 //! * `broker::partition`: one partition's log, producers and offsets; `broker::topics`:
-//!   topic metadata files; `broker::producer_state`: sequences, transactions, snapshots.
+//!   topic metadata files; `broker::producer_state`: sequences, transactions, snapshots;
+//!   `broker::producer_ids`: ids in persisted blocks, never handed out twice.
 //! * `broker::groups`: the group coordinator — `classic` (JoinGroup/SyncGroup), `consumer`
 //!   (KIP-848 reconciliation), `assignor` (uniform, range), `offsets` (committed offsets).
 //! * `broker::transactions`: the transaction coordinator; `broker::state_files`: its and the
