@@ -356,6 +356,8 @@ def test_many_rolls_archive_and_read_back(strata_factory, tiered):
         assert all(int(f[:20]) == active for f in files), (
             f"partition {p}: local files of archived segments are still there: {files[:8]}")
         assert active > 0 and active == segments[-1]["end_offset"] + 1
+        # The manifest is the only record of what is archived: no local copy of its end.
+        assert not (broker.data_dir / f"{topic}-{p}" / "remote-log-end-offset").exists()
 
     for p in partitions:
         low, high = watermarks(broker.bootstrap, topic, p)

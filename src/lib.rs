@@ -24,7 +24,8 @@
 //!   `broker::local_retention`: retention of topics that are not archived;
 //!   `broker::archive_source`: the broker's side of `tier::archiver::ArchiveSource`.
 //! * `tier`: the archive — `store` (object store connection and paths), `manifest` (the
-//!   truth of what is remote), `reader` (remote reads, index and chunk caches, read-ahead),
+//!   truth of what is remote), `reader` (remote reads, read-ahead), `cache` (index and chunk
+//!   caches),
 //!   `archiver` (uploads), `retention` (local and remote), `restore` (topics found in the
 //!   bucket, as plain data).
 //! * `log`: Kafka's on-disk format — `segment` (`.log` + `.index` + `.timeindex`), `index`,

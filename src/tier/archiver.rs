@@ -213,7 +213,7 @@ impl Tier {
                 let len = (PART_SIZE as u64).min(size - pos) as usize;
                 let path = log_path.clone();
                 let chunk = tokio::task::spawn_blocking(move || {
-                    super::reader::read_file_range(&path, pos, len)
+                    super::cache::read_file_range(&path, pos, len)
                 })
                 .await??;
                 crc = crc32c::crc32c_append(crc, &chunk);
@@ -226,7 +226,7 @@ impl Tier {
         } else {
             let path = log_path.clone();
             let body = tokio::task::spawn_blocking(move || {
-                super::reader::read_file_range(&path, 0, size as usize)
+                super::cache::read_file_range(&path, 0, size as usize)
             })
             .await??;
             remote.crc32c = crc32c::crc32c(&body);

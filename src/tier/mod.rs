@@ -28,12 +28,13 @@
 //! # Modules
 //! * `store`: the object-store connection and object paths.
 //! * `manifest`: `Manifest` and `RemoteSegment`, their JSON, load and put.
-//! * `reader`: remote reads: offset-index cache, chunk cache, read-ahead.
+//! * `reader`: remote reads and read-ahead; `cache`: the offset-index and chunk caches.
 //! * `archiver`: uploads and the per-partition archiving loop.
 //! * `retention`: local retention of archived segments, total (remote) retention.
 //! * `restore`: what the archive holds, for a broker started on an empty disk.
 
 pub mod archiver;
+mod cache;
 pub mod manifest;
 pub mod reader;
 pub mod restore;

@@ -1,23 +1,22 @@
 //! Remote reads: whole batches from an archived segment, found through its remote offset
 //! index and fetched by ranged GETs of fixed-size chunks.
 //!
-//! Owns two caches. Offset indexes of remote segments live in memory, least recently used
-//! evicted first, bounded by bytes. Chunks of `.log` objects live on local disk under
-//! `<data_dir>/.strata/tier-cache/<segment_id>-<chunk>`, also LRU and bounded by bytes; each
-//! is written to a temporary name and renamed, and only registered once renamed, so a crash
-//! leaves at worst a stray file — and the directory is wiped at start-up anyway.
+//! Goes through the two caches of `cache` (remote offset indexes in memory, chunks of
+//! `.log` objects on local disk); after each read, the next chunks are fetched ahead, and a
+//! read that needs a chunk still on its way waits for it. Writes no files itself.
 //!
 //! Everything read from the store is untrusted: lengths and positions are checked against
 //! the segment's size before they index or allocate anything; what does not add up is
 //! [`TierError::Corrupt`], and the segment's cached chunks and index are dropped.
 
+use super::cache::{ChunkCache, IndexCache};
 use super::{CacheLimits, RemoteSegment, Tier, TierError, TopicIdPartition};
 use crate::log::index::OFFSET_ENTRY;
 use crate::log::record_batch::{BatchHeaders, RecordBatch, HEADER_SIZE, LOG_OVERHEAD};
 use crate::log::txn_index::AbortedTxn;
 use bytes::Bytes;
 use object_store::ObjectStoreExt;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
@@ -40,9 +39,9 @@ pub struct ReadWant {
 }
 
 /// A remote segment's offset index: (relative offset, position) entries, both increasing.
-type RemoteIndex = Vec<(u32, u32)>;
+pub(super) type RemoteIndex = Vec<(u32, u32)>;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // The guarded state is a cache: whatever a panicking holder left is still usable.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -510,215 +509,6 @@ fn short_log(seg: &RemoteSegment, got: u64) -> TierError {
         "log object of segment {} is shorter ({got} bytes) than the manifest says ({})",
         seg.segment_id, seg.size
     ))
-}
-
-/// Offset indexes of remote segments in memory, least recently used evicted first once
-/// they hold more than `limit` bytes. An index larger than the limit is used, not kept.
-struct IndexCache {
-    limit: u64,
-    state: Mutex<IndexLru>,
-}
-
-#[derive(Default)]
-struct IndexLru {
-    bytes: u64,
-    /// Least recently used first.
-    entries: VecDeque<(Uuid, Arc<RemoteIndex>)>,
-}
-
-fn index_bytes(i: &RemoteIndex) -> u64 {
-    (i.len() * OFFSET_ENTRY) as u64
-}
-
-impl IndexCache {
-    fn new(limit: u64) -> Self {
-        Self {
-            limit,
-            state: Mutex::new(IndexLru::default()),
-        }
-    }
-
-    fn get(&self, seg: Uuid) -> Option<Arc<RemoteIndex>> {
-        let mut st = lock(&self.state);
-        let i = st.entries.iter().position(|(s, _)| *s == seg)?;
-        let e = st.entries.remove(i)?;
-        let index = e.1.clone();
-        st.entries.push_back(e);
-        Some(index)
-    }
-
-    fn put(&self, seg: Uuid, index: Arc<RemoteIndex>) {
-        let size = index_bytes(&index);
-        if size > self.limit {
-            return;
-        }
-        let mut st = lock(&self.state);
-        if st.entries.iter().any(|(s, _)| *s == seg) {
-            return;
-        }
-        st.bytes += size;
-        st.entries.push_back((seg, index));
-        while st.bytes > self.limit {
-            let Some((_, old)) = st.entries.pop_front() else {
-                break;
-            };
-            st.bytes -= index_bytes(&old);
-        }
-    }
-
-    fn remove(&self, seg: Uuid) {
-        let mut st = lock(&self.state);
-        if let Some(i) = st.entries.iter().position(|(s, _)| *s == seg) {
-            if let Some((_, old)) = st.entries.remove(i) {
-                st.bytes -= index_bytes(&old);
-            }
-        }
-    }
-
-    #[cfg(test)]
-    fn bytes(&self) -> u64 {
-        lock(&self.state).bytes
-    }
-}
-
-/// Chunks of remote segments kept on local disk, least recently used evicted first, so a
-/// consumer reading the archive sequentially fetches each byte from the store once. File
-/// work runs on the blocking pool.
-struct ChunkCache {
-    dir: PathBuf,
-    limit: u64,
-    state: Mutex<ChunkLru>,
-}
-
-#[derive(Default)]
-struct ChunkLru {
-    bytes: u64,
-    /// (segment, chunk, size), least recently used first.
-    entries: VecDeque<(Uuid, u64, u64)>,
-}
-
-impl ChunkCache {
-    fn new(dir: PathBuf, limit: u64) -> Self {
-        Self {
-            dir,
-            limit,
-            state: Mutex::new(ChunkLru::default()),
-        }
-    }
-
-    fn path(&self, seg: Uuid, chunk: u64) -> PathBuf {
-        self.dir.join(format!("{seg}-{chunk}"))
-    }
-
-    fn contains(&self, seg: Uuid, chunk: u64) -> bool {
-        lock(&self.state)
-            .entries
-            .iter()
-            .any(|&(s, c, _)| s == seg && c == chunk)
-    }
-
-    /// Bytes `[lo, hi)` of a cached chunk (fewer at the chunk's end).
-    async fn get(&self, seg: Uuid, chunk: u64, lo: u64, hi: u64) -> Option<Vec<u8>> {
-        let size = {
-            let mut st = lock(&self.state);
-            let i = st
-                .entries
-                .iter()
-                .position(|&(s, c, _)| s == seg && c == chunk)?;
-            let e = st.entries.remove(i)?;
-            st.entries.push_back(e);
-            e.2
-        };
-        let hi = hi.min(size);
-        let lo = lo.min(hi);
-        let path = self.path(seg, chunk);
-        tokio::task::spawn_blocking(move || read_file_range(&path, lo, (hi - lo) as usize))
-            .await
-            .ok()?
-            .ok()
-    }
-
-    async fn put(&self, seg: Uuid, chunk: u64, bytes: Bytes) {
-        let size = bytes.len() as u64;
-        if size > self.limit || self.contains(seg, chunk) {
-            return;
-        }
-        let path = self.path(seg, chunk);
-        let written = tokio::task::spawn_blocking(move || {
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, &bytes)?;
-            std::fs::rename(&tmp, &path)
-        })
-        .await;
-        if !matches!(written, Ok(Ok(()))) {
-            return;
-        }
-        let evicted: Vec<PathBuf> = {
-            let mut st = lock(&self.state);
-            if st.entries.iter().any(|&(s, c, _)| s == seg && c == chunk) {
-                return;
-            }
-            st.bytes += size;
-            st.entries.push_back((seg, chunk, size));
-            let mut evicted = Vec::new();
-            while st.bytes > self.limit {
-                let Some((s, c, n)) = st.entries.pop_front() else {
-                    break;
-                };
-                st.bytes -= n;
-                evicted.push(self.path(s, c));
-            }
-            evicted
-        };
-        remove_files(evicted).await;
-    }
-
-    async fn remove_segment(&self, seg: Uuid) {
-        let gone: Vec<PathBuf> = {
-            let mut st = lock(&self.state);
-            let mut gone = Vec::new();
-            let mut freed = 0;
-            st.entries.retain(|&(s, c, n)| {
-                if s == seg {
-                    freed += n;
-                    gone.push(self.path(s, c));
-                }
-                s != seg
-            });
-            st.bytes -= freed;
-            gone
-        };
-        remove_files(gone).await;
-    }
-
-    #[cfg(test)]
-    fn bytes(&self) -> u64 {
-        lock(&self.state).bytes
-    }
-}
-
-async fn remove_files(paths: Vec<PathBuf>) {
-    if paths.is_empty() {
-        return;
-    }
-    let _ = tokio::task::spawn_blocking(move || {
-        for p in paths {
-            let _ = std::fs::remove_file(p);
-        }
-    })
-    .await;
-}
-
-pub(crate) fn read_file_range(
-    path: &std::path::Path,
-    pos: u64,
-    len: usize,
-) -> std::io::Result<Vec<u8>> {
-    use std::os::unix::fs::FileExt;
-    let f = std::fs::File::open(path)?;
-    let mut buf = vec![0u8; len];
-    f.read_exact_at(&mut buf, pos)?;
-    Ok(buf)
 }
 
 #[cfg(test)]
