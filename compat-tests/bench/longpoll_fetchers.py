@@ -37,6 +37,8 @@ import struct
 import sys
 import time
 
+from bench_helper import recv_exact
+
 CLIENT_ID = b"strata-bench-longpoll"
 API_FETCH, API_CREATE_TOPICS, API_DELETE_TOPICS = 1, 19, 20
 ERR_TOPIC_ALREADY_EXISTS, ERR_UNKNOWN_TOPIC = 36, 3
@@ -80,16 +82,6 @@ class Reader:
         if self.pos + n > len(self.data):
             raise ValueError("truncated response")
         self.pos += n
-
-
-def recv_exact(sock, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("connection closed by peer")
-        buf += chunk
-    return buf
 
 
 def round_trip(sock, req, corr):
