@@ -153,11 +153,24 @@ impl Broker {
         } else {
             replication_factor
         };
-        if rf != 1 {
+        if rf < 1 {
+            return Err((
+                ResponseError::InvalidReplicationFactor,
+                "Replication factor must be larger than 0, or -1 to use the default value.".into(),
+            ));
+        }
+        if rf > 1 && self.config.strict_replication_factor {
             return Err((
                 ResponseError::InvalidReplicationFactor,
                 format!("Replication factor: {rf} larger than available brokers: 1."),
             ));
+        }
+        if rf > 1 && !validate_only {
+            tracing::info!(
+                topic = name,
+                replication_factor = rf,
+                "a single broker keeps one replica of each partition"
+            );
         }
         let configs =
             topics::validate_configs(configs).map_err(|m| (ResponseError::InvalidConfig, m))?;

@@ -52,6 +52,11 @@ pub struct Config {
     pub max_connections: usize,
     #[serde(default = "defaults::cluster_id")]
     pub cluster_id: String,
+    /// Refuse topics that ask for more than one replica, as a one-broker Kafka does. Off
+    /// by default: apps written for a cluster create topics with replication factor 3, and
+    /// a single broker keeps one replica of them.
+    #[serde(default)]
+    pub strict_replication_factor: bool,
     /// Where closed segments are archived.
     #[serde(default)]
     pub tier: TierConfig,
@@ -425,6 +430,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "flush_interval_ms",
     "max_connections",
     "cluster_id",
+    "strict_replication_factor",
     "tier",
 ];
 

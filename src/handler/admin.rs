@@ -29,26 +29,48 @@ pub async fn create_topics(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTop
                 ResponseError::InvalidRequest,
                 format!("Create topics request had duplicate topic {name}"),
             ))
-        } else if !t.assignments.is_empty() {
-            Err((
-                ResponseError::InvalidRequest,
-                "Manual replica assignment is not supported by a single broker".into(),
-            ))
         } else {
-            let configs = t
-                .configs
-                .iter()
-                .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
-                .collect();
-            broker
-                .create_topic(
-                    &name,
-                    t.num_partitions,
-                    t.replication_factor,
-                    configs,
-                    req.validate_only,
-                )
-                .await
+            let shape = if t.assignments.is_empty() {
+                Ok((t.num_partitions, t.replication_factor))
+            } else if t.num_partitions != -1 || t.replication_factor != -1 {
+                Err((
+                    ResponseError::InvalidRequest,
+                    "Both numPartitions or replicationFactor and replicasAssignments were set. \
+                     Both cannot be used at the same time."
+                        .into(),
+                ))
+            } else {
+                let assignment: Vec<(i32, Vec<i32>)> = t
+                    .assignments
+                    .iter()
+                    .map(|a| {
+                        (
+                            a.partition_index,
+                            a.broker_ids.iter().map(|b| b.0).collect(),
+                        )
+                    })
+                    .collect();
+                manual_assignment(&assignment, broker.node_id)
+            };
+            match shape {
+                Err(e) => Err(e),
+                Ok((partitions, replication_factor)) => {
+                    let configs = t
+                        .configs
+                        .iter()
+                        .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string())))
+                        .collect();
+                    broker
+                        .create_topic(
+                            &name,
+                            partitions,
+                            replication_factor,
+                            configs,
+                            req.validate_only,
+                        )
+                        .await
+                }
+            }
         };
         let entry = CreatableTopicResult::default().with_name(TopicName(str_bytes(&name)));
         results.push(match result {
@@ -139,4 +161,80 @@ pub fn describe_cluster(ctx: &Ctx<'_>, _req: DescribeClusterRequest) -> Describe
             .with_broker_id(BrokerId(b.node_id))
             .with_host(str_bytes(&b.advertised_host))
             .with_port(b.advertised_port)])
+}
+
+/// Checks a CreateTopics manual assignment as Kafka does (partitions 0..n, each with the
+/// same number of distinct replicas) and that every partition names this broker, the one
+/// that will hold it; returns (partitions, replication factor).
+fn manual_assignment(
+    assignment: &[(i32, Vec<i32>)],
+    node_id: i32,
+) -> Result<(i32, i16), (ResponseError, String)> {
+    let invalid = |m: String| Err((ResponseError::InvalidReplicaAssignment, m));
+    let mut indexes: Vec<i32> = assignment.iter().map(|(p, _)| *p).collect();
+    indexes.sort_unstable();
+    if indexes.iter().enumerate().any(|(i, p)| *p != i as i32) {
+        return invalid(format!(
+            "Partitions must be numbered 0 to {} with no gaps or repeats, got {indexes:?}.",
+            assignment.len().saturating_sub(1)
+        ));
+    }
+    let Some((_, first)) = assignment.first() else {
+        return invalid("The manual partition assignment is empty.".into());
+    };
+    for (p, replicas) in assignment {
+        if replicas.is_empty() {
+            return invalid(format!("Partition {p} has no replicas."));
+        }
+        if replicas.len() != first.len() {
+            return invalid("All partitions should have the same number of replicas.".into());
+        }
+        let mut distinct = replicas.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() != replicas.len() {
+            return invalid(format!(
+                "Partition {p} names a broker more than once: {replicas:?}."
+            ));
+        }
+        if !replicas.contains(&node_id) {
+            return invalid(format!(
+                "The manual partition assignment of partition {p} does not name broker \
+                 {node_id}, the only broker: {replicas:?}."
+            ));
+        }
+    }
+    let rf = i16::try_from(first.len()).unwrap_or(i16::MAX);
+    Ok((assignment.len() as i32, rf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_manual_assignment_must_name_this_broker_in_every_partition() {
+        assert_eq!(
+            manual_assignment(&[(1, vec![0]), (0, vec![0])], 0),
+            Ok((2, 1))
+        );
+        assert_eq!(
+            manual_assignment(&[(0, vec![0, 1, 2]), (1, vec![2, 0, 1])], 0),
+            Ok((2, 3))
+        );
+        for bad in [
+            vec![(0, vec![1])],
+            vec![(0, vec![0]), (2, vec![0])],
+            vec![(0, vec![0]), (0, vec![0])],
+            vec![(0, vec![])],
+            vec![(0, vec![0, 0])],
+            vec![(0, vec![0]), (1, vec![0, 1])],
+        ] {
+            let got = manual_assignment(&bad, 0);
+            assert!(
+                matches!(got, Err((ResponseError::InvalidReplicaAssignment, _))),
+                "{bad:?} gave {got:?}"
+            );
+        }
+    }
 }
