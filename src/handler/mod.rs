@@ -5,6 +5,7 @@
 //! Handlers write no files and hold no state of their own: what a request changes is
 //! changed (and persisted) by the broker.
 
+pub mod acls;
 pub mod admin;
 pub mod api_versions;
 pub mod consumer_groups;
@@ -14,6 +15,7 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod reassignments;
 pub mod txn;
 
 use crate::broker::Broker;
@@ -141,6 +143,28 @@ pub async fn dispatch(broker: &Broker, frame: RequestFrame, client_host: &str) -
         RequestKind::ConsumerGroupDescribe(req) => now(ResponseKind::ConsumerGroupDescribe(
             consumer_groups::consumer_group_describe(&ctx, req),
         )),
+        RequestKind::DescribeAcls(req) => now(ResponseKind::DescribeAcls(acls::describe_acls(req))),
+        RequestKind::CreateAcls(req) => now(ResponseKind::CreateAcls(acls::create_acls(req))),
+        RequestKind::DeleteAcls(req) => now(ResponseKind::DeleteAcls(acls::delete_acls(req))),
+        RequestKind::DescribeUserScramCredentials(req) => now(
+            ResponseKind::DescribeUserScramCredentials(acls::describe_user_scram_credentials(req)),
+        ),
+        RequestKind::AlterUserScramCredentials(req) => now(
+            ResponseKind::AlterUserScramCredentials(acls::alter_user_scram_credentials(req)),
+        ),
+        RequestKind::ElectLeaders(req) => now(ResponseKind::ElectLeaders(
+            reassignments::elect_leaders(&ctx, req),
+        )),
+        RequestKind::ListPartitionReassignments(req) => {
+            now(ResponseKind::ListPartitionReassignments(
+                reassignments::list_partition_reassignments(req),
+            ))
+        }
+        RequestKind::AlterPartitionReassignments(req) => {
+            now(ResponseKind::AlterPartitionReassignments(
+                reassignments::alter_partition_reassignments(&ctx, req),
+            ))
+        }
         other => {
             // Unreachable while the versions table and this match agree; a test checks that.
             tracing::error!(request = ?std::mem::discriminant(&other), "advertised API without a handler");
@@ -298,6 +322,22 @@ mod tests {
                     RequestKind::OffsetForLeaderEpoch(Default::default())
                 }
                 ApiKey::DescribeCluster => RequestKind::DescribeCluster(Default::default()),
+                ApiKey::DescribeAcls => RequestKind::DescribeAcls(Default::default()),
+                ApiKey::CreateAcls => RequestKind::CreateAcls(Default::default()),
+                ApiKey::DeleteAcls => RequestKind::DeleteAcls(Default::default()),
+                ApiKey::DescribeUserScramCredentials => {
+                    RequestKind::DescribeUserScramCredentials(Default::default())
+                }
+                ApiKey::AlterUserScramCredentials => {
+                    RequestKind::AlterUserScramCredentials(Default::default())
+                }
+                ApiKey::ElectLeaders => RequestKind::ElectLeaders(Default::default()),
+                ApiKey::ListPartitionReassignments => {
+                    RequestKind::ListPartitionReassignments(Default::default())
+                }
+                ApiKey::AlterPartitionReassignments => {
+                    RequestKind::AlterPartitionReassignments(Default::default())
+                }
                 _ => self,
             }
         }
