@@ -6,6 +6,7 @@
 //! keep their own (see those modules).
 
 pub mod archive_source;
+pub mod configs;
 pub mod groups;
 pub mod local_retention;
 pub mod maintenance;

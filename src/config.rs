@@ -345,6 +345,64 @@ pub const TOPIC_CONFIGS: &[(&str, Kind)] = &[
     ("remote.storage.enable", Kind::Bool),
 ];
 
+/// Kafka's defaults (and the broker property that Kafka would default them from) for the
+/// topic configs that have no broker property here.
+pub const TOPIC_ONLY_DEFAULTS: &[(&str, &str, &str)] = &[
+    (
+        "flush.messages",
+        "log.flush.interval.messages",
+        "9223372036854775807",
+    ),
+    ("flush.ms", "log.flush.interval.ms", "9223372036854775807"),
+    (
+        "unclean.leader.election.enable",
+        "unclean.leader.election.enable",
+        "false",
+    ),
+    (
+        "delete.retention.ms",
+        "log.cleaner.delete.retention.ms",
+        "86400000",
+    ),
+    (
+        "min.compaction.lag.ms",
+        "log.cleaner.min.compaction.lag.ms",
+        "0",
+    ),
+    (
+        "max.compaction.lag.ms",
+        "log.cleaner.max.compaction.lag.ms",
+        "9223372036854775807",
+    ),
+    (
+        "min.cleanable.dirty.ratio",
+        "log.cleaner.min.cleanable.ratio",
+        "0.5",
+    ),
+    (
+        "file.delete.delay.ms",
+        "log.segment.delete.delay.ms",
+        "60000",
+    ),
+    ("preallocate", "log.preallocate", "false"),
+    ("segment.jitter.ms", "log.roll.jitter.ms", "0"),
+    (
+        "message.downconversion.enable",
+        "log.message.downconversion.enable",
+        "true",
+    ),
+    (
+        "message.timestamp.before.max.ms",
+        "log.message.timestamp.before.max.ms",
+        "9223372036854775807",
+    ),
+    (
+        "message.timestamp.after.max.ms",
+        "log.message.timestamp.after.max.ms",
+        "3600000",
+    ),
+];
+
 pub fn check_value(name: &str, kind: Kind, value: &str) -> Result<(), String> {
     let ok = match kind {
         Kind::Bool => matches!(value, "true" | "false"),
@@ -372,6 +430,8 @@ pub fn check_value(name: &str, kind: Kind, value: &str) -> Result<(), String> {
 #[derive(Clone, Debug, Default)]
 pub struct BrokerProps {
     values: BTreeMap<String, String>,
+    /// Names set in the file or by an override (the rest hold Kafka's defaults).
+    set: std::collections::BTreeSet<String>,
 }
 
 impl BrokerProps {
@@ -383,6 +443,10 @@ impl BrokerProps {
     }
     pub fn bool(&self, name: &str) -> bool {
         self.get(name) == "true"
+    }
+    /// Whether the property was set in the file or by an override.
+    pub fn is_set(&self, name: &str) -> bool {
+        self.set.contains(name)
     }
     /// Broker-level defaults for every topic config, by topic config name.
     pub fn topic_defaults(&self) -> BTreeMap<String, String> {
@@ -543,6 +607,7 @@ fn resolve_props(given: &BTreeMap<String, serde_yaml::Value>) -> Result<BrokerPr
         .iter()
         .map(|p| (p.name.to_string(), p.default.to_string()))
         .collect();
+    let mut set = std::collections::BTreeSet::new();
     // Kafka's coarser aliases, applied before the precise names so those win.
     let aliases = [
         ("log.roll.hours", "log.roll.ms", 3_600_000i64),
@@ -556,6 +621,7 @@ fn resolve_props(given: &BTreeMap<String, serde_yaml::Value>) -> Result<BrokerPr
                 .parse()
                 .map_err(|_| ConfigError::Invalid(format!("invalid value {s:?} for {alias}")))?;
             values.insert(target.into(), (n * factor).to_string());
+            set.insert(target.to_string());
         }
     }
     for (k, v) in given {
@@ -570,8 +636,9 @@ fn resolve_props(given: &BTreeMap<String, serde_yaml::Value>) -> Result<BrokerPr
             yaml_scalar(v).ok_or_else(|| ConfigError::Invalid(format!("{k} must be a scalar")))?;
         check_value(k, prop.kind, &s).map_err(ConfigError::Invalid)?;
         values.insert(k.clone(), s);
+        set.insert(k.clone());
     }
-    Ok(BrokerProps { values })
+    Ok(BrokerProps { values, set })
 }
 
 #[cfg(test)]

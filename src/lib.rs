@@ -18,6 +18,7 @@
 //!   `broker::producer_ids`: ids in persisted blocks, never handed out twice.
 //! * `broker::groups`: the group coordinator — `classic` (JoinGroup/SyncGroup), `consumer`
 //!   (KIP-848 reconciliation), `assignor` (uniform, range), `offsets` (committed offsets).
+//! * `broker::configs`: topic, broker and group configs with their sources (DescribeConfigs).
 //! * `broker::transactions`: the transaction coordinator; `broker::state_files`: its and the
 //!   group coordinator's files.
 //! * `broker::maintenance`: every background loop, each with a handle that stops it;

@@ -8,6 +8,7 @@
 pub mod acls;
 pub mod admin;
 pub mod api_versions;
+pub mod configs;
 pub mod consumer_groups;
 pub mod fetch;
 pub mod groups;
@@ -142,6 +143,9 @@ pub async fn dispatch(broker: &Broker, frame: RequestFrame, client_host: &str) -
         )),
         RequestKind::ConsumerGroupDescribe(req) => now(ResponseKind::ConsumerGroupDescribe(
             consumer_groups::consumer_group_describe(&ctx, req),
+        )),
+        RequestKind::DescribeConfigs(req) => now(ResponseKind::DescribeConfigs(
+            configs::describe_configs(&ctx, req),
         )),
         RequestKind::DescribeAcls(req) => now(ResponseKind::DescribeAcls(acls::describe_acls(req))),
         RequestKind::CreateAcls(req) => now(ResponseKind::CreateAcls(acls::create_acls(req))),
@@ -323,6 +327,7 @@ mod tests {
                 }
                 ApiKey::DescribeCluster => RequestKind::DescribeCluster(Default::default()),
                 ApiKey::DescribeAcls => RequestKind::DescribeAcls(Default::default()),
+                ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(Default::default()),
                 ApiKey::CreateAcls => RequestKind::CreateAcls(Default::default()),
                 ApiKey::DeleteAcls => RequestKind::DeleteAcls(Default::default()),
                 ApiKey::DescribeUserScramCredentials => {

@@ -1,0 +1,54 @@
+"""A quixstreams application as its users write one: JSON in, a stateful count per key
+(RocksDB state backed by a compacted changelog topic), JSON out. Runs until it has seen
+`--expect` messages in this run, or `--timeout` seconds pass, then stops.
+
+    python word_counts.py BOOTSTRAP STATE_DIR --expect N [--produce N] [--timeout S]
+"""
+
+import argparse
+import json
+import threading
+
+from quixstreams import Application
+
+parser = argparse.ArgumentParser()
+parser.add_argument("bootstrap")
+parser.add_argument("state_dir")
+parser.add_argument("--expect", type=int, required=True)
+parser.add_argument("--produce", type=int, default=0)
+parser.add_argument("--timeout", type=float, default=60)
+args = parser.parse_args()
+
+app = Application(broker_address=args.bootstrap, consumer_group="quix-counts", auto_offset_reset="earliest",
+                  state_dir=args.state_dir, commit_interval=0.5, loglevel="WARNING")
+words = app.topic("quix-words", value_deserializer="json")
+counts = app.topic("quix-counts", value_serializer="json")
+
+with app.get_producer() as producer:
+    for i in range(args.produce):
+        producer.produce(topic=words.name, key=f"w{i % 5}", value=json.dumps({"n": i}).encode())
+
+seen = 0
+
+
+def stop_soon(seconds):
+    timer = threading.Timer(seconds, app.stop)
+    timer.daemon = True
+    timer.start()
+
+
+def count(value, state):
+    global seen
+    total = state.get("count", 0) + 1
+    state.set("count", total)
+    seen += 1
+    if seen >= args.expect:
+        # Let the commit of this last message happen, then stop.
+        stop_soon(2.0)
+    return {"n": value["n"], "count": total}
+
+
+app.dataframe(words).apply(count, stateful=True).to_topic(counts)
+stop_soon(args.timeout)
+app.run()
+print(f"processed {seen}", flush=True)
