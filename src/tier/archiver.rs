@@ -294,19 +294,21 @@ pub(crate) mod tests {
         }
     }
 
+    impl Setup {
+        /// One archiving pass over the fake partition.
+        pub(crate) async fn archive_once(&self) -> Result<(), TierError> {
+            let source: Arc<dyn ArchiveSource> = self.source.clone();
+            archive_once(&self.tier, &tp(), &source).await
+        }
+    }
+
     #[tokio::test]
     async fn closed_segments_below_the_last_stable_offset_are_uploaded() {
         let s = setup();
         s.source
             .stable
             .store(s.closed[1].next_offset - 1, Ordering::Release);
-        archive_once(
-            &s.tier,
-            &tp(),
-            &(s.source.clone() as Arc<dyn ArchiveSource>),
-        )
-        .await
-        .expect("archive");
+        s.archive_once().await.expect("archive");
         let m = s.source.installed();
         assert_eq!(
             m.segments.len(),
@@ -324,13 +326,7 @@ pub(crate) mod tests {
         assert_eq!(s.source.remote_end(), s.closed[0].next_offset);
 
         s.source.stable.store(i64::MAX, Ordering::Release);
-        archive_once(
-            &s.tier,
-            &tp(),
-            &(s.source.clone() as Arc<dyn ArchiveSource>),
-        )
-        .await
-        .expect("archive");
+        s.archive_once().await.expect("archive");
         let m = s.source.installed();
         let bases: Vec<_> = m.segments.iter().map(|s| s.base_offset).collect();
         let want: Vec<_> = s.closed.iter().map(|s| s.base_offset).collect();
@@ -350,13 +346,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn the_manifest_is_written_after_the_objects_it_lists() {
         let s = setup();
-        archive_once(
-            &s.tier,
-            &tp(),
-            &(s.source.clone() as Arc<dyn ArchiveSource>),
-        )
-        .await
-        .expect("archive");
+        s.archive_once().await.expect("archive");
         let m = s.source.installed();
         let events = s.store.events();
         assert_eq!(events.len(), 4 * m.segments.len());
@@ -383,12 +373,7 @@ pub(crate) mod tests {
         let before = s.source.local_bases();
         s.store.fail_puts.store(true, Ordering::Release);
         for _ in 0..3 {
-            let r = archive_once(
-                &s.tier,
-                &tp(),
-                &(s.source.clone() as Arc<dyn ArchiveSource>),
-            )
-            .await;
+            let r = s.archive_once().await;
             assert!(matches!(r, Err(TierError::Store(_))), "{r:?}");
         }
         assert_eq!(s.source.local_bases(), before);
@@ -396,13 +381,7 @@ pub(crate) mod tests {
         assert_eq!(s.source.remote_end(), -1);
 
         s.store.fail_puts.store(false, Ordering::Release);
-        archive_once(
-            &s.tier,
-            &tp(),
-            &(s.source.clone() as Arc<dyn ArchiveSource>),
-        )
-        .await
-        .expect("archive");
+        s.archive_once().await.expect("archive");
         assert_eq!(s.source.installed().segments.len(), 3);
         assert_eq!(
             s.source.local_bases(),
@@ -452,13 +431,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn an_archived_manifest_is_loaded_with_its_aborted_transactions() {
         let s = setup();
-        archive_once(
-            &s.tier,
-            &tp(),
-            &(s.source.clone() as Arc<dyn ArchiveSource>),
-        )
-        .await
-        .expect("archive");
+        s.archive_once().await.expect("archive");
         let mut m = s.source.installed();
         // Give the first segment a .txnindex of one aborted transaction.
         let mut entry = vec![0u8; crate::log::txn_index::ENTRY];

@@ -149,7 +149,6 @@ mod tests {
         );
     }
 
-    use crate::tier::archiver::archive_once;
     use crate::tier::archiver::tests::{setup, Setup};
     use crate::tier::test_support::tp;
     use std::sync::atomic::Ordering;
@@ -157,13 +156,7 @@ mod tests {
     /// Everything closed archived, no retention yet.
     async fn archived() -> (Setup, Manifest) {
         let s = setup();
-        archive_once(
-            &s.tier,
-            &tp(),
-            &(s.source.clone() as std::sync::Arc<dyn crate::tier::archiver::ArchiveSource>),
-        )
-        .await
-        .expect("archive");
+        s.archive_once().await.expect("archive");
         let m = s.source.installed();
         assert_eq!(m.segments.len(), 3);
         s.store.events.lock().expect("lock").clear();
@@ -242,13 +235,7 @@ mod tests {
             .stable
             .store(s.closed[0].next_offset, Ordering::Release);
         s.source.set_retention(Retention::resolve(-1, -1, -1, 0));
-        archive_once(
-            &s.tier,
-            &tp(),
-            &(s.source.clone() as std::sync::Arc<dyn crate::tier::archiver::ArchiveSource>),
-        )
-        .await
-        .expect("archive");
+        s.archive_once().await.expect("archive");
         assert_eq!(s.source.installed().segments.len(), 1);
         let bases = s.source.local_bases();
         assert_eq!(

@@ -1,0 +1,287 @@
+//! The Kafka properties and topic configs Strata understands, by Kafka's names, with their
+//! defaults, the topic config each broker property defaults, and how values are checked.
+//!
+//! No files.
+
+/// A Kafka property Strata understands: its name, its default, and the topic config it
+/// provides the default for (Kafka's `log.segment.bytes` → `segment.bytes`).
+pub struct Property {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub topic_config: Option<&'static str>,
+    pub kind: Kind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Bool,
+    Int,
+    TimestampType,
+    CleanupPolicy,
+    Compression,
+}
+
+const fn prop(
+    name: &'static str,
+    default: &'static str,
+    topic: Option<&'static str>,
+    kind: Kind,
+) -> Property {
+    Property {
+        name,
+        default,
+        topic_config: topic,
+        kind,
+    }
+}
+
+pub const KAFKA_PROPERTIES: &[Property] = &[
+    prop("node.id", "0", None, Kind::Int),
+    prop("auto.create.topics.enable", "true", None, Kind::Bool),
+    prop("num.partitions", "1", None, Kind::Int),
+    prop("default.replication.factor", "1", None, Kind::Int),
+    prop("socket.request.max.bytes", "104857600", None, Kind::Int),
+    prop("delete.topic.enable", "true", None, Kind::Bool),
+    prop(
+        "message.max.bytes",
+        "1048588",
+        Some("max.message.bytes"),
+        Kind::Int,
+    ),
+    prop(
+        "log.segment.bytes",
+        "1073741824",
+        Some("segment.bytes"),
+        Kind::Int,
+    ),
+    prop("log.roll.ms", "604800000", Some("segment.ms"), Kind::Int),
+    prop(
+        "log.index.interval.bytes",
+        "4096",
+        Some("index.interval.bytes"),
+        Kind::Int,
+    ),
+    prop(
+        "log.index.size.max.bytes",
+        "10485760",
+        Some("segment.index.bytes"),
+        Kind::Int,
+    ),
+    prop(
+        "log.retention.ms",
+        "604800000",
+        Some("retention.ms"),
+        Kind::Int,
+    ),
+    prop(
+        "log.retention.bytes",
+        "-1",
+        Some("retention.bytes"),
+        Kind::Int,
+    ),
+    prop(
+        "log.message.timestamp.type",
+        "CreateTime",
+        Some("message.timestamp.type"),
+        Kind::TimestampType,
+    ),
+    prop(
+        "log.cleanup.policy",
+        "delete",
+        Some("cleanup.policy"),
+        Kind::CleanupPolicy,
+    ),
+    prop(
+        "compression.type",
+        "producer",
+        Some("compression.type"),
+        Kind::Compression,
+    ),
+    prop(
+        "min.insync.replicas",
+        "1",
+        Some("min.insync.replicas"),
+        Kind::Int,
+    ),
+    prop("log.retention.check.interval.ms", "300000", None, Kind::Int),
+    // The group coordinator.
+    prop("group.min.session.timeout.ms", "6000", None, Kind::Int),
+    prop("group.max.session.timeout.ms", "1800000", None, Kind::Int),
+    prop(
+        "group.consumer.session.timeout.ms",
+        "45000",
+        None,
+        Kind::Int,
+    ),
+    prop(
+        "group.consumer.heartbeat.interval.ms",
+        "5000",
+        None,
+        Kind::Int,
+    ),
+    prop("offsets.retention.minutes", "10080", None, Kind::Int),
+    prop(
+        "offsets.retention.check.interval.ms",
+        "600000",
+        None,
+        Kind::Int,
+    ),
+    // Producer state and the transaction coordinator.
+    prop("producer.id.expiration.ms", "86400000", None, Kind::Int),
+    prop(
+        "producer.id.expiration.check.interval.ms",
+        "600000",
+        None,
+        Kind::Int,
+    ),
+    prop("transaction.max.timeout.ms", "900000", None, Kind::Int),
+    // A feature level in Kafka (kafka-features.sh); here a setting: 2 offers KIP-890's
+    // transaction protocol, 0 or 1 keeps clients on the first one.
+    prop("transaction.version", "2", None, Kind::Int),
+    prop(
+        "transactional.id.expiration.ms",
+        "604800000",
+        None,
+        Kind::Int,
+    ),
+    prop(
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+        "10000",
+        None,
+        Kind::Int,
+    ),
+    // Tiered storage (KIP-405 names). remote.storage.enable is a topic config; its broker
+    // default is Strata's own, since Kafka has none.
+    prop("remote.log.storage.system.enable", "true", None, Kind::Bool),
+    prop(
+        "remote.storage.enable",
+        "true",
+        Some("remote.storage.enable"),
+        Kind::Bool,
+    ),
+    prop(
+        "log.local.retention.ms",
+        "-2",
+        Some("local.retention.ms"),
+        Kind::Int,
+    ),
+    prop(
+        "log.local.retention.bytes",
+        "-2",
+        Some("local.retention.bytes"),
+        Kind::Int,
+    ),
+];
+
+/// Topic configs accepted by CreateTopics. Those without a broker property above are kept
+/// and reported but do not change what a single broker does.
+pub const TOPIC_CONFIGS: &[(&str, Kind)] = &[
+    ("max.message.bytes", Kind::Int),
+    ("segment.bytes", Kind::Int),
+    ("segment.ms", Kind::Int),
+    ("index.interval.bytes", Kind::Int),
+    ("segment.index.bytes", Kind::Int),
+    ("retention.ms", Kind::Int),
+    ("retention.bytes", Kind::Int),
+    ("message.timestamp.type", Kind::TimestampType),
+    ("cleanup.policy", Kind::CleanupPolicy),
+    ("compression.type", Kind::Compression),
+    ("min.insync.replicas", Kind::Int),
+    ("flush.messages", Kind::Int),
+    ("flush.ms", Kind::Int),
+    ("unclean.leader.election.enable", Kind::Bool),
+    ("delete.retention.ms", Kind::Int),
+    ("min.compaction.lag.ms", Kind::Int),
+    ("max.compaction.lag.ms", Kind::Int),
+    ("min.cleanable.dirty.ratio", Kind::Int),
+    ("file.delete.delay.ms", Kind::Int),
+    ("preallocate", Kind::Bool),
+    ("segment.jitter.ms", Kind::Int),
+    ("message.downconversion.enable", Kind::Bool),
+    ("message.timestamp.before.max.ms", Kind::Int),
+    ("message.timestamp.after.max.ms", Kind::Int),
+    ("local.retention.ms", Kind::Int),
+    ("local.retention.bytes", Kind::Int),
+    ("remote.storage.enable", Kind::Bool),
+];
+
+/// Kafka's defaults (and the broker property that Kafka would default them from) for the
+/// topic configs that have no broker property here.
+pub const TOPIC_ONLY_DEFAULTS: &[(&str, &str, &str)] = &[
+    (
+        "flush.messages",
+        "log.flush.interval.messages",
+        "9223372036854775807",
+    ),
+    ("flush.ms", "log.flush.interval.ms", "9223372036854775807"),
+    (
+        "unclean.leader.election.enable",
+        "unclean.leader.election.enable",
+        "false",
+    ),
+    (
+        "delete.retention.ms",
+        "log.cleaner.delete.retention.ms",
+        "86400000",
+    ),
+    (
+        "min.compaction.lag.ms",
+        "log.cleaner.min.compaction.lag.ms",
+        "0",
+    ),
+    (
+        "max.compaction.lag.ms",
+        "log.cleaner.max.compaction.lag.ms",
+        "9223372036854775807",
+    ),
+    (
+        "min.cleanable.dirty.ratio",
+        "log.cleaner.min.cleanable.ratio",
+        "0.5",
+    ),
+    (
+        "file.delete.delay.ms",
+        "log.segment.delete.delay.ms",
+        "60000",
+    ),
+    ("preallocate", "log.preallocate", "false"),
+    ("segment.jitter.ms", "log.roll.jitter.ms", "0"),
+    (
+        "message.downconversion.enable",
+        "log.message.downconversion.enable",
+        "true",
+    ),
+    (
+        "message.timestamp.before.max.ms",
+        "log.message.timestamp.before.max.ms",
+        "9223372036854775807",
+    ),
+    (
+        "message.timestamp.after.max.ms",
+        "log.message.timestamp.after.max.ms",
+        "3600000",
+    ),
+];
+
+pub fn check_value(name: &str, kind: Kind, value: &str) -> Result<(), String> {
+    let ok = match kind {
+        Kind::Bool => matches!(value, "true" | "false"),
+        Kind::Int => {
+            value.parse::<i64>().is_ok()
+                || (name == "min.cleanable.dirty.ratio" && value.parse::<f64>().is_ok())
+        }
+        Kind::TimestampType => matches!(value, "CreateTime" | "LogAppendTime"),
+        Kind::CleanupPolicy => value
+            .split(',')
+            .all(|p| matches!(p.trim(), "delete" | "compact")),
+        Kind::Compression => matches!(
+            value,
+            "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd"
+        ),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("invalid value {value:?} for {name}"))
+    }
+}
