@@ -26,6 +26,13 @@ use uuid::Uuid;
 /// next bytes cached instead of waiting a round trip per fetch.
 pub const READ_AHEAD: u64 = 2;
 
+/// A chunk fetched ahead that has not arrived by then is given up, so a store that stalls
+/// cannot leave it pending for ever.
+const READ_AHEAD_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// How long a read waits for a chunk being fetched ahead before it fetches the chunk itself.
+const READ_AHEAD_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Bytes read at a time while walking batch headers to an offset or a timestamp.
 const WALK_WINDOW: u64 = 64 << 10;
 
@@ -406,7 +413,8 @@ impl Tier {
             if let Some(done) = pending {
                 let finished = done.notified();
                 if lock(&self.reader.prefetching).contains_key(&(seg.segment_id, n)) {
-                    finished.await;
+                    // A slow read-ahead must not hold up the reader for longer than this.
+                    let _ = tokio::time::timeout(READ_AHEAD_WAIT, finished).await;
                 }
             }
             match self.cached(seg.segment_id, n, lo, hi).await {
@@ -490,8 +498,14 @@ impl Tier {
             let (tier, tp, seg) = (self.clone(), tp.clone(), seg.clone());
             tokio::spawn(async move {
                 let _guard = guard;
-                if let Err(e) = tier.fetch_chunk(&tp, &seg, n).await {
-                    tracing::debug!(%tp, segment = %seg.segment_id, chunk = n, error = %e, "read-ahead failed");
+                match tokio::time::timeout(READ_AHEAD_LIMIT, tier.fetch_chunk(&tp, &seg, n)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::debug!(%tp, segment = %seg.segment_id, chunk = n, error = %e, "read-ahead failed")
+                    }
+                    Err(_) => {
+                        tracing::warn!(%tp, segment = %seg.segment_id, chunk = n, "read-ahead timed out")
+                    }
                 }
             });
         }

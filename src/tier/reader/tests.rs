@@ -163,6 +163,23 @@ async fn a_read_waits_for_a_chunk_being_fetched_ahead_instead_of_fetching_it_aga
 }
 
 #[tokio::test]
+async fn a_read_ahead_that_never_ends_holds_a_reader_up_only_briefly() {
+    let f = fixture().await;
+    let seg = f.manifest.segments[0].clone();
+    let key = (seg.segment_id, 1);
+    lock(&f.tier.reader.prefetching).insert(key, Arc::new(Notify::new()));
+    // The entry is never removed, as if the store had stalled that one GET.
+    let bytes = tokio::time::timeout(
+        READ_AHEAD_WAIT + Duration::from_secs(3),
+        f.tier.read(&tp(), &seg, want(9, 100)),
+    )
+    .await
+    .expect("the reader fetched the chunk itself")
+    .expect("read");
+    assert_eq!(offsets(&bytes), vec![9]);
+}
+
+#[tokio::test]
 async fn the_index_cache_stays_within_its_byte_limit() {
     // Each segment's index is ~28 entries of 8 bytes: room for about two of them.
     let f = fixture_with(500).await;
