@@ -10,6 +10,7 @@
 //! a torn or corrupt tail is cut at the last whole batch; indexes that do not match their log
 //! are rebuilt.
 
+pub mod codec;
 pub mod index;
 pub mod record_batch;
 pub mod segment;
