@@ -278,7 +278,8 @@ def read_segment_batches(path) -> list[dict]:
         if length <= 0 or pos + 12 + length > len(data):
             break
         _epoch, magic, crc, attributes, last_delta = struct.unpack_from(">ibIhi", data, pos + 12)
-        record_count = struct.unpack_from(">i", data, pos + 57)[0]
+        base_ts, max_ts, producer_id, producer_epoch, base_sequence, record_count = struct.unpack_from(
+            ">qqqhii", data, pos + 27)
         batches.append({
             "base_offset": base_offset,
             "length": length,
@@ -287,6 +288,12 @@ def read_segment_batches(path) -> list[dict]:
             "compression": attributes & 0x07,
             "last_offset_delta": last_delta,
             "record_count": record_count,
+            "attributes": attributes,
+            "base_timestamp": base_ts,
+            "max_timestamp": max_ts,
+            "producer_id": producer_id,
+            "producer_epoch": producer_epoch,
+            "base_sequence": base_sequence,
         })
         pos += 12 + length
     return batches

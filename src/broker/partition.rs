@@ -8,6 +8,7 @@
 //! recovery point and the producers are replayed from the newest snapshot it vouches for.
 
 use super::producer_state::{self, ProducerStates, SequenceCheck};
+use crate::log::codec::{self, Compression};
 use crate::log::record_batch::{self, BatchHeaders, RecordBatch};
 use crate::log::{ClosedSegment, Rolled};
 use crate::log::{Log, LogConfig};
@@ -34,6 +35,8 @@ pub const ROLLED_SEGMENT_SYNC_DELAY: Duration = Duration::from_secs(30);
 pub struct AppendRules {
     pub max_message_bytes: usize,
     pub log_append_time: bool,
+    /// The topic's `compression.type`; `None` for `producer` (batches kept as sent).
+    pub compression: Option<Compression>,
 }
 
 /// Where an accepted batch landed.
@@ -44,6 +47,37 @@ pub struct AppendInfo {
     /// -1 unless the topic uses LogAppendTime.
     pub log_append_time: i64,
     pub log_start_offset: i64,
+}
+
+/// The batch in the topic's codec when `compression.type` names another one than the
+/// producer used, as Kafka's broker recompresses on append (producer id, epoch, sequence
+/// and the transactional bit kept). `None`: the batch is stored as it came, never decoded.
+fn recompress_for_topic(
+    b: &RecordBatch<'_>,
+    rules: &AppendRules,
+) -> Result<Option<Vec<u8>>, ResponseError> {
+    let Some(target) = rules.compression else {
+        return Ok(None);
+    };
+    if target.id() == b.compression() {
+        return Ok(None);
+    }
+    let limit = codec::decompressed_limit(rules.max_message_bytes);
+    let out = codec::recompress(b, target, limit).map_err(|e| {
+        tracing::debug!(error = %e, "batch could not be recompressed");
+        match e {
+            codec::CodecError::TooLarge(_) => ResponseError::MessageTooLarge,
+            codec::CodecError::Count { .. } | codec::CodecError::Record(_) => {
+                ResponseError::InvalidRecord
+            }
+            _ => ResponseError::CorruptMessage,
+        }
+    })?;
+    // Kafka checks the size again after a recompression: `uncompressed` can outgrow it.
+    if out.len() > rules.max_message_bytes {
+        return Err(ResponseError::MessageTooLarge);
+    }
+    Ok(Some(out))
 }
 
 pub struct FetchData {
@@ -440,10 +474,15 @@ impl Partition {
         if batches.is_empty() {
             return Err(ResponseError::InvalidRecord);
         }
+        // Before the lock: recompression is the only CPU-heavy step of an append.
+        let recompressed = batches
+            .iter()
+            .map(|b| recompress_for_topic(b, rules))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut state = self.state();
         let mut first: Option<AppendInfo> = None;
         let mut last_offset = -1;
-        for b in batches {
+        for (b, recompressed) in batches.into_iter().zip(recompressed) {
             let pid = b.producer_id();
             if b.is_transactional() {
                 if pid < 0 {
@@ -474,7 +513,7 @@ impl Partition {
                     continue;
                 }
             }
-            let mut owned = b.bytes().to_vec();
+            let mut owned = recompressed.unwrap_or_else(|| b.bytes().to_vec());
             if rules.log_append_time {
                 record_batch::set_log_append_time(&mut owned, now_ms);
             }
@@ -622,9 +661,12 @@ impl Partition {
             .map_err(|_| ResponseError::KafkaStorageError)
     }
 
-    /// (timestamp, offset) of the record with the largest timestamp.
-    pub fn max_timestamp(&self) -> Option<(i64, i64)> {
-        self.state().log.max_timestamp()
+    /// (timestamp, offset) of the first record with the largest timestamp.
+    pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>, ResponseError> {
+        self.state()
+            .log
+            .max_timestamp()
+            .map_err(|_| ResponseError::KafkaStorageError)
     }
 
     /// fsyncs every segment (outside the partition lock: appends go on meanwhile); used on

@@ -321,18 +321,29 @@ impl ReplicaManager {
         spec: OffsetSpec,
         read_committed: bool,
     ) -> Result<Option<(i64, i64)>, ResponseError> {
+        let fetchable = if read_committed {
+            partition.last_stable_offset()
+        } else {
+            partition.high_watermark()
+        };
         match spec {
             OffsetSpec::Latest if read_committed => Ok(Some((partition.last_stable_offset(), -1))),
             OffsetSpec::Latest => Ok(Some((partition.high_watermark(), -1))),
             OffsetSpec::Earliest => Ok(Some((partition.log_start_offset(), -1))),
             OffsetSpec::EarliestLocal => Ok(Some((partition.local_log_start_offset(), -1))),
             OffsetSpec::LatestTiered => Ok(Some((partition.remote_end().max(0) - 1, -1))),
-            OffsetSpec::MaxTimestamp => Ok(partition.max_timestamp().map(|(ts, off)| (off, ts))),
+            OffsetSpec::MaxTimestamp => Ok(partition
+                .max_timestamp()?
+                .map(|(ts, off)| (off, ts))
+                .filter(|&(off, _)| off < fetchable)),
             OffsetSpec::Timestamp(ts) => {
-                if let Some(found) = self.archive_offset_for_timestamp(partition, ts).await? {
-                    return Ok(Some(found));
-                }
-                partition.offset_for_timestamp(ts)
+                let found = match self.archive_offset_for_timestamp(partition, ts).await? {
+                    Some(found) => Some(found),
+                    None => partition.offset_for_timestamp(ts)?,
+                };
+                // A record past what the client may read is not found (Kafka's
+                // lastFetchableOffset): no answer rather than a later record.
+                Ok(found.filter(|&(off, _)| off < fetchable))
             }
         }
     }

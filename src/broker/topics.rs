@@ -10,6 +10,7 @@
 use super::partition::{AppendRules, Partition};
 use crate::checkpoint::write_atomically;
 use crate::config::{self, Config};
+use crate::log::codec::Compression;
 use crate::log::LogConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -108,6 +109,7 @@ impl Topic {
             rules: AppendRules {
                 max_message_bytes: 0,
                 log_append_time: false,
+                compression: None,
             },
             start_offsets: Vec::new(),
         }
@@ -189,6 +191,9 @@ impl Topic {
         self.rules = AppendRules {
             max_message_bytes: self.int_config(broker, "max.message.bytes").max(0) as usize,
             log_append_time: self.config_value(broker, "message.timestamp.type") == "LogAppendTime",
+            compression: Compression::from_topic_config(
+                &self.config_value(broker, "compression.type"),
+            ),
         };
         let mut partitions = Vec::with_capacity(self.partition_count as usize);
         for i in 0..self.partition_count {

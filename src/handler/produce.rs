@@ -20,6 +20,11 @@ fn partition_error(index: i32, error: ResponseError) -> PartitionProduceResponse
         .with_log_start_offset(-1)
 }
 
+fn has_zstd(records: &[u8]) -> bool {
+    crate::log::record_batch::BatchHeaders::new(records)
+        .any(|b| b.is_ok_and(|b| b.compression() == crate::log::codec::Compression::Zstd.id()))
+}
+
 #[tracing::instrument(name = "produce", skip_all, fields(acks = req.acks, topics = req.topic_data.len()))]
 pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Reply {
     let broker = ctx.broker;
@@ -60,6 +65,14 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Reply {
                 continue;
             };
             let records = pd.records.unwrap_or_default();
+            // zstd came with Produce v7 (KIP-110): older requests may not carry it.
+            if ctx.version < 7 && has_zstd(&records) {
+                parts.push(partition_error(
+                    pd.index,
+                    ResponseError::UnsupportedCompressionType,
+                ));
+                continue;
+            }
             let (name, index) = (topic.name.as_str(), pd.index);
             let in_txn = |pid: i64, epoch: i16| {
                 if req.transactional_id.as_ref().is_none_or(|t| t.is_empty()) {

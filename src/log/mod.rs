@@ -372,13 +372,20 @@ impl Log {
         Ok(None)
     }
 
-    /// (max timestamp, its offset) over the whole log, for ListOffsets' MAX_TIMESTAMP.
-    pub fn max_timestamp(&self) -> Option<(i64, i64)> {
-        self.segments
-            .values()
-            .filter(|s| s.max_timestamp() >= 0)
-            .max_by_key(|s| s.max_timestamp())
-            .map(|s| (s.max_timestamp(), s.offset_of_max_timestamp()))
+    /// (max timestamp, offset of the first record carrying it) over the whole log, for
+    /// ListOffsets' MAX_TIMESTAMP; the earliest segment wins a tie, as in Kafka.
+    pub fn max_timestamp(&self) -> io::Result<Option<(i64, i64)>> {
+        let mut best: Option<&LogSegment> = None;
+        for s in self.segments.values() {
+            if s.max_timestamp() >= 0 && best.is_none_or(|b| s.max_timestamp() > b.max_timestamp())
+            {
+                best = Some(s);
+            }
+        }
+        match best {
+            Some(s) => s.find_max_timestamp(),
+            None => Ok(None),
+        }
     }
 
     /// Every segment's files and the log end, to fsync without holding the log.

@@ -288,6 +288,27 @@ impl LogSegment {
         Ok(None)
     }
 
+    /// (max timestamp, offset of the first record carrying it): Kafka's answer to
+    /// ListOffsets' MAX_TIMESTAMP, which looks inside the batch that holds it.
+    pub fn find_max_timestamp(&self) -> io::Result<Option<(i64, i64)>> {
+        if self.max_timestamp < 0 {
+            return Ok(None);
+        }
+        let shallow = Some((self.max_timestamp, self.offset_of_max_timestamp));
+        let Some((pos, len)) = self.find_position(self.offset_of_max_timestamp, self.size)? else {
+            return Ok(shallow);
+        };
+        let mut buf = vec![0u8; len as usize];
+        self.log.read_exact_at(&mut buf, pos)?;
+        match RecordBatch::parse_header(&buf) {
+            Ok(batch) if batch.max_timestamp() == self.max_timestamp => Ok(Some((
+                self.max_timestamp,
+                record_batch::offset_of_max_timestamp(&batch),
+            ))),
+            _ => Ok(shallow),
+        }
+    }
+
     pub fn file(&self) -> Arc<File> {
         self.log.clone()
     }
