@@ -12,12 +12,16 @@
   and this broker's own value change a topic without an override, with Kafka's sources and
   synonym order; read-only broker configs are INVALID_REQUEST; after a restart every value and
   source is the same.
+- test_java_alter_configs: java/AlterConfigs.java, the Java Admin client's incrementalAlterConfigs()
+  and describeConfigs(): the same operations, the cluster-wide default resource listing only what
+  was set, all four synonyms of a topic config in Kafka's order, group configs as GROUP_CONFIG.
 - test_group_session_timeout: a group's consumer.session.timeout.ms (KIP-848) bounded by the
   broker's min/max, and used: a killed member leaves the group after it, not after 45 s.
 """
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 import subprocess
@@ -30,7 +34,8 @@ from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, 
                                    NewTopic, ResourceType)
 
 import kafka_wire as kw
-from clients import new_consumer, unique_topic, wait_for_partitions, wait_until
+from clients import new_consumer, tail, unique_topic, wait_for_partitions, wait_until
+from test_java import java_classpath, java_command  # noqa: F401 (a fixture)
 
 S = ConfigSource
 
@@ -297,3 +302,14 @@ def test_group_session_timeout(strata_factory, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_java_alter_configs(strata, java_classpath):  # noqa: F811
+    cmd = java_command(java_classpath, "AlterConfigs", "--bootstrap", strata.bootstrap,
+                       "--topic", unique_topic("alter-java"), "--group", unique_topic("alter-java-g"))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"no summary\nstdout:\n{tail(proc.stdout)}\nstderr:\n{tail(proc.stderr)}"
+    summary = json.loads(lines[-1])
+    assert summary["ok"] and proc.returncode == 0, f"{summary}\nstderr:\n{tail(proc.stderr)}"
+    assert summary["steps"] >= 15, summary
