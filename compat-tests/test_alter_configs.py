@@ -8,6 +8,9 @@
 - test_segment_size_and_retention_take_effect: segment.bytes lowered -> the log rolls; retention.ms
   lowered -> old segments go and the earliest offset moves, without a restart.
 - test_max_message_bytes_lowered_refuses_big_batches: produce gets MESSAGE_TOO_LARGE.
+- test_timestamp_type_and_remote_storage: message.timestamp.type switched to LogAppendTime stamps
+  the next messages with the broker's time; remote.storage.enable may be turned on, and off only
+  with remote.log.delete.on.disable=true (Kafka's refusal otherwise).
 - test_broker_defaults_apply_and_survive_a_restart: the cluster-wide default (empty broker name)
   and this broker's own value change a topic without an override, with Kafka's sources and
   synonym order; read-only broker configs are INVALID_REQUEST; after a restart every value and
@@ -150,6 +153,39 @@ def test_alter_configs_replaces_the_whole_set(strata):
     assert err.code() == KafkaError.INVALID_CONFIG and "message.timestamp.type" in err.str()
 
 
+def test_timestamp_type_and_remote_storage(strata):
+    b = strata.bootstrap
+    topic = make_topic(b, "alter-ts")
+    incremental(b, ResourceType.TOPIC, topic, [("message.timestamp.type", "LogAppendTime", SET)])
+    producer = Producer({"bootstrap.servers": b})
+    producer.produce(topic, b"v", timestamp=1_000_000)
+    assert producer.flush(15) == 0
+    consumer = new_consumer(b)
+    try:
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        msg = None
+        deadline = time.monotonic() + 15
+        while msg is None and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+        assert msg is not None and msg.error() is None
+        ts_type, ts = msg.timestamp()
+        assert ts_type == 2  # TIMESTAMP_LOG_APPEND_TIME
+        assert abs(ts - time.time() * 1000) < 60_000
+    finally:
+        consumer.close()
+
+    # archived by default (tier.store local): turning it off needs the delete flag
+    err = refused(lambda: incremental(b, ResourceType.TOPIC, topic, [("remote.storage.enable", "false", SET)]))
+    assert err.code() == KafkaError.INVALID_CONFIG
+    assert "remote.log.delete.on.disable=true" in err.str()
+    incremental(b, ResourceType.TOPIC, topic, [("remote.storage.enable", "false", SET),
+                                               ("remote.log.delete.on.disable", "true", SET)])
+    c = describe(b, ConfigResource(ResourceType.TOPIC, topic))
+    assert c["remote.storage.enable"].value == "false"
+    incremental(b, ResourceType.TOPIC, topic, [("remote.storage.enable", "true", SET)])
+    assert describe(b, ConfigResource(ResourceType.TOPIC, topic))["remote.storage.enable"].value == "true"
+
+
 def segment_files(broker, topic: str) -> list:
     return sorted((broker.data_dir / f"{topic}-0").glob("*.log"))
 
@@ -211,6 +247,7 @@ def test_broker_defaults_apply_and_survive_a_restart(strata_factory):
     b = broker.bootstrap
     plain = make_topic(b, "alter-default")
     own = make_topic(b, "alter-own", {"retention.ms": "1234567"})
+    incremental(b, ResourceType.TOPIC, own, [("segment.ms", "600000", SET)])
 
     # the cluster-wide default (the empty broker name); Java's AdminClient describes it in test_java_alter_configs
     assert incremental_raw(b, 4, "", [("log.retention.ms", "7200000", SET),
@@ -226,8 +263,9 @@ def test_broker_defaults_apply_and_survive_a_restart(strata_factory):
         assert "log.retention.ms" in ret.synonyms
         seg = t["segment.bytes"]
         assert (seg.value, seg.source) == (str(2 * 1024 * 1024), S.DYNAMIC_DEFAULT_BROKER_CONFIG.value)
-        o = describe(b, ConfigResource(ResourceType.TOPIC, own))["retention.ms"]
-        assert (o.value, o.source) == ("1234567", S.DYNAMIC_TOPIC_CONFIG.value)
+        o = describe(b, ConfigResource(ResourceType.TOPIC, own))
+        assert (o["retention.ms"].value, o["retention.ms"].source) == ("1234567", S.DYNAMIC_TOPIC_CONFIG.value)
+        assert (o["segment.ms"].value, o["segment.ms"].source) == ("600000", S.DYNAMIC_TOPIC_CONFIG.value)
         br = describe(b, ConfigResource(ResourceType.BROKER, "0"))
         assert (br["log.retention.ms"].value, br["log.retention.ms"].source) == (
             "10800000", S.DYNAMIC_BROKER_CONFIG.value)
