@@ -7,6 +7,7 @@
 
 pub mod archive_source;
 pub mod configs;
+pub mod dynamic_configs;
 pub mod groups;
 pub mod local_retention;
 pub mod maintenance;
@@ -94,6 +95,8 @@ impl Broker {
                 config,
             }),
         };
+        // Run-time changes to the broker's defaults, before the topics that follow them.
+        broker.load_dynamic_configs()?;
         for topic in topics::load_all(&broker.config)? {
             broker.topic_ids.insert(topic.id, topic.name.clone());
             broker.topics.insert(topic.name.clone(), Arc::new(topic));

@@ -6,7 +6,8 @@
 
 mod properties;
 pub use properties::{
-    check_value, Kind, Property, KAFKA_PROPERTIES, TOPIC_CONFIGS, TOPIC_ONLY_DEFAULTS,
+    check_value, is_list, validate_value, Kind, Property, KAFKA_PROPERTIES, TOPIC_CONFIGS,
+    TOPIC_ONLY_DEFAULTS,
 };
 
 use serde::Deserialize;
@@ -148,16 +149,42 @@ mod defaults {
     }
 }
 
-/// The Kafka properties after defaults, file, and overrides, as validated strings.
+/// The Kafka properties after defaults, file, and overrides, as validated strings, and the
+/// values changed at run time on top of them.
 #[derive(Clone, Debug, Default)]
 pub struct BrokerProps {
     values: BTreeMap<String, String>,
     /// Names set in the file or by an override (the rest hold Kafka's defaults).
     set: std::collections::BTreeSet<String>,
+    /// Values changed at run time through the admin APIs. Shared by every clone of the
+    /// `Config`, so that whoever reads a property sees the change at once; a std `RwLock`
+    /// suffices, it is held only to copy a string.
+    dynamic: std::sync::Arc<std::sync::RwLock<DynamicLayers>>,
+}
+
+/// Broker properties changed at run time, by layer (Kafka's KIP-226 dynamic configs).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DynamicLayers {
+    /// Set on this broker by its id (`DYNAMIC_BROKER_CONFIG`); wins over the cluster default.
+    pub broker: BTreeMap<String, String>,
+    /// Set for the whole cluster, the empty broker name (`DYNAMIC_DEFAULT_BROKER_CONFIG`).
+    pub cluster: BTreeMap<String, String>,
 }
 
 impl BrokerProps {
-    pub fn get(&self, name: &str) -> &str {
+    /// A property's value: set at run time for this broker, else for the cluster, else from
+    /// the file, an override or Kafka's default.
+    pub fn get(&self, name: &str) -> String {
+        let dynamic = self.dynamic.read().unwrap_or_else(|p| p.into_inner());
+        dynamic
+            .broker
+            .get(name)
+            .or_else(|| dynamic.cluster.get(name))
+            .cloned()
+            .unwrap_or_else(|| self.static_value(name).to_string())
+    }
+    /// The value from the file, an override or Kafka's default, ignoring run-time changes.
+    pub fn static_value(&self, name: &str) -> &str {
         self.values.get(name).map(String::as_str).unwrap_or("")
     }
     pub fn int(&self, name: &str) -> i64 {
@@ -170,14 +197,29 @@ impl BrokerProps {
     pub fn is_set(&self, name: &str) -> bool {
         self.set.contains(name)
     }
+    /// The run-time layers as they are now.
+    pub fn dynamic(&self) -> DynamicLayers {
+        self.dynamic
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+    /// Replaces the run-time layers (already validated and persisted by the caller).
+    pub fn set_dynamic(&self, layers: DynamicLayers) {
+        *self.dynamic.write().unwrap_or_else(|p| p.into_inner()) = layers;
+    }
+    /// The broker-level default of one topic config, by topic config name.
+    pub fn topic_default(&self, topic_config: &str) -> Option<String> {
+        KAFKA_PROPERTIES
+            .iter()
+            .find(|p| p.topic_config == Some(topic_config))
+            .map(|p| self.get(p.name))
+    }
     /// Broker-level defaults for every topic config, by topic config name.
     pub fn topic_defaults(&self) -> BTreeMap<String, String> {
         KAFKA_PROPERTIES
             .iter()
-            .filter_map(|p| {
-                p.topic_config
-                    .map(|t| (t.to_string(), self.get(p.name).to_string()))
-            })
+            .filter_map(|p| p.topic_config.map(|t| (t.to_string(), self.get(p.name))))
             .collect()
     }
 }
@@ -360,7 +402,11 @@ fn resolve_props(given: &BTreeMap<String, serde_yaml::Value>) -> Result<BrokerPr
         values.insert(k.clone(), s);
         set.insert(k.clone());
     }
-    Ok(BrokerProps { values, set })
+    Ok(BrokerProps {
+        values,
+        set,
+        dynamic: Default::default(),
+    })
 }
 
 #[cfg(test)]
@@ -394,6 +440,34 @@ mod tests {
         assert_eq!(c.props.int("num.partitions"), 4);
         assert_eq!(c.props.topic_defaults()["segment.bytes"], "1048576");
         assert_eq!(c.flush, FlushPolicy::Always);
+    }
+
+    #[test]
+    fn run_time_values_win_and_every_clone_sees_them() {
+        let c = Config::load(
+            None,
+            Overrides {
+                properties: vec!["log.retention.ms=1000".into()],
+                ..Default::default()
+            },
+        )
+        .expect("load");
+        let copy = c.clone();
+        let mut layers = DynamicLayers::default();
+        layers
+            .cluster
+            .insert("log.retention.ms".into(), "2000".into());
+        c.props.set_dynamic(layers.clone());
+        assert_eq!(copy.props.int("log.retention.ms"), 2000);
+        layers
+            .broker
+            .insert("log.retention.ms".into(), "3000".into());
+        c.props.set_dynamic(layers);
+        assert_eq!(
+            copy.props.topic_default("retention.ms").as_deref(),
+            Some("3000")
+        );
+        assert_eq!(copy.props.static_value("log.retention.ms"), "1000");
     }
 
     #[test]

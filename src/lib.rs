@@ -19,6 +19,8 @@
 //! * `broker::groups`: the group coordinator — `classic` (JoinGroup/SyncGroup), `consumer`
 //!   (KIP-848 reconciliation), `assignor` (uniform, range), `offsets` (committed offsets).
 //! * `broker::configs`: topic, broker and group configs with their sources (DescribeConfigs).
+//!   `broker::dynamic_configs`: configs changed at run time (AlterConfigs), checked,
+//!   persisted and applied.
 //! * `broker::transactions`: the transaction coordinator; `broker::state_files`: its and the
 //!   group coordinator's files.
 //! * `broker::maintenance`: every background loop, each with a handle that stops it;

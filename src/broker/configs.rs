@@ -2,7 +2,8 @@
 //! with its value, where the value comes from (Kafka's config sources) and, when asked, the
 //! synonyms it was resolved through, most specific first.
 //!
-//! Reads the topic's and the broker's settings; holds no state and writes no files.
+//! Reads the topic's, the broker's and the group's settings, including those changed at run
+//! time (see `dynamic_configs`); holds no state and writes no files.
 
 use super::Topic;
 use crate::config::{self, Config, Kind, KAFKA_PROPERTIES, TOPIC_CONFIGS, TOPIC_ONLY_DEFAULTS};
@@ -11,8 +12,11 @@ use crate::config::{self, Config, Kind, KAFKA_PROPERTIES, TOPIC_CONFIGS, TOPIC_O
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConfigSource {
     DynamicTopic = 1,
+    DynamicBroker = 2,
+    DynamicDefaultBroker = 3,
     StaticBroker = 4,
     Default = 5,
+    Group = 8,
 }
 
 /// Kafka's `ConfigType` codes (DescribeConfigs v3+).
@@ -89,13 +93,21 @@ fn synonym(name: &str, value: &str, source: ConfigSource) -> Synonym {
     }
 }
 
-/// A broker property's own synonyms: set in the file or by an override, then its default.
+/// A broker property's own synonyms, in Kafka's order: set at run time for this broker, for
+/// the cluster, set in the file or by an override, then its default.
 fn broker_synonyms(config: &Config, name: &str, default: &str) -> Vec<Synonym> {
     let mut out = Vec::new();
+    let dynamic = config.props.dynamic();
+    if let Some(v) = dynamic.broker.get(name) {
+        out.push(synonym(name, v, ConfigSource::DynamicBroker));
+    }
+    if let Some(v) = dynamic.cluster.get(name) {
+        out.push(synonym(name, v, ConfigSource::DynamicDefaultBroker));
+    }
     if config.props.is_set(name) {
         out.push(synonym(
             name,
-            config.props.get(name),
+            config.props.static_value(name),
             ConfigSource::StaticBroker,
         ));
     }
@@ -105,11 +117,12 @@ fn broker_synonyms(config: &Config, name: &str, default: &str) -> Vec<Synonym> {
 
 /// Every topic config with its effective value.
 pub fn describe_topic(topic: &Topic, config: &Config) -> Vec<ConfigEntry> {
+    let own = topic.own_configs();
     TOPIC_CONFIGS
         .iter()
         .map(|&(name, kind)| {
             let mut synonyms = Vec::new();
-            if let Some(v) = topic.configs.get(name) {
+            if let Some(v) = own.get(name) {
                 synonyms.push(synonym(name, v, ConfigSource::DynamicTopic));
             }
             if let Some(p) = KAFKA_PROPERTIES
@@ -147,7 +160,7 @@ pub fn describe_broker(config: &Config) -> Vec<ConfigEntry> {
             let synonyms = broker_synonyms(config, p.name, p.default);
             ConfigEntry {
                 name: p.name.to_string(),
-                value: config.props.get(p.name).to_string(),
+                value: config.props.get(p.name),
                 source: synonyms[0].source,
                 read_only: p.topic_config.is_none(),
                 config_type: config_type(p.name, p.kind),
@@ -157,36 +170,59 @@ pub fn describe_broker(config: &Config) -> Vec<ConfigEntry> {
         .collect()
 }
 
-/// A consumer group's configs (KIP-848): the broker's defaults for them.
-pub fn describe_group(config: &Config) -> Vec<ConfigEntry> {
-    [
-        (
-            "consumer.session.timeout.ms",
-            "group.consumer.session.timeout.ms",
-        ),
-        (
-            "consumer.heartbeat.interval.ms",
-            "group.consumer.heartbeat.interval.ms",
-        ),
-    ]
-    .into_iter()
-    .map(|(name, broker)| {
-        let default = KAFKA_PROPERTIES
-            .iter()
-            .find(|p| p.name == broker)
-            .map(|p| p.default)
-            .unwrap_or_default();
-        let synonyms = broker_synonyms(config, broker, default);
-        ConfigEntry {
-            name: name.to_string(),
-            value: config.props.get(broker).to_string(),
-            source: synonyms[0].source,
-            read_only: false,
-            config_type: config_type(name, config::Kind::Int),
-            synonyms,
-        }
-    })
-    .collect()
+/// The cluster-wide dynamic defaults (the BROKER resource with the empty name): only what
+/// was set there, as Kafka lists it, without this broker's own layer among the synonyms.
+pub fn describe_cluster_defaults(config: &Config) -> Vec<ConfigEntry> {
+    let cluster = config.props.dynamic().cluster;
+    KAFKA_PROPERTIES
+        .iter()
+        .filter_map(|p| {
+            let value = cluster.get(p.name)?;
+            let synonyms = broker_synonyms(config, p.name, p.default)
+                .into_iter()
+                .filter(|s| s.source != ConfigSource::DynamicBroker)
+                .collect();
+            Some(ConfigEntry {
+                name: p.name.to_string(),
+                value: value.clone(),
+                source: ConfigSource::DynamicDefaultBroker,
+                read_only: false,
+                config_type: config_type(p.name, p.kind),
+                synonyms,
+            })
+        })
+        .collect()
+}
+
+/// A consumer group's configs (KIP-848): its own (`own`, set through the admin APIs), else
+/// the broker's defaults for them.
+pub fn describe_group(
+    config: &Config,
+    own: &std::collections::BTreeMap<String, String>,
+) -> Vec<ConfigEntry> {
+    super::dynamic_configs::GROUP_CONFIGS
+        .iter()
+        .map(|&(name, broker)| {
+            let default = KAFKA_PROPERTIES
+                .iter()
+                .find(|p| p.name == broker)
+                .map(|p| p.default)
+                .unwrap_or_default();
+            let mut synonyms = Vec::new();
+            if let Some(v) = own.get(name) {
+                synonyms.push(synonym(name, v, ConfigSource::Group));
+            }
+            synonyms.extend(broker_synonyms(config, broker, default));
+            ConfigEntry {
+                name: name.to_string(),
+                value: synonyms[0].value.clone(),
+                source: synonyms[0].source,
+                read_only: false,
+                config_type: config_type(name, config::Kind::Int),
+                synonyms,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -249,6 +285,50 @@ mod tests {
     }
 
     #[test]
+    fn run_time_changes_show_with_kafkas_sources_in_kafkas_order() {
+        let c = config(&["log.retention.ms=1000"]);
+        let mut layers = crate::config::DynamicLayers::default();
+        layers
+            .cluster
+            .insert("log.retention.ms".into(), "2000".into());
+        layers
+            .broker
+            .insert("log.retention.ms".into(), "3000".into());
+        c.props.set_dynamic(layers);
+        let topic = Topic::new_meta("t", uuid::Uuid::nil(), 1, BTreeMap::new());
+        let ret = describe_topic(&topic, &c)
+            .into_iter()
+            .find(|e| e.name == "retention.ms")
+            .expect("retention.ms");
+        assert_eq!(
+            (ret.value.as_str(), ret.source),
+            ("3000", ConfigSource::DynamicBroker)
+        );
+        let sources: Vec<_> = ret.synonyms.iter().map(|s| s.source).collect();
+        assert_eq!(
+            sources,
+            vec![
+                ConfigSource::DynamicBroker,
+                ConfigSource::DynamicDefaultBroker,
+                ConfigSource::StaticBroker,
+                ConfigSource::Default
+            ]
+        );
+        let defaults = describe_cluster_defaults(&c);
+        assert_eq!(defaults.len(), 1);
+        assert_eq!(defaults[0].value, "2000");
+        assert_eq!(defaults[0].synonyms.len(), 3);
+        let mut own = BTreeMap::new();
+        own.insert(
+            "consumer.session.timeout.ms".to_string(),
+            "50000".to_string(),
+        );
+        let g = describe_group(&c, &own);
+        let s = find(&g, "consumer.session.timeout.ms");
+        assert_eq!((s.value.as_str(), s.source), ("50000", ConfigSource::Group));
+    }
+
+    #[test]
     fn broker_configs_say_what_was_set() {
         let c = config(&["num.partitions=4"]);
         let all = describe_broker(&c);
@@ -259,7 +339,7 @@ mod tests {
         );
         let r = find(&all, "log.retention.ms");
         assert_eq!((r.source, r.read_only), (ConfigSource::Default, false));
-        let g = describe_group(&c);
+        let g = describe_group(&c, &BTreeMap::new());
         assert_eq!(find(&g, "consumer.session.timeout.ms").value, "45000");
     }
 }

@@ -191,6 +191,11 @@ impl Partition {
         })
     }
 
+    /// New roll settings for the log (its topic's configs changed).
+    pub fn set_log_config(&self, config: LogConfig) {
+        self.state().log.set_config(config);
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the log half-written in a way a later
         // append would make worse than recovery does, so a poisoned lock is still usable.
@@ -270,6 +275,14 @@ impl Partition {
         // uploader is concerned, or it would upload them again.
         self.remote_end.fetch_max(end, Ordering::AcqRel);
         *self.manifest.lock().unwrap_or_else(|p| p.into_inner()) = Some(manifest);
+    }
+
+    /// Forgets the archive (tiering was turned off with `remote.log.delete.on.disable`):
+    /// reads start at the local log again.
+    pub fn clear_manifest(&self) {
+        self.remote_start.store(-1, Ordering::Release);
+        self.remote_end.store(-1, Ordering::Release);
+        *self.manifest.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Closed local segments, oldest first.

@@ -153,7 +153,7 @@ impl ReplicaManager {
         now_ms: i64,
         in_txn: &dyn Fn(i64, i16) -> Result<(), ResponseError>,
     ) -> Result<Appended, ResponseError> {
-        let info = partition.append(records, &topic.rules, now_ms, in_txn)?;
+        let info = partition.append(records, &topic.rules(), now_ms, in_txn)?;
         let durable_at = partition
             .acks_wait_for_fsync()
             .then_some(info.last_offset + 1);

@@ -15,7 +15,7 @@ use crate::log::LogConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use uuid::Uuid;
 
 #[derive(Serialize, Deserialize)]
@@ -32,10 +32,12 @@ pub struct Topic {
     pub name: String,
     pub id: Uuid,
     pub partition_count: i32,
-    /// Configs set on the topic itself; the rest come from the broker's defaults.
-    pub configs: BTreeMap<String, String>,
+    /// Configs set on the topic itself; the rest come from the broker's defaults. Changed
+    /// at run time by AlterConfigs (see `set_configs`).
+    configs: RwLock<BTreeMap<String, String>>,
     pub partitions: Vec<Arc<Partition>>,
-    pub rules: AppendRules,
+    /// What every append checks, derived from the configs; recomputed when they change.
+    rules: RwLock<AppendRules>,
     /// Where each partition's log starts when it has no local segment (a restored archive).
     pub start_offsets: Vec<i64>,
 }
@@ -104,39 +106,101 @@ impl Topic {
             name: name.to_string(),
             id,
             partition_count: partitions,
-            configs,
+            configs: RwLock::new(configs),
             partitions: Vec::new(),
-            rules: AppendRules {
+            rules: RwLock::new(AppendRules {
                 max_message_bytes: 0,
                 log_append_time: false,
                 compression: None,
-            },
+            }),
             start_offsets: Vec::new(),
         }
     }
 
-    /// A config's effective value: the topic's own, else the broker default.
+    /// A config's effective value: the topic's own, else the broker default (which may
+    /// itself have been changed at run time), else Kafka's default for it.
     pub fn config_value(&self, broker: &Config, key: &str) -> String {
-        self.configs
+        self.read_configs()
             .get(key)
             .cloned()
-            .or_else(|| broker.props.topic_defaults().get(key).cloned())
+            .or_else(|| broker.props.topic_default(key))
+            .or_else(|| {
+                config::TOPIC_ONLY_DEFAULTS
+                    .iter()
+                    .find(|(t, _, _)| *t == key)
+                    .map(|(_, _, d)| d.to_string())
+            })
             .unwrap_or_default()
+    }
+
+    fn read_configs(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, String>> {
+        self.configs.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The configs set on the topic itself.
+    pub fn own_configs(&self) -> BTreeMap<String, String> {
+        self.read_configs().clone()
+    }
+
+    /// The rules appends follow now.
+    pub fn rules(&self) -> AppendRules {
+        self.rules.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the topic's own configs: the metadata file first (atomically, so a crash
+    /// leaves the old or the new set), then what the running topic uses. Blocking.
+    pub fn set_configs(
+        &self,
+        broker: &Config,
+        configs: BTreeMap<String, String>,
+    ) -> std::io::Result<()> {
+        let yaml = serde_yaml::to_string(&TopicFile {
+            name: self.name.clone(),
+            id: self.id,
+            partitions: self.partition_count,
+            configs: configs.clone(),
+        })
+        .map_err(std::io::Error::other)?;
+        write_atomically(&meta_path(broker, &self.name), yaml.as_bytes())?;
+        *self.configs.write().unwrap_or_else(|p| p.into_inner()) = configs;
+        self.apply_configs(broker);
+        Ok(())
+    }
+
+    /// Makes the running topic follow its configs as they are now (after a change to them
+    /// or to the broker's defaults): the append rules and each log's roll settings.
+    pub fn apply_configs(&self, broker: &Config) {
+        *self.rules.write().unwrap_or_else(|p| p.into_inner()) = self.append_rules(broker);
+        let log_config = self.log_config(broker);
+        for p in &self.partitions {
+            p.set_log_config(log_config.clone());
+        }
+    }
+
+    fn append_rules(&self, broker: &Config) -> AppendRules {
+        AppendRules {
+            max_message_bytes: self.int_config(broker, "max.message.bytes").max(0) as usize,
+            log_append_time: self.config_value(broker, "message.timestamp.type") == "LogAppendTime",
+            compression: Compression::from_topic_config(
+                &self.config_value(broker, "compression.type"),
+            ),
+        }
     }
 
     /// Every config with its value and whether it was set on the topic.
     pub fn all_configs(&self, broker: &Config) -> Vec<(String, String, bool)> {
+        let configs = self.own_configs();
         let mut out: Vec<_> = broker
             .props
             .topic_defaults()
             .into_iter()
             .map(|(k, v)| {
-                let own = self.configs.get(&k).cloned();
+                let own = configs.get(&k).cloned();
                 let set = own.is_some();
                 (k, own.unwrap_or(v), set)
             })
             .collect();
-        for (k, v) in &self.configs {
+        for (k, v) in &configs {
             if !out.iter().any(|(n, _, _)| n == k) {
                 out.push((k.clone(), v.clone(), true));
             }
@@ -157,7 +221,7 @@ impl Topic {
             name: self.name.clone(),
             id: self.id,
             partitions: self.partition_count,
-            configs: self.configs.clone(),
+            configs: self.own_configs(),
         })
     }
 
@@ -188,13 +252,7 @@ impl Topic {
 
     fn open_partitions(mut self, broker: &Config) -> std::io::Result<Self> {
         let log_config = self.log_config(broker);
-        self.rules = AppendRules {
-            max_message_bytes: self.int_config(broker, "max.message.bytes").max(0) as usize,
-            log_append_time: self.config_value(broker, "message.timestamp.type") == "LogAppendTime",
-            compression: Compression::from_topic_config(
-                &self.config_value(broker, "compression.type"),
-            ),
-        };
+        self.rules = RwLock::new(self.append_rules(broker));
         let mut partitions = Vec::with_capacity(self.partition_count as usize);
         for i in 0..self.partition_count {
             let dir = partition_dir(broker, &self.name, i);
@@ -226,7 +284,7 @@ impl Topic {
             name: self.name.clone(),
             id: self.id,
             partitions: self.partition_count,
-            configs: self.configs.clone(),
+            configs: self.own_configs(),
         };
         let yaml = serde_yaml::to_string(&file).map_err(std::io::Error::other)?;
         for i in 0..self.partition_count {

@@ -119,6 +119,32 @@ pub const KAFKA_PROPERTIES: &[Property] = &[
         None,
         Kind::Int,
     ),
+    // The bounds a group's own consumer.session.timeout.ms / consumer.heartbeat.interval.ms
+    // (IncrementalAlterConfigs on a GROUP) must stay within, as Kafka's GroupConfig checks.
+    prop(
+        "group.consumer.min.session.timeout.ms",
+        "45000",
+        None,
+        Kind::Int,
+    ),
+    prop(
+        "group.consumer.max.session.timeout.ms",
+        "60000",
+        None,
+        Kind::Int,
+    ),
+    prop(
+        "group.consumer.min.heartbeat.interval.ms",
+        "5000",
+        None,
+        Kind::Int,
+    ),
+    prop(
+        "group.consumer.max.heartbeat.interval.ms",
+        "15000",
+        None,
+        Kind::Int,
+    ),
     prop("offsets.retention.minutes", "10080", None, Kind::Int),
     prop(
         "offsets.retention.check.interval.ms",
@@ -203,6 +229,8 @@ pub const TOPIC_CONFIGS: &[(&str, Kind)] = &[
     ("local.retention.ms", Kind::Int),
     ("local.retention.bytes", Kind::Int),
     ("remote.storage.enable", Kind::Bool),
+    ("remote.log.copy.disable", Kind::Bool),
+    ("remote.log.delete.on.disable", Kind::Bool),
 ];
 
 /// Kafka's defaults (and the broker property that Kafka would default them from) for the
@@ -261,6 +289,16 @@ pub const TOPIC_ONLY_DEFAULTS: &[(&str, &str, &str)] = &[
         "log.message.timestamp.after.max.ms",
         "3600000",
     ),
+    (
+        "remote.log.copy.disable",
+        "remote.log.copy.disable",
+        "false",
+    ),
+    (
+        "remote.log.delete.on.disable",
+        "remote.log.delete.on.disable",
+        "false",
+    ),
 ];
 
 pub fn check_value(name: &str, kind: Kind, value: &str) -> Result<(), String> {
@@ -283,5 +321,140 @@ pub fn check_value(name: &str, kind: Kind, value: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("invalid value {value:?} for {name}"))
+    }
+}
+
+/// Kafka's `ConfigDef` types, as the checks below need them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Declared {
+    Int,
+    Long,
+    Double,
+}
+
+/// Lower bounds (and the declared type) Kafka's `LogConfig` puts on topic configs; a broker
+/// property that provides a topic config's default has the same bounds.
+fn bounds(name: &str) -> (Declared, Option<i64>, Option<i64>) {
+    use Declared::*;
+    match name {
+        "segment.bytes" | "log.segment.bytes" => (Int, Some(1024 * 1024), None),
+        "max.message.bytes" | "message.max.bytes" => (Int, Some(0), None),
+        "index.interval.bytes" | "log.index.interval.bytes" => (Int, Some(0), None),
+        "segment.index.bytes" | "log.index.size.max.bytes" => (Int, Some(4), None),
+        "min.insync.replicas" => (Int, Some(1), None),
+        "segment.ms" | "log.roll.ms" => (Long, Some(1), None),
+        "retention.ms" | "log.retention.ms" => (Long, Some(-1), None),
+        "retention.bytes" | "log.retention.bytes" => (Long, None, None),
+        "local.retention.ms" | "log.local.retention.ms" => (Long, Some(-2), None),
+        "local.retention.bytes" | "log.local.retention.bytes" => (Long, Some(-2), None),
+        "flush.messages" => (Long, Some(1), None),
+        "max.compaction.lag.ms" => (Long, Some(1), None),
+        "min.cleanable.dirty.ratio" => (Double, None, None),
+        "flush.ms"
+        | "delete.retention.ms"
+        | "min.compaction.lag.ms"
+        | "file.delete.delay.ms"
+        | "segment.jitter.ms"
+        | "message.timestamp.before.max.ms"
+        | "message.timestamp.after.max.ms" => (Long, Some(0), None),
+        "consumer.session.timeout.ms" | "consumer.heartbeat.interval.ms" => (Int, Some(1), None),
+        _ => (Long, None, None),
+    }
+}
+
+/// Checks a value as Kafka's `ConfigDef` would when it is changed at run time: its type, its
+/// range and its allowed values. The message is Kafka's and names the key.
+pub fn validate_value(name: &str, kind: Kind, value: &str) -> Result<(), String> {
+    let invalid = |why: &str| {
+        Err(format!(
+            "Invalid value {value} for configuration {name}: {why}"
+        ))
+    };
+    let v = value.trim();
+    match kind {
+        Kind::Bool => {
+            if !v.eq_ignore_ascii_case("true") && !v.eq_ignore_ascii_case("false") {
+                return invalid("Expected value to be either true or false");
+            }
+        }
+        Kind::TimestampType => {
+            if !matches!(v, "CreateTime" | "LogAppendTime") {
+                return invalid("String must be one of: CreateTime, LogAppendTime");
+            }
+        }
+        Kind::CleanupPolicy => {
+            let parts: Vec<&str> = v.split(',').map(str::trim).collect();
+            if v.is_empty() || parts.iter().any(|p| !matches!(*p, "delete" | "compact")) {
+                return invalid("String must be one of: compact, delete");
+            }
+        }
+        Kind::Compression => {
+            if !matches!(
+                v,
+                "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd"
+            ) {
+                return invalid(
+                    "String must be one of: uncompressed, zstd, lz4, snappy, gzip, producer",
+                );
+            }
+        }
+        Kind::Int => {
+            let (declared, min, max) = bounds(name);
+            let n = match declared {
+                Declared::Double => {
+                    let Ok(d) = v.parse::<f64>() else {
+                        return invalid("Not a number of type DOUBLE");
+                    };
+                    if !(0.0..=1.0).contains(&d) {
+                        return invalid("Value must be no more than 1");
+                    }
+                    return Ok(());
+                }
+                Declared::Int => match v.parse::<i32>() {
+                    Ok(n) => n as i64,
+                    Err(_) => return invalid("Not a number of type INT"),
+                },
+                Declared::Long => match v.parse::<i64>() {
+                    Ok(n) => n,
+                    Err(_) => return invalid("Not a number of type LONG"),
+                },
+            };
+            if let Some(min) = min.filter(|m| n < *m) {
+                return invalid(&format!("Value must be at least {min}"));
+            }
+            if let Some(max) = max.filter(|m| n > *m) {
+                return invalid(&format!("Value must be no more than {max}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Kafka's LIST-typed configs among those Strata knows: the only ones APPEND and SUBTRACT
+/// apply to.
+pub fn is_list(kind: Kind) -> bool {
+    kind == Kind::CleanupPolicy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_time_changes_are_checked_as_kafka_checks_them() {
+        assert!(validate_value("retention.ms", Kind::Int, "-1").is_ok());
+        let e = validate_value("retention.ms", Kind::Int, "-5").unwrap_err();
+        assert_eq!(
+            e,
+            "Invalid value -5 for configuration retention.ms: Value must be at least -1"
+        );
+        assert!(validate_value("segment.bytes", Kind::Int, "4096").is_err());
+        assert!(validate_value("segment.bytes", Kind::Int, "3000000000").is_err());
+        assert!(validate_value("max.message.bytes", Kind::Int, "x").is_err());
+        assert!(validate_value("cleanup.policy", Kind::CleanupPolicy, "compact,delete").is_ok());
+        assert!(validate_value("cleanup.policy", Kind::CleanupPolicy, "forever").is_err());
+        assert!(validate_value("message.timestamp.type", Kind::TimestampType, "Now").is_err());
+        assert!(validate_value("min.cleanable.dirty.ratio", Kind::Int, "0.2").is_ok());
+        assert!(validate_value("min.cleanable.dirty.ratio", Kind::Int, "2").is_err());
     }
 }

@@ -1,21 +1,22 @@
 //! DescribeConfigs (v1–v4): TOPIC, BROKER (this broker's id, or the empty name for the
-//! cluster-wide dynamic defaults, of which there are none yet) and GROUP resources, with
-//! synonyms and types as Kafka reports them.
+//! cluster-wide dynamic defaults) and GROUP resources, with synonyms and types as Kafka
+//! reports them. AlterConfigs (v0–v2) and IncrementalAlterConfigs (v0–v1) for the same
+//! resources (see `broker::dynamic_configs`).
 //!
 //! No state, no files: see `handler`.
 
 use super::{str_bytes, Ctx};
 use crate::broker::configs::{self, ConfigEntry};
+use crate::broker::dynamic_configs::{Change, Op, BROKER, GROUP, TOPIC};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
+use kafka_protocol::messages::{
+    alter_configs_response, incremental_alter_configs_response, AlterConfigsRequest,
+    AlterConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
-
-/// Kafka's `ConfigResource.Type` codes.
-const TOPIC: i8 = 2;
-const BROKER: i8 = 4;
-const GROUP: i8 = 32;
 
 #[tracing::instrument(name = "describe_configs", skip_all, fields(n = req.resources.len()))]
 pub fn describe_configs(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
@@ -33,7 +34,7 @@ pub fn describe_configs(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeC
                         format!("The topic '{name}' does not exist."),
                     )),
                 },
-                BROKER if name.is_empty() => Ok(Vec::new()),
+                BROKER if name.is_empty() => Ok(configs::describe_cluster_defaults(&broker.config)),
                 BROKER if name.parse::<i32>().ok() == Some(broker.node_id) => {
                     Ok(configs::describe_broker(&broker.config))
                 }
@@ -44,7 +45,10 @@ pub fn describe_configs(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeC
                         broker.node_id
                     ),
                 )),
-                GROUP => Ok(configs::describe_group(&broker.config)),
+                GROUP => Ok(configs::describe_group(
+                    &broker.config,
+                    &broker.groups.group_configs(&name),
+                )),
                 other => Err((
                     ResponseError::InvalidRequest,
                     format!("Unsupported resource type {other} in DescribeConfigs"),
@@ -117,4 +121,120 @@ fn entry(
         }
     }
     out
+}
+
+/// Resources named more than once in one request: Kafka refuses each of them.
+fn repeated(resources: &[(i8, String)]) -> Vec<bool> {
+    resources
+        .iter()
+        .map(|r| resources.iter().filter(|o| *o == r).count() > 1)
+        .collect()
+}
+
+async fn alter_each(
+    ctx: &Ctx<'_>,
+    resources: Vec<(i8, String, Change)>,
+    validate_only: bool,
+) -> Vec<(i8, String, Result<(), (ResponseError, String)>)> {
+    let keys: Vec<(i8, String)> = resources.iter().map(|(t, n, _)| (*t, n.clone())).collect();
+    let dup = repeated(&keys);
+    let mut out = Vec::with_capacity(resources.len());
+    for ((resource_type, name, change), dup) in resources.into_iter().zip(dup) {
+        let result = if dup {
+            Err((
+                ResponseError::InvalidRequest,
+                "Each resource must appear at most once.".to_string(),
+            ))
+        } else {
+            ctx.broker
+                .alter_configs(resource_type, &name, change, validate_only)
+                .await
+        };
+        if let Err((e, m)) = &result {
+            tracing::info!(resource_type, name = %name, error = ?e, message = %m, "config change refused");
+        }
+        out.push((resource_type, name, result));
+    }
+    out
+}
+
+#[tracing::instrument(name = "alter_configs", skip_all, fields(n = req.resources.len()))]
+pub async fn alter_configs(ctx: &Ctx<'_>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let resources = req
+        .resources
+        .into_iter()
+        .map(|r| {
+            let configs = r
+                .configs
+                .into_iter()
+                .map(|c| (c.name.to_string(), c.value.map(|v| v.to_string())))
+                .collect();
+            (
+                r.resource_type,
+                r.resource_name.to_string(),
+                Change::Replace(configs),
+            )
+        })
+        .collect();
+    let responses = alter_each(ctx, resources, req.validate_only)
+        .await
+        .into_iter()
+        .map(|(t, name, result)| {
+            let r = alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(t)
+                .with_resource_name(str_bytes(&name));
+            match result {
+                // Kafka sends a null message on success (the crate's default is empty).
+                Ok(()) => r.with_error_message(None),
+                Err((e, m)) => r
+                    .with_error_code(e.code())
+                    .with_error_message(Some(str_bytes(&m))),
+            }
+        })
+        .collect();
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+#[tracing::instrument(name = "incremental_alter_configs", skip_all, fields(n = req.resources.len()))]
+pub async fn incremental_alter_configs(
+    ctx: &Ctx<'_>,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let resources = req
+        .resources
+        .into_iter()
+        .map(|r| {
+            let ops = r
+                .configs
+                .into_iter()
+                .map(|c| Op {
+                    name: c.name.to_string(),
+                    op: c.config_operation,
+                    value: c.value.map(|v| v.to_string()),
+                })
+                .collect();
+            (
+                r.resource_type,
+                r.resource_name.to_string(),
+                Change::Incremental(ops),
+            )
+        })
+        .collect();
+    let responses = alter_each(ctx, resources, req.validate_only)
+        .await
+        .into_iter()
+        .map(|(t, name, result)| {
+            let r = incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_resource_type(t)
+                .with_resource_name(str_bytes(&name));
+            match result {
+                // Kafka sends a null message on success (the crate's default is empty).
+                Ok(()) => r.with_error_message(None),
+                Err((e, m)) => r
+                    .with_error_code(e.code())
+                    .with_error_message(Some(str_bytes(&m))),
+            }
+        })
+        .collect();
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
 }

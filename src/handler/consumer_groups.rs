@@ -58,7 +58,9 @@ pub fn consumer_group_heartbeat(
     };
     let meta = topic_metadata(ctx);
     let groups = &ctx.broker.groups;
-    let interval = groups.settings.consumer_heartbeat_interval.as_millis() as i32;
+    let interval = groups
+        .consumer_heartbeat_interval(req.group_id.0.as_str())
+        .as_millis() as i32;
     match groups.consumer_heartbeat(req.group_id.0.as_str(), hb, &meta) {
         Ok(reply) => {
             let assignment = reply.assignment.map(|parts| {

@@ -147,6 +147,12 @@ pub async fn dispatch(broker: &Broker, frame: RequestFrame, client_host: &str) -
         RequestKind::DescribeConfigs(req) => now(ResponseKind::DescribeConfigs(
             configs::describe_configs(&ctx, req),
         )),
+        RequestKind::AlterConfigs(req) => now(ResponseKind::AlterConfigs(
+            configs::alter_configs(&ctx, req).await,
+        )),
+        RequestKind::IncrementalAlterConfigs(req) => now(ResponseKind::IncrementalAlterConfigs(
+            configs::incremental_alter_configs(&ctx, req).await,
+        )),
         RequestKind::DescribeAcls(req) => now(ResponseKind::DescribeAcls(acls::describe_acls(req))),
         RequestKind::CreateAcls(req) => now(ResponseKind::CreateAcls(acls::create_acls(req))),
         RequestKind::DeleteAcls(req) => now(ResponseKind::DeleteAcls(acls::delete_acls(req))),
@@ -328,6 +334,10 @@ mod tests {
                 ApiKey::DescribeCluster => RequestKind::DescribeCluster(Default::default()),
                 ApiKey::DescribeAcls => RequestKind::DescribeAcls(Default::default()),
                 ApiKey::DescribeConfigs => RequestKind::DescribeConfigs(Default::default()),
+                ApiKey::AlterConfigs => RequestKind::AlterConfigs(Default::default()),
+                ApiKey::IncrementalAlterConfigs => {
+                    RequestKind::IncrementalAlterConfigs(Default::default())
+                }
                 ApiKey::CreateAcls => RequestKind::CreateAcls(Default::default()),
                 ApiKey::DeleteAcls => RequestKind::DeleteAcls(Default::default()),
                 ApiKey::DescribeUserScramCredentials => {

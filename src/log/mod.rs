@@ -240,6 +240,11 @@ impl Log {
     pub fn log_start_offset(&self) -> i64 {
         self.log_start_offset
     }
+    /// New roll settings (a topic config changed); they apply from the next append on.
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+
     pub fn next_offset(&self) -> i64 {
         self.next_offset
     }

@@ -166,6 +166,9 @@ pub struct GroupCoordinator {
     groups: Mutex<HashMap<String, Group>>,
     pub settings: GroupSettings,
     next_retention_check: Mutex<Instant>,
+    /// Configs set on single groups (IncrementalAlterConfigs on a GROUP resource), by group
+    /// id; they win over `settings` for that group. Persisted by the broker.
+    overrides: Mutex<HashMap<String, BTreeMap<String, String>>>,
 }
 
 /// How often the expiry loop looks at sessions and rebalance deadlines.
@@ -184,7 +187,61 @@ impl GroupCoordinator {
             groups: Mutex::new(groups),
             next_retention_check: Mutex::new(Instant::now() + settings.offsets_retention_check),
             settings,
+            overrides: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The configs set on one group (empty when none are).
+    pub fn group_configs(&self, group_id: &str) -> BTreeMap<String, String> {
+        self.overrides
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(group_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Replaces the configs set on one group; an empty set removes them.
+    pub fn set_group_configs(&self, group_id: &str, configs: BTreeMap<String, String>) {
+        let mut all = self.overrides.lock().unwrap_or_else(|p| p.into_inner());
+        if configs.is_empty() {
+            all.remove(group_id);
+        } else {
+            all.insert(group_id.to_string(), configs);
+        }
+    }
+
+    /// Every group's own configs, as persisted.
+    pub fn all_group_configs(&self) -> BTreeMap<String, BTreeMap<String, String>> {
+        self.overrides
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    fn group_ms(&self, group_id: &str, name: &str) -> Option<Duration> {
+        self.overrides
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(group_id)
+            .and_then(|c| c.get(name))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_millis)
+    }
+
+    /// A consumer group's session timeout: its own `consumer.session.timeout.ms`, else the
+    /// broker's `group.consumer.session.timeout.ms`.
+    pub fn consumer_session_timeout(&self, group_id: &str) -> Duration {
+        self.group_ms(group_id, "consumer.session.timeout.ms")
+            .unwrap_or(self.settings.consumer_session_timeout)
+    }
+
+    /// A consumer group's heartbeat interval, likewise.
+    pub fn consumer_heartbeat_interval(&self, group_id: &str) -> Duration {
+        self.group_ms(group_id, "consumer.heartbeat.interval.ms")
+            .unwrap_or(self.settings.consumer_heartbeat_interval)
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Group>> {
@@ -292,13 +349,17 @@ impl GroupCoordinator {
     pub async fn expire(&self, now: Instant) {
         let mut to_write = Vec::new();
         {
+            let overrides = self.all_group_configs();
             let mut groups = self.lock();
             for group in groups.values_mut() {
                 group.expire_classic(now);
-                for id in group
-                    .consumer
-                    .expired(now, self.settings.consumer_session_timeout)
-                {
+                let session = overrides
+                    .get(&group.id)
+                    .and_then(|c| c.get("consumer.session.timeout.ms"))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .map(Duration::from_millis)
+                    .unwrap_or(self.settings.consumer_session_timeout);
+                for id in group.consumer.expired(now, session) {
                     tracing::info!(group = %group.id, member = %id, "consumer session or revocation timed out");
                     group.consumer.remove(&id);
                 }
