@@ -94,11 +94,19 @@ pub fn start(broker: &Broker) {
 /// Starts a topic's loops: its partitions' archivers when the topic is archived, else
 /// their local retention.
 pub fn start_topic(broker: &Broker, topic: &Arc<Topic>) {
+    start_partitions(broker, topic, 0);
+}
+
+/// Starts the loops of a topic's partitions from `first` on (all of them for a new topic,
+/// the added ones after CreatePartitions) and records the topic, with its partition count,
+/// in the archive.
+pub fn start_partitions(broker: &Broker, topic: &Arc<Topic>, first: usize) {
     let m = &broker.maintenance;
+    let added = topic.partitions.get(first..).unwrap_or_default();
     let tier = match broker.tier.clone() {
         Some(tier) if topic.is_tiered(&broker.config) => tier,
         _ => {
-            for p in &topic.partitions {
+            for p in added {
                 m.spawn_for_topic(
                     topic.id,
                     super::local_retention::run(broker.clone(), topic.clone(), p.clone()),
@@ -119,7 +127,7 @@ pub fn start_topic(broker: &Broker, topic: &Arc<Topic>) {
         }
     }
     let check = retention_check_interval(broker);
-    for p in &topic.partitions {
+    for p in added {
         let source = Arc::new(super::archive_source::PartitionSource {
             topic: topic.clone(),
             partition: p.clone(),
