@@ -18,6 +18,9 @@ raw protocol for DescribeTopicPartitions' cursor.
 - test_describe_topic_partitions_cursor: raw DescribeTopicPartitions v0 with a small
   response_partition_limit walks every partition of every topic once through next_cursor.
 - test_transaction_on_new_partition: a transactional producer writes to a new partition.
+- test_new_partitions_are_archived_and_restored: with the archive on, a new partition's
+  segments are archived, the archive's topic.yaml records the new count, and a broker on an
+  empty disk restores every partition.
 """
 
 from __future__ import annotations
@@ -294,3 +297,35 @@ def test_transaction_on_new_partition(strata):
         assert got == b"in-txn"
     finally:
         c.close()
+
+
+# ----------------------------------------------------------------------------- the archive
+
+@pytest.fixture
+def tiered_local(request, tmp_path):
+    from test_tier import Tiered
+    return Tiered(request, tmp_path, "local")
+
+
+def test_new_partitions_are_archived_and_restored(strata_factory, tiered_local):
+    """The added partitions get their archivers, the archive records the new count, and a
+    broker started on an empty disk restores all of them."""
+    from test_tier import check_manifest, produce_values, value_for, wait_fully_archived, watermarks
+    broker = strata_factory("--config", str(tiered_local.config()))
+    topic = unique_topic("grow-tier")
+    create_topic(broker.bootstrap, topic, 1)
+    grow(broker.bootstrap, topic, 3)
+    wait_for_partitions(broker.bootstrap, topic, 3)
+    produce_values(broker.bootstrap, topic, [value_for("new", i) for i in range(2_000)],
+                   partition_of=lambda i: 2)
+    wait_fully_archived(broker, tiered_local.archive, topic, [2])
+    archived_end = check_manifest(tiered_local.archive, topic, 2)[-1]["end_offset"]
+    meta = tiered_local.archive.get(f"{tiered_local.archive.topic_dir(topic)}/topic.yaml")
+    assert meta is not None and b"partitions: 3" in meta, meta
+
+    broker.stop()
+    shutil.rmtree(broker.data_dir)
+    broker.data_dir.mkdir()
+    broker.start()
+    wait_for_partitions(broker.bootstrap, topic, 3)
+    assert watermarks(broker.bootstrap, topic, 2) == (0, archived_end + 1)
