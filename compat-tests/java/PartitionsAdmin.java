@@ -5,7 +5,8 @@
 //   java -cp 'lib/*:BUILD_DIR' PartitionsAdmin MODE --bootstrap HOST:PORT --topic T [options]
 //
 // admin  --topic T (an existing topic with 1 partition)
-//     describeTopics (DescribeTopicPartitions on 4.x), createPartitions validateOnly to 3
+//     describeTopics (DescribeTopicPartitions on 4.x; once with the authorized operations),
+//     createPartitions validateOnly to 3
 //     (nothing changes), to 3, to 2 (refused), to 5 with an assignment naming broker 1
 //     (refused) and naming broker 0 (accepted), describeLogDirs before and after producing
 //     to partition 4. Records the partition counts, the errors' classes and messages and the
@@ -37,6 +38,7 @@ import java.util.concurrent.TimeUnit;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.CreatePartitionsOptions;
+import org.apache.kafka.clients.admin.DescribeTopicsOptions;
 import org.apache.kafka.clients.admin.LogDirDescription;
 import org.apache.kafka.clients.admin.NewPartitions;
 import org.apache.kafka.clients.admin.ReplicaInfo;
@@ -49,6 +51,7 @@ import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.acl.AclOperation;
 import org.apache.kafka.common.TopicPartitionInfo;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
@@ -185,6 +188,14 @@ public class PartitionsAdmin {
         String topic = opt("topic");
         try (Admin admin = admin(); KafkaProducer<byte[], byte[]> producer = producer()) {
             summary.put("before", describe(admin, topic));
+            TopicDescription withOps = admin.describeTopics(List.of(topic),
+                    new DescribeTopicsOptions().includeAuthorizedOperations(true))
+                .allTopicNames().get(20, TimeUnit.SECONDS).get(topic);
+            Set<String> ops = new TreeSet<>();
+            if (withOps.authorizedOperations() != null) {
+                for (AclOperation op : withOps.authorizedOperations()) ops.add(op.name());
+            }
+            summary.put("operations", new ArrayList<>(ops));
             summary.put("validate_only", grow(admin, topic, NewPartitions.increaseTo(3), true));
             summary.put("after_validate_only", describe(admin, topic).get("partitions"));
             summary.put("grow", grow(admin, topic, NewPartitions.increaseTo(3), false));
