@@ -7,6 +7,8 @@ raw protocol for DescribeTopicPartitions' cursor.
   equal is refused with Kafka's message, an unknown topic is UNKNOWN_TOPIC_OR_PARTITION,
   list_topics and describe_topics show the new partitions, a producer writes to a new
   partition and a consumer reads it, and the count survives a restart and a kill -9.
+- test_running_librdkafka_producer_spreads_over_new_partitions: a producer that knew the
+  topic before it grew sends keyed messages to every partition after its metadata refresh.
 - test_classic_group_picks_up_new_partitions (librdkafka, classic protocol): the group's
   member is assigned the new partitions after its metadata refresh and reads them.
 - test_java_admin: the Java AdminClient's createPartitions (validateOnly, manual assignment),
@@ -333,3 +335,27 @@ def test_new_partitions_are_archived_and_restored(strata_factory, tiered_local):
     broker.start()
     wait_for_partitions(broker.bootstrap, topic, 3)
     assert watermarks(broker.bootstrap, topic, 2) == (0, archived_end + 1)
+
+
+def test_running_librdkafka_producer_spreads_over_new_partitions(strata):
+    """A producer that knew the topic with 1 partition picks up the new ones on its metadata
+    refresh: keyed messages land on every partition afterwards."""
+    topic = unique_topic("grow-producer")
+    create_topic(strata.bootstrap, topic, 1)
+    p = Producer({"bootstrap.servers": strata.bootstrap, "topic.metadata.refresh.interval.ms": 1000})
+    partitions: set[int] = set()
+
+    def send(n: int):
+        for i in range(n):
+            p.produce(topic, b"v", key=f"key-{i}".encode(),
+                      on_delivery=lambda err, msg: err is None and partitions.add(msg.partition()))
+        p.flush(15)
+
+    send(20)
+    assert partitions == {0}
+    grow(strata.bootstrap, topic, 4)
+    deadline = time.monotonic() + 20
+    while partitions != {0, 1, 2, 3} and time.monotonic() < deadline:
+        time.sleep(0.5)
+        send(20)
+    assert partitions == {0, 1, 2, 3}
