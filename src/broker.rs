@@ -196,6 +196,46 @@ impl Broker {
         Ok(topic)
     }
 
+    /// Grows a topic to `count` partitions (CreatePartitions), or with `validate_only` checks
+    /// that it could. `assignment` is Kafka's manual assignment of the new partitions, one
+    /// replica list each; on one broker each must be this broker alone, as the existing
+    /// partitions are. Errors carry Kafka's code and message (`None`: Kafka sends none).
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        assignment: Option<Vec<Vec<i32>>>,
+        validate_only: bool,
+    ) -> Result<(), (ResponseError, Option<String>)> {
+        let _admin = self.admin.lock().await;
+        let Some(topic) = self.topic(name) else {
+            return Err((ResponseError::UnknownTopicOrPartition, None));
+        };
+        let current = topic.partition_count;
+        topics::check_partition_growth(name, current, count, assignment.as_deref(), self.node_id)
+            .map_err(|(code, msg)| (code, Some(msg)))?;
+        if validate_only {
+            return Ok(());
+        }
+        let (t, config) = (topic.clone(), self.config.clone());
+        let grown = tokio::task::spawn_blocking(move || t.with_partitions(&config, count))
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+            .map_err(|e| {
+                tracing::error!(topic = name, error = %e, "adding partitions failed");
+                (
+                    ResponseError::KafkaStorageError,
+                    Some(format!("adding partitions to {name}: {e}")),
+                )
+            })?;
+        let grown = Arc::new(grown);
+        self.topics.insert(name.to_string(), grown.clone());
+        tracing::info!(topic = name, from = current, to = count, "added partitions");
+        maintenance::start_partitions(self, &grown, current as usize);
+        Ok(())
+    }
+
     /// Deletes a topic and its data.
     pub async fn delete_topic(&self, name: &str) -> Result<Uuid, ResponseError> {
         let _admin = self.admin.lock().await;
@@ -224,6 +264,14 @@ impl Broker {
             });
         }
         Ok(topic.id)
+    }
+
+    /// The data directory as Kafka's one log dir: (absolute path, total bytes, usable bytes
+    /// of its file system). Blocking (statvfs): call it off the async threads.
+    pub fn log_dir_space(&self) -> std::io::Result<(String, i64, i64)> {
+        let dir = std::path::absolute(&self.config.data_dir)?;
+        let (total, usable) = filesystem_space(&dir)?;
+        Ok((dir.to_string_lossy().into_owned(), total, usable))
     }
 
     pub fn allocate_producer_id(&self) -> Result<i64, ResponseError> {
@@ -354,6 +402,28 @@ impl Broker {
         let b = self.clone();
         let _ = tokio::task::spawn_blocking(move || b.flush_all()).await;
     }
+}
+
+/// (total, usable) bytes of the file system holding `dir`, as Java's FileStore reports
+/// them: blocks times fragment size, and the blocks available to an unprivileged user.
+/// Sizes past `i64::MAX` read as `i64::MAX`, as Kafka does.
+fn filesystem_space(dir: &std::path::Path) -> std::io::Result<(i64, i64)> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: `path` is a valid NUL-terminated string and `st` a plain struct statvfs fills.
+    let st = unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(path.as_ptr(), &mut st) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        st
+    };
+    let bytes = |blocks: u64| {
+        let n = (blocks as u128) * (st.f_frsize as u128);
+        i64::try_from(n).unwrap_or(i64::MAX)
+    };
+    Ok((bytes(st.f_blocks as u64), bytes(st.f_bavail as u64)))
 }
 
 /// A broker with default settings on a fresh temporary data directory, for tests.

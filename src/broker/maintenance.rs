@@ -28,6 +28,9 @@ pub struct Maintenance {
     broker_tasks: Mutex<Vec<AbortHandle>>,
     /// Each topic's loops, by topic id.
     topic_tasks: DashMap<Uuid, Vec<AbortHandle>>,
+    /// The task recording a topic's metadata in the archive, by topic id: a newer record
+    /// (more partitions) stops an older one still retrying, so the older cannot land last.
+    recording: DashMap<Uuid, AbortHandle>,
 }
 
 impl Maintenance {
@@ -39,13 +42,19 @@ impl Maintenance {
             .push(handle);
     }
 
-    fn spawn_for_topic(&self, id: Uuid, task: impl Future<Output = ()> + Send + 'static) {
+    fn spawn_for_topic(
+        &self,
+        id: Uuid,
+        task: impl Future<Output = ()> + Send + 'static,
+    ) -> AbortHandle {
         let handle = tokio::spawn(task).abort_handle();
-        self.topic_tasks.entry(id).or_default().push(handle);
+        self.topic_tasks.entry(id).or_default().push(handle.clone());
+        handle
     }
 
     /// Stops a topic's loops (it is being deleted).
     pub fn stop_topic(&self, id: Uuid) {
+        self.recording.remove(&id);
         if let Some((_, tasks)) = self.topic_tasks.remove(&id) {
             for t in tasks {
                 t.abort();
@@ -94,11 +103,19 @@ pub fn start(broker: &Broker) {
 /// Starts a topic's loops: its partitions' archivers when the topic is archived, else
 /// their local retention.
 pub fn start_topic(broker: &Broker, topic: &Arc<Topic>) {
+    start_partitions(broker, topic, 0);
+}
+
+/// Starts the loops of a topic's partitions from `first` on (all of them for a new topic,
+/// the added ones after CreatePartitions) and records the topic, with its partition count,
+/// in the archive.
+pub fn start_partitions(broker: &Broker, topic: &Arc<Topic>, first: usize) {
     let m = &broker.maintenance;
+    let added = topic.partitions.get(first..).unwrap_or_default();
     let tier = match broker.tier.clone() {
         Some(tier) if topic.is_tiered(&broker.config) => tier,
         _ => {
-            for p in &topic.partitions {
+            for p in added {
                 m.spawn_for_topic(
                     topic.id,
                     super::local_retention::run(broker.clone(), topic.clone(), p.clone()),
@@ -110,16 +127,19 @@ pub fn start_topic(broker: &Broker, topic: &Arc<Topic>) {
     match topic.meta_yaml() {
         Ok(yaml) => {
             let (t, tr) = (topic.clone(), tier.clone());
-            m.spawn_for_topic(topic.id, async move {
+            let handle = m.spawn_for_topic(topic.id, async move {
                 crate::tier::archiver::record_topic(&tr, &t.name, t.id, yaml).await;
             });
+            if let Some(older) = m.recording.insert(topic.id, handle) {
+                older.abort();
+            }
         }
         Err(e) => {
             tracing::error!(topic = %topic.name, error = %e, "serialising the topic's metadata failed")
         }
     }
     let check = retention_check_interval(broker);
-    for p in &topic.partitions {
+    for p in added {
         let source = Arc::new(super::archive_source::PartitionSource {
             topic: topic.clone(),
             partition: p.clone(),

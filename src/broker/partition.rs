@@ -290,6 +290,11 @@ impl Partition {
         self.state().log.closed_segments()
     }
 
+    /// Bytes of the partition's local segments (what DescribeLogDirs reports).
+    pub fn local_size(&self) -> u64 {
+        self.state().log.size()
+    }
+
     /// Bytes on local disk that the archive does not hold (from `remote_end` on).
     pub fn local_size_beyond_archive(&self) -> u64 {
         let remote_end = self.remote_end();

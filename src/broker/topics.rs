@@ -12,6 +12,7 @@ use crate::checkpoint::write_atomically;
 use crate::config::{self, Config};
 use crate::log::codec::Compression;
 use crate::log::LogConfig;
+use kafka_protocol::error::ResponseError;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -80,6 +81,70 @@ pub fn validate_configs(
         out.insert(k, v);
     }
     Ok(out)
+}
+
+/// More partitions than this in one topic are refused: each is a directory and open files.
+pub const MAX_PARTITIONS: i32 = 1 << 16;
+
+/// Checks a CreatePartitions request as Kafka's controller does, with its messages: the
+/// count must grow, and a manual assignment must give each new partition the same number
+/// of replicas as the existing ones (one: this broker).
+pub fn check_partition_growth(
+    name: &str,
+    current: i32,
+    count: i32,
+    assignment: Option<&[Vec<i32>]>,
+    node_id: i32,
+) -> Result<(), (ResponseError, String)> {
+    if count == current {
+        return Err((
+            ResponseError::InvalidPartitions,
+            format!("Topic already has {current} partition(s)."),
+        ));
+    }
+    if count < current {
+        return Err((
+            ResponseError::InvalidPartitions,
+            format!(
+                "The topic {name} currently has {current} partition(s); {count} would not be an increase."
+            ),
+        ));
+    }
+    if count > MAX_PARTITIONS {
+        return Err((
+            ResponseError::InvalidPartitions,
+            format!("A topic can have at most {MAX_PARTITIONS} partitions on this broker."),
+        ));
+    }
+    let Some(assignment) = assignment else {
+        return Ok(());
+    };
+    let invalid = |m: String| Err((ResponseError::InvalidReplicaAssignment, m));
+    let additional = count - current;
+    if assignment.len() != additional as usize {
+        return invalid(format!(
+            "Attempted to add {additional} additional partition(s), but only {} assignment(s) were specified.",
+            assignment.len()
+        ));
+    }
+    for replicas in assignment {
+        if replicas.is_empty() {
+            return invalid(
+                "The manual partition assignment includes an empty replica list.".into(),
+            );
+        }
+        if let Some(b) = replicas.iter().find(|b| **b != node_id) {
+            return invalid(format!(
+                "The manual partition assignment includes broker {b}, but no such broker is registered."
+            ));
+        }
+        if replicas.len() > 1 {
+            return invalid(format!(
+                "The manual partition assignment includes the broker {node_id} more than once."
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn meta_path(config: &Config, name: &str) -> PathBuf {
@@ -250,11 +315,16 @@ impl Topic {
         }
     }
 
-    fn open_partitions(mut self, broker: &Config) -> std::io::Result<Self> {
+    fn open_partitions(self, broker: &Config) -> std::io::Result<Self> {
+        self.open_partitions_from(broker, 0)
+    }
+
+    /// Opens (creating when missing) partitions `first..partition_count`.
+    fn open_partitions_from(mut self, broker: &Config, first: i32) -> std::io::Result<Self> {
         let log_config = self.log_config(broker);
         self.rules = RwLock::new(self.append_rules(broker));
         let mut partitions = Vec::with_capacity(self.partition_count as usize);
-        for i in 0..self.partition_count {
+        for i in first..self.partition_count {
             let dir = partition_dir(broker, &self.name, i);
             std::fs::create_dir_all(&dir)?;
             let pm = dir.join("partition.metadata");
@@ -296,6 +366,30 @@ impl Topic {
         }
         write_atomically(&meta_path(broker, &self.name), yaml.as_bytes())?;
         self.open_partitions(broker)
+    }
+
+    /// The topic with partitions added up to `count`, sharing the existing partitions.
+    /// Leftover directories of an earlier topic of the same name are removed first, then the
+    /// metadata is replaced atomically, then the new partitions are opened: a crash after the
+    /// metadata leaves the new partitions to be created empty by the next start.
+    pub fn with_partitions(&self, broker: &Config, count: i32) -> std::io::Result<Self> {
+        let old = self.partition_count;
+        for i in old..count {
+            let dir = partition_dir(broker, &self.name, i);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)?;
+            }
+        }
+        let grown = Topic::new_meta(&self.name, self.id, count, self.own_configs());
+        let yaml = grown.meta_yaml().map_err(std::io::Error::other)?;
+        write_atomically(&meta_path(broker, &self.name), yaml.as_bytes())?;
+        // New partitions start at offset 0; the existing ones keep theirs.
+        let mut grown = grown.open_partitions_from(broker, old)?;
+        let mut partitions = self.partitions.clone();
+        partitions.append(&mut grown.partitions);
+        grown.partitions = partitions;
+        grown.start_offsets = self.start_offsets.clone();
+        Ok(grown)
     }
 
     /// Removes the metadata first (so a crash midway never resurrects the topic), then data.
@@ -371,6 +465,65 @@ mod tests {
         assert!(validate_name("..").is_err());
         assert!(validate_name("has space").is_err());
         assert!(validate_name(&"a".repeat(250)).is_err());
+    }
+
+    #[test]
+    fn partitions_only_grow_and_manual_assignments_name_this_broker_alone() {
+        let check = |cur, n, a: Option<&[Vec<i32>]>| check_partition_growth("t", cur, n, a, 0);
+        assert!(check(2, 4, None).is_ok());
+        assert!(check(2, 4, Some(&[vec![0], vec![0]])).is_ok());
+        assert_eq!(
+            check(3, 3, None),
+            Err((
+                ResponseError::InvalidPartitions,
+                "Topic already has 3 partition(s).".into()
+            ))
+        );
+        assert_eq!(
+            check(4, 3, None),
+            Err((
+                ResponseError::InvalidPartitions,
+                "The topic t currently has 4 partition(s); 3 would not be an increase.".into()
+            ))
+        );
+        for bad in [
+            vec![vec![0]],
+            vec![vec![0], vec![1]],
+            vec![vec![0], vec![]],
+            vec![vec![0], vec![0, 0]],
+        ] {
+            let got = check(1, 3, Some(&bad));
+            assert!(
+                matches!(got, Err((ResponseError::InvalidReplicaAssignment, _))),
+                "{bad:?} gave {got:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn added_partitions_are_persisted_and_share_the_existing_ones() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let overrides = crate::config::Overrides {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        };
+        let config = Config::load(None, overrides).expect("config");
+        std::fs::create_dir_all(dir.path().join(".strata/topics")).expect("dirs");
+        // A leftover directory of an earlier topic of the same name must not come back.
+        std::fs::create_dir_all(dir.path().join("t-2")).expect("leftover");
+        std::fs::write(dir.path().join("t-2/00000000000000000000.log"), b"junk").expect("junk");
+        let topic = Topic::new_meta("t", Uuid::from_u128(5), 2, BTreeMap::new())
+            .create(&config)
+            .expect("create");
+        let grown = topic.with_partitions(&config, 4).expect("grow");
+        assert_eq!(grown.partitions.len(), 4);
+        assert!(Arc::ptr_eq(&grown.partitions[0], &topic.partitions[0]));
+        assert_eq!(grown.partitions[2].log_end_offset(), 0);
+        assert_eq!(grown.partitions[3].index, 3);
+        let loaded = load_all(&config).expect("load");
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].partition_count, 4);
+        assert_eq!(loaded[0].id, Uuid::from_u128(5));
     }
 
     #[test]

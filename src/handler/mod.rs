@@ -15,6 +15,7 @@ pub mod groups;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offsets;
+pub mod partitions;
 pub mod produce;
 pub mod reassignments;
 pub mod txn;
@@ -87,6 +88,15 @@ pub async fn dispatch(broker: &Broker, frame: RequestFrame, client_host: &str) -
         )),
         RequestKind::DescribeCluster(req) => now(ResponseKind::DescribeCluster(
             admin::describe_cluster(&ctx, req),
+        )),
+        RequestKind::CreatePartitions(req) => now(ResponseKind::CreatePartitions(
+            partitions::create_partitions(&ctx, req).await,
+        )),
+        RequestKind::DescribeTopicPartitions(req) => now(ResponseKind::DescribeTopicPartitions(
+            partitions::describe_topic_partitions(&ctx, req),
+        )),
+        RequestKind::DescribeLogDirs(req) => now(ResponseKind::DescribeLogDirs(
+            partitions::describe_log_dirs(&ctx, req).await,
         )),
         RequestKind::InitProducerId(req) => now(ResponseKind::InitProducerId(
             txn::init_producer_id(&ctx, req).await,
@@ -299,6 +309,11 @@ mod tests {
                 ApiKey::ApiVersions => RequestKind::ApiVersions(Default::default()),
                 ApiKey::CreateTopics => RequestKind::CreateTopics(Default::default()),
                 ApiKey::DeleteTopics => RequestKind::DeleteTopics(Default::default()),
+                ApiKey::CreatePartitions => RequestKind::CreatePartitions(Default::default()),
+                ApiKey::DescribeTopicPartitions => {
+                    RequestKind::DescribeTopicPartitions(Default::default())
+                }
+                ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(Default::default()),
                 ApiKey::InitProducerId => RequestKind::InitProducerId(Default::default()),
                 ApiKey::FindCoordinator => {
                     RequestKind::FindCoordinator(FindCoordinatorRequest::default())

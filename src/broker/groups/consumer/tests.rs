@@ -115,6 +115,26 @@ fn a_restarted_static_member_takes_over_its_assignment() {
 /// Members as a client sees them: each one's epoch and the partitions it owns.
 type Clients = BTreeMap<String, (i32, Partitions)>;
 
+#[test]
+fn partitions_added_to_a_subscribed_topic_bump_the_epoch_and_are_assigned() {
+    let now = Instant::now();
+    let mut g = ConsumerGroup::default();
+    let a = g
+        .heartbeat(join("a", &["t"]), &meta(&[("t", 2)]), now)
+        .unwrap();
+    let owned = a.assignment.unwrap();
+    assert_eq!(count(&owned), 2);
+    let again = g
+        .heartbeat(beat("a", a.epoch, &owned), &meta(&[("t", 2)]), now)
+        .unwrap();
+    assert_eq!(again.epoch, a.epoch, "nothing changed");
+    let grown = g
+        .heartbeat(beat("a", a.epoch, &owned), &meta(&[("t", 4)]), now)
+        .unwrap();
+    assert!(grown.epoch > a.epoch);
+    assert_eq!(count(grown.assignment.as_ref().unwrap()), 4);
+}
+
 /// One heartbeat from each member, as a client sends it, until the group is stable.
 /// Checks on the way that epochs never go back and no partition has two owners.
 fn converge(g: &mut ConsumerGroup, m: &Metadata, clients: &mut Clients) {
