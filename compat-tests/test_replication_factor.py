@@ -9,6 +9,9 @@
   broker 0 create the topic with as many partitions as the assignment lists; one that does
   not name it is INVALID_REPLICA_ASSIGNMENT, and one given with a partition count too is
   INVALID_REQUEST.
+- test_strict_mode_refuses_acks_all_when_min_insync_exceeds_the_one_replica: in strict mode
+  min.insync.replicas=2 makes acks=all produces NOT_ENOUGH_REPLICAS, as on a one-broker Kafka;
+  acks=1 lands.
 - test_strict_replication_factor_refuses_as_a_one_broker_kafka: with
   `strict_replication_factor: true`, replication factor 3 is INVALID_REPLICATION_FACTOR;
   replication factor 0 is refused in either mode.
@@ -115,3 +118,27 @@ def test_strict_replication_factor_refuses_as_a_one_broker_kafka(strata_factory,
         assert got[rf3] is None
     got = create(broker.bootstrap, NewTopic(rf0, num_partitions=1, replication_factor=0))
     assert got[rf0].code() == KafkaError.INVALID_REPLICATION_FACTOR, got
+
+
+def test_strict_mode_refuses_acks_all_when_min_insync_exceeds_the_one_replica(strata_factory):
+    """As a one-broker Kafka: acks=all needs min.insync.replicas in-sync replicas, and there
+    is one, so such produces get NOT_ENOUGH_REPLICAS; acks=1 still lands."""
+    broker = strata_factory("--override", "strict_replication_factor=true")
+    topic = unique_topic("strict-misr")
+    assert create(broker.bootstrap, NewTopic(topic, num_partitions=1, replication_factor=1,
+                                             config={"min.insync.replicas": "2"})) == {topic: None}
+    wait_for_partitions(broker.bootstrap, topic, 1)
+
+    def produce(acks: str):
+        results = []
+        p = Producer({"bootstrap.servers": broker.bootstrap, "acks": acks, "retries": 0,
+                      "enable.idempotence": False, "message.timeout.ms": 10000})
+        p.produce(topic, value=b"v", on_delivery=lambda err, msg: results.append(err))
+        assert p.flush(15) == 0
+        return results
+
+    [err] = produce("all")
+    assert err is not None and err.code() == KafkaError.NOT_ENOUGH_REPLICAS, err
+    assert produce("1") == [None]
+    got = consume_partitions(broker.bootstrap, topic, [0], expected=1, timeout=20)
+    assert [m.value() for m in got[0]] == [b"v"]

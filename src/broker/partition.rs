@@ -37,6 +37,9 @@ pub struct AppendRules {
     pub log_append_time: bool,
     /// The topic's `compression.type`; `None` for `producer` (batches kept as sent).
     pub compression: Option<Compression>,
+    /// `min.insync.replicas` above the one replica there is, in strict replication mode:
+    /// Kafka then refuses acks=all produces with NOT_ENOUGH_REPLICAS.
+    pub too_few_replicas_for_acks_all: bool,
 }
 
 /// Where an accepted batch landed.

@@ -150,10 +150,16 @@ impl ReplicaManager {
         topic: &Topic,
         partition: &Partition,
         records: &[u8],
+        required_acks: i16,
         now_ms: i64,
         in_txn: &dyn Fn(i64, i16) -> Result<(), ResponseError>,
     ) -> Result<Appended, ResponseError> {
-        let info = partition.append(records, &topic.rules(), now_ms, in_txn)?;
+        let rules = topic.rules();
+        // Kafka checks the in-sync replicas before appending (Partition.appendRecordsToLeader).
+        if required_acks == -1 && rules.too_few_replicas_for_acks_all {
+            return Err(ResponseError::NotEnoughReplicas);
+        }
+        let info = partition.append(records, &rules, now_ms, in_txn)?;
         let durable_at = partition
             .acks_wait_for_fsync()
             .then_some(info.last_offset + 1);
@@ -454,6 +460,7 @@ mod fetch_tests {
                 &topic,
                 &partition,
                 &make_batch(1_000, &[b"x"]),
+                1,
                 1_000,
                 &no_txn,
             )

@@ -177,6 +177,7 @@ impl Topic {
                 max_message_bytes: 0,
                 log_append_time: false,
                 compression: None,
+                too_few_replicas_for_acks_all: false,
             }),
             start_offsets: Vec::new(),
         }
@@ -249,6 +250,8 @@ impl Topic {
             compression: Compression::from_topic_config(
                 &self.config_value(broker, "compression.type"),
             ),
+            too_few_replicas_for_acks_all: broker.strict_replication_factor
+                && self.int_config(broker, "min.insync.replicas") > 1,
         }
     }
 

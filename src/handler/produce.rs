@@ -93,7 +93,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Reply {
             };
             let appended = broker
                 .replica_manager
-                .append_records(topic, &partition, &records, now, &in_txn);
+                .append_records(topic, &partition, &records, acks, now, &in_txn);
             match appended {
                 Ok(Appended { info, durable_at }) => {
                     if let Some(offset) = durable_at {
