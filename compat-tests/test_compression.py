@@ -9,7 +9,7 @@ Where the broker looks inside compressed batches, it does with every codec:
   records stay as compressed) and every record reads back with the broker's time;
 - a topic's compression.type other than `producer` recompresses batches on append into its
   codec, keeping the producer id, epoch, sequence and transactional bit;
-- zstd needs Produce v7.
+- zstd needs Produce v7 and (for a zstd topic) Fetch v10.
 """
 
 import json
@@ -280,12 +280,22 @@ def test_recompressed_transactional_batches_commit(strata):
     assert data and all(b["compression"] == 4 and b["attributes"] & 0x10 for b in data)
 
 
-def test_zstd_needs_produce_v7(strata):
-    """Produce v3 carrying a zstd batch (captured from librdkafka) gets UNSUPPORTED_COMPRESSION_TYPE."""
+def test_zstd_needs_produce_v7_and_fetch_v10(strata):
+    """Produce v3 carrying a zstd batch (captured from librdkafka) and Fetch v4 from a topic with
+    compression.type=zstd get UNSUPPORTED_COMPRESSION_TYPE (76), as in Kafka."""
     topic = unique_topic("zstd-v3")
     create_topic(strata.bootstrap, topic, 1)
+    zstd_topic = unique_topic("zstd-topic")
+    create_topic_with(strata.bootstrap, zstd_topic, {"compression.type": "zstd"})
+    produce_one_batch(strata.bootstrap, zstd_topic, "gzip", [BASE_TS, BASE_TS + 1])
     batch = (TESTDATA / "librdkafka-zstd.bin").read_bytes()
     with socket.create_connection(("127.0.0.1", strata.port), timeout=10) as sock:
         sock.sendall(kafka_wire.produce_v3_request(1, topic, 0, batch))
         _, results = kafka_wire.parse_produce_v3_response(kafka_wire.recv_frame(sock))
-    assert [r[2] for r in results] == [76]
+        assert [r[2] for r in results] == [76]
+        sock.sendall(kafka_wire.fetch_v4_request(2, zstd_topic, 0, 0, max_wait_ms=0))
+        _, parts = kafka_wire.parse_fetch_v4_response(kafka_wire.recv_frame(sock))
+        assert [(p["error_code"], p["records"]) for p in parts] == [(76, b"")]
+    # newer clients read it
+    msgs = consume_partitions(strata.bootstrap, zstd_topic, [0], expected=2)[0]
+    assert [m.timestamp()[1] for m in msgs] == [BASE_TS, BASE_TS + 1]
