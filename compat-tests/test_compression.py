@@ -28,7 +28,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 import kafka_wire
 from clients import (Delivered, consume_partitions, create_topic, new_consumer, produce_all, program_report,
                      unique_topic, wait_for_partitions)
-from test_java import java_classpath, java_command  # noqa: F401  (java_classpath is a fixture)
+from test_java import java_classpath, java_command, run_produce_consume  # noqa: F401  (a fixture)
 
 CODECS = ["gzip", "snappy", "lz4", "zstd"]
 CODEC_ID = {"none": 0, "uncompressed": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
@@ -261,6 +261,33 @@ def test_topic_compression_type_recompresses_on_append(strata, topic_codec, prod
     # idempotence survives: one producer, its sequence numbers match the offsets
     assert len({b["producer_id"] for b in batches}) == 1 and batches[0]["producer_id"] >= 0
     assert [b["base_sequence"] for b in batches] == [b["base_offset"] for b in batches]
+
+    # kafka-python decodes what the broker compressed too
+    consumer = KafkaConsumer(bootstrap_servers=strata.bootstrap, group_id=None, enable_auto_commit=False)
+    tp = TopicPartition(topic, 0)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    got = []
+    deadline = time.monotonic() + 30
+    while len(got) < len(sent) and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=500).values():
+            got.extend(records)
+    consumer.close()
+    assert [(r.key, r.value, list(r.headers)) for r in got] == sent
+
+
+@pytest.mark.parametrize("topic_codec,producer_codec", [("lz4", "gzip"), ("snappy", "zstd")])
+def test_java_reads_what_the_broker_recompressed(strata, java_classpath, topic_codec, producer_codec):
+    topic = unique_topic(f"java-recompress-{topic_codec}")
+    admin = AdminClient({"bootstrap.servers": strata.bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1,
+                                  config={"compression.type": topic_codec})])[topic].result(15)
+    wait_for_partitions(strata.bootstrap, topic, 3)
+    # ProduceConsume checks every key, value, header and timestamp it reads back
+    run_produce_consume(java_classpath, strata.bootstrap, topic, compression=producer_codec, count=500)
+    batches = [b for p in range(3)
+               for b in kafka_wire.read_segment_batches(strata.data_dir / f"{topic}-{p}" / f"{0:020d}.log")]
+    assert batches and {b["compression"] for b in batches} == {CODEC_ID[topic_codec]}
 
 
 def test_recompressed_transactional_batches_commit(strata):
