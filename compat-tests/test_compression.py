@@ -9,7 +9,7 @@ Where the broker looks inside compressed batches, it does with every codec:
   records stay as compressed) and every record reads back with the broker's time;
 - a topic's compression.type other than `producer` recompresses batches on append into its
   codec, keeping the producer id, epoch, sequence and transactional bit;
-- zstd needs Produce v7.
+- zstd needs Produce v7 and (for a zstd topic) Fetch v10.
 """
 
 import json
@@ -28,7 +28,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 import kafka_wire
 from clients import (Delivered, consume_partitions, create_topic, new_consumer, produce_all, program_report,
                      unique_topic, wait_for_partitions)
-from test_java import java_classpath, java_command  # noqa: F401  (java_classpath is a fixture)
+from test_java import java_classpath, java_command, run_produce_consume  # noqa: F401  (a fixture)
 
 CODECS = ["gzip", "snappy", "lz4", "zstd"]
 CODEC_ID = {"none": 0, "uncompressed": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
@@ -262,6 +262,33 @@ def test_topic_compression_type_recompresses_on_append(strata, topic_codec, prod
     assert len({b["producer_id"] for b in batches}) == 1 and batches[0]["producer_id"] >= 0
     assert [b["base_sequence"] for b in batches] == [b["base_offset"] for b in batches]
 
+    # kafka-python decodes what the broker compressed too
+    consumer = KafkaConsumer(bootstrap_servers=strata.bootstrap, group_id=None, enable_auto_commit=False)
+    tp = TopicPartition(topic, 0)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    got = []
+    deadline = time.monotonic() + 30
+    while len(got) < len(sent) and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=500).values():
+            got.extend(records)
+    consumer.close()
+    assert [(r.key, r.value, list(r.headers)) for r in got] == sent
+
+
+@pytest.mark.parametrize("topic_codec,producer_codec", [("lz4", "gzip"), ("snappy", "zstd")])
+def test_java_reads_what_the_broker_recompressed(strata, java_classpath, topic_codec, producer_codec):
+    topic = unique_topic(f"java-recompress-{topic_codec}")
+    admin = AdminClient({"bootstrap.servers": strata.bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1,
+                                  config={"compression.type": topic_codec})])[topic].result(15)
+    wait_for_partitions(strata.bootstrap, topic, 3)
+    # ProduceConsume checks every key, value, header and timestamp it reads back
+    run_produce_consume(java_classpath, strata.bootstrap, topic, compression=producer_codec, count=500)
+    batches = [b for p in range(3)
+               for b in kafka_wire.read_segment_batches(strata.data_dir / f"{topic}-{p}" / f"{0:020d}.log")]
+    assert batches and {b["compression"] for b in batches} == {CODEC_ID[topic_codec]}
+
 
 def test_recompressed_transactional_batches_commit(strata):
     topic = unique_topic("recompress-txn")
@@ -280,12 +307,22 @@ def test_recompressed_transactional_batches_commit(strata):
     assert data and all(b["compression"] == 4 and b["attributes"] & 0x10 for b in data)
 
 
-def test_zstd_needs_produce_v7(strata):
-    """Produce v3 carrying a zstd batch (captured from librdkafka) gets UNSUPPORTED_COMPRESSION_TYPE."""
+def test_zstd_needs_produce_v7_and_fetch_v10(strata):
+    """Produce v3 carrying a zstd batch (captured from librdkafka) and Fetch v4 from a topic with
+    compression.type=zstd get UNSUPPORTED_COMPRESSION_TYPE (76), as in Kafka."""
     topic = unique_topic("zstd-v3")
     create_topic(strata.bootstrap, topic, 1)
+    zstd_topic = unique_topic("zstd-topic")
+    create_topic_with(strata.bootstrap, zstd_topic, {"compression.type": "zstd"})
+    produce_one_batch(strata.bootstrap, zstd_topic, "gzip", [BASE_TS, BASE_TS + 1])
     batch = (TESTDATA / "librdkafka-zstd.bin").read_bytes()
     with socket.create_connection(("127.0.0.1", strata.port), timeout=10) as sock:
         sock.sendall(kafka_wire.produce_v3_request(1, topic, 0, batch))
         _, results = kafka_wire.parse_produce_v3_response(kafka_wire.recv_frame(sock))
-    assert [r[2] for r in results] == [76]
+        assert [r[2] for r in results] == [76]
+        sock.sendall(kafka_wire.fetch_v4_request(2, zstd_topic, 0, 0, max_wait_ms=0))
+        _, parts = kafka_wire.parse_fetch_v4_response(kafka_wire.recv_frame(sock))
+        assert [(p["error_code"], p["records"]) for p in parts] == [(76, b"")]
+    # newer clients read it
+    msgs = consume_partitions(strata.bootstrap, zstd_topic, [0], expected=2)[0]
+    assert [m.timestamp()[1] for m in msgs] == [BASE_TS, BASE_TS + 1]

@@ -32,7 +32,8 @@
 //!   `archiver` (uploads), `retention` (local and remote), `restore` (topics found in the
 //!   bucket, as plain data).
 //! * `log`: Kafka's on-disk format — `segment` (`.log` + `.index` + `.timeindex`), `index`,
-//!   `record_batch`, `txn_index`; append, read, roll, recovery.
+//!   `record_batch`, `codec` (the records inside a batch, all four codecs), `txn_index`;
+//!   append, read, roll, recovery.
 //! * `config`: YAML with Kafka's property names, every key defaulted.
 //! * `clock`: the one `now_ms`; `checkpoint`: files replaced atomically.
 //! * `alloc`: keeps a hostile length field from aborting the process.

@@ -755,3 +755,80 @@ fn read_exact(file: &File, pos: u64, len: usize) -> Result<Vec<u8>, ResponseErro
     })?;
     Ok(buf)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::codec::{BatchSpec, Record};
+
+    fn gzip_batch(n: usize) -> Vec<u8> {
+        let records: Vec<Record> = (0..n)
+            .map(|i| Record {
+                attributes: 0,
+                timestamp_delta: i as i64,
+                offset_delta: i as i32,
+                key: None,
+                value: Some(bytes::Bytes::from(vec![b'a'; 1000])),
+                headers: vec![],
+            })
+            .collect();
+        let mut spec = BatchSpec::new(0, 1000);
+        spec.compression = Compression::Gzip;
+        spec.producer_id = 5;
+        spec.producer_epoch = 2;
+        spec.base_sequence = 40;
+        codec::encode_batch(&spec, &records).expect("encode")
+    }
+
+    fn rules(compression: Option<Compression>, max_message_bytes: usize) -> AppendRules {
+        AppendRules {
+            max_message_bytes,
+            log_append_time: false,
+            compression,
+        }
+    }
+
+    #[test]
+    fn only_a_topic_codec_other_than_the_batch_recompresses() {
+        let bytes = gzip_batch(10);
+        let b = RecordBatch::validate(&bytes).unwrap();
+        assert_eq!(recompress_for_topic(&b, &rules(None, 1 << 20)), Ok(None));
+        let same = rules(Some(Compression::Gzip), 1 << 20);
+        assert_eq!(recompress_for_topic(&b, &same), Ok(None));
+        let out = recompress_for_topic(&b, &rules(Some(Compression::Zstd), 1 << 20))
+            .unwrap()
+            .expect("recompressed");
+        let z = RecordBatch::validate(&out).unwrap();
+        assert_eq!(z.compression(), Compression::Zstd.id());
+        assert_eq!(
+            (z.producer_id(), z.producer_epoch(), z.base_sequence()),
+            (5, 2, 40)
+        );
+        assert_eq!((z.record_count(), z.max_timestamp()), (10, 1009));
+    }
+
+    #[test]
+    fn a_batch_that_outgrows_max_message_bytes_uncompressed_is_refused() {
+        let bytes = gzip_batch(10);
+        let b = RecordBatch::validate(&bytes).unwrap();
+        assert!(bytes.len() < 2000);
+        assert_eq!(
+            recompress_for_topic(&b, &rules(Some(Compression::None), 2000)),
+            Err(ResponseError::MessageTooLarge)
+        );
+    }
+
+    #[test]
+    fn undecodable_records_are_a_corrupt_message() {
+        let mut bytes = gzip_batch(3);
+        let end = bytes.len();
+        bytes[end - 12..end - 8].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef]); // inside the gzip body
+        let crc = crc32c::crc32c(&bytes[21..]);
+        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+        let b = RecordBatch::validate(&bytes).unwrap();
+        assert_eq!(
+            recompress_for_topic(&b, &rules(Some(Compression::Lz4), 1 << 20)),
+            Err(ResponseError::CorruptMessage)
+        );
+    }
+}

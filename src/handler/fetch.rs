@@ -5,6 +5,7 @@
 
 use super::Ctx;
 use crate::broker::replica_manager::{FetchParams, FetchPartition, FetchPartitionData};
+use crate::log::codec::Compression;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, PartitionData,
@@ -32,6 +33,12 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
         for p in &t.partitions {
             let partition = match &topic {
                 None => Err(missing),
+                // Fetch below v10 predates zstd (KIP-110); Kafka goes by the topic's codec.
+                Some(topic)
+                    if ctx.version < 10 && topic.rules.compression == Some(Compression::Zstd) =>
+                {
+                    Err(ResponseError::UnsupportedCompressionType)
+                }
                 Some(topic) => topic
                     .partition(p.partition)
                     .ok_or(ResponseError::UnknownTopicOrPartition),

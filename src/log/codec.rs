@@ -456,6 +456,8 @@ impl BatchSpec {
     }
 
     /// Every header field of `batch`, including its max timestamp and last offset delta.
+    /// A builder that drops records sets `max_timestamp` to `None` (recomputed from what is
+    /// kept, unless LogAppendTime) and decides whether to keep `last_offset_delta`.
     pub fn from_batch(batch: &RecordBatch<'_>) -> Result<Self, CodecError> {
         let a = batch.attributes();
         Ok(Self {

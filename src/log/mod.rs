@@ -512,6 +512,58 @@ mod tests {
     }
 
     #[test]
+    fn timestamp_lookups_look_inside_compressed_batches_across_segments() {
+        use codec::{BatchSpec, Compression, Record};
+        let dir = tempfile::tempdir().expect("tmp");
+        let append_all = |log: &mut Log| {
+            for k in 0..8i64 {
+                let records: Vec<Record> = (0..5i64)
+                    .map(|i| Record {
+                        attributes: 0,
+                        // record 2 of batch 3 (offset 17) and record 4 of batch 6 (offset 34)
+                        // carry the largest timestamp: the earlier one is the answer
+                        timestamp_delta: if (k, i) == (3, 2) || (k, i) == (6, 4) {
+                            99_999 - (1000 + 50 * k)
+                        } else {
+                            10 * i
+                        },
+                        offset_delta: i as i32,
+                        key: None,
+                        value: Some(bytes::Bytes::from(vec![k as u8; 50])),
+                        headers: vec![],
+                    })
+                    .collect();
+                let mut spec = BatchSpec::new(0, 1000 + 50 * k);
+                spec.compression = Compression::Zstd;
+                let mut b = codec::encode_batch(&spec, &records).expect("encode");
+                log.append(&mut b).expect("append");
+            }
+        };
+        {
+            let (mut log, _) = Log::open(dir.path(), cfg(300), &mut |_| {}).expect("open");
+            append_all(&mut log);
+            assert!(log.segment_count() > 2);
+            assert_eq!(log.max_timestamp().expect("io"), Some((99_999, 17)));
+            assert_eq!(
+                log.offset_for_timestamp(1121).expect("io"),
+                Some((13, 1130))
+            );
+            assert_eq!(
+                log.offset_for_timestamp(1205).expect("io"),
+                Some((17, 99_999))
+            );
+            // later targets too: offset order decides, as in Kafka
+            assert_eq!(
+                log.offset_for_timestamp(1351).expect("io"),
+                Some((17, 99_999))
+            );
+            assert_eq!(log.offset_for_timestamp(100_000).expect("io"), None);
+        }
+        let (log, _) = Log::open(dir.path(), cfg(300), &mut |_| {}).expect("reopen");
+        assert_eq!(log.max_timestamp().expect("io"), Some((99_999, 17)));
+    }
+
+    #[test]
     fn a_reopened_log_continues_at_the_same_offset() {
         let dir = tempfile::tempdir().expect("tmp");
         {
