@@ -785,6 +785,7 @@ mod tests {
             max_message_bytes,
             log_append_time: false,
             compression,
+            too_few_replicas_for_acks_all: false,
         }
     }
 

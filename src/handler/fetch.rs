@@ -35,7 +35,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
                 None => Err(missing),
                 // Fetch below v10 predates zstd (KIP-110); Kafka goes by the topic's codec.
                 Some(topic)
-                    if ctx.version < 10 && topic.rules.compression == Some(Compression::Zstd) =>
+                    if ctx.version < 10 && topic.rules().compression == Some(Compression::Zstd) =>
                 {
                     Err(ResponseError::UnsupportedCompressionType)
                 }
