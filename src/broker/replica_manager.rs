@@ -329,10 +329,13 @@ impl ReplicaManager {
             OffsetSpec::LatestTiered => Ok(Some((partition.remote_end().max(0) - 1, -1))),
             OffsetSpec::MaxTimestamp => Ok(partition.max_timestamp().map(|(ts, off)| (off, ts))),
             OffsetSpec::Timestamp(ts) => {
-                if let Some(found) = self.archive_offset_for_timestamp(partition, ts).await? {
-                    return Ok(Some(found));
-                }
-                partition.offset_for_timestamp(ts)
+                // Records below the log start may still sit in its segment: never answered.
+                let start = partition.log_start_offset();
+                let found = match self.archive_offset_for_timestamp(partition, ts).await? {
+                    Some(found) => Some(found),
+                    None => partition.offset_for_timestamp(ts)?,
+                };
+                Ok(found.map(|(offset, ts)| (offset.max(start), ts)))
             }
         }
     }
@@ -360,6 +363,46 @@ impl ReplicaManager {
                 tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "archive timestamp lookup failed");
                 ResponseError::KafkaStorageError
             })
+    }
+
+    /// DeleteRecords for one partition (Kafka's `deleteRecordsOnLeader`): moves the log
+    /// start to `offset` (-1: the high watermark) and returns the new low watermark. Below
+    /// the current start it changes nothing; above the high watermark it is
+    /// OFFSET_OUT_OF_RANGE. Local segments below go now; archived ones on the archiver's
+    /// next pass, which this wakes.
+    pub async fn delete_records(
+        &self,
+        topic: &Topic,
+        partition: &Arc<Partition>,
+        offset: i64,
+        broker: &crate::config::Config,
+    ) -> Result<i64, ResponseError> {
+        let policy = topic.config_value(broker, "cleanup.policy");
+        if !policy.split(',').any(|p| p.trim() == "delete") {
+            return Err(ResponseError::PolicyViolation);
+        }
+        let hw = partition.high_watermark();
+        let target = if offset == -1 { hw } else { offset };
+        if target < 0 || target > hw {
+            return Err(ResponseError::OffsetOutOfRange);
+        }
+        let p = partition.clone();
+        let advanced =
+            tokio::task::spawn_blocking(move || p.advance_log_start(target, "DeleteRecords")).await;
+        match advanced {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "moving the log start failed");
+                return Err(ResponseError::KafkaStorageError);
+            }
+            Err(e) => {
+                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "moving the log start failed");
+                return Err(ResponseError::KafkaStorageError);
+            }
+        }
+        // The archiver (or local retention) deletes what is archived below the start.
+        partition.rolled.notify_one();
+        Ok(partition.log_start_offset())
     }
 
     /// The first offset a consumer can read, archive included.
