@@ -327,10 +327,15 @@ def test_delete_records_in_an_archived_partition(strata_factory, tmp_path):
         return first["base_offset"] == segs[3]["base_offset"] and m.get("log_start_offset") == cut, m
 
     wait_for("the manifest drops the segments below the start", manifest_moved)
-    objects = archive_objects(archive, topic)
-    for s in gone:
-        assert not any(s["segment_id"] in name for name in objects), (s, sorted(objects))
-    assert any(segs[3]["segment_id"] in name for name in objects)
+
+    def objects_gone():
+        objects = archive_objects(archive, topic)
+        left = [s["segment_id"] for s in gone if any(s["segment_id"] in name for name in objects)]
+        return not left, (left, sorted(objects))
+
+    # The objects go after the manifest no longer lists them.
+    wait_for("the objects below the start are deleted", objects_gone, timeout=10)
+    assert any(segs[3]["segment_id"] in name for name in archive_objects(archive, topic))
 
     # Reads: from the start (in the archive) and above work; below is out of range.
     msg = first_consumed(broker.bootstrap, topic)
