@@ -538,6 +538,46 @@ mod fetch_tests {
     }
 
     #[tokio::test]
+    async fn delete_records_answers_as_kafka_does() {
+        let (_dir, broker) = crate::broker::test_broker();
+        let topic = broker
+            .create_topic("purge", 1, 1, vec![], false)
+            .await
+            .expect("topic");
+        for _ in 0..3 {
+            append(&broker, "purge");
+        }
+        let p = topic.partition(0).expect("partition");
+        let rm = &broker.replica_manager;
+        let delete = |offset| rm.delete_records(&topic, &p, offset, &broker.config);
+        assert_eq!(delete(4).await, Err(ResponseError::OffsetOutOfRange));
+        assert_eq!(delete(-2).await, Err(ResponseError::OffsetOutOfRange));
+        assert_eq!(delete(2).await, Ok(2));
+        assert_eq!(delete(1).await, Ok(2), "moving back changes nothing");
+        assert_eq!(delete(-1).await, Ok(3), "-1 is the high watermark");
+        let earliest = rm
+            .fetch_offset_for_timestamp(&p, OffsetSpec::Earliest, false)
+            .await;
+        assert_eq!(earliest, Ok(Some((3, -1))));
+
+        let compacted = broker
+            .create_topic(
+                "compacted",
+                1,
+                1,
+                vec![("cleanup.policy".into(), Some("compact".into()))],
+                false,
+            )
+            .await
+            .expect("topic");
+        let cp = compacted.partition(0).expect("partition");
+        assert_eq!(
+            rm.delete_records(&compacted, &cp, 0, &broker.config).await,
+            Err(ResponseError::PolicyViolation)
+        );
+    }
+
+    #[tokio::test]
     async fn a_deleted_topic_stops_its_loops() {
         let (_dir, broker) = crate::broker::test_broker();
         let topic = broker
