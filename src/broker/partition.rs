@@ -367,19 +367,25 @@ impl Partition {
         &self,
         may_delete: impl FnOnce(&ClosedSegment, u64) -> bool,
     ) -> std::io::Result<bool> {
-        let mut state = self.state();
-        let closed = state.log.closed_segments();
-        let Some(oldest) = closed.first() else {
-            return Ok(false);
+        let (taken, start) = {
+            let mut state = self.state();
+            let closed = state.log.closed_segments();
+            let Some(oldest) = closed.first() else {
+                return Ok(false);
+            };
+            if !may_delete(oldest, state.log.size()) {
+                return Ok(false);
+            }
+            let taken = state.log.take_oldest_segment();
+            (taken, state.log.log_start_offset())
         };
-        if !may_delete(oldest, state.log.size()) {
-            return Ok(false);
+        self.local_start.store(start, Ordering::Release);
+        // The files go after the partition lock is released.
+        if let Some(seg) = taken {
+            seg.delete()?;
         }
-        if let Some(start) = state.log.delete_oldest_segment()? {
-            remove_snapshots_below(state.log.dir(), start);
-            self.local_start.store(start, Ordering::Release);
-            tracing::info!(topic = %self.topic, partition = self.index, local_log_start = start, "deleted local segment");
-        }
+        remove_snapshots_below(&self.dir, start);
+        tracing::info!(topic = %self.topic, partition = self.index, local_log_start = start, "deleted local segment");
         Ok(true)
     }
 

@@ -443,22 +443,29 @@ impl Log {
 
     /// Deletes the oldest segment if it is closed; the log then starts at the next one.
     pub fn delete_oldest_segment(&mut self) -> io::Result<Option<i64>> {
+        match self.take_oldest_segment() {
+            Some(seg) => {
+                seg.delete()?;
+                Ok(Some(self.log_start_offset))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Takes the oldest segment out of the log if it is closed, for the caller to delete
+    /// once the partition lock is released; the log then starts at the next one.
+    pub fn take_oldest_segment(&mut self) -> Option<LogSegment> {
         if self.segments.len() < 2 {
-            return Ok(None);
+            return None;
         }
-        let Some((&base, _)) = self.segments.iter().next() else {
-            return Ok(None);
-        };
-        if let Some(seg) = self.segments.remove(&base) {
-            seg.delete()?;
-        }
+        let seg = self.segments.pop_first().map(|(_, seg)| seg);
         self.log_start_offset = self
             .segments
             .keys()
             .next()
             .copied()
             .unwrap_or(self.next_offset);
-        Ok(Some(self.log_start_offset))
+        seg
     }
 
     /// Takes out of the log every segment wholly below `offset` (its successor starts at or
