@@ -21,7 +21,8 @@ ones too (manifest first); the start survives a restart and a kill -9.
 - test_delete_records_in_an_archived_partition: with the local-directory archive, a start
   inside the archived range removes the archived segments wholly below it from the
   manifest, then their objects; the manifest records the start; reads from the start (from
-  the archive) and above still work, below is OFFSET_OUT_OF_RANGE.
+  the archive) and above still work, below is OFFSET_OUT_OF_RANGE; the start survives a
+  kill -9, and a broker restored from the archive on an empty disk starts there too.
 """
 
 from __future__ import annotations
@@ -359,3 +360,9 @@ def test_delete_records_in_an_archived_partition(strata_factory, tmp_path):
     broker.start()
     assert earliest(broker.bootstrap, topic) == cut
     assert first_consumed(broker.bootstrap, topic).offset() == cut
+    # A broker on an empty disk restores the topic from the archive, with the start the
+    # manifest records.
+    broker.stop()
+    restored = strata_factory("--config", str(config))
+    wait_for("the restored topic's start", lambda: (lambda e: (e == cut, e))(earliest(restored.bootstrap, topic)))
+    assert first_consumed(restored.bootstrap, topic).offset() == cut
