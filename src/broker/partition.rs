@@ -288,7 +288,8 @@ impl Partition {
         if taken.is_empty() {
             return Ok(());
         }
-        self.local_start.store(start, Ordering::Release);
+        // Set after the lock is released: never let a slower deleter move it back.
+        self.local_start.fetch_max(start, Ordering::AcqRel);
         let n = taken.len();
         for seg in taken {
             seg.delete()?;
@@ -379,7 +380,8 @@ impl Partition {
             let taken = state.log.take_oldest_segment();
             (taken, state.log.log_start_offset())
         };
-        self.local_start.store(start, Ordering::Release);
+        // Set after the lock is released: never let a slower deleter move it back.
+        self.local_start.fetch_max(start, Ordering::AcqRel);
         // The files go after the partition lock is released.
         if let Some(seg) = taken {
             seg.delete()?;
