@@ -388,17 +388,12 @@ impl ReplicaManager {
         }
         let p = partition.clone();
         let advanced =
-            tokio::task::spawn_blocking(move || p.advance_log_start(target, "DeleteRecords")).await;
-        match advanced {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "moving the log start failed");
-                return Err(ResponseError::KafkaStorageError);
-            }
-            Err(e) => {
-                tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "moving the log start failed");
-                return Err(ResponseError::KafkaStorageError);
-            }
+            tokio::task::spawn_blocking(move || p.advance_log_start(target, "DeleteRecords"))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        if let Err(e) = advanced {
+            tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "moving the log start failed");
+            return Err(ResponseError::KafkaStorageError);
         }
         // The archiver (or local retention) deletes what is archived below the start.
         partition.rolled.notify_one();
