@@ -62,6 +62,14 @@ impl ArchiveSource for PartitionSource {
     fn local_size_beyond_archive(&self) -> u64 {
         self.partition.local_size_beyond_archive()
     }
+
+    fn log_start_offset(&self) -> i64 {
+        self.partition.log_start_offset()
+    }
+
+    fn advance_log_start(&self, offset: i64, reason: &str) -> std::io::Result<bool> {
+        self.partition.advance_log_start(offset, reason)
+    }
 }
 
 /// A topic's retention limits, with Kafka's -2 ("same as the total") resolved.

@@ -1,7 +1,9 @@
 //! Retention for a topic that is not archived: closed segments past `retention.ms`, or
 //! beyond `retention.bytes` (a segment goes only if the log stays at least that large
-//! without it, as in Kafka), are deleted oldest first. Deletes segment files and writes
-//! none; a crash mid-deletion leaves a segment that the next pass deletes again.
+//! without it, as in Kafka), expire oldest first. Retention moves the log start offset past
+//! them (`Partition::advance_log_start`, the same way DeleteRecords does), which
+//! checkpoints it and deletes the segments below; a crash mid-deletion leaves segments
+//! that the next start-up deletes.
 
 use super::partition::Partition;
 use super::{Broker, Topic};
@@ -18,22 +20,17 @@ pub async fn run(broker: Broker, topic: Arc<Topic>, partition: Arc<Partition>) {
         }
         let r = super::archive_source::retention(&topic, &broker.config);
         let p = partition.clone();
-        // Deleting segment files is blocking work: off the async threads.
+        // Checkpointing and deleting segment files is blocking work: off the async threads.
         let _ = tokio::task::spawn_blocking(move || {
             let now = crate::clock::now_ms();
-            loop {
-                let deleted = p.delete_oldest_local_if(|s, local_size| {
-                    (r.ms >= 0 && s.max_timestamp < now - r.ms)
-                        || (r.bytes >= 0 && local_size.saturating_sub(s.size) >= r.bytes as u64)
-                });
-                match deleted {
-                    Ok(true) => continue,
-                    Ok(false) => break,
-                    Err(e) => {
-                        tracing::error!(error = %e, "deleting an expired segment failed");
-                        break;
-                    }
-                }
+            let start = p.retention_start(|s, local_size| {
+                (r.ms >= 0 && s.max_timestamp < now - r.ms)
+                    || (r.bytes >= 0 && local_size.saturating_sub(s.size) >= r.bytes as u64)
+            });
+            // Also finishes a deletion DeleteRecords asked for.
+            let start = start.unwrap_or_else(|| p.log_start_offset());
+            if let Err(e) = p.advance_log_start(start, "retention") {
+                tracing::error!(error = %e, "deleting expired segments failed");
             }
         })
         .await;

@@ -6,6 +6,14 @@
 //! Files: the log's (see `crate::log`) and the producer snapshots (see `producer_state`),
 //! both in `<data_dir>/<topic>-<partition>/`. After a crash the log is recovered past its
 //! recovery point and the producers are replayed from the newest snapshot it vouches for.
+//!
+//! # Log start offset
+//! One way moves it, as Kafka's `maybeIncrementLogStartOffset`: `advance_log_start`, called
+//! by DeleteRecords, by local retention and by the archive's total retention. It checkpoints
+//! the new start (`log-start-offset`, fsynced) before anyone can see it, then deletes the
+//! local segments wholly below it outside the partition lock; the archiver drops archived
+//! segments below it (manifest first). A crash between the two finds the checkpoint and
+//! finishes the deletion at start-up, so deleted records never come back.
 
 use super::producer_state::{self, ProducerStates, SequenceCheck};
 use crate::log::codec::{self, Compression};
@@ -112,6 +120,12 @@ pub struct Partition {
     hw_after_fsync: bool,
     /// First offset on local disk.
     local_start: AtomicI64,
+    /// The log start as moved by `advance_log_start` (checkpointed); the start clients see
+    /// is never below it.
+    start_floor: AtomicI64,
+    /// Serialises `advance_log_start`: checkpoint writes land in offset order.
+    start_writer: Mutex<()>,
+    dir: std::path::PathBuf,
     /// First offset in the archive, -1 while it holds nothing.
     remote_start: AtomicI64,
     /// Offsets below this are archived (and listed in the manifest), -1 while none are.
@@ -156,12 +170,33 @@ impl Partition {
                 }
                 None => (ProducerStates::default(), i64::MIN),
             };
-        let (log, report) = Log::open_at(dir, config, start_offset, &mut |b: &RecordBatch<'_>| {
-            if b.base_offset() < from {
-                return;
-            }
-            producers.replay(b);
-        })?;
+        let (mut log, report) =
+            Log::open_at(dir, config, start_offset, &mut |b: &RecordBatch<'_>| {
+                if b.base_offset() < from {
+                    return;
+                }
+                producers.replay(b);
+            })?;
+        let floor = crate::log::read_log_start_offset(dir).unwrap_or(0);
+        if log.next_offset() < floor {
+            // The records up to the checkpointed start were not durable; Kafka then starts
+            // an empty log there, never below it.
+            tracing::warn!(
+                topic,
+                partition = index,
+                log_end = log.next_offset(),
+                log_start = floor,
+                "log ends below its start offset; starting it empty at the start"
+            );
+            log.truncate_fully_and_start_at(floor)?;
+            producers = ProducerStates::default();
+        }
+        // Finishes a deletion a crash interrupted after the checkpoint was written.
+        for seg in log.take_segments_below(floor) {
+            seg.delete()?;
+        }
+        remove_snapshots_below(dir, log.log_start_offset());
+        producers.trim_aborted(floor);
         if report.truncated_bytes > 0 {
             tracing::warn!(
                 topic,
@@ -184,6 +219,9 @@ impl Partition {
             high_watermark: AtomicI64::new(end),
             hw_after_fsync,
             local_start: AtomicI64::new(start),
+            start_floor: AtomicI64::new(floor),
+            start_writer: Mutex::new(()),
+            dir: dir.to_path_buf(),
             remote_start: AtomicI64::new(-1),
             remote_end: AtomicI64::new(-1),
             manifest: Mutex::new(None),
@@ -245,14 +283,80 @@ impl Partition {
     /// The first offset a consumer can read, archive included.
     pub fn log_start_offset(&self) -> i64 {
         let local = self.local_start.load(Ordering::Acquire);
-        match self.remote_start.load(Ordering::Acquire) {
+        let held = match self.remote_start.load(Ordering::Acquire) {
             r if r >= 0 => r.min(local),
             _ => local,
-        }
+        };
+        held.max(self.start_floor.load(Ordering::Acquire))
     }
 
+    /// The first offset read from local disk (Kafka's local log start offset, never below
+    /// the log start).
     pub fn local_log_start_offset(&self) -> i64 {
-        self.local_start.load(Ordering::Acquire)
+        self.local_start
+            .load(Ordering::Acquire)
+            .max(self.start_floor.load(Ordering::Acquire))
+    }
+
+    /// Moves the log start offset up to `offset` (never down; the caller checked it against
+    /// the high watermark): checkpoints it durably, makes it visible, then deletes the local
+    /// segments wholly below it. Returns whether it moved. Blocking: call it off the async
+    /// threads.
+    pub fn advance_log_start(&self, offset: i64, reason: &str) -> std::io::Result<bool> {
+        let moved = {
+            let _writer = self.start_writer.lock().unwrap_or_else(|p| p.into_inner());
+            let moved = offset > self.log_start_offset();
+            if moved {
+                crate::log::write_log_start_offset(&self.dir, offset)?;
+                self.start_floor.fetch_max(offset, Ordering::AcqRel);
+                self.state().producers.trim_aborted(offset);
+                tracing::info!(topic = %self.topic, partition = self.index, log_start = offset, reason, "log start offset moved");
+            }
+            moved
+        };
+        self.delete_local_below_start()?;
+        Ok(moved)
+    }
+
+    /// Deletes the local segments wholly below the log start (and the producer snapshots
+    /// with them); the files go after the partition lock is released.
+    fn delete_local_below_start(&self) -> std::io::Result<()> {
+        let floor = self.start_floor.load(Ordering::Acquire);
+        let (taken, start) = {
+            let mut state = self.state();
+            let taken = state.log.take_segments_below(floor);
+            (taken, state.log.log_start_offset())
+        };
+        if taken.is_empty() {
+            return Ok(());
+        }
+        // Set after the lock is released: never let a slower deleter move it back.
+        self.local_start.fetch_max(start, Ordering::AcqRel);
+        let n = taken.len();
+        for seg in taken {
+            seg.delete()?;
+        }
+        remove_snapshots_below(&self.dir, start);
+        tracing::info!(topic = %self.topic, partition = self.index, segments = n, local_log_start = start, "deleted local segments below the log start");
+        Ok(())
+    }
+
+    /// Where retention would move the log start: past the oldest closed segments for which
+    /// `expired(segment, local bytes while it is still there)` holds, oldest first. `None`
+    /// when nothing expired.
+    pub fn retention_start(&self, expired: impl Fn(&ClosedSegment, u64) -> bool) -> Option<i64> {
+        let state = self.state();
+        let mut size = state.log.size();
+        let mut start = None;
+        let closed = state.log.closed_segments();
+        for seg in &closed {
+            if !expired(seg, size) {
+                break;
+            }
+            size = size.saturating_sub(seg.size);
+            start = Some(seg.next_offset);
+        }
+        start
     }
 
     /// Offsets below this are archived; -1 while nothing is.
@@ -274,6 +378,10 @@ impl Partition {
             _ => (-1, -1),
         };
         self.remote_start.store(start, Ordering::Release);
+        // A start inside the first archived segment (a restored broker learns it here).
+        if let Some(recorded) = manifest.log_start_offset {
+            self.start_floor.fetch_max(recorded, Ordering::AcqRel);
+        }
         // Never moves back: segments expired from the archive stay archived as far as the
         // uploader is concerned, or it would upload them again.
         self.remote_end.fetch_max(end, Ordering::AcqRel);
@@ -315,28 +423,26 @@ impl Partition {
         &self,
         may_delete: impl FnOnce(&ClosedSegment, u64) -> bool,
     ) -> std::io::Result<bool> {
-        let mut state = self.state();
-        let closed = state.log.closed_segments();
-        let Some(oldest) = closed.first() else {
-            return Ok(false);
-        };
-        if !may_delete(oldest, state.log.size()) {
-            return Ok(false);
-        }
-        if let Some(start) = state.log.delete_oldest_segment()? {
-            // Snapshots of deleted segments go with them, as in Kafka; the newest ones stay.
-            let dir = state.log.dir().to_path_buf();
-            for old in producer_state::snapshot_offsets(&dir)
-                .into_iter()
-                .filter(|o| *o < start)
-            {
-                let _ = std::fs::remove_file(
-                    dir.join(crate::log::segment::file_name(old, ".snapshot")),
-                );
+        let (taken, start) = {
+            let mut state = self.state();
+            let closed = state.log.closed_segments();
+            let Some(oldest) = closed.first() else {
+                return Ok(false);
+            };
+            if !may_delete(oldest, state.log.size()) {
+                return Ok(false);
             }
-            self.local_start.store(start, Ordering::Release);
-            tracing::info!(topic = %self.topic, partition = self.index, local_log_start = start, "deleted local segment");
+            let taken = state.log.take_oldest_segment();
+            (taken, state.log.log_start_offset())
+        };
+        // Set after the lock is released: never let a slower deleter move it back.
+        self.local_start.fetch_max(start, Ordering::AcqRel);
+        // The files go after the partition lock is released.
+        if let Some(seg) = taken {
+            seg.delete()?;
         }
+        remove_snapshots_below(&self.dir, start);
+        tracing::info!(topic = %self.topic, partition = self.index, local_log_start = start, "deleted local segment");
         Ok(true)
     }
 
@@ -418,10 +524,13 @@ impl Partition {
     }
 
     /// Offsets below this hold no record of an open transaction: what read_committed
-    /// consumers may read.
+    /// consumers may read. Never below the log start (Kafka's
+    /// `maybeIncrementFirstUnstableOffset`): a transaction whose start was deleted does not
+    /// hold consumers below it.
     pub fn last_stable_offset(&self) -> i64 {
         self.first_unstable
             .load(Ordering::Acquire)
+            .max(self.start_floor.load(Ordering::Acquire))
             .min(self.high_watermark())
     }
 
@@ -527,7 +636,7 @@ impl Partition {
                         } else {
                             -1
                         },
-                        log_start_offset: state.log.log_start_offset(),
+                        log_start_offset: self.log_start_offset(),
                     };
                     first.get_or_insert(info);
                     last_offset = last_offset.max(meta.last_offset);
@@ -552,7 +661,7 @@ impl Partition {
                 base_offset: appended.base_offset(),
                 last_offset: appended.last_offset(),
                 log_append_time: if rules.log_append_time { now_ms } else { -1 },
-                log_start_offset: state.log.log_start_offset(),
+                log_start_offset: self.log_start_offset(),
             });
             last_offset = appended.last_offset();
         }
@@ -747,6 +856,16 @@ impl Partition {
     }
 }
 
+/// Snapshots of deleted segments go with them, as in Kafka; the newest ones stay.
+fn remove_snapshots_below(dir: &Path, start: i64) {
+    for old in producer_state::snapshot_offsets(dir)
+        .into_iter()
+        .filter(|o| *o < start)
+    {
+        let _ = std::fs::remove_file(dir.join(crate::log::segment::file_name(old, ".snapshot")));
+    }
+}
+
 fn read_exact(file: &File, pos: u64, len: usize) -> Result<Vec<u8>, ResponseError> {
     let mut buf = vec![0u8; len];
     file.read_exact_at(&mut buf, pos).map_err(|e| {
@@ -831,5 +950,140 @@ mod tests {
             recompress_for_topic(&b, &rules(Some(Compression::Lz4), 1 << 20)),
             Err(ResponseError::CorruptMessage)
         );
+    }
+
+    use crate::log::record_batch::tests::{make_batch, make_idempotent_batch};
+
+    fn open(dir: &Path) -> Partition {
+        let config = LogConfig {
+            segment_bytes: 300,
+            index_interval_bytes: 64,
+            ..LogConfig::default()
+        };
+        Partition::open("t", Uuid::nil(), 0, dir, config, false, 0).expect("open")
+    }
+
+    fn plain_rules() -> AppendRules {
+        AppendRules {
+            max_message_bytes: 1 << 20,
+            log_append_time: false,
+            compression: None,
+            too_few_replicas_for_acks_all: false,
+        }
+    }
+
+    fn append(p: &Partition, batch: &[u8]) -> Result<AppendInfo, ResponseError> {
+        p.append(batch, &plain_rules(), 1_000, &|_, _| Ok(()))
+    }
+
+    fn log_files(dir: &Path) -> Vec<i64> {
+        let mut bases: Vec<i64> = std::fs::read_dir(dir)
+            .expect("dir")
+            .filter_map(|e| {
+                let name = e.expect("entry").file_name();
+                crate::log::segment::parse_base_offset(&name.to_string_lossy(), ".log")
+            })
+            .collect();
+        bases.sort_unstable();
+        bases
+    }
+
+    #[test]
+    fn a_moved_log_start_hides_what_is_below_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = open(dir.path());
+        for i in 0..12u8 {
+            append(&p, &make_batch(i as i64, &[&[i; 50]])).expect("append");
+        }
+        assert!(p.advance_log_start(7, "test").expect("advance"));
+        assert_eq!(p.log_start_offset(), 7);
+        assert_eq!(
+            p.read(6, 1 << 20, true, false).err(),
+            Some(ResponseError::OffsetOutOfRange)
+        );
+        assert!(p.read(7, 1 << 20, true, false).is_ok());
+        assert!(log_files(dir.path()).iter().skip(1).all(|&b| b > 7));
+        assert!(log_files(dir.path())[0] <= 7);
+        assert_eq!(p.local_log_start_offset(), 7);
+        // Lower is a no-op.
+        assert!(!p.advance_log_start(3, "test").expect("advance"));
+        assert_eq!(p.log_start_offset(), 7);
+        drop(p);
+        let p = open(dir.path());
+        assert_eq!(p.log_start_offset(), 7);
+        assert_eq!(p.high_watermark(), 12);
+    }
+
+    #[test]
+    fn start_up_finishes_a_deletion_a_crash_interrupted() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = open(dir.path());
+        for i in 0..12u8 {
+            append(&p, &make_batch(i as i64, &[&[i; 50]])).expect("append");
+        }
+        drop(p);
+        let before = log_files(dir.path());
+        assert!(before.len() > 3);
+        // The checkpoint was written, the segments were not deleted yet.
+        crate::log::write_log_start_offset(dir.path(), before[2] + 1).expect("checkpoint");
+        let p = open(dir.path());
+        assert_eq!(p.log_start_offset(), before[2] + 1);
+        assert_eq!(log_files(dir.path())[0], before[2]);
+    }
+
+    #[test]
+    fn a_log_recovered_below_its_start_restarts_empty_at_the_start() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = open(dir.path());
+        for i in 0..3u8 {
+            append(&p, &make_batch(i as i64, &[&[i; 50]])).expect("append");
+        }
+        drop(p);
+        // As after a crash that lost the tail but kept the checkpoint.
+        crate::log::write_log_start_offset(dir.path(), 10).expect("checkpoint");
+        let p = open(dir.path());
+        assert_eq!((p.log_start_offset(), p.high_watermark()), (10, 10));
+        let info = append(&p, &make_batch(9, &[b"x"])).expect("append");
+        assert_eq!(info.base_offset, 10);
+        assert_eq!(info.log_start_offset, 10);
+    }
+
+    #[test]
+    fn a_producer_whose_records_were_deleted_goes_on_with_its_sequence() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = open(dir.path());
+        for seq in 0..6 {
+            append(
+                &p,
+                &make_idempotent_batch(seq as i64, &[&[1; 60]], 42, 0, seq),
+            )
+            .expect("append");
+        }
+        let end = p.high_watermark();
+        p.advance_log_start(end, "test").expect("advance");
+        // Kafka 4.x keeps the producer's state: the next sequence follows, a gap does not.
+        assert_eq!(
+            append(&p, &make_idempotent_batch(9, &[b"gap"], 42, 0, 9)).err(),
+            Some(ResponseError::OutOfOrderSequenceNumber)
+        );
+        let info = append(&p, &make_idempotent_batch(6, &[b"next"], 42, 0, 6)).expect("next");
+        assert_eq!(info.base_offset, end);
+        drop(p);
+        let p = open(dir.path());
+        let info = append(&p, &make_idempotent_batch(7, &[b"after"], 42, 0, 7)).expect("after");
+        assert_eq!(info.base_offset, end + 1);
+        // A producer the partition does not know may start at any sequence (KIP-360).
+        append(&p, &make_idempotent_batch(8, &[b"new"], 43, 0, 17)).expect("unknown producer");
+    }
+
+    #[test]
+    fn the_last_stable_offset_never_stays_below_the_log_start() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = open(dir.path());
+        append(&p, &make_batch(0, &[b"a", b"b", b"c"])).expect("append");
+        p.first_unstable.store(1, Ordering::Release);
+        assert_eq!(p.last_stable_offset(), 1);
+        p.advance_log_start(2, "test").expect("advance");
+        assert_eq!(p.last_stable_offset(), 2);
     }
 }

@@ -343,13 +343,17 @@ impl ReplicaManager {
                 .map(|(ts, off)| (off, ts))
                 .filter(|&(off, _)| off < fetchable)),
             OffsetSpec::Timestamp(ts) => {
+                // Records below the log start may still sit in its segment: never answered.
+                let start = partition.log_start_offset();
                 let found = match self.archive_offset_for_timestamp(partition, ts).await? {
                     Some(found) => Some(found),
                     None => partition.offset_for_timestamp(ts)?,
                 };
                 // A record past what the client may read is not found (Kafka's
                 // lastFetchableOffset): no answer rather than a later record.
-                Ok(found.filter(|&(off, _)| off < fetchable))
+                Ok(found
+                    .map(|(offset, ts)| (offset.max(start), ts))
+                    .filter(|&(off, _)| off < fetchable))
             }
         }
     }
@@ -377,6 +381,41 @@ impl ReplicaManager {
                 tracing::warn!(topic = %partition.topic, partition = partition.index, error = %e, "archive timestamp lookup failed");
                 ResponseError::KafkaStorageError
             })
+    }
+
+    /// DeleteRecords for one partition (Kafka's `deleteRecordsOnLeader`): moves the log
+    /// start to `offset` (-1: the high watermark) and returns the new low watermark. Below
+    /// the current start it changes nothing; above the high watermark it is
+    /// OFFSET_OUT_OF_RANGE. Local segments below go now; archived ones on the archiver's
+    /// next pass, which this wakes.
+    pub async fn delete_records(
+        &self,
+        topic: &Topic,
+        partition: &Arc<Partition>,
+        offset: i64,
+        broker: &crate::config::Config,
+    ) -> Result<i64, ResponseError> {
+        let policy = topic.config_value(broker, "cleanup.policy");
+        if !policy.split(',').any(|p| p.trim() == "delete") {
+            return Err(ResponseError::PolicyViolation);
+        }
+        let hw = partition.high_watermark();
+        let target = if offset == -1 { hw } else { offset };
+        if target < 0 || target > hw {
+            return Err(ResponseError::OffsetOutOfRange);
+        }
+        let p = partition.clone();
+        let advanced =
+            tokio::task::spawn_blocking(move || p.advance_log_start(target, "DeleteRecords"))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        if let Err(e) = advanced {
+            tracing::error!(topic = %partition.topic, partition = partition.index, error = %e, "moving the log start failed");
+            return Err(ResponseError::KafkaStorageError);
+        }
+        // The archiver (or local retention) deletes what is archived below the start.
+        partition.rolled.notify_one();
+        Ok(partition.log_start_offset())
     }
 
     /// The first offset a consumer can read, archive included.
@@ -510,6 +549,46 @@ mod fetch_tests {
         assert_eq!(data[0].error, None);
         assert_eq!(data[0].high_watermark, 1);
         assert!(!data[0].records.is_empty());
+    }
+
+    #[tokio::test]
+    async fn delete_records_answers_as_kafka_does() {
+        let (_dir, broker) = crate::broker::test_broker();
+        let topic = broker
+            .create_topic("purge", 1, 1, vec![], false)
+            .await
+            .expect("topic");
+        for _ in 0..3 {
+            append(&broker, "purge");
+        }
+        let p = topic.partition(0).expect("partition");
+        let rm = &broker.replica_manager;
+        let delete = |offset| rm.delete_records(&topic, &p, offset, &broker.config);
+        assert_eq!(delete(4).await, Err(ResponseError::OffsetOutOfRange));
+        assert_eq!(delete(-2).await, Err(ResponseError::OffsetOutOfRange));
+        assert_eq!(delete(2).await, Ok(2));
+        assert_eq!(delete(1).await, Ok(2), "moving back changes nothing");
+        assert_eq!(delete(-1).await, Ok(3), "-1 is the high watermark");
+        let earliest = rm
+            .fetch_offset_for_timestamp(&p, OffsetSpec::Earliest, false)
+            .await;
+        assert_eq!(earliest, Ok(Some((3, -1))));
+
+        let compacted = broker
+            .create_topic(
+                "compacted",
+                1,
+                1,
+                vec![("cleanup.policy".into(), Some("compact".into()))],
+                false,
+            )
+            .await
+            .expect("topic");
+        let cp = compacted.partition(0).expect("partition");
+        assert_eq!(
+            rm.delete_records(&compacted, &cp, 0, &broker.config).await,
+            Err(ResponseError::PolicyViolation)
+        );
     }
 
     #[tokio::test]

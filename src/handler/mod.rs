@@ -10,6 +10,7 @@ pub mod admin;
 pub mod api_versions;
 pub mod configs;
 pub mod consumer_groups;
+pub mod delete_records;
 pub mod fetch;
 pub mod groups;
 pub mod list_offsets;
@@ -85,6 +86,9 @@ pub async fn dispatch(broker: &Broker, frame: RequestFrame, client_host: &str) -
         )),
         RequestKind::DeleteTopics(req) => now(ResponseKind::DeleteTopics(
             admin::delete_topics(&ctx, req).await,
+        )),
+        RequestKind::DeleteRecords(req) => now(ResponseKind::DeleteRecords(
+            delete_records::handle(&ctx, req).await,
         )),
         RequestKind::DescribeCluster(req) => now(ResponseKind::DescribeCluster(
             admin::describe_cluster(&ctx, req),
@@ -314,6 +318,7 @@ mod tests {
                     RequestKind::DescribeTopicPartitions(Default::default())
                 }
                 ApiKey::DescribeLogDirs => RequestKind::DescribeLogDirs(Default::default()),
+                ApiKey::DeleteRecords => RequestKind::DeleteRecords(Default::default()),
                 ApiKey::InitProducerId => RequestKind::InitProducerId(Default::default()),
                 ApiKey::FindCoordinator => {
                     RequestKind::FindCoordinator(FindCoordinatorRequest::default())

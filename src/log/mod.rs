@@ -5,7 +5,9 @@
 //! followers, so the high watermark is the log end offset.
 //!
 //! Files, per partition directory: the segments (see `segment`), `recovery-point` (offsets
-//! below it are known to be on disk; replaced atomically) and the `.txnindex` of aborted
+//! below it are known to be on disk; replaced atomically), `log-start-offset` (Kafka's
+//! log-start-offset checkpoint: the first offset clients may read, moved by retention and
+//! DeleteRecords; replaced atomically, never moved back) and the `.txnindex` of aborted
 //! transactions. On a crash, everything past the recovery point is CRC-checked at start-up and
 //! a torn or corrupt tail is cut at the last whole batch; indexes that do not match their log
 //! are rebuilt.
@@ -102,6 +104,23 @@ pub fn write_recovery_point(dir: &Path, offset: i64) -> io::Result<()> {
         return Ok(());
     }
     crate::checkpoint::write_atomically(&dir.join(RECOVERY_POINT), offset.to_string().as_bytes())
+}
+
+const LOG_START_OFFSET: &str = "log-start-offset";
+
+/// The checkpointed log start offset; `None` when never moved.
+pub fn read_log_start_offset(dir: &Path) -> Option<i64> {
+    std::fs::read_to_string(dir.join(LOG_START_OFFSET))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|o: &i64| *o >= 0)
+}
+
+/// Records the log start offset, atomically and durably (file and directory fsynced):
+/// once a client was told that records are deleted, a restart must not bring them back.
+/// Callers serialise the writes and only ever pass a higher offset.
+pub fn write_log_start_offset(dir: &Path, offset: i64) -> io::Result<()> {
+    crate::checkpoint::write_atomically(&dir.join(LOG_START_OFFSET), offset.to_string().as_bytes())
 }
 
 /// A segment's `.log`, `.index`, `.timeindex` and `.txnindex`.
@@ -437,14 +456,47 @@ impl Log {
 
     /// Deletes the oldest segment if it is closed; the log then starts at the next one.
     pub fn delete_oldest_segment(&mut self) -> io::Result<Option<i64>> {
-        if self.segments.len() < 2 {
-            return Ok(None);
+        match self.take_oldest_segment() {
+            Some(seg) => {
+                seg.delete()?;
+                Ok(Some(self.log_start_offset))
+            }
+            None => Ok(None),
         }
-        let Some((&base, _)) = self.segments.iter().next() else {
-            return Ok(None);
-        };
-        if let Some(seg) = self.segments.remove(&base) {
-            seg.delete()?;
+    }
+
+    /// Takes the oldest segment out of the log if it is closed, for the caller to delete
+    /// once the partition lock is released; the log then starts at the next one.
+    pub fn take_oldest_segment(&mut self) -> Option<LogSegment> {
+        if self.segments.len() < 2 {
+            return None;
+        }
+        let seg = self.segments.pop_first().map(|(_, seg)| seg);
+        self.log_start_offset = self
+            .segments
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.next_offset);
+        seg
+    }
+
+    /// Takes out of the log every segment wholly below `offset` (its successor starts at or
+    /// before it; the active segment always stays, as in Kafka), for the caller to delete
+    /// once the partition lock is released. The log then starts at the first segment left.
+    pub fn take_segments_below(&mut self, offset: i64) -> Vec<LogSegment> {
+        let mut taken = Vec::new();
+        loop {
+            let mut bases = self.segments.keys();
+            let (Some(&first), Some(&second)) = (bases.next(), bases.next()) else {
+                break;
+            };
+            if second > offset {
+                break;
+            }
+            if let Some(seg) = self.segments.remove(&first) {
+                taken.push(seg);
+            }
         }
         self.log_start_offset = self
             .segments
@@ -452,7 +504,20 @@ impl Log {
             .next()
             .copied()
             .unwrap_or(self.next_offset);
-        Ok(Some(self.log_start_offset))
+        taken
+    }
+
+    /// Deletes every segment and starts an empty log at `offset` (recovery found the log
+    /// ending below its checkpointed start: the records in between were never durable).
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> io::Result<()> {
+        for (_, seg) in std::mem::take(&mut self.segments) {
+            seg.delete()?;
+        }
+        let seg = LogSegment::create(&self.dir, offset, self.config.index_interval_bytes)?;
+        self.segments.insert(offset, seg);
+        self.log_start_offset = offset;
+        self.next_offset = offset;
+        write_recovery_point(&self.dir, offset)
     }
 
     /// Segments' (base offset, size) for tests and the start-up report.
@@ -633,6 +698,58 @@ mod tests {
             "only the last segment is rescanned"
         );
         assert_eq!(log.next_offset(), 12);
+    }
+
+    #[test]
+    fn segments_wholly_below_an_offset_are_taken_out_but_never_the_active_one() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (mut log, _) = Log::open(dir.path(), cfg(300), &mut |_| {}).expect("open");
+        for i in 0..12u8 {
+            log.append(&mut make_batch(i as i64, &[&[i; 50]]))
+                .expect("append");
+        }
+        let bases: Vec<i64> = log.segment_sizes().iter().map(|s| s.0).collect();
+        assert!(bases.len() >= 3);
+        // Inside the second segment: only the first is wholly below.
+        let taken = log.take_segments_below(bases[1] + 1);
+        assert_eq!(taken.len(), 1);
+        assert_eq!(log.log_start_offset(), bases[1]);
+        for seg in taken {
+            seg.delete().expect("delete");
+        }
+        assert!(!dir
+            .path()
+            .join(segment::file_name(bases[0], ".log"))
+            .exists());
+        // Everything: the active segment stays.
+        let taken = log.take_segments_below(log.next_offset());
+        assert_eq!(taken.len(), bases.len() - 2);
+        assert_eq!(log.segment_count(), 1);
+        assert_eq!(log.log_start_offset(), *bases.last().expect("last"));
+    }
+
+    #[test]
+    fn a_log_truncated_fully_continues_at_its_new_start() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (mut log, _) = Log::open(dir.path(), cfg(300), &mut |_| {}).expect("open");
+        for i in 0..5u8 {
+            log.append(&mut make_batch(i as i64, &[&[i; 50]]))
+                .expect("append");
+        }
+        log.truncate_fully_and_start_at(40).expect("truncate");
+        assert_eq!((log.log_start_offset(), log.next_offset()), (40, 40));
+        log.append(&mut make_batch(9, &[b"x"])).expect("append");
+        drop(log);
+        let (log, _) = Log::open(dir.path(), cfg(300), &mut |_| {}).expect("reopen");
+        assert_eq!((log.log_start_offset(), log.next_offset()), (40, 41));
+    }
+
+    #[test]
+    fn the_log_start_checkpoint_reads_back() {
+        let dir = tempfile::tempdir().expect("tmp");
+        assert_eq!(read_log_start_offset(dir.path()), None);
+        write_log_start_offset(dir.path(), 17).expect("write");
+        assert_eq!(read_log_start_offset(dir.path()), Some(17));
     }
 
     #[test]

@@ -52,6 +52,11 @@ pub trait ArchiveSource: Send + Sync {
     ) -> std::io::Result<bool>;
     /// Local bytes from `remote_end` on (not yet archived).
     fn local_size_beyond_archive(&self) -> u64;
+    /// The first offset clients may read; archived segments wholly below it are deleted.
+    fn log_start_offset(&self) -> i64;
+    /// Moves the log start up to `offset` (checkpointed, and local segments below it
+    /// deleted), the one way retention and DeleteRecords move it. Blocking.
+    fn advance_log_start(&self, offset: i64, reason: &str) -> std::io::Result<bool>;
 }
 
 /// Archives one partition until aborted: loads the manifest, uploads closed segments below
@@ -134,7 +139,11 @@ pub(crate) async fn archive_once(
     let stable = source.last_stable_offset();
     let mut uploaded = 0;
     for seg in source.closed_segments() {
-        if seg.next_offset <= source.remote_end() || seg.next_offset > stable || seg.size == 0 {
+        if seg.next_offset <= source.remote_end()
+            || seg.next_offset > stable
+            || seg.size == 0
+            || seg.next_offset <= source.log_start_offset()
+        {
             continue;
         }
         let remote = tier.upload(tp, &seg).await?;
@@ -162,7 +171,8 @@ pub(crate) async fn archive_once(
     // Deleting segment files is blocking work: off the async threads.
     let local = source.clone();
     tokio::task::spawn_blocking(move || retention::apply_local(local.as_ref(), &r, now)).await??;
-    retention::apply_total(tier, tp, source.as_ref(), &mut manifest, &r, now).await?;
+    retention::apply_total(source, &mut manifest, &r, now).await?;
+    retention::delete_below_log_start(tier, tp, source.as_ref(), &mut manifest).await?;
     Ok(())
 }
 

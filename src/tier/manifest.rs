@@ -34,6 +34,11 @@ pub struct RemoteSegment {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Manifest {
     pub segments: Vec<RemoteSegment>,
+    /// The partition's log start offset when it lies inside the first listed segment
+    /// (DeleteRecords), so that a broker restored from the archive starts there too.
+    /// Absent in manifests written before it existed, and until the start moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_start_offset: Option<i64>,
 }
 
 impl Manifest {
@@ -123,6 +128,7 @@ mod tests {
     fn the_json_field_names_do_not_change() {
         let text = serde_json::to_string(&Manifest {
             segments: vec![seg(0, 9)],
+            ..Manifest::default()
         })
         .expect("json");
         assert_eq!(
@@ -135,6 +141,7 @@ mod tests {
     fn find_returns_the_segment_holding_an_offset() {
         let m = Manifest {
             segments: vec![seg(0, 9), seg(10, 19)],
+            ..Manifest::default()
         };
         assert_eq!(m.find(10).map(|s| s.base_offset), Some(10));
         assert_eq!(m.find(9).map(|s| s.base_offset), Some(0));
@@ -153,6 +160,7 @@ mod tests {
         );
         let m = Manifest {
             segments: vec![seg(0, 9), seg(10, 19)],
+            ..Manifest::default()
         };
         tier.put_manifest(&tp(), &m).await.expect("put");
         assert_eq!(tier.load_manifest(&tp()).await.expect("load"), m);

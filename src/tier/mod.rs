@@ -266,6 +266,7 @@ pub(crate) mod test_support {
         pub aborted: Mutex<Vec<AbortedTxn>>,
         pub remote_end: AtomicI64,
         pub retention: Mutex<Retention>,
+        pub log_start: AtomicI64,
     }
 
     impl FakeSource {
@@ -278,6 +279,7 @@ pub(crate) mod test_support {
                 aborted: Mutex::new(Vec::new()),
                 remote_end: AtomicI64::new(-1),
                 retention: Mutex::new(Retention::resolve(-1, -1, -2, -2)),
+                log_start: AtomicI64::new(0),
             }
         }
         pub fn set_retention(&self, r: Retention) {
@@ -347,6 +349,23 @@ pub(crate) mod test_support {
                 .filter(|&(base, _)| base >= remote_end)
                 .map(|(_, size)| size)
                 .sum()
+        }
+        fn log_start_offset(&self) -> i64 {
+            let local = self.log.lock().expect("lock").log_start_offset();
+            let held = match self.manifest().and_then(|m| m.segments.first().cloned()) {
+                Some(first) => first.base_offset.min(local),
+                None => local,
+            };
+            held.max(self.log_start.load(Ordering::Acquire))
+        }
+        fn advance_log_start(&self, offset: i64, _reason: &str) -> std::io::Result<bool> {
+            let moved = offset > self.log_start_offset();
+            self.log_start.fetch_max(offset, Ordering::AcqRel);
+            let taken = self.log.lock().expect("lock").take_segments_below(offset);
+            for seg in taken {
+                seg.delete()?;
+            }
+            Ok(moved)
         }
     }
 

@@ -102,6 +102,7 @@ mod tests {
                 crc32c: 0,
                 txn_index: false,
             }],
+            ..Manifest::default()
         };
         tier.put_manifest(&TopicIdPartition::new("orders", id, 1), &m)
             .await

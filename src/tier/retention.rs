@@ -1,13 +1,15 @@
 //! Retention of an archived partition: local retention deletes local segments the manifest
-//! already lists (`local.retention.ms` / `local.retention.bytes`, KIP-405), total retention
-//! (`retention.ms` / `retention.bytes`) deletes remote segments — manifest first, then the
-//! objects, so a crash or an abort between the two leaves orphans, never a manifest entry
-//! for a missing object. Writes no local files; local deletion goes through the
-//! [`ArchiveSource`].
+//! already lists (`local.retention.ms` / `local.retention.bytes`, KIP-405); total retention
+//! (`retention.ms` / `retention.bytes`) moves the log start offset past expired remote
+//! segments, the same way DeleteRecords moves it; archived segments below the log start are
+//! then deleted — manifest first, then the objects, so a crash or an abort between the two
+//! leaves orphans, never a manifest entry for a missing object. Writes no local files;
+//! local deletion goes through the [`ArchiveSource`].
 
 use super::archiver::ArchiveSource;
 use super::{Manifest, RemoteSegment, Tier, TierError, TopicIdPartition};
 use object_store::ObjectStoreExt;
+use std::sync::Arc;
 
 /// Retention limits as Kafka resolves them; -1 is unlimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,34 +60,76 @@ pub(crate) fn apply_local(
 }
 
 /// Expires remote segments past `retention.ms`, or beyond `retention.bytes` (a segment goes
-/// only if the log stays at least that large without it, as in Kafka). Returns how many went.
+/// only if the log stays at least that large without it, as in Kafka), by moving the log
+/// start past them; `delete_below_log_start` then deletes them. Returns how many expired.
 pub(crate) async fn apply_total(
-    tier: &Tier,
-    tp: &TopicIdPartition,
-    source: &dyn ArchiveSource,
+    source: &Arc<dyn ArchiveSource>,
     manifest: &mut Manifest,
     r: &Retention,
     now: i64,
 ) -> Result<usize, TierError> {
-    let mut expired = Vec::new();
     // Each byte counted once: archived bytes, plus local bytes not archived yet.
-    let beyond = source.local_size_beyond_archive();
-    while let Some(first) = manifest.segments.first() {
-        let too_old = r.ms >= 0 && first.max_timestamp < now.saturating_sub(r.ms);
-        let total = manifest.size() + beyond;
-        let too_big = r.bytes >= 0 && total.saturating_sub(first.size) >= r.bytes as u64;
+    let mut total = manifest.size() + source.local_size_beyond_archive();
+    let mut expired = 0;
+    let mut start = None;
+    for seg in &manifest.segments {
+        let too_old = r.ms >= 0 && seg.max_timestamp < now.saturating_sub(r.ms);
+        let too_big = r.bytes >= 0 && total.saturating_sub(seg.size) >= r.bytes as u64;
         if !(too_old || too_big) {
             break;
         }
-        expired.push(manifest.segments.remove(0));
+        total = total.saturating_sub(seg.size);
+        expired += 1;
+        start = Some(seg.end_offset + 1);
     }
-    if expired.is_empty() {
+    let Some(start) = start else {
+        return Ok(0);
+    };
+    if start > source.log_start_offset() {
+        let s = source.clone();
+        tokio::task::spawn_blocking(move || s.advance_log_start(start, "retention"))
+            .await
+            .map_err(|e| TierError::Io(std::io::Error::other(e)))??;
+    }
+    Ok(expired)
+}
+
+/// Deletes the archived segments wholly below the log start: the manifest first (recording
+/// a start inside its first segment too), then the objects, so a crash or an abort between
+/// the two leaves orphans, never a manifest entry for a missing object. Returns how many
+/// segments went.
+pub(crate) async fn delete_below_log_start(
+    tier: &Tier,
+    tp: &TopicIdPartition,
+    source: &dyn ArchiveSource,
+    manifest: &mut Manifest,
+) -> Result<usize, TierError> {
+    let start = source.log_start_offset();
+    let n = manifest
+        .segments
+        .iter()
+        .take_while(|s| s.end_offset < start)
+        .count();
+    let inside_first = manifest
+        .segments
+        .get(n)
+        .is_some_and(|s| s.base_offset < start)
+        && manifest
+            .log_start_offset
+            .is_none_or(|recorded| recorded < start);
+    if n == 0 && !inside_first {
         return Ok(0);
     }
+    let before = manifest.clone();
+    let expired: Vec<RemoteSegment> = manifest.segments.drain(..n).collect();
+    manifest.log_start_offset = manifest
+        .segments
+        .first()
+        .is_some_and(|s| s.base_offset < start)
+        .then_some(start);
     if let Err(e) = tier.put_manifest(tp, manifest).await {
-        // Nothing changed remotely: put the entries back for the next attempt.
-        expired.append(&mut manifest.segments);
-        manifest.segments = expired;
+        // Nothing changed remotely: keep the old list for the next attempt.
+        *manifest = before;
         return Err(e);
     }
     source.install_manifest(manifest.clone(), Vec::new());
@@ -94,7 +138,8 @@ pub(crate) async fn apply_total(
         tracing::info!(
             base_offset = seg.base_offset,
             end_offset = seg.end_offset,
-            "remote segment expired"
+            log_start = start,
+            "remote segment deleted below the log start"
         );
     }
     Ok(expired.len())
@@ -163,6 +208,20 @@ mod tests {
         (s, m)
     }
 
+    /// Total retention, then the deletion below the log start it moved, as a pass does.
+    async fn total_pass(
+        s: &Setup,
+        m: &mut Manifest,
+        r: &Retention,
+        now: i64,
+    ) -> Result<usize, TierError> {
+        let source: Arc<dyn ArchiveSource> = s.source.clone();
+        let n = apply_total(&source, m, r, now).await?;
+        let deleted = delete_below_log_start(&s.tier, &tp(), source.as_ref(), m).await?;
+        assert_eq!(n, deleted);
+        Ok(n)
+    }
+
     async fn exists(s: &Setup, seg: &RemoteSegment) -> bool {
         s.tier
             .store
@@ -178,9 +237,7 @@ mod tests {
         let first = m.segments[0].clone();
         // Room for everything but the first segment.
         let r = Retention::resolve(-1, (total - first.size) as i64, -1, -1);
-        let n = apply_total(&s.tier, &tp(), s.source.as_ref(), &mut m, &r, 0)
-            .await
-            .expect("retention");
+        let n = total_pass(&s, &mut m, &r, 0).await.expect("retention");
         assert_eq!(n, 1);
         assert_eq!(m.segments.len(), 2);
         assert_eq!(s.source.installed(), m);
@@ -201,9 +258,7 @@ mod tests {
         let second = m.segments[1].clone();
         let r = Retention::resolve(10, -1, -1, -1);
         let now = second.max_timestamp + 11;
-        let n = apply_total(&s.tier, &tp(), s.source.as_ref(), &mut m, &r, now)
-            .await
-            .expect("retention");
+        let n = total_pass(&s, &mut m, &r, now).await.expect("retention");
         assert_eq!(n, 2);
         assert_eq!(m.segments.len(), 1);
         assert!(m.segments[0].max_timestamp >= now - 10);
@@ -216,16 +271,44 @@ mod tests {
         let before = m.clone();
         s.store.fail_puts.store(true, Ordering::Release);
         let r = Retention::resolve(0, 0, -1, -1);
-        assert!(
-            apply_total(&s.tier, &tp(), s.source.as_ref(), &mut m, &r, i64::MAX)
-                .await
-                .is_err()
-        );
+        assert!(total_pass(&s, &mut m, &r, i64::MAX).await.is_err());
         assert_eq!(m, before);
         for seg in &before.segments {
             assert!(exists(&s, seg).await);
         }
         assert!(s.store.events().is_empty(), "nothing deleted");
+    }
+
+    #[tokio::test]
+    async fn a_log_start_inside_a_segment_is_recorded_and_only_whole_segments_go() {
+        let (s, mut m) = archived().await;
+        let (first, second) = (m.segments[0].clone(), m.segments[1].clone());
+        s.source
+            .advance_log_start(second.base_offset + 1, "test")
+            .expect("advance");
+        let n = delete_below_log_start(&s.tier, &tp(), s.source.as_ref(), &mut m)
+            .await
+            .expect("delete");
+        assert_eq!(n, 1);
+        assert_eq!(m.segments[0], second);
+        assert_eq!(m.log_start_offset, Some(second.base_offset + 1));
+        assert_eq!(s.tier.load_manifest(&tp()).await.expect("load"), m);
+        assert!(!exists(&s, &first).await);
+        let events = s.store.events();
+        assert!(
+            events[0].ends_with("manifest.json"),
+            "manifest first: {events:?}"
+        );
+        // Nothing more to do on the next pass.
+        let again = delete_below_log_start(&s.tier, &tp(), s.source.as_ref(), &mut m)
+            .await
+            .expect("again");
+        assert_eq!(again, 0);
+        assert_eq!(
+            s.store.events().len(),
+            events.len(),
+            "no second manifest write"
+        );
     }
 
     #[tokio::test]
