@@ -46,6 +46,12 @@ S = ConfigSource
 _ADMINS: dict[str, AdminClient] = {}
 
 
+@pytest.fixture(autouse=True)
+def _drop_admins():
+    yield
+    _ADMINS.clear()
+
+
 def admin(bootstrap: str) -> AdminClient:
     """One client per broker, kept alive: a client destroyed before its futures resolve fails them."""
     if bootstrap not in _ADMINS:
@@ -138,6 +144,7 @@ def test_incremental_set_delete_append_subtract(strata):
     assert err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
 
 
+@pytest.mark.filterwarnings("ignore:alter_configs has been deprecated")  # the legacy API is the point here
 def test_alter_configs_replaces_the_whole_set(strata):
     b = strata.bootstrap
     topic = make_topic(b, "alter-legacy", {"retention.ms": "3600000", "segment.ms": "600000"})
@@ -340,6 +347,7 @@ def test_group_session_timeout(strata_factory, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+        proc.stdout.close()
 
 
 def test_java_alter_configs(strata, java_classpath):  # noqa: F811

@@ -437,6 +437,10 @@ impl Broker {
     /// Restarts a topic's loops when it moved into or out of the archive; re-records its
     /// metadata in the archive so that a restore brings back the new configs.
     fn after_topic_change(&self, topic: &Arc<Topic>, was_tiered: bool) {
+        // Retention (local or archived) looks again now rather than at its next interval.
+        for p in &topic.partitions {
+            p.rolled.notify_waiters();
+        }
         let tiered = topic.is_tiered(&self.config);
         if tiered != was_tiered || tiered {
             self.maintenance.stop_topic(topic.id);
@@ -534,6 +538,10 @@ impl Broker {
             t.apply_configs(&self.config);
             if t.is_tiered(&self.config) != was {
                 self.after_topic_change(&t, was);
+            } else {
+                for p in &t.partitions {
+                    p.rolled.notify_waiters();
+                }
             }
         }
         Ok(())
