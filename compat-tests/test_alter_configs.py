@@ -328,8 +328,11 @@ def test_group_session_timeout(strata_factory, tmp_path):
     assert err.code() == KafkaError.INVALID_CONFIG
 
     incremental(b, ResourceType.GROUP, group, [("consumer.session.timeout.ms", "2000", SET)])
+    broker.stop()
+    broker.start()  # the group's config survives a restart
     c = describe(b, ConfigResource(ResourceType.GROUP, group))
     assert c["consumer.session.timeout.ms"].value == "2000"
+    assert c["consumer.session.timeout.ms"].source == 8  # DYNAMIC_GROUP_CONFIG
     assert c["consumer.heartbeat.interval.ms"].value == "500"
 
     script = tmp_path / "member.py"

@@ -231,13 +231,16 @@ fn dynamic_broker_kind(name: &str) -> Option<Kind> {
         .map(|p| p.kind)
 }
 
-/// Checks a topic's new configs as Kafka's `LogConfig.validate` does.
+/// Checks a topic's new configs as Kafka's `LogConfig.validate` does. Values the topic
+/// already had are not checked again: CreateTopics is more lenient (e.g. a `segment.bytes`
+/// below 1 MiB), and such a topic must still take other changes.
 fn validate_topic(
     topic: &Topic,
     broker: &Config,
     next: &BTreeMap<String, String>,
 ) -> Result<(), Failure> {
-    for (k, v) in next {
+    let before = topic.own_configs();
+    for (k, v) in next.iter().filter(|(k, v)| before.get(*k) != Some(*v)) {
         let kind = topic_kind(k).ok_or_else(|| {
             (
                 ResponseError::InvalidConfig,
@@ -700,5 +703,34 @@ mod tests {
         let text =
             std::fs::read_to_string(dir.path().join(".strata/topics/t.yaml")).expect("topic file");
         assert!(text.contains("max.message.bytes"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_value_create_topics_allowed_does_not_block_other_changes() {
+        let (_dir, broker) = crate::broker::test_broker();
+        let small = vec![("segment.bytes".to_string(), Some("4096".to_string()))];
+        broker
+            .create_topic("s", 1, 1, small, false)
+            .await
+            .expect("create");
+        broker
+            .alter_configs(
+                TOPIC,
+                "s",
+                Change::Incremental(vec![op("retention.ms", SET, Some("1000"))]),
+                false,
+            )
+            .await
+            .expect("an unrelated change");
+        let err = broker
+            .alter_configs(
+                TOPIC,
+                "s",
+                Change::Incremental(vec![op("segment.bytes", SET, Some("8192"))]),
+                false,
+            )
+            .await
+            .unwrap_err();
+        assert!(err.1.contains("segment.bytes"), "{}", err.1);
     }
 }
