@@ -182,6 +182,9 @@ def test_timestamp_type_and_remote_storage(strata):
         consumer.close()
 
     # archived by default (tier.store local): turning it off needs the delete flag
+    def archived():
+        return list((strata.data_dir / "tier").rglob(f"{topic}-*/topic.yaml"))
+    wait_until(lambda: archived(), 15, "the topic's metadata in the archive")
     err = refused(lambda: incremental(b, ResourceType.TOPIC, topic, [("remote.storage.enable", "false", SET)]))
     assert err.code() == KafkaError.INVALID_CONFIG
     assert "remote.log.delete.on.disable=true" in err.str()
@@ -189,8 +192,10 @@ def test_timestamp_type_and_remote_storage(strata):
                                                ("remote.log.delete.on.disable", "true", SET)])
     c = describe(b, ConfigResource(ResourceType.TOPIC, topic))
     assert c["remote.storage.enable"].value == "false"
+    assert archived() == []  # the archived data went with it
     incremental(b, ResourceType.TOPIC, topic, [("remote.storage.enable", "true", SET)])
     assert describe(b, ConfigResource(ResourceType.TOPIC, topic))["remote.storage.enable"].value == "true"
+    wait_until(lambda: archived(), 15, "the topic archived again")
 
 
 def segment_files(broker, topic: str) -> list:

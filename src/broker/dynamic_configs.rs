@@ -433,35 +433,34 @@ impl Broker {
         let (t, config, n) = (topic.clone(), self.config.clone(), next);
         blocking(move || t.set_configs(&config, n)).await?;
         tracing::info!(topic = name, configs = ?topic.own_configs(), "topic configs changed");
-        self.after_topic_change(&topic, was_tiered);
+        self.after_topic_change(&topic, was_tiered).await;
         Ok(())
     }
 
     /// Restarts a topic's loops when it moved into or out of the archive; re-records its
-    /// metadata in the archive so that a restore brings back the new configs.
-    fn after_topic_change(&self, topic: &Arc<Topic>, was_tiered: bool) {
-        // Retention (local or archived) looks again now rather than at its next interval.
-        for p in &topic.partitions {
-            p.rolled.notify_waiters();
-        }
+    /// metadata in the archive so that a restore brings back the new configs. Archiving
+    /// turned off (with `remote.log.delete.on.disable=true`) deletes the archived data before
+    /// answering, so that turning it on again cannot race with the deletion.
+    async fn after_topic_change(&self, topic: &Arc<Topic>, was_tiered: bool) {
         let tiered = topic.is_tiered(&self.config);
-        if tiered != was_tiered || tiered {
-            self.maintenance.stop_topic(topic.id);
-            super::maintenance::start_topic(self, topic);
-        }
         if was_tiered && !tiered {
-            // remote.log.delete.on.disable=true: the archived data goes.
+            self.maintenance.stop_topic(topic.id);
             for p in &topic.partitions {
                 p.clear_manifest();
             }
             if let Some(tier) = self.tier.clone() {
-                let (name, id) = (topic.name.clone(), topic.id);
-                tokio::spawn(async move {
-                    if let Err(e) = tier.delete_topic(&name, id).await {
-                        tracing::warn!(topic = %name, error = %e, "deleting the topic's archived objects failed");
-                    }
-                });
+                if let Err(e) = tier.delete_topic(&topic.name, topic.id).await {
+                    tracing::warn!(topic = %topic.name, error = %e, "deleting the topic's archived objects failed");
+                }
             }
+        }
+        if tiered || tiered != was_tiered {
+            self.maintenance.stop_topic(topic.id);
+            super::maintenance::start_topic(self, topic);
+        }
+        // Retention (local or archived) looks again now rather than at its next interval.
+        for p in &topic.partitions {
+            p.rolled.notify_waiters();
         }
     }
 
@@ -540,7 +539,7 @@ impl Broker {
         for (t, was) in tiered {
             t.apply_configs(&self.config);
             if t.is_tiered(&self.config) != was {
-                self.after_topic_change(&t, was);
+                self.after_topic_change(&t, was).await;
             } else {
                 for p in &t.partitions {
                     p.rolled.notify_waiters();
