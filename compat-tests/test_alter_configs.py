@@ -13,8 +13,8 @@
   with remote.log.delete.on.disable=true (Kafka's refusal otherwise).
 - test_broker_defaults_apply_and_survive_a_restart: the cluster-wide default (empty broker name)
   and this broker's own value change a topic without an override, with Kafka's sources and
-  synonym order; read-only broker configs are INVALID_REQUEST; after a restart every value and
-  source is the same.
+  synonym order; read-only broker configs are INVALID_REQUEST; after a kill -9 and a restart
+  every value and source is the same.
 - test_java_alter_configs: java/AlterConfigs.java, the Java Admin client's incrementalAlterConfigs()
   and describeConfigs(): the same operations, the cluster-wide default resource listing only what
   was set, all four synonyms of a topic config in Kafka's order, group configs as GROUP_CONFIG.
@@ -291,7 +291,7 @@ def test_broker_defaults_apply_and_survive_a_restart(strata_factory):
     code, message = incremental_raw(b, 4, "", [("log.retention.ms", "-9", SET)])
     assert code == KafkaError.INVALID_REQUEST and "log.retention.ms" in message
 
-    broker.stop()
+    broker.kill()  # kill -9: the changes were on disk before they were acknowledged
     broker.start()
     check()
 
