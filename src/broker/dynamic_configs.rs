@@ -223,11 +223,17 @@ fn topic_kind(name: &str) -> Option<Kind> {
 }
 
 /// Broker properties Kafka lets change at run time among those Strata knows: the defaults of
-/// topic configs (Kafka's `DynamicLogConfig`).
+/// topic configs (Kafka's `DynamicLogConfig`). Not Strata's own `remote.storage.enable`
+/// default (Kafka has none): flipping it would move every topic that follows it out of the
+/// archive at once, which per topic needs `remote.log.delete.on.disable`.
+pub fn is_dynamic(p: &config::Property) -> bool {
+    p.topic_config.is_some() && p.name != "remote.storage.enable"
+}
+
 fn dynamic_broker_kind(name: &str) -> Option<Kind> {
     KAFKA_PROPERTIES
         .iter()
-        .find(|p| p.name == name && p.topic_config.is_some())
+        .find(|p| p.name == name && is_dynamic(p))
         .map(|p| p.kind)
 }
 
@@ -649,6 +655,9 @@ mod tests {
         let mut next = BTreeMap::new();
         next.insert("log.retention.ms".to_string(), "1000".to_string());
         assert!(validate_broker(&next).is_ok());
+        next.insert("remote.storage.enable".to_string(), "false".to_string());
+        assert!(validate_broker(&next).is_err());
+        next.remove("remote.storage.enable");
         next.insert("num.partitions".to_string(), "3".to_string());
         let (code, msg) = validate_broker(&next).unwrap_err();
         assert_eq!(code, ResponseError::InvalidRequest);
