@@ -13,8 +13,8 @@
   with remote.log.delete.on.disable=true (Kafka's refusal otherwise).
 - test_broker_defaults_apply_and_survive_a_restart: the cluster-wide default (empty broker name)
   and this broker's own value change a topic without an override, with Kafka's sources and
-  synonym order; read-only broker configs are INVALID_REQUEST; after a restart every value and
-  source is the same.
+  synonym order; read-only broker configs are INVALID_REQUEST; after a kill -9 and a restart
+  every value and source is the same.
 - test_java_alter_configs: java/AlterConfigs.java, the Java Admin client's incrementalAlterConfigs()
   and describeConfigs(): the same operations, the cluster-wide default resource listing only what
   was set, all four synonyms of a topic config in Kafka's order, group configs as GROUP_CONFIG.
@@ -44,6 +44,12 @@ S = ConfigSource
 
 
 _ADMINS: dict[str, AdminClient] = {}
+
+
+@pytest.fixture(autouse=True)
+def _drop_admins():
+    yield
+    _ADMINS.clear()
 
 
 def admin(bootstrap: str) -> AdminClient:
@@ -138,6 +144,7 @@ def test_incremental_set_delete_append_subtract(strata):
     assert err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
 
 
+@pytest.mark.filterwarnings("ignore:alter_configs has been deprecated")  # the legacy API is the point here
 def test_alter_configs_replaces_the_whole_set(strata):
     b = strata.bootstrap
     topic = make_topic(b, "alter-legacy", {"retention.ms": "3600000", "segment.ms": "600000"})
@@ -175,6 +182,9 @@ def test_timestamp_type_and_remote_storage(strata):
         consumer.close()
 
     # archived by default (tier.store local): turning it off needs the delete flag
+    def archived():
+        return list((strata.data_dir / "tier").rglob(f"{topic}-*/topic.yaml"))
+    wait_until(lambda: archived(), 15, "the topic's metadata in the archive")
     err = refused(lambda: incremental(b, ResourceType.TOPIC, topic, [("remote.storage.enable", "false", SET)]))
     assert err.code() == KafkaError.INVALID_CONFIG
     assert "remote.log.delete.on.disable=true" in err.str()
@@ -182,8 +192,10 @@ def test_timestamp_type_and_remote_storage(strata):
                                                ("remote.log.delete.on.disable", "true", SET)])
     c = describe(b, ConfigResource(ResourceType.TOPIC, topic))
     assert c["remote.storage.enable"].value == "false"
+    assert archived() == []  # the archived data went with it
     incremental(b, ResourceType.TOPIC, topic, [("remote.storage.enable", "true", SET)])
     assert describe(b, ConfigResource(ResourceType.TOPIC, topic))["remote.storage.enable"].value == "true"
+    wait_until(lambda: archived(), 15, "the topic archived again")
 
 
 def segment_files(broker, topic: str) -> list:
@@ -279,7 +291,7 @@ def test_broker_defaults_apply_and_survive_a_restart(strata_factory):
     code, message = incremental_raw(b, 4, "", [("log.retention.ms", "-9", SET)])
     assert code == KafkaError.INVALID_REQUEST and "log.retention.ms" in message
 
-    broker.stop()
+    broker.kill()  # kill -9: the changes were on disk before they were acknowledged
     broker.start()
     check()
 
@@ -321,8 +333,11 @@ def test_group_session_timeout(strata_factory, tmp_path):
     assert err.code() == KafkaError.INVALID_CONFIG
 
     incremental(b, ResourceType.GROUP, group, [("consumer.session.timeout.ms", "2000", SET)])
+    broker.stop()
+    broker.start()  # the group's config survives a restart
     c = describe(b, ConfigResource(ResourceType.GROUP, group))
     assert c["consumer.session.timeout.ms"].value == "2000"
+    assert c["consumer.session.timeout.ms"].source == 8  # DYNAMIC_GROUP_CONFIG
     assert c["consumer.heartbeat.interval.ms"].value == "500"
 
     script = tmp_path / "member.py"
@@ -340,6 +355,7 @@ def test_group_session_timeout(strata_factory, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+        proc.stdout.close()
 
 
 def test_java_alter_configs(strata, java_classpath):  # noqa: F811

@@ -162,7 +162,7 @@ pub fn describe_broker(config: &Config) -> Vec<ConfigEntry> {
                 name: p.name.to_string(),
                 value: config.props.get(p.name),
                 source: synonyms[0].source,
-                read_only: p.topic_config.is_none(),
+                read_only: !super::dynamic_configs::is_dynamic(p),
                 config_type: config_type(p.name, p.kind),
                 synonyms,
             }

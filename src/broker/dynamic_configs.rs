@@ -223,21 +223,30 @@ fn topic_kind(name: &str) -> Option<Kind> {
 }
 
 /// Broker properties Kafka lets change at run time among those Strata knows: the defaults of
-/// topic configs (Kafka's `DynamicLogConfig`).
+/// topic configs (Kafka's `DynamicLogConfig`). Not Strata's own `remote.storage.enable`
+/// default (Kafka has none): flipping it would move every topic that follows it out of the
+/// archive at once, which per topic needs `remote.log.delete.on.disable`.
+pub fn is_dynamic(p: &config::Property) -> bool {
+    p.topic_config.is_some() && p.name != "remote.storage.enable"
+}
+
 fn dynamic_broker_kind(name: &str) -> Option<Kind> {
     KAFKA_PROPERTIES
         .iter()
-        .find(|p| p.name == name && p.topic_config.is_some())
+        .find(|p| p.name == name && is_dynamic(p))
         .map(|p| p.kind)
 }
 
-/// Checks a topic's new configs as Kafka's `LogConfig.validate` does.
+/// Checks a topic's new configs as Kafka's `LogConfig.validate` does. Values the topic
+/// already had are not checked again: CreateTopics is more lenient (e.g. a `segment.bytes`
+/// below 1 MiB), and such a topic must still take other changes.
 fn validate_topic(
     topic: &Topic,
     broker: &Config,
     next: &BTreeMap<String, String>,
 ) -> Result<(), Failure> {
-    for (k, v) in next {
+    let before = topic.own_configs();
+    for (k, v) in next.iter().filter(|(k, v)| before.get(*k) != Some(*v)) {
         let kind = topic_kind(k).ok_or_else(|| {
             (
                 ResponseError::InvalidConfig,
@@ -430,31 +439,34 @@ impl Broker {
         let (t, config, n) = (topic.clone(), self.config.clone(), next);
         blocking(move || t.set_configs(&config, n)).await?;
         tracing::info!(topic = name, configs = ?topic.own_configs(), "topic configs changed");
-        self.after_topic_change(&topic, was_tiered);
+        self.after_topic_change(&topic, was_tiered).await;
         Ok(())
     }
 
     /// Restarts a topic's loops when it moved into or out of the archive; re-records its
-    /// metadata in the archive so that a restore brings back the new configs.
-    fn after_topic_change(&self, topic: &Arc<Topic>, was_tiered: bool) {
+    /// metadata in the archive so that a restore brings back the new configs. Archiving
+    /// turned off (with `remote.log.delete.on.disable=true`) deletes the archived data before
+    /// answering, so that turning it on again cannot race with the deletion.
+    async fn after_topic_change(&self, topic: &Arc<Topic>, was_tiered: bool) {
         let tiered = topic.is_tiered(&self.config);
-        if tiered != was_tiered || tiered {
-            self.maintenance.stop_topic(topic.id);
-            super::maintenance::start_topic(self, topic);
-        }
         if was_tiered && !tiered {
-            // remote.log.delete.on.disable=true: the archived data goes.
+            self.maintenance.stop_topic(topic.id);
             for p in &topic.partitions {
                 p.clear_manifest();
             }
             if let Some(tier) = self.tier.clone() {
-                let (name, id) = (topic.name.clone(), topic.id);
-                tokio::spawn(async move {
-                    if let Err(e) = tier.delete_topic(&name, id).await {
-                        tracing::warn!(topic = %name, error = %e, "deleting the topic's archived objects failed");
-                    }
-                });
+                if let Err(e) = tier.delete_topic(&topic.name, topic.id).await {
+                    tracing::warn!(topic = %topic.name, error = %e, "deleting the topic's archived objects failed");
+                }
             }
+        }
+        if tiered || tiered != was_tiered {
+            self.maintenance.stop_topic(topic.id);
+            super::maintenance::start_topic(self, topic);
+        }
+        // Retention (local or archived) looks again now rather than at its next interval.
+        for p in &topic.partitions {
+            p.rolled.notify_waiters();
         }
     }
 
@@ -533,7 +545,11 @@ impl Broker {
         for (t, was) in tiered {
             t.apply_configs(&self.config);
             if t.is_tiered(&self.config) != was {
-                self.after_topic_change(&t, was);
+                self.after_topic_change(&t, was).await;
+            } else {
+                for p in &t.partitions {
+                    p.rolled.notify_waiters();
+                }
             }
         }
         Ok(())
@@ -639,6 +655,9 @@ mod tests {
         let mut next = BTreeMap::new();
         next.insert("log.retention.ms".to_string(), "1000".to_string());
         assert!(validate_broker(&next).is_ok());
+        next.insert("remote.storage.enable".to_string(), "false".to_string());
+        assert!(validate_broker(&next).is_err());
+        next.remove("remote.storage.enable");
         next.insert("num.partitions".to_string(), "3".to_string());
         let (code, msg) = validate_broker(&next).unwrap_err();
         assert_eq!(code, ResponseError::InvalidRequest);
@@ -692,5 +711,34 @@ mod tests {
         let text =
             std::fs::read_to_string(dir.path().join(".strata/topics/t.yaml")).expect("topic file");
         assert!(text.contains("max.message.bytes"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_value_create_topics_allowed_does_not_block_other_changes() {
+        let (_dir, broker) = crate::broker::test_broker();
+        let small = vec![("segment.bytes".to_string(), Some("4096".to_string()))];
+        broker
+            .create_topic("s", 1, 1, small, false)
+            .await
+            .expect("create");
+        broker
+            .alter_configs(
+                TOPIC,
+                "s",
+                Change::Incremental(vec![op("retention.ms", SET, Some("1000"))]),
+                false,
+            )
+            .await
+            .expect("an unrelated change");
+        let err = broker
+            .alter_configs(
+                TOPIC,
+                "s",
+                Change::Incremental(vec![op("segment.bytes", SET, Some("8192"))]),
+                false,
+            )
+            .await
+            .unwrap_err();
+        assert!(err.1.contains("segment.bytes"), "{}", err.1);
     }
 }
