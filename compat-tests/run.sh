@@ -79,4 +79,4 @@ done
 if [ "$has_path" -eq 0 ]; then
     set -- "$@" "$HERE"
 fi
-exec "$VENV/bin/pytest" -c "$HERE/pytest.ini" --rootdir "$HERE" -v "$@"
+exec "$VENV/bin/pytest" -c "$HERE/pytest.ini" --rootdir "$HERE" -v --durations=25 "$@"
