@@ -3,6 +3,10 @@
 `--expect` messages in this run, or `--timeout` seconds pass, then stops.
 
     python word_counts.py BOOTSTRAP STATE_DIR --expect N [--produce N] [--timeout S]
+                          [--guarantee at-least-once|exactly-once]
+
+With exactly-once, each checkpoint is one Kafka transaction: the output records, the
+changelog records and the input offsets (TxnOffsetCommit) commit or abort together.
 """
 
 import argparse
@@ -17,10 +21,12 @@ parser.add_argument("state_dir")
 parser.add_argument("--expect", type=int, required=True)
 parser.add_argument("--produce", type=int, default=0)
 parser.add_argument("--timeout", type=float, default=60)
+parser.add_argument("--guarantee", default="at-least-once", choices=["at-least-once", "exactly-once"])
 args = parser.parse_args()
 
 app = Application(broker_address=args.bootstrap, consumer_group="quix-counts", auto_offset_reset="earliest",
-                  state_dir=args.state_dir, commit_interval=0.5, loglevel="WARNING")
+                  state_dir=args.state_dir, commit_interval=0.5, loglevel="WARNING",
+                  processing_guarantee=args.guarantee)
 words = app.topic("quix-words", value_deserializer="json")
 counts = app.topic("quix-counts", value_serializer="json")
 
