@@ -214,7 +214,14 @@ impl GroupCoordinator {
     ) -> Result<(), ResponseError> {
         let groups = self.lock();
         match groups.get(group_id) {
-            Some(group) => group.check_commit(generation, member_id, instance_id, None),
+            // Kafka answers a stale member epoch with ILLEGAL_GENERATION here, the error
+            // producers treat as "the group moved on" (abortable, not fatal).
+            Some(group) => group
+                .check_commit(generation, member_id, instance_id, None)
+                .map_err(|e| match e {
+                    ResponseError::StaleMemberEpoch => ResponseError::IllegalGeneration,
+                    e => e,
+                }),
             None if generation < 0 => Ok(()),
             None => Err(ResponseError::IllegalGeneration),
         }

@@ -509,7 +509,7 @@ mod consumer_protocol {
         assert_eq!(c.check_txn_member(GROUP, -1, "", None), Ok(()));
         assert_eq!(
             c.check_txn_member(GROUP, epoch - 1, "a", None),
-            Err(ResponseError::StaleMemberEpoch)
+            Err(ResponseError::IllegalGeneration)
         );
         assert_eq!(c.check_txn_member(GROUP, epoch, "a", None), Ok(()));
         assert_eq!(c.delete(GROUP).await, Err(ResponseError::NonEmptyGroup));
