@@ -10,7 +10,9 @@ connectors through the herder, as a REST PUT would. Jars: connect/install.sh.
   out. The worker is stopped, lines are appended, the worker is started again with no
   connector given: the connectors come back from the config topic, the source goes on
   from its stored offset and the sink from its group's committed offset, so the sink file
-  holds every line exactly once.
+  holds every line exactly once. Run with the worker's default source delivery and with
+  exactly-once source support (KIP-618: transactional source tasks, their producers fenced
+  through the admin API, the config topic written transactionally by the leader).
 """
 
 from __future__ import annotations
@@ -124,7 +126,9 @@ def check_worker_log(path: pathlib.Path) -> None:
     assert not errors, errors
 
 
-def test_connect_file_source_to_file_sink_survives_a_worker_restart(strata, connect_classpath, tmp_path):
+@pytest.mark.parametrize("source_guarantee", ["at-least-once", "exactly-once"])
+def test_connect_file_source_to_file_sink_survives_a_worker_restart(strata, connect_classpath, tmp_path,
+                                                                    source_guarantee):
     run = uuid.uuid4().hex[:8]
     topics = {"config": f"connect-configs-{run}", "offset": f"connect-offsets-{run}", "status": f"connect-status-{run}"}
     source_file, sink_file, data_topic = tmp_path / "in.txt", tmp_path / "out.txt", f"lines-{run}"
@@ -138,6 +142,9 @@ def test_connect_file_source_to_file_sink_survives_a_worker_restart(strata, conn
         "offset.storage.partitions": "5",
         "offset.flush.interval.ms": "500",
         "plugin.discovery": "service_load",
+        # KIP-618: source records and their offsets written in one transaction per batch,
+        # the task's producer fenced (FenceProducers) whenever the task moves
+        **({"exactly.once.source.support": "enabled"} if source_guarantee == "exactly-once" else {}),
     })
     source = write_props(tmp_path / "source.properties", {
         "name": "file-source",
