@@ -51,7 +51,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 
 # ---------------------------------------------------------------- other clients' installers
-for installer in "$HERE/js/install.sh" "$HERE/java/install.sh" "$HERE/quix/install.sh"; do
+for installer in "$HERE/js/install.sh" "$HERE/java/install.sh" "$HERE/connect/install.sh" "$HERE/quix/install.sh"; do
     if [ -f "$installer" ]; then
         step "${installer#"$ROOT"/}"
         PYTHON="$PYTHON" bash "$installer"

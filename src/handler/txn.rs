@@ -191,16 +191,13 @@ pub async fn txn_offset_commit(
         })
         .collect();
     // v3+ names the member (KIP-447): a zombie of an old generation must not commit.
-    let member_check = if ctx.version >= 3 && req.generation_id >= 0 {
-        ctx.broker.groups.check_txn_member(
-            req.group_id.0.as_str(),
-            req.generation_id,
-            req.member_id.as_str(),
-            req.group_instance_id.as_deref(),
-        )
-    } else {
-        Ok(())
-    };
+    // Older versions carry no member (generation -1, empty member id), which passes.
+    let member_check = ctx.broker.groups.check_txn_member(
+        req.group_id.0.as_str(),
+        req.generation_id,
+        req.member_id.as_str(),
+        req.group_instance_id.as_deref(),
+    );
     let r = match member_check {
         Ok(()) => {
             ctx.broker

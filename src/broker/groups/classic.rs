@@ -179,7 +179,15 @@ impl Group {
             tracing::info!(group = %self.id, member = %id, "session expired");
             self.remove_member(&id);
         }
+        self.pending.retain(|_, until| now < *until);
         self.maybe_complete_join(now);
+    }
+
+    /// A sign of life from a member other than a heartbeat (an offset commit).
+    pub(super) fn touch(&mut self, id: &str) {
+        if let Some(m) = self.members.get_mut(id) {
+            m.last_heartbeat = Instant::now();
+        }
     }
 
     pub(super) fn remove_member(&mut self, id: &str) {
@@ -358,13 +366,14 @@ impl GroupCoordinator {
             } else if req.member_id.is_empty() {
                 let id = format!("{}-{}", req.client_id, uuid::Uuid::new_v4());
                 if req.require_known_member_id {
-                    group.pending.insert(id.clone());
+                    let session = Duration::from_millis(req.session_timeout_ms as u64);
+                    group.pending.insert(id.clone(), Instant::now() + session);
                     return JoinResult::error(ResponseError::MemberIdRequired, &id);
                 }
                 member_id = id;
             } else {
                 if !group.members.contains_key(&req.member_id)
-                    && !group.pending.remove(&req.member_id)
+                    && group.pending.remove(&req.member_id).is_none()
                 {
                     return JoinResult::error(ResponseError::UnknownMemberId, &req.member_id);
                 }

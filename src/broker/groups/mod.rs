@@ -88,8 +88,9 @@ pub struct Group {
     pub protocol: Option<String>,
     pub leader: Option<String>,
     pub members: BTreeMap<String, Member>,
-    /// Ids handed out with MEMBER_ID_REQUIRED, not yet joined.
-    pending: HashSet<String>,
+    /// Ids handed out with MEMBER_ID_REQUIRED, not yet joined, with when they are
+    /// forgotten (a session timeout later, as Kafka drops a pending member).
+    pending: HashMap<String, Instant>,
     /// Members that have joined during the current PreparingRebalance.
     joined: HashSet<String>,
     /// When the current join phase ends whether or not everyone rejoined.
@@ -115,7 +116,7 @@ impl Group {
             protocol: None,
             leader: None,
             members: BTreeMap::new(),
-            pending: HashSet::new(),
+            pending: HashMap::new(),
             joined: HashSet::new(),
             deadline: None,
             offsets: BTreeMap::new(),

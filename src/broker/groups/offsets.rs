@@ -41,6 +41,69 @@ pub(super) struct OffsetsFile {
 }
 
 impl Group {
+    /// Kafka's `validateOffsetCommit` for both protocols; `version` is the OffsetCommit
+    /// version, `None` for a TxnOffsetCommit.
+    pub(super) fn check_commit(
+        &self,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        version: Option<i16>,
+    ) -> Result<(), ResponseError> {
+        let transactional = version.is_none();
+        if self.kind == GroupKind::Consumer {
+            if generation < 0 && self.consumer.members.is_empty() {
+                return Ok(());
+            }
+            if transactional && generation == -1 && member_id.is_empty() && instance_id.is_none() {
+                return Ok(());
+            }
+            let m = self
+                .consumer
+                .members
+                .get(member_id)
+                .ok_or(ResponseError::UnknownMemberId)?;
+            if version.is_some_and(|v| v < 9) {
+                // KIP-848 members commit with OffsetCommit v9 and their member epoch.
+                return Err(ResponseError::UnsupportedVersion);
+            }
+            if generation != m.epoch {
+                return Err(ResponseError::StaleMemberEpoch);
+            }
+            return Ok(());
+        }
+        if generation < 0 && self.state == GroupState::Empty {
+            // Simple consumers (assign()) and admin clients commit to an empty group.
+            return Ok(());
+        }
+        if generation >= 0 || !member_id.is_empty() || instance_id.is_some() {
+            if let Some(instance) = instance_id {
+                match self.static_member(instance) {
+                    None => return Err(ResponseError::UnknownMemberId),
+                    Some(holder) if holder != member_id => {
+                        return Err(ResponseError::FencedInstanceId)
+                    }
+                    Some(_) => {}
+                }
+            }
+            if !self.members.contains_key(member_id) {
+                return Err(ResponseError::UnknownMemberId);
+            }
+            if generation != self.generation {
+                return Err(ResponseError::IllegalGeneration);
+            }
+        } else if !transactional && self.state != GroupState::Empty {
+            return Err(ResponseError::UnknownMemberId);
+        }
+        if !transactional && self.state == GroupState::CompletingRebalance {
+            // The member knows its new generation from the JoinGroup but not yet its
+            // assignment: Kafka asks it to finish the rebalance first. A commit while
+            // preparing a rebalance (an eager consumer's, in its revoke callback) is kept.
+            return Err(ResponseError::RebalanceInProgress);
+        }
+        Ok(())
+    }
+
     fn store(&mut self, offsets: Vec<(String, i32, CommittedOffset)>) {
         for (topic, partition, committed) in offsets {
             self.offsets
@@ -77,7 +140,8 @@ impl Group {
 impl GroupCoordinator {
     /// Commits offsets. A member of an active group must name its current generation (or,
     /// in a consumer-protocol group, its member epoch); an empty group accepts commits from
-    /// anyone (simple consumers with assign(), admin clients).
+    /// anyone (simple consumers with assign(), admin clients). Checked as Kafka's
+    /// `validateOffsetCommit` checks them.
     pub async fn commit(
         &self,
         group_id: &str,
@@ -92,41 +156,28 @@ impl GroupCoordinator {
         }
         {
             let mut groups = self.lock();
-            let group = groups
-                .entry(group_id.to_string())
-                .or_insert_with(|| Group::new(group_id));
-            if group.kind == GroupKind::Consumer && !group.consumer.members.is_empty() {
-                let m = group
-                    .consumer
-                    .members
-                    .get(member_id)
-                    .ok_or(ResponseError::UnknownMemberId)?;
-                if version < 9 {
-                    // KIP-848 members commit with OffsetCommit v9 and their member epoch.
-                    return Err(ResponseError::UnsupportedVersion);
+            if !groups.contains_key(group_id) {
+                if generation >= 0 {
+                    // A member of a group that no longer exists (deleted, or forgotten by
+                    // a restart): Kafka's answer makes the client rejoin.
+                    return Err(if version >= 9 {
+                        ResponseError::GroupIdNotFound
+                    } else {
+                        ResponseError::IllegalGeneration
+                    });
                 }
-                if generation > m.epoch {
-                    return Err(ResponseError::FencedMemberEpoch);
-                }
-                if generation < m.epoch {
-                    return Err(ResponseError::StaleMemberEpoch);
-                }
-            } else if generation >= 0 || !member_id.is_empty() {
-                group.check_instance(member_id, instance_id)?;
-                if !group.members.contains_key(member_id) {
-                    if group.state != GroupState::Empty || generation >= 0 {
-                        return Err(ResponseError::UnknownMemberId);
-                    }
-                } else if generation != group.generation {
-                    return Err(ResponseError::IllegalGeneration);
-                } else if group.state == GroupState::CompletingRebalance {
-                    // As Kafka: commits made while preparing a rebalance (an eager
-                    // consumer's commit in its revoke callback) are kept; only between the
-                    // join and the sync is the assignment too uncertain to commit against.
-                    return Err(ResponseError::RebalanceInProgress);
-                }
-            } else if !group.is_empty() {
-                return Err(ResponseError::UnknownMemberId);
+                groups.insert(group_id.to_string(), Group::new(group_id));
+            }
+            let Some(group) = groups.get_mut(group_id) else {
+                return Err(ResponseError::CoordinatorNotAvailable);
+            };
+            group.check_commit(generation, member_id, instance_id, Some(version))?;
+            // A classic member's commit keeps its session alive, as a heartbeat would.
+            if matches!(
+                group.state,
+                GroupState::Stable | GroupState::PreparingRebalance
+            ) {
+                group.touch(member_id);
             }
             group.store(offsets);
         }
@@ -150,8 +201,10 @@ impl GroupCoordinator {
         self.persist(group_id).await
     }
 
-    /// TxnOffsetCommit v3+ (KIP-447): the committing member must be current, so a zombie
-    /// of an older generation cannot commit through its transaction.
+    /// TxnOffsetCommit: the member it names, if any (v3+, KIP-447), must be current, so a
+    /// zombie of an older generation cannot commit through its transaction. Without a
+    /// member (older versions, or `sendOffsetsToTransaction` with a bare group id) the
+    /// producer's transaction alone is checked.
     pub fn check_txn_member(
         &self,
         group_id: &str,
@@ -160,29 +213,18 @@ impl GroupCoordinator {
         instance_id: Option<&str>,
     ) -> Result<(), ResponseError> {
         let groups = self.lock();
-        let Some(group) = groups.get(group_id) else {
-            return Err(ResponseError::UnknownMemberId);
-        };
-        if group.kind == GroupKind::Consumer {
-            let m = group
-                .consumer
-                .members
-                .get(member_id)
-                .ok_or(ResponseError::UnknownMemberId)?;
-            return if m.epoch == generation {
-                Ok(())
-            } else {
-                Err(ResponseError::IllegalGeneration)
-            };
+        match groups.get(group_id) {
+            // Kafka answers a stale member epoch with ILLEGAL_GENERATION here, the error
+            // producers treat as "the group moved on" (abortable, not fatal).
+            Some(group) => group
+                .check_commit(generation, member_id, instance_id, None)
+                .map_err(|e| match e {
+                    ResponseError::StaleMemberEpoch => ResponseError::IllegalGeneration,
+                    e => e,
+                }),
+            None if generation < 0 => Ok(()),
+            None => Err(ResponseError::IllegalGeneration),
         }
-        group.check_instance(member_id, instance_id)?;
-        if !group.members.contains_key(member_id) {
-            return Err(ResponseError::UnknownMemberId);
-        }
-        if group.generation != generation {
-            return Err(ResponseError::IllegalGeneration);
-        }
-        Ok(())
     }
 
     /// OffsetFetch v9 from a consumer-protocol member names its member epoch; anyone else
@@ -211,10 +253,10 @@ impl GroupCoordinator {
             .members
             .get(member_id)
             .ok_or(ResponseError::UnknownMemberId)?;
-        match epoch.cmp(&m.epoch) {
-            std::cmp::Ordering::Greater => Err(ResponseError::FencedMemberEpoch),
-            std::cmp::Ordering::Less => Err(ResponseError::StaleMemberEpoch),
-            std::cmp::Ordering::Equal => Ok(()),
+        if epoch == m.epoch {
+            Ok(())
+        } else {
+            Err(ResponseError::StaleMemberEpoch)
         }
     }
 

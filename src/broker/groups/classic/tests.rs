@@ -268,3 +268,260 @@ async fn a_commit_from_a_stale_generation_is_refused() {
         Some(GroupState::Empty)
     );
 }
+
+// Offset commits and dead members, checked as Kafka's GroupCoordinator checks them.
+
+#[tokio::test]
+async fn a_commit_to_a_group_that_does_not_exist_needs_generation_minus_one() {
+    let (_dir, c) = open();
+    assert_eq!(
+        c.commit(GROUP, 3, "m", None, 8, offset(1)).await,
+        Err(ResponseError::IllegalGeneration)
+    );
+    assert_eq!(
+        c.commit(GROUP, 3, "m", None, 9, offset(1)).await,
+        Err(ResponseError::GroupIdNotFound)
+    );
+    assert!(c.describe(GROUP, |_| ()).is_none(), "no group was created");
+    assert_eq!(
+        c.check_txn_member(GROUP, 3, "m", None),
+        Err(ResponseError::IllegalGeneration)
+    );
+    assert_eq!(c.check_txn_member(GROUP, -1, "", None), Ok(()));
+    // A simple consumer (assign()) or an admin client creates it.
+    assert_eq!(c.commit(GROUP, -1, "", None, 8, offset(1)).await, Ok(()));
+    assert_eq!(state(&c), GroupState::Empty);
+    // An empty group takes generation -1 commits whatever the member id.
+    assert_eq!(c.commit(GROUP, -1, "x", None, 8, offset(2)).await, Ok(()));
+    assert_eq!(
+        c.commit(GROUP, -1, "x", Some("i"), 8, offset(2)).await,
+        Ok(())
+    );
+    assert_eq!(
+        c.commit(GROUP, 0, "x", None, 8, offset(3)).await,
+        Err(ResponseError::UnknownMemberId)
+    );
+    assert_eq!(c.fetch_offsets(GROUP)["t"][&0].offset, 2);
+}
+
+#[tokio::test]
+async fn commits_to_an_active_group_must_come_from_a_current_member() {
+    let (_dir, c) = open();
+    let (a, generation) = stable_single(&c, Some("i1"), 10_000).await;
+    for (gen, member, instance, want) in [
+        (-1, "", None, ResponseError::UnknownMemberId),
+        (generation, "nobody", None, ResponseError::UnknownMemberId),
+        (
+            generation + 1,
+            a.as_str(),
+            None,
+            ResponseError::IllegalGeneration,
+        ),
+        (
+            generation - 1,
+            a.as_str(),
+            None,
+            ResponseError::IllegalGeneration,
+        ),
+        (
+            generation,
+            "nobody",
+            Some("i1"),
+            ResponseError::FencedInstanceId,
+        ),
+        (
+            generation,
+            a.as_str(),
+            Some("i2"),
+            ResponseError::UnknownMemberId,
+        ),
+    ] {
+        assert_eq!(
+            c.commit(GROUP, gen, member, instance, 8, offset(1)).await,
+            Err(want),
+            "OffsetCommit generation {gen} member {member} instance {instance:?}"
+        );
+    }
+    assert_eq!(
+        c.commit(GROUP, generation, &a, Some("i1"), 8, offset(1))
+            .await,
+        Ok(())
+    );
+    // TxnOffsetCommit: a named member is checked the same way; no member at all (older
+    // versions, a bare group id) leaves it to the transaction.
+    assert_eq!(c.check_txn_member(GROUP, -1, "", None), Ok(()));
+    assert_eq!(
+        c.check_txn_member(GROUP, generation, "nobody", None),
+        Err(ResponseError::UnknownMemberId)
+    );
+    assert_eq!(
+        c.check_txn_member(GROUP, generation - 1, &a, None),
+        Err(ResponseError::IllegalGeneration)
+    );
+    assert_eq!(c.check_txn_member(GROUP, generation, &a, None), Ok(()));
+    // The member leaves: its commits are refused, the empty group takes anonymous ones.
+    assert_eq!(c.leave(GROUP, &[(a.clone(), None)]), vec![Ok(())]);
+    assert_eq!(
+        c.commit(GROUP, generation, &a, None, 8, offset(2)).await,
+        Err(ResponseError::UnknownMemberId)
+    );
+    assert_eq!(
+        c.check_txn_member(GROUP, generation, &a, None),
+        Err(ResponseError::UnknownMemberId)
+    );
+    assert_eq!(c.commit(GROUP, -1, "", None, 8, offset(3)).await, Ok(()));
+}
+
+#[tokio::test]
+async fn a_commit_between_join_and_sync_is_asked_to_finish_the_rebalance() {
+    let (_dir, c) = open();
+    let joined = soon(c.join(join_req("", None, 10_000))).await;
+    assert_eq!(state(&c), GroupState::CompletingRebalance);
+    let (id, generation) = (joined.member_id, joined.generation);
+    assert_eq!(
+        c.commit(GROUP, generation, &id, None, 8, offset(1)).await,
+        Err(ResponseError::RebalanceInProgress)
+    );
+    // A transactional commit is not held up (Kafka checks only its member).
+    assert_eq!(c.check_txn_member(GROUP, generation, &id, None), Ok(()));
+}
+
+#[tokio::test]
+async fn a_commit_keeps_a_members_session_alive() {
+    let (_dir, c) = open();
+    let (a, generation) = stable_single(&c, None, 200).await;
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        c.commit(GROUP, generation, &a, None, 8, offset(1)).await,
+        Ok(())
+    );
+    c.expire(Instant::now() + Duration::from_millis(100)).await;
+    assert_eq!(state(&c), GroupState::Stable);
+}
+
+#[tokio::test]
+async fn a_member_that_joined_but_never_synced_expires_and_the_group_can_be_deleted() {
+    let (_dir, c) = open();
+    let joined = soon(c.join(join_req("", Some("static"), 100))).await;
+    assert_eq!(joined.error, None);
+    assert_eq!(state(&c), GroupState::CompletingRebalance);
+    c.expire(Instant::now() + Duration::from_millis(50)).await;
+    assert_eq!(
+        state(&c),
+        GroupState::CompletingRebalance,
+        "still in session"
+    );
+    assert_eq!(c.delete(GROUP).await, Err(ResponseError::NonEmptyGroup));
+    c.expire(Instant::now() + Duration::from_millis(150)).await;
+    assert_eq!(state(&c), GroupState::Empty);
+    assert_eq!(c.delete(GROUP).await, Ok(()));
+}
+
+#[tokio::test]
+async fn members_that_die_during_a_rebalance_leave_an_empty_deletable_group() {
+    let (_dir, c) = open();
+    let c = std::sync::Arc::new(c);
+    let (_a, _) = stable_single(&c, None, 100).await;
+    // b's JoinGroup waits for a to rejoin; then both clients die (the parked join is
+    // abandoned, a never rejoins and nobody heartbeats).
+    let parked = tokio::spawn({
+        let c = c.clone();
+        async move { c.join(join_req("", None, 100)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(state(&c), GroupState::PreparingRebalance);
+    parked.abort();
+    // a's session ends: the join phase completes with b, whose session starts then.
+    c.expire(Instant::now() + Duration::from_millis(150)).await;
+    assert_ne!(state(&c), GroupState::Stable);
+    c.expire(Instant::now() + Duration::from_millis(300)).await;
+    assert_eq!(state(&c), GroupState::Empty);
+    assert_eq!(c.delete(GROUP).await, Ok(()));
+}
+
+#[tokio::test]
+async fn a_member_id_handed_out_but_never_used_is_forgotten_after_a_session() {
+    let (_dir, c) = open();
+    let mut req = join_req("", None, 100);
+    req.require_known_member_id = true;
+    let first = soon(c.join(req)).await;
+    assert_eq!(first.error, Some(ResponseError::MemberIdRequired));
+    c.expire(Instant::now() + Duration::from_millis(150)).await;
+    let late = soon(c.join(join_req(&first.member_id, None, 100))).await;
+    assert_eq!(late.error, Some(ResponseError::UnknownMemberId));
+}
+
+mod consumer_protocol {
+    use super::super::super::consumer::{Heartbeat, Metadata, Partitions, TopicMeta};
+    use super::*;
+
+    fn meta() -> Metadata {
+        [(
+            "t".to_string(),
+            TopicMeta {
+                id: uuid::Uuid::new_v4(),
+                partitions: 2,
+            },
+        )]
+        .into()
+    }
+
+    fn join(id: &str) -> Heartbeat {
+        Heartbeat {
+            version: 1,
+            member_id: id.into(),
+            member_epoch: 0,
+            instance_id: None,
+            rack_id: None,
+            rebalance_timeout_ms: 30_000,
+            topics: Some(vec!["t".into()]),
+            regex: None,
+            assignor: None,
+            owned: Some(Partitions::new()),
+            client_id: "c".into(),
+            client_host: "h".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn commits_name_the_current_member_epoch_and_dead_members_expire() {
+        let (_dir, c) = open();
+        let m = meta();
+        let reply = c.consumer_heartbeat(GROUP, join("a"), &m).expect("joined");
+        let epoch = reply.epoch;
+        for (e, member, version, want) in [
+            (epoch - 1, "a", 9, ResponseError::StaleMemberEpoch),
+            (epoch + 1, "a", 9, ResponseError::StaleMemberEpoch),
+            (epoch, "nobody", 9, ResponseError::UnknownMemberId),
+            (-1, "", 9, ResponseError::UnknownMemberId),
+            (epoch, "a", 8, ResponseError::UnsupportedVersion),
+        ] {
+            assert_eq!(
+                c.commit(GROUP, e, member, None, version, offset(1)).await,
+                Err(want),
+                "epoch {e} member {member} v{version}"
+            );
+        }
+        assert_eq!(
+            c.commit(GROUP, epoch, "a", None, 9, offset(1)).await,
+            Ok(())
+        );
+        assert_eq!(c.check_txn_member(GROUP, -1, "", None), Ok(()));
+        assert_eq!(
+            c.check_txn_member(GROUP, epoch - 1, "a", None),
+            Err(ResponseError::IllegalGeneration)
+        );
+        assert_eq!(c.check_txn_member(GROUP, epoch, "a", None), Ok(()));
+        assert_eq!(c.delete(GROUP).await, Err(ResponseError::NonEmptyGroup));
+        // The member stops heartbeating: gone after the session timeout, the group empty.
+        c.expire(Instant::now() + settings().consumer_session_timeout + Duration::from_millis(10))
+            .await;
+        assert_eq!(c.describe(GROUP, |g| g.state_name()), Some("Empty"));
+        assert_eq!(
+            c.commit(GROUP, epoch, "a", None, 9, offset(2)).await,
+            Err(ResponseError::UnknownMemberId)
+        );
+        assert_eq!(c.commit(GROUP, -1, "", None, 9, offset(3)).await, Ok(()));
+        assert_eq!(c.delete(GROUP).await, Ok(()));
+    }
+}
