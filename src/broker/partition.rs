@@ -34,6 +34,8 @@ pub const ROLLED_SEGMENT_SYNC_DELAY: Duration = Duration::from_secs(30);
 pub struct AppendRules {
     pub max_message_bytes: usize,
     pub log_append_time: bool,
+    /// `cleanup.policy` includes `compact`: every record needs a key (INVALID_RECORD).
+    pub compact: bool,
 }
 
 /// Where an accepted batch landed.
@@ -238,6 +240,14 @@ impl Partition {
         *self.manifest.lock().unwrap_or_else(|p| p.into_inner()) = Some(manifest);
     }
 
+    /// Runs `f` on the log and the producers under the partition lock (the cleaner's
+    /// snapshot of the log, and its swap).
+    pub(super) fn with_log<R>(&self, f: impl FnOnce(&mut Log, &ProducerStates) -> R) -> R {
+        let mut state = self.state();
+        let State { log, producers } = &mut *state;
+        f(log, producers)
+    }
+
     /// Closed local segments, oldest first.
     pub fn closed_segments(&self) -> Vec<ClosedSegment> {
         self.state().log.closed_segments()
@@ -430,6 +440,15 @@ impl Partition {
                 return Err(ResponseError::MessageTooLarge);
             }
             if b.is_control() {
+                return Err(ResponseError::InvalidRecord);
+            }
+            // A stored batch may span more offsets than it has records (the cleaner's), a
+            // produced one may not.
+            if b.record_count() > 0 && b.record_count() - 1 != b.last_offset_delta() {
+                return Err(ResponseError::CorruptMessage);
+            }
+            if rules.compact && !super::compaction::all_records_keyed(&b) {
+                tracing::debug!(topic = %self.topic, partition = self.index, "Compacted topic cannot accept message without key");
                 return Err(ResponseError::InvalidRecord);
             }
             batches.push(b);

@@ -63,6 +63,29 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a `cleanup.policy` value (a comma-separated list) names `policy`.
+pub fn policy_has(value: &str, policy: &str) -> bool {
+    value.split(',').any(|p| p.trim() == policy)
+}
+
+/// Kafka refuses archiving for compacted topics (`remote.storage.enable=true` with a
+/// `cleanup.policy` other than `delete`) with this message.
+pub fn check_remote_storage_policy(
+    configs: &BTreeMap<String, String>,
+    default_policy: &str,
+) -> Result<(), String> {
+    let remote = configs.get("remote.storage.enable").map(String::as_str) == Some("true");
+    let policy = configs
+        .get("cleanup.policy")
+        .map(String::as_str)
+        .unwrap_or(default_policy);
+    let only_delete = policy.trim().is_empty() || policy.trim() == "delete";
+    if remote && !only_delete {
+        return Err("Remote log storage only supports topics with cleanup.policy=delete or cleanup.policy being an empty list.".into());
+    }
+    Ok(())
+}
+
 pub fn validate_configs(
     configs: Vec<(String, Option<String>)>,
 ) -> Result<BTreeMap<String, String>, String> {
@@ -108,6 +131,7 @@ impl Topic {
             rules: AppendRules {
                 max_message_bytes: 0,
                 log_append_time: false,
+                compact: false,
             },
             start_offsets: Vec::new(),
         }
@@ -142,9 +166,21 @@ impl Topic {
         out
     }
 
-    /// Whether closed segments of this topic go to the archive.
+    /// Whether `cleanup.policy` includes `compact` (read anew each time: it may change).
+    pub fn is_compacted(&self, broker: &Config) -> bool {
+        policy_has(&self.config_value(broker, "cleanup.policy"), "compact")
+    }
+
+    /// Whether `cleanup.policy` includes `delete` (time and size retention apply).
+    pub fn is_deleting(&self, broker: &Config) -> bool {
+        policy_has(&self.config_value(broker, "cleanup.policy"), "delete")
+    }
+
+    /// Whether closed segments of this topic go to the archive. Compacted topics never do,
+    /// as in Kafka.
     pub fn is_tiered(&self, broker: &Config) -> bool {
-        broker.tier.store != crate::config::TierStore::None
+        !self.is_compacted(broker)
+            && broker.tier.store != crate::config::TierStore::None
             && broker.props.bool("remote.log.storage.system.enable")
             && self.config_value(broker, "remote.storage.enable") == "true"
     }
@@ -189,6 +225,7 @@ impl Topic {
         self.rules = AppendRules {
             max_message_bytes: self.int_config(broker, "max.message.bytes").max(0) as usize,
             log_append_time: self.config_value(broker, "message.timestamp.type") == "LogAppendTime",
+            compact: self.is_compacted(broker),
         };
         let mut partitions = Vec::with_capacity(self.partition_count as usize);
         for i in 0..self.partition_count {

@@ -1,0 +1,170 @@
+//! The broker's side of log compaction: which partitions of compacted topics are due a
+//! cleaning (Kafka's `LogCleanerManager`: dirty ratio, `min.compaction.lag.ms`,
+//! `max.compaction.lag.ms`, tombstones whose `delete.retention.ms` has run out), and running a
+//! pass of `crate::log::cleaner` over one partition. The pass reads and writes on a blocking
+//! thread without the partition lock; only the swap of each cleaned group takes it.
+//!
+//! Files: none of its own (the cleaner's, see `crate::log::cleaner`).
+
+use super::partition::Partition;
+use super::Topic;
+use crate::config::Config;
+use crate::log::cleaner::{self, BatchCodec, SegmentInfo, Settings, Stats, Throttle};
+use crate::log::record_batch::{self, RecordBatch};
+use std::io;
+
+/// A compacted topic's settings, read at every pass (they may change at run time).
+#[derive(Clone, Debug)]
+pub struct TopicSettings {
+    pub min_cleanable_ratio: f64,
+    pub min_compaction_lag_ms: i64,
+    pub max_compaction_lag_ms: i64,
+    pub cleaner: Settings,
+}
+
+/// A topic config's effective value, falling back to Kafka's default for the configs that
+/// have no broker property here.
+fn setting(topic: &Topic, broker: &Config, key: &str) -> String {
+    let v = topic.config_value(broker, key);
+    if !v.is_empty() {
+        return v;
+    }
+    crate::config::TOPIC_ONLY_DEFAULTS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, _, d)| d.to_string())
+        .unwrap_or_default()
+}
+
+impl TopicSettings {
+    pub fn of(topic: &Topic, broker: &Config) -> Self {
+        let int = |k: &str| setting(topic, broker, k).parse::<i64>().unwrap_or(0);
+        Self {
+            min_cleanable_ratio: setting(topic, broker, "min.cleanable.dirty.ratio")
+                .parse()
+                .unwrap_or(0.5),
+            min_compaction_lag_ms: int("min.compaction.lag.ms").max(0),
+            max_compaction_lag_ms: int("max.compaction.lag.ms").max(0),
+            cleaner: Settings {
+                delete_retention_ms: int("delete.retention.ms").max(0),
+                segment_bytes: int("segment.bytes").max(14) as u64,
+                index_interval: int("index.interval.bytes").max(0) as u64,
+                dedupe_buffer_bytes: broker
+                    .props
+                    .int("log.cleaner.dedupe.buffer.size")
+                    .max(1 << 20) as usize,
+            },
+        }
+    }
+}
+
+/// Whether every record of a produced batch has a key (compacted topics refuse the rest with
+/// INVALID_RECORD, as Kafka 4 does). Compressed batches are checked once they can be decoded.
+pub fn all_records_keyed(b: &RecordBatch<'_>) -> bool {
+    if b.compression() != 0 {
+        return true;
+    }
+    record_batch::parse_records(b.records(), b.record_count())
+        .is_some_and(|rs| rs.iter().all(|r| r.key.is_some()))
+}
+
+/// First batch's timestamp of a segment (what `max.compaction.lag.ms` is measured from).
+fn first_batch_timestamp(dir: &std::path::Path, seg: &SegmentInfo) -> i64 {
+    use std::os::unix::fs::FileExt;
+    let path = dir.join(crate::log::segment::file_name(seg.base_offset, ".log"));
+    let mut head = [0u8; record_batch::HEADER_SIZE];
+    match std::fs::File::open(path).and_then(|f| f.read_exact_at(&mut head, 0)) {
+        Ok(()) => RecordBatch::parse_header(&head)
+            .map(|b| b.base_timestamp())
+            .unwrap_or(seg.max_timestamp),
+        Err(_) => seg.max_timestamp,
+    }
+}
+
+/// One cleaning pass over a partition if it is due; `None` when it was not. Blocking.
+/// `delete_due`: a tombstone or marker kept by an earlier pass may now go.
+pub fn clean_partition(
+    partition: &Partition,
+    settings: &TopicSettings,
+    codec: &dyn BatchCodec,
+    throttle: &mut Throttle,
+    now_ms: i64,
+    delete_due: bool,
+) -> io::Result<Option<Stats>> {
+    let (dir, closed, log_start, producers) = partition.with_log(|log, producers| {
+        (
+            log.dir().to_path_buf(),
+            log.closed_segments(),
+            log.log_start_offset(),
+            producers.last_records(),
+        )
+    });
+    let stable = partition.last_stable_offset();
+    let segments: Vec<SegmentInfo> = closed
+        .iter()
+        .map(|c| SegmentInfo {
+            base_offset: c.base_offset,
+            next_offset: c.next_offset,
+            size: c.size,
+            max_timestamp: c.max_timestamp,
+            modified_ms: cleaner::modified_ms(&c.paths[0]),
+        })
+        .collect();
+    let first_dirty = cleaner::read_checkpoint(&dir).max(log_start);
+    // Only whole segments below the last stable offset and older than the minimum lag.
+    let lag_cutoff = now_ms - settings.min_compaction_lag_ms;
+    let cleanable: Vec<SegmentInfo> = segments
+        .iter()
+        .take_while(|s| {
+            s.next_offset <= stable
+                && (s.next_offset <= first_dirty || s.max_timestamp <= lag_cutoff)
+        })
+        .cloned()
+        .collect();
+    let (clean, dirty): (Vec<SegmentInfo>, Vec<SegmentInfo>) = cleanable
+        .iter()
+        .cloned()
+        .partition(|s| s.next_offset <= first_dirty);
+    let clean_bytes: u64 = clean.iter().map(|s| s.size).sum();
+    let dirty_bytes: u64 = dirty.iter().map(|s| s.size).sum();
+    if cleanable.is_empty() || (dirty_bytes == 0 && !delete_due) {
+        return Ok(None);
+    }
+    let ratio = dirty_bytes as f64 / (clean_bytes + dirty_bytes).max(1) as f64;
+    let max_lag_due = dirty.first().is_some_and(|s| {
+        first_batch_timestamp(&dir, s) < now_ms.saturating_sub(settings.max_compaction_lag_ms)
+    });
+    if !(ratio > settings.min_cleanable_ratio || max_lag_due || delete_due) {
+        return Ok(None);
+    }
+    let mut stats = Stats::default();
+    let aborted = cleaner::aborted_in(&dir, &cleanable);
+    let (map, end) = cleaner::build_offset_map(
+        &dir,
+        &dirty,
+        first_dirty,
+        &aborted,
+        &settings.cleaner,
+        codec,
+        throttle,
+        &mut stats,
+    )?;
+    let to_clean: Vec<SegmentInfo> = cleanable
+        .into_iter()
+        .filter(|s| s.next_offset <= end)
+        .collect();
+    let groups = cleaner::group_by_size(&to_clean, settings.cleaner.segment_bytes);
+    let pass = cleaner::Pass {
+        dir: &dir,
+        settings: &settings.cleaner,
+        codec,
+        now_ms,
+        producers: &producers,
+        map: &map,
+    };
+    cleaner::clean_groups(&pass, &groups, &aborted, throttle, &mut stats, &mut |g| {
+        partition.with_log(|log, _| log.replace_segments(g))
+    })?;
+    cleaner::write_checkpoint(&dir, end)?;
+    Ok(Some(stats))
+}
