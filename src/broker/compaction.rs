@@ -59,13 +59,20 @@ impl TopicSettings {
 }
 
 /// Whether every record of a produced batch has a key (compacted topics refuse the rest with
-/// INVALID_RECORD, as Kafka 4 does). Compressed batches are checked once they can be decoded.
-pub fn all_records_keyed(b: &RecordBatch<'_>) -> bool {
-    if b.compression() != 0 {
-        return true;
+/// INVALID_RECORD, as Kafka 4 does). Compressed batches are decompressed for it, within the
+/// bound `max.message.bytes` gives.
+pub fn all_records_keyed(b: &RecordBatch<'_>, max_message_bytes: usize) -> bool {
+    use cleaner::BatchCodec;
+    if b.compression() == 0 {
+        return record_batch::parse_records(b.records(), b.record_count())
+            .is_some_and(|rs| rs.iter().all(|r| r.key.is_some()));
     }
-    record_batch::parse_records(b.records(), b.record_count())
-        .is_some_and(|rs| rs.iter().all(|r| r.key.is_some()))
+    let limit = crate::log::codec::decompressed_limit(max_message_bytes);
+    match cleaner::KafkaCodecs.decompress(b.compression(), b.records()) {
+        Ok(data) if data.len() <= limit => record_batch::parse_records(&data, b.record_count())
+            .is_some_and(|rs| rs.iter().all(|r| r.key.is_some())),
+        _ => false,
+    }
 }
 
 /// First batch's timestamp of a segment (what `max.compaction.lag.ms` is measured from).

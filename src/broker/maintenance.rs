@@ -210,7 +210,7 @@ async fn clean_logs(broker: Broker) {
                 let (p, settings) = (p.clone(), settings.clone());
                 let run = tokio::task::spawn_blocking(move || {
                     let mut throttle = crate::log::cleaner::Throttle::new(rate);
-                    let codec = crate::log::cleaner::Uncompressed;
+                    let codec = crate::log::cleaner::KafkaCodecs;
                     super::compaction::clean_partition(
                         &p,
                         &settings,
@@ -222,6 +222,9 @@ async fn clean_logs(broker: Broker) {
                 })
                 .await;
                 match run {
+                    Ok(Ok(Some(stats))) if stats.groups == 0 => {
+                        delete_due.insert(key, stats.next_delete_due_ms);
+                    }
                     Ok(Ok(Some(stats))) => {
                         tracing::info!(
                             topic = %topic.name,

@@ -447,7 +447,7 @@ impl Partition {
             if b.record_count() > 0 && b.record_count() - 1 != b.last_offset_delta() {
                 return Err(ResponseError::CorruptMessage);
             }
-            if rules.compact && !super::compaction::all_records_keyed(&b) {
+            if rules.compact && !super::compaction::all_records_keyed(&b, rules.max_message_bytes) {
                 tracing::debug!(topic = %self.topic, partition = self.index, "Compacted topic cannot accept message without key");
                 return Err(ResponseError::InvalidRecord);
             }

@@ -51,6 +51,25 @@ pub trait BatchCodec: Send + Sync {
     fn compress(&self, compression: i16, data: &[u8]) -> io::Result<Vec<u8>>;
 }
 
+/// Every codec Kafka has (`super::codec`): batches are rewritten in the codec they came in.
+pub struct KafkaCodecs;
+
+impl BatchCodec for KafkaCodecs {
+    fn decompress(&self, compression: i16, data: &[u8]) -> io::Result<Vec<u8>> {
+        let c = super::codec::Compression::from_id(compression).map_err(codec_error)?;
+        super::codec::decompress(c, data, super::codec::DEFAULT_DECOMPRESSED_LIMIT)
+            .map_err(codec_error)
+    }
+    fn compress(&self, compression: i16, data: &[u8]) -> io::Result<Vec<u8>> {
+        let c = super::codec::Compression::from_id(compression).map_err(codec_error)?;
+        super::codec::compress(c, data).map_err(codec_error)
+    }
+}
+
+fn codec_error(e: super::codec::CodecError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
 /// Handles uncompressed batches only; a compressed batch stops the pass (the log is left as
 /// it was).
 pub struct Uncompressed;

@@ -11,6 +11,7 @@
 //! are rebuilt.
 
 pub mod cleaner;
+pub mod codec;
 pub mod index;
 pub mod record_batch;
 pub mod segment;

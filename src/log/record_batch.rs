@@ -10,6 +10,7 @@
 //! 53 base_sequence i32        57 record_count i32      61 records…
 //! ```
 
+use super::codec;
 use thiserror::Error;
 
 /// Bytes before the records: the smallest valid batch.
@@ -257,30 +258,34 @@ pub fn read_varint(buf: &[u8]) -> Option<(i64, usize)> {
     None
 }
 
-/// Offset of the first record with timestamp ≥ `target` in an uncompressed batch.
-/// Compressed batches are not inflated: their first offset stands for the whole batch.
+/// (offset, timestamp) of the first record with timestamp ≥ `target`, decompressing the
+/// batch if it must. A batch that cannot be read stands for itself as a whole.
 pub fn first_offset_at_or_after(batch: &RecordBatch<'_>, target: i64) -> Option<(i64, i64)> {
     if batch.max_timestamp() < target {
         return None;
     }
-    if batch.compression() != 0 || batch.is_log_append_time() {
-        return Some((batch.base_offset(), batch.max_timestamp()));
-    }
-    let mut rest = batch.records();
-    for _ in 0..batch.record_count() {
-        let (len, n) = read_varint(rest)?;
-        let end = n.checked_add(usize::try_from(len).ok()?)?;
-        let body = rest.get(n..end)?;
-        // attributes (1 byte), then timestamp delta and offset delta varints.
-        let (ts_delta, m) = read_varint(body.get(1..)?)?;
-        let (off_delta, _) = read_varint(body.get(1 + m..)?)?;
-        let ts = batch.base_timestamp() + ts_delta;
-        if ts >= target {
-            return Some((batch.base_offset() + off_delta, ts));
+    match codec::find_record(batch, codec::DEFAULT_DECOMPRESSED_LIMIT, |ts| ts >= target) {
+        Ok(Some(found)) => Some(found),
+        Ok(None) => Some((batch.base_offset(), batch.max_timestamp())),
+        Err(e) => {
+            tracing::warn!(base_offset = batch.base_offset(), error = %e, "unreadable batch in a timestamp lookup");
+            Some((batch.base_offset(), batch.max_timestamp()))
         }
-        rest = &rest[end..];
     }
-    Some((batch.base_offset(), batch.max_timestamp()))
+}
+
+/// Offset of the first record that carries the batch's max timestamp (Kafka's
+/// `offsetOfMaxTimestamp`), for ListOffsets' MAX_TIMESTAMP.
+pub fn offset_of_max_timestamp(batch: &RecordBatch<'_>) -> i64 {
+    let max = batch.max_timestamp();
+    match codec::find_record(batch, codec::DEFAULT_DECOMPRESSED_LIMIT, |ts| ts == max) {
+        Ok(Some((offset, _))) => offset,
+        Ok(None) => batch.last_offset(),
+        Err(e) => {
+            tracing::warn!(base_offset = batch.base_offset(), error = %e, "unreadable batch in a max timestamp lookup");
+            batch.last_offset()
+        }
+    }
 }
 
 /// One record of an uncompressed records section, as it lies in the batch.
@@ -654,6 +659,45 @@ pub mod tests {
         assert_eq!(first_offset_at_or_after(&batch, 1001), Some((11, 1001)));
         assert_eq!(first_offset_at_or_after(&batch, 999), Some((10, 1000)));
         assert_eq!(first_offset_at_or_after(&batch, 1003), None);
+    }
+
+    #[test]
+    fn timestamp_search_looks_inside_compressed_batches() {
+        use codec::{BatchSpec, Compression, Record};
+        let ts = [1000, 1010, 1500, 1020, 1500];
+        let records: Vec<Record> = ts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| Record {
+                attributes: 0,
+                timestamp_delta: t - 1000,
+                offset_delta: i as i32,
+                key: None,
+                value: Some(bytes::Bytes::from(vec![b'x'; 100])),
+                headers: vec![],
+            })
+            .collect();
+        for codec in [
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let mut spec = BatchSpec::new(20, 1000);
+            spec.compression = codec;
+            let b = codec::encode_batch(&spec, &records).unwrap();
+            let batch = RecordBatch::validate(&b).unwrap();
+            assert_eq!(first_offset_at_or_after(&batch, 1005), Some((21, 1010)));
+            assert_eq!(first_offset_at_or_after(&batch, 1011), Some((22, 1500)));
+            assert_eq!(first_offset_at_or_after(&batch, 1501), None);
+            assert_eq!(offset_of_max_timestamp(&batch), 22);
+            // LogAppendTime: every record carries the batch's time.
+            let mut lat = b.clone();
+            set_log_append_time(&mut lat, 9000);
+            let batch = RecordBatch::validate(&lat).unwrap();
+            assert_eq!(first_offset_at_or_after(&batch, 1600), Some((20, 9000)));
+            assert_eq!(offset_of_max_timestamp(&batch), 20);
+        }
     }
 
     #[test]

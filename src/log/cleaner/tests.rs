@@ -477,3 +477,106 @@ fn recovery_after_a_crash_at_any_point_gives_the_old_or_the_new_log() {
         }
     }
 }
+
+#[test]
+fn compressed_batches_are_cleaned_and_stay_in_their_codec() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut log, _) = Log::open(dir.path(), cfg(1 << 20), &mut |_| {}).expect("open");
+    for version in 0..3 {
+        let values: Vec<String> = (0..5).map(|k| format!("v{version}-{k}")).collect();
+        let keys: Vec<String> = (0..5).map(|k| format!("k{k}")).collect();
+        let recs: Vec<(&[u8], Option<&[u8]>)> = keys
+            .iter()
+            .zip(&values)
+            .map(|(k, v)| (k.as_bytes(), Some(v.as_bytes())))
+            .collect();
+        let plain = make_keyed_batch(now(), &recs, -1, -1, -1, false);
+        let mut header = plain.clone();
+        header[21..23].copy_from_slice(&1i16.to_be_bytes()); // gzip
+        let view = RecordBatch::parse_header(&header).expect("header");
+        let gz = KafkaCodecs
+            .compress(1, &plain[record_batch::HEADER_SIZE..])
+            .expect("gzip");
+        let mut batch = record_batch::rebuild_batch(&view, &gz, 5, view.max_timestamp());
+        log.append(&mut batch).expect("append");
+    }
+    // A fourth batch updating two keys, so the last gzip batch is filtered, not dropped.
+    let plain = make_keyed_batch(
+        now(),
+        &[(b"k0", Some(b"new")), (b"k1", Some(b"new"))],
+        -1,
+        -1,
+        -1,
+        false,
+    );
+    let mut header = plain.clone();
+    header[21..23].copy_from_slice(&1i16.to_be_bytes());
+    let view = RecordBatch::parse_header(&header).expect("header");
+    let gz = KafkaCodecs
+        .compress(1, &plain[record_batch::HEADER_SIZE..])
+        .expect("gzip");
+    log.append(&mut record_batch::rebuild_batch(
+        &view,
+        &gz,
+        2,
+        view.max_timestamp(),
+    ))
+    .expect("append");
+    log.roll().expect("roll");
+    let dir_path = dir.path().to_path_buf();
+    let segments = segment_infos(&log);
+    let aborted = Vec::new();
+    let s = settings(60_000, 1 << 20);
+    let mut stats = Stats::default();
+    let mut throttle = Throttle::new(f64::MAX);
+    let (map, end) = build_offset_map(
+        &dir_path,
+        &segments,
+        0,
+        &aborted,
+        &s,
+        &KafkaCodecs,
+        &mut throttle,
+        &mut stats,
+    )
+    .expect("map");
+    let producers = HashMap::new();
+    let p = Pass {
+        dir: &dir_path,
+        settings: &s,
+        codec: &KafkaCodecs,
+        now_ms: now(),
+        producers: &producers,
+        map: &map,
+    };
+    let groups = group_by_size(&segments, 1 << 20);
+    clean_groups(&p, &groups, &aborted, &mut throttle, &mut stats, &mut |g| {
+        log.replace_segments(g)
+    })
+    .expect("clean");
+    assert_eq!(end, 17);
+    let bytes = std::fs::read(dir.path().join(segment::file_name(0, ".log"))).expect("read");
+    let mut rows = Vec::new();
+    for b in record_batch::BatchHeaders::new(&bytes) {
+        let b = RecordBatch::validate(b.expect("batch").bytes()).expect("valid");
+        if b.record_count() == 0 {
+            continue;
+        }
+        assert_eq!(b.compression(), 1, "still gzip");
+        let data = KafkaCodecs.decompress(1, b.records()).expect("gunzip");
+        for r in record_batch::parse_records(&data, b.record_count()).expect("records") {
+            rows.push((
+                b.base_offset() + r.offset_delta,
+                r.value.map(|v| v.to_vec()),
+            ));
+        }
+    }
+    let want: Vec<(i64, Option<Vec<u8>>)> = vec![
+        (12, Some(b"v2-2".to_vec())),
+        (13, Some(b"v2-3".to_vec())),
+        (14, Some(b"v2-4".to_vec())),
+        (15, Some(b"new".to_vec())),
+        (16, Some(b"new".to_vec())),
+    ];
+    assert_eq!(rows, want);
+}
