@@ -208,6 +208,7 @@ async fn clean_logs(broker: Broker) {
                     .get(&key)
                     .is_none_or(|t| t.is_some_and(|t| now >= t));
                 let (p, settings) = (p.clone(), settings.clone());
+                let started = std::time::Instant::now();
                 let run = tokio::task::spawn_blocking(move || {
                     let mut throttle = crate::log::cleaner::Throttle::new(rate);
                     let codec = crate::log::cleaner::KafkaCodecs;
@@ -233,6 +234,7 @@ async fn clean_logs(broker: Broker) {
                             bytes_read = stats.bytes_read,
                             bytes_written = stats.bytes_written,
                             records_removed = stats.records_removed,
+                            elapsed_ms = started.elapsed().as_millis() as u64,
                             "cleaned log"
                         );
                         delete_due.insert(key, stats.next_delete_due_ms);
