@@ -580,3 +580,31 @@ fn compressed_batches_are_cleaned_and_stay_in_their_codec() {
     ];
     assert_eq!(rows, want);
 }
+
+#[test]
+fn a_read_located_before_a_swap_still_reads_whole_old_batches() {
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut log = many_versions(dir.path());
+    // A fetch locates its bytes under the partition lock, then reads without it.
+    let slice = log.read(0).expect("io").expect("found");
+    pass(&mut log, &settings(3_600_000, 4000), now(), &HashMap::new());
+    let mut buf = vec![0u8; (slice.end - slice.position) as usize];
+    slice
+        .file
+        .read_exact_at(&mut buf, slice.position)
+        .expect("read");
+    let first = RecordBatch::validate(&buf[..slice.first_batch as usize]).expect("whole batch");
+    assert_eq!(first.base_offset(), 0);
+    // A read located after the swap sees the cleaned segment.
+    let after = log.read(0).expect("io").expect("found");
+    let mut buf = vec![0u8; after.first_batch as usize];
+    after
+        .file
+        .read_exact_at(&mut buf, after.position)
+        .expect("read");
+    // Here every record of the first group was superseded: an empty batch keeps its range.
+    let b = RecordBatch::validate(&buf).expect("valid");
+    assert!(b.record_count() == 0 || b.base_offset() > 0);
+    assert_ne!(buf.as_slice(), &first.bytes()[..]);
+}
