@@ -224,3 +224,35 @@ def test_a_compressed_topic_is_cleaned_and_stays_in_its_codec(strata_factory, co
     producer.produce(topic, value=b"no key " * 20, on_delivery=lambda err, msg: errors.append(err))
     producer.flush(15)
     assert errors and errors[0] is not None and errors[0].code() == KafkaError.INVALID_RECORD
+
+
+def test_an_idempotent_producer_goes_on_after_cleaning_and_a_restart(strata_factory):
+    broker = strata_factory(*FAST_CLEANER)
+    topic = unique_topic("compact-idem")
+    create_compacted(broker.bootstrap, topic)
+    errors, offsets = [], []
+
+    def on_delivery(err, msg):
+        if err:
+            errors.append(err)
+        else:
+            offsets.append(msg.offset())
+
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "enable.idempotence": True,
+                         "linger.ms": 0, "reconnect.backoff.max.ms": 200})
+    for version in range(10):
+        for k in range(10):
+            producer.produce(topic, key=f"k{k}".encode(), value=f"v{version}".encode() + b"x" * 50,
+                             on_delivery=on_delivery)
+        producer.flush(15)
+    producer.produce(topic, key=b"filler", value=b"f" * 5000, on_delivery=on_delivery)
+    producer.flush(15)
+    wait_for(lambda: len(read_all(broker.bootstrap, topic)), lambda n: n == 11, 30, "cleaned")
+    broker.stop()
+    broker.start()
+    # The producer's sequence survived cleaning (its last batch is kept) and the restart.
+    for k in range(10):
+        producer.produce(topic, key=f"k{k}".encode(), value=b"after", on_delivery=on_delivery)
+    assert producer.flush(30) == 0
+    assert not errors, errors[:3]
+    assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
