@@ -256,3 +256,33 @@ def test_an_idempotent_producer_goes_on_after_cleaning_and_a_restart(strata_fact
     assert producer.flush(30) == 0
     assert not errors, errors[:3]
     assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets)
+
+
+def test_records_of_aborted_transactions_are_cleaned_away(strata_factory):
+    broker = strata_factory(*FAST_CLEANER)
+    topic = unique_topic("compact-txn")
+    create_compacted(broker.bootstrap, topic, delete_retention_ms=1000)
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": topic, "linger.ms": 0})
+    producer.init_transactions(15)
+    producer.begin_transaction()
+    for k in range(5):
+        producer.produce(topic, key=f"k{k}".encode(), value=b"aborted")
+    producer.flush(15)
+    producer.abort_transaction(15)
+    producer.begin_transaction()
+    for k in range(5):
+        producer.produce(topic, key=f"k{k}".encode(), value=b"committed")
+    producer.commit_transaction(15)
+    plain = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 0})
+    plain.produce(topic, key=b"filler", value=b"f" * 5000)
+    plain.flush(15)
+
+    def on_disk():
+        return b"".join(p.read_bytes() for p in (pathlib.Path(broker.data_dir) / f"{topic}-0").glob("*.log"))
+
+    wait_for(on_disk, lambda data: b"aborted" not in data, 30, "aborted records removed from disk")
+    rows = read_all(broker.bootstrap, topic)
+    assert sorted((k, v) for _, k, v in rows) == sorted(
+        [(f"k{k}".encode(), b"committed") for k in range(5)] + [(b"filler", b"f" * 5000)])
+    committed = consume_partitions(broker.bootstrap, topic, [0], timeout=30, **{"isolation.level": "read_committed"})[0]
+    assert sorted(m.value() for m in committed if m.key() != b"filler") == [b"committed"] * 5
