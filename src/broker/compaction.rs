@@ -175,3 +175,94 @@ pub fn clean_partition(
     cleaner::write_checkpoint(&dir, end)?;
     Ok(Some(stats))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::partition::AppendRules;
+    use crate::log::record_batch::tests::{make_batch, make_keyed_batch};
+    use crate::log::LogConfig;
+
+    fn rules() -> AppendRules {
+        AppendRules {
+            max_message_bytes: 1 << 20,
+            log_append_time: false,
+            compact: true,
+        }
+    }
+
+    fn settings(ratio: f64, min_lag: i64, max_lag: i64) -> TopicSettings {
+        TopicSettings {
+            min_cleanable_ratio: ratio,
+            min_compaction_lag_ms: min_lag,
+            max_compaction_lag_ms: max_lag,
+            cleaner: Settings {
+                delete_retention_ms: 60_000,
+                segment_bytes: 1 << 20,
+                index_interval: 64,
+                dedupe_buffer_bytes: 1 << 20,
+            },
+        }
+    }
+
+    fn write(p: &Partition, versions: usize) {
+        let now = crate::clock::now_ms();
+        for v in 0..versions {
+            for k in 0..5 {
+                let key = format!("k{k}");
+                let value = format!("v{v}");
+                let b = make_keyed_batch(
+                    now,
+                    &[(key.as_bytes(), Some(value.as_bytes()))],
+                    -1,
+                    -1,
+                    -1,
+                    false,
+                );
+                p.append(&b, &rules(), now, &|_, _| Ok(())).expect("append");
+            }
+        }
+    }
+
+    fn run(p: &Partition, s: &TopicSettings) -> Option<Stats> {
+        let mut throttle = Throttle::new(f64::MAX);
+        clean_partition(
+            p,
+            s,
+            &cleaner::KafkaCodecs,
+            &mut throttle,
+            crate::clock::now_ms(),
+            false,
+        )
+        .expect("pass")
+    }
+
+    #[test]
+    fn the_dirty_ratio_and_the_compaction_lags_decide_when_a_partition_is_cleaned() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let config = LogConfig {
+            segment_bytes: 300,
+            index_interval_bytes: 64,
+            ..LogConfig::default()
+        };
+        let p =
+            Partition::open("t", uuid::Uuid::nil(), 0, dir.path(), config, false, 0).expect("open");
+        write(&p, 6);
+        // Records younger than min.compaction.lag.ms are not cleanable.
+        assert!(run(&p, &settings(0.5, 3_600_000, i64::MAX)).is_none());
+        // All dirty: ratio 1 > 0.5.
+        let stats = run(&p, &settings(0.5, 0, i64::MAX)).expect("cleaned");
+        assert!(stats.groups > 0 && stats.records_removed > 0);
+        // A little more: under the ratio, so not due, unless max.compaction.lag.ms has run out.
+        write(&p, 1);
+        assert!(run(&p, &settings(0.99, 0, i64::MAX)).is_none());
+        assert!(run(&p, &settings(0.99, 0, 0)).is_some());
+        // Keyless records are refused on a compacted topic.
+        let now = crate::clock::now_ms();
+        let keyless = make_batch(now, &[b"no key"]);
+        assert!(matches!(
+            p.append(&keyless, &rules(), now, &|_, _| Ok(())),
+            Err(kafka_protocol::error::ResponseError::InvalidRecord)
+        ));
+    }
+}
