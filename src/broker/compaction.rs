@@ -107,16 +107,7 @@ pub fn clean_partition(
         )
     });
     let stable = partition.last_stable_offset();
-    let segments: Vec<SegmentInfo> = closed
-        .iter()
-        .map(|c| SegmentInfo {
-            base_offset: c.base_offset,
-            next_offset: c.next_offset,
-            size: c.size,
-            max_timestamp: c.max_timestamp,
-            modified_ms: cleaner::modified_ms(&c.paths[0]),
-        })
-        .collect();
+    let segments: Vec<SegmentInfo> = closed.iter().map(SegmentInfo::of).collect();
     let first_dirty = cleaner::read_checkpoint(&dir).max(log_start);
     // Only whole segments below the last stable offset and older than the minimum lag.
     let lag_cutoff = now_ms - settings.min_compaction_lag_ms;

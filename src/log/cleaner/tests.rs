@@ -1,6 +1,8 @@
+use super::swap::DATA_FILES;
 use super::*;
 use crate::log::record_batch::tests::make_keyed_batch;
 use crate::log::{Log, LogConfig};
+use std::path::PathBuf;
 
 type Row = (i64, Option<Vec<u8>>, Option<Vec<u8>>);
 
@@ -73,16 +75,7 @@ fn append(log: &mut Log, records: &[(Vec<u8>, Option<Vec<u8>>)]) {
 }
 
 fn segment_infos(log: &Log) -> Vec<SegmentInfo> {
-    log.closed_segments()
-        .iter()
-        .map(|c| SegmentInfo {
-            base_offset: c.base_offset,
-            next_offset: c.next_offset,
-            size: c.size,
-            max_timestamp: c.max_timestamp,
-            modified_ms: modified_ms(&c.paths[0]),
-        })
-        .collect()
+    log.closed_segments().iter().map(SegmentInfo::of).collect()
 }
 
 /// One pass over every closed segment, as the broker runs it.
