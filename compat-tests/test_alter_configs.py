@@ -367,3 +367,19 @@ def test_java_alter_configs(strata, java_classpath):  # noqa: F811
     summary = json.loads(lines[-1])
     assert summary["ok"] and proc.returncode == 0, f"{summary}\nstderr:\n{tail(proc.stderr)}"
     assert summary["steps"] >= 15, summary
+
+
+def test_compaction_and_explicit_remote_storage_exclude_each_other(strata):
+    """As Kafka: a topic with remote.storage.enable=true cannot be made compacted, nor a
+    compacted one archived; a topic archived only by the broker's default may become
+    compacted and then leaves the archive alone."""
+    b = strata.bootstrap
+    topic = make_topic(b, "alter-compact")
+    err = refused(lambda: incremental(b, ResourceType.TOPIC, topic, [("remote.storage.enable", "true", SET),
+                                                                      ("cleanup.policy", "compact", SET)]))
+    assert err.code() == KafkaError.INVALID_CONFIG
+    assert "cleanup.policy=delete" in err.str()
+    incremental(b, ResourceType.TOPIC, topic, [("cleanup.policy", "compact", SET)])
+    assert describe(b, ConfigResource(ResourceType.TOPIC, topic))["cleanup.policy"].value == "compact"
+    err = refused(lambda: incremental(b, ResourceType.TOPIC, topic, [("remote.storage.enable", "true", SET)]))
+    assert err.code() == KafkaError.INVALID_CONFIG

@@ -6,6 +6,7 @@
 //! keep their own (see those modules).
 
 pub mod archive_source;
+pub mod compaction;
 pub mod configs;
 pub mod dynamic_configs;
 pub mod groups;
@@ -178,6 +179,15 @@ impl Broker {
         }
         let configs =
             topics::validate_configs(configs).map_err(|m| (ResponseError::InvalidConfig, m))?;
+        let default_policy = self
+            .config
+            .props
+            .topic_defaults()
+            .get("cleanup.policy")
+            .cloned()
+            .unwrap_or_default();
+        topics::check_remote_storage_policy(&configs, &default_policy)
+            .map_err(|m| (ResponseError::InvalidConfig, m))?;
         let topic = Topic::new_meta(name, Uuid::new_v4(), partitions, configs);
         if validate_only {
             return Ok(Arc::new(topic));

@@ -25,7 +25,8 @@
 //!   group coordinator's files.
 //! * `broker::maintenance`: every background loop, each with a handle that stops it;
 //!   `broker::local_retention`: retention of topics that are not archived;
-//!   `broker::archive_source`: the broker's side of `tier::archiver::ArchiveSource`.
+//!   `broker::archive_source`: the broker's side of `tier::archiver::ArchiveSource`;
+//!   `broker::compaction`: which partitions are due a cleaning, one pass over a partition.
 //! * `tier`: the archive — `store` (object store connection and paths), `manifest` (the
 //!   truth of what is remote), `reader` (remote reads, read-ahead), `cache` (index and chunk
 //!   caches),
@@ -33,7 +34,7 @@
 //!   bucket, as plain data).
 //! * `log`: Kafka's on-disk format — `segment` (`.log` + `.index` + `.timeindex`), `index`,
 //!   `record_batch`, `codec` (the records inside a batch, all four codecs), `txn_index`;
-//!   append, read, roll, recovery.
+//!   append, read, roll, recovery; `cleaner`: compaction and its `.cleaned`/`.swap` recovery.
 //! * `config`: YAML with Kafka's property names, every key defaulted.
 //! * `clock`: the one `now_ms`; `checkpoint`: files replaced atomically.
 //! * `alloc`: keeps a hostile length field from aborting the process.

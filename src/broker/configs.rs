@@ -79,7 +79,14 @@ fn config_type(name: &str, kind: Kind) -> ConfigType {
         Kind::Bool => ConfigType::Boolean,
         Kind::CleanupPolicy => ConfigType::List,
         Kind::TimestampType | Kind::Compression => ConfigType::String,
-        Kind::Int if name == "min.cleanable.dirty.ratio" => ConfigType::Double,
+        Kind::Int
+            if matches!(
+                name,
+                "min.cleanable.dirty.ratio" | "log.cleaner.io.max.bytes.per.second"
+            ) =>
+        {
+            ConfigType::Double
+        }
         Kind::Int if INTS.contains(&name) => ConfigType::Int,
         Kind::Int => ConfigType::Long,
     }

@@ -7,7 +7,7 @@
 //! and group layers in `<data_dir>/.strata/dynamic-configs.yaml`, replaced atomically, so a
 //! crash leaves the old or the new set. The file is written before memory changes.
 
-use super::{Broker, Topic};
+use super::{topics, Broker, Topic};
 use crate::config::{self, Config, DynamicLayers, Kind, KAFKA_PROPERTIES, TOPIC_CONFIGS};
 use kafka_protocol::error::ResponseError;
 use serde::{Deserialize, Serialize};
@@ -284,6 +284,14 @@ fn validate_topic(
             "It is invalid to disable remote storage without deleting remote data. If you want to keep the remote data and turn to read only, please set `remote.storage.enable=true,remote.log.copy.disable=true`. If you want to disable remote storage and delete all remote data, please set `remote.storage.enable=false,remote.log.delete.on.disable=true`.",
         );
     }
+    // As Kafka: a topic with remote storage explicitly on cannot be compacted. A topic archived
+    // only by the broker's default stops being archived when it becomes compacted.
+    let default_policy = broker
+        .props
+        .topic_default("cleanup.policy")
+        .unwrap_or_default();
+    topics::check_remote_storage_policy(next, &default_policy)
+        .map_err(|m| (ResponseError::InvalidConfig, m))?;
     Ok(())
 }
 

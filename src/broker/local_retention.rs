@@ -18,6 +18,10 @@ pub async fn run(broker: Broker, topic: Arc<Topic>, partition: Arc<Partition>) {
             _ = partition.rolled.notified() => {}
             _ = tokio::time::sleep(check) => {}
         }
+        // Time and size retention belong to `cleanup.policy=delete` (alone or with compact).
+        if !topic.is_deleting(&broker.config) {
+            continue;
+        }
         let r = super::archive_source::retention(&topic, &broker.config);
         let p = partition.clone();
         // Checkpointing and deleting segment files is blocking work: off the async threads.

@@ -1,6 +1,6 @@
 //! Every background loop of the broker, started here and nowhere else, each with a handle
 //! that stops it: broker-wide loops (the interval flusher, the rolled-segment flusher, group
-//! and offsets expiry, idle-producer expiry, transaction time-outs) stop when the broker
+//! and offsets expiry, idle-producer expiry, transaction time-outs, the log cleaner) stop when the broker
 //! shuts down; a topic's loops (its partitions' archivers or local retention, recording the
 //! topic in the archive) stop when the topic is deleted. The loops themselves never ask
 //! whether their topic still exists.
@@ -98,6 +98,9 @@ pub fn start(broker: &Broker) {
     m.spawn(async move { b.groups.run_expiry().await });
     m.spawn(expire_producers(broker.clone()));
     m.spawn(time_out_transactions(broker.clone()));
+    if broker.config.props.bool("log.cleaner.enable") {
+        m.spawn(clean_logs(broker.clone()));
+    }
 }
 
 /// Starts a topic's loops: its partitions' archivers when the topic is archived, else
@@ -192,6 +195,81 @@ async fn flush_rolled_segments(broker: Broker) {
             }
         })
         .await;
+    }
+}
+
+/// The log cleaner: every `log.cleaner.backoff.ms`, each partition of a topic whose
+/// `cleanup.policy` (read anew every pass) includes `compact` gets a cleaning pass if it is
+/// due, one partition at a time on a blocking thread, throttled to
+/// `log.cleaner.io.max.bytes.per.second`. Aborting it mid-pass is safe: the pass finishes on
+/// its blocking thread, and a kill leaves files that start-up recovery finishes or undoes.
+async fn clean_logs(broker: Broker) {
+    use std::collections::HashMap;
+    let props = &broker.config.props;
+    let backoff = Duration::from_millis(props.int("log.cleaner.backoff.ms").max(10) as u64);
+    let rate: f64 = props
+        .get("log.cleaner.io.max.bytes.per.second")
+        .parse()
+        .unwrap_or(f64::MAX);
+    // When a kept tombstone or marker of a partition may go; a partition not seen yet gets
+    // one pass for them (the time is not kept across restarts).
+    let mut delete_due: HashMap<(Uuid, i32), Option<i64>> = HashMap::new();
+    loop {
+        tokio::time::sleep(backoff).await;
+        for topic in broker.topics() {
+            if !topic.is_compacted(&broker.config) {
+                continue;
+            }
+            let settings = super::compaction::TopicSettings::of(&topic, &broker.config);
+            for p in &topic.partitions {
+                let key = (topic.id, p.index);
+                let now = crate::clock::now_ms();
+                let due = delete_due
+                    .get(&key)
+                    .is_none_or(|t| t.is_some_and(|t| now >= t));
+                let (p, settings) = (p.clone(), settings.clone());
+                let started = std::time::Instant::now();
+                let run = tokio::task::spawn_blocking(move || {
+                    let mut throttle = crate::log::cleaner::Throttle::new(rate);
+                    let codec = crate::log::cleaner::KafkaCodecs;
+                    super::compaction::clean_partition(
+                        &p,
+                        &settings,
+                        &codec,
+                        &mut throttle,
+                        now,
+                        due,
+                    )
+                })
+                .await;
+                match run {
+                    Ok(Ok(Some(stats))) if stats.groups == 0 => {
+                        delete_due.insert(key, stats.next_delete_due_ms);
+                    }
+                    Ok(Ok(Some(stats))) => {
+                        tracing::info!(
+                            topic = %topic.name,
+                            partition = key.1,
+                            groups = stats.groups,
+                            bytes_read = stats.bytes_read,
+                            bytes_written = stats.bytes_written,
+                            records_removed = stats.records_removed,
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "cleaned log"
+                        );
+                        delete_due.insert(key, stats.next_delete_due_ms);
+                    }
+                    Ok(Ok(None)) => {
+                        delete_due.entry(key).or_insert(None);
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(topic = %topic.name, partition = key.1, error = %e, "log cleaning failed; the log is left as it was");
+                        delete_due.entry(key).or_insert(None);
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
     }
 }
 

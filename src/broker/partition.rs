@@ -48,6 +48,8 @@ pub struct AppendRules {
     /// `min.insync.replicas` above the one replica there is, in strict replication mode:
     /// Kafka then refuses acks=all produces with NOT_ENOUGH_REPLICAS.
     pub too_few_replicas_for_acks_all: bool,
+    /// `cleanup.policy` includes `compact`: every record needs a key (INVALID_RECORD).
+    pub compact: bool,
 }
 
 /// Where an accepted batch landed.
@@ -396,6 +398,14 @@ impl Partition {
         *self.manifest.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
+    /// Runs `f` on the log and the producers under the partition lock (the cleaner's
+    /// snapshot of the log, and its swap).
+    pub(super) fn with_log<R>(&self, f: impl FnOnce(&mut Log, &ProducerStates) -> R) -> R {
+        let mut state = self.state();
+        let State { log, producers } = &mut *state;
+        f(log, producers)
+    }
+
     /// Closed local segments, oldest first.
     pub fn closed_segments(&self) -> Vec<ClosedSegment> {
         self.state().log.closed_segments()
@@ -594,6 +604,15 @@ impl Partition {
                 return Err(ResponseError::MessageTooLarge);
             }
             if b.is_control() {
+                return Err(ResponseError::InvalidRecord);
+            }
+            // A stored batch may span more offsets than it has records (the cleaner's), a
+            // produced one may not.
+            if b.record_count() > 0 && b.record_count() - 1 != b.last_offset_delta() {
+                return Err(ResponseError::CorruptMessage);
+            }
+            if rules.compact && !super::compaction::all_records_keyed(&b, rules.max_message_bytes) {
+                tracing::debug!(topic = %self.topic, partition = self.index, "Compacted topic cannot accept message without key");
                 return Err(ResponseError::InvalidRecord);
             }
             batches.push(b);
@@ -905,6 +924,7 @@ mod tests {
             log_append_time: false,
             compression,
             too_few_replicas_for_acks_all: false,
+            compact: false,
         }
     }
 
@@ -969,6 +989,7 @@ mod tests {
             log_append_time: false,
             compression: None,
             too_few_replicas_for_acks_all: false,
+            compact: false,
         }
     }
 

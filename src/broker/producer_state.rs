@@ -181,6 +181,23 @@ impl ProducerStates {
         Some(aborted)
     }
 
+    /// Per producer: the last offset of its last data batch and its epoch. The cleaner keeps
+    /// that batch (emptied if need be) so the producer's sequence survives compaction.
+    pub fn last_records(&self) -> HashMap<i64, crate::log::cleaner::LastRecord> {
+        self.producers
+            .iter()
+            .map(|(pid, e)| {
+                (
+                    *pid,
+                    crate::log::cleaner::LastRecord {
+                        last_data_offset: e.batches.back().map(|b| b.last_offset),
+                        epoch: e.epoch,
+                    },
+                )
+            })
+            .collect()
+    }
+
     /// The first offset of the oldest open transaction: the last stable offset.
     pub fn first_unstable(&self) -> Option<i64> {
         self.ongoing.values().min().copied()

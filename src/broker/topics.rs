@@ -67,6 +67,29 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether a `cleanup.policy` value (a comma-separated list) names `policy`.
+pub fn policy_has(value: &str, policy: &str) -> bool {
+    value.split(',').any(|p| p.trim() == policy)
+}
+
+/// Kafka refuses archiving for compacted topics (`remote.storage.enable=true` with a
+/// `cleanup.policy` other than `delete`) with this message.
+pub fn check_remote_storage_policy(
+    configs: &BTreeMap<String, String>,
+    default_policy: &str,
+) -> Result<(), String> {
+    let remote = configs.get("remote.storage.enable").map(String::as_str) == Some("true");
+    let policy = configs
+        .get("cleanup.policy")
+        .map(String::as_str)
+        .unwrap_or(default_policy);
+    let only_delete = policy.trim().is_empty() || policy.trim() == "delete";
+    if remote && !only_delete {
+        return Err("Remote log storage only supports topics with cleanup.policy=delete or cleanup.policy being an empty list.".into());
+    }
+    Ok(())
+}
+
 pub fn validate_configs(
     configs: Vec<(String, Option<String>)>,
 ) -> Result<BTreeMap<String, String>, String> {
@@ -178,6 +201,7 @@ impl Topic {
                 log_append_time: false,
                 compression: None,
                 too_few_replicas_for_acks_all: false,
+                compact: false,
             }),
             start_offsets: Vec::new(),
         }
@@ -252,6 +276,7 @@ impl Topic {
             ),
             too_few_replicas_for_acks_all: broker.strict_replication_factor
                 && self.int_config(broker, "min.insync.replicas") > 1,
+            compact: self.is_compacted(broker),
         }
     }
 
@@ -276,9 +301,21 @@ impl Topic {
         out
     }
 
-    /// Whether closed segments of this topic go to the archive.
+    /// Whether `cleanup.policy` includes `compact` (read anew each time: it may change).
+    pub fn is_compacted(&self, broker: &Config) -> bool {
+        policy_has(&self.config_value(broker, "cleanup.policy"), "compact")
+    }
+
+    /// Whether `cleanup.policy` includes `delete` (time and size retention apply).
+    pub fn is_deleting(&self, broker: &Config) -> bool {
+        policy_has(&self.config_value(broker, "cleanup.policy"), "delete")
+    }
+
+    /// Whether closed segments of this topic go to the archive. Compacted topics never do,
+    /// as in Kafka.
     pub fn is_tiered(&self, broker: &Config) -> bool {
-        broker.tier.store != crate::config::TierStore::None
+        !self.is_compacted(broker)
+            && broker.tier.store != crate::config::TierStore::None
             && broker.props.bool("remote.log.storage.system.enable")
             && self.config_value(broker, "remote.storage.enable") == "true"
     }

@@ -104,6 +104,21 @@ pub const KAFKA_PROPERTIES: &[Property] = &[
         Kind::Int,
     ),
     prop("log.retention.check.interval.ms", "300000", None, Kind::Int),
+    // The log cleaner (compaction).
+    prop("log.cleaner.enable", "true", None, Kind::Bool),
+    prop("log.cleaner.backoff.ms", "15000", None, Kind::Int),
+    prop(
+        "log.cleaner.io.max.bytes.per.second",
+        "1.7976931348623157E308",
+        None,
+        Kind::Int,
+    ),
+    prop(
+        "log.cleaner.dedupe.buffer.size",
+        "134217728",
+        None,
+        Kind::Int,
+    ),
     // The group coordinator.
     prop("group.min.session.timeout.ms", "6000", None, Kind::Int),
     prop("group.max.session.timeout.ms", "1800000", None, Kind::Int),
@@ -306,7 +321,10 @@ pub fn check_value(name: &str, kind: Kind, value: &str) -> Result<(), String> {
         Kind::Bool => matches!(value, "true" | "false"),
         Kind::Int => {
             value.parse::<i64>().is_ok()
-                || (name == "min.cleanable.dirty.ratio" && value.parse::<f64>().is_ok())
+                || (matches!(
+                    name,
+                    "min.cleanable.dirty.ratio" | "log.cleaner.io.max.bytes.per.second"
+                ) && value.parse::<f64>().is_ok())
         }
         Kind::TimestampType => matches!(value, "CreateTime" | "LogAppendTime"),
         Kind::CleanupPolicy => value

@@ -12,6 +12,7 @@
 //! a torn or corrupt tail is cut at the last whole batch; indexes that do not match their log
 //! are rebuilt.
 
+pub mod cleaner;
 pub mod codec;
 pub mod index;
 pub mod record_batch;
@@ -179,6 +180,8 @@ impl Log {
         on_batch: &mut dyn FnMut(&RecordBatch<'_>),
     ) -> io::Result<(Self, OpenReport)> {
         std::fs::create_dir_all(dir)?;
+        // An interrupted compaction is finished or undone before the segments are read.
+        cleaner::recover(dir)?;
         let mut bases = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
@@ -518,6 +521,30 @@ impl Log {
         self.log_start_offset = offset;
         self.next_offset = offset;
         write_recovery_point(&self.dir, offset)
+    }
+
+    /// Swaps a cleaned segment in for the segments it replaces (the compaction's only step
+    /// under the partition lock: renames and deletions, no fsync). Refused (`Ok(false)`) when
+    /// the log no longer holds exactly those closed segments, e.g. retention deleted one.
+    pub fn replace_segments(&mut self, group: cleaner::CleanedGroup) -> io::Result<bool> {
+        let active = self.active_base()?;
+        let Some(&base) = group.replaces.first() else {
+            return Ok(false);
+        };
+        let last = group.replaces.last().copied().unwrap_or(base);
+        let present: Vec<i64> = self.segments.range(base..=last).map(|(b, _)| *b).collect();
+        if present != group.replaces || last >= active {
+            return Ok(false);
+        }
+        cleaner::finish_swap(&self.dir, base, &group.replaces)?;
+        for b in &group.replaces {
+            // Readers holding the old files keep reading them; the names are the new ones.
+            self.segments.remove(b);
+        }
+        let mut seg = group.segment;
+        seg.set_suffix("");
+        self.segments.insert(base, seg);
+        Ok(true)
     }
 
     /// Segments' (base offset, size) for tests and the start-up report.

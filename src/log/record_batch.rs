@@ -92,7 +92,9 @@ impl<'a> RecordBatch<'a> {
             return Err(BatchError::Crc { stored, computed });
         }
         let (count, delta) = (batch.record_count(), batch.last_offset_delta());
-        if count < 0 || delta < 0 || (count > 0 && count - 1 != delta) {
+        // A batch rewritten by the cleaner keeps its offset span with fewer records (Kafka's
+        // cleaner does the same), so the count may fall short of the span, never exceed it.
+        if count < 0 || delta < 0 || count as i64 > delta as i64 + 1 {
             return Err(BatchError::Count { count, delta });
         }
         Ok(batch)
@@ -286,7 +288,115 @@ pub fn offset_of_max_timestamp(batch: &RecordBatch<'_>) -> i64 {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, v: i64) {
+/// One record of an uncompressed records section, as it lies in the batch.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordView<'a> {
+    /// The whole record, its length prefix included (copied as-is when it is kept).
+    pub raw: &'a [u8],
+    pub timestamp_delta: i64,
+    pub offset_delta: i64,
+    /// `None` for a null key.
+    pub key: Option<&'a [u8]>,
+    /// `None` for a null value: a tombstone.
+    pub value: Option<&'a [u8]>,
+}
+
+/// Parses `count` records of an uncompressed records section; `None` when they do not fit.
+pub fn parse_records(mut data: &[u8], count: i32) -> Option<Vec<RecordView<'_>>> {
+    let mut out = Vec::with_capacity(count.clamp(0, 4096) as usize);
+    for _ in 0..count.max(0) {
+        let (len, n) = read_varint(data)?;
+        let end = n.checked_add(usize::try_from(len).ok()?)?;
+        let body = data.get(n..end)?;
+        let mut at = 1; // attributes
+        let (timestamp_delta, m) = read_varint(body.get(at..)?)?;
+        at += m;
+        let (offset_delta, m) = read_varint(body.get(at..)?)?;
+        at += m;
+        let (key_len, m) = read_varint(body.get(at..)?)?;
+        at += m;
+        let key = if key_len < 0 {
+            None
+        } else {
+            let k = body.get(at..at.checked_add(key_len as usize)?)?;
+            at += key_len as usize;
+            Some(k)
+        };
+        let (value_len, m) = read_varint(body.get(at..)?)?;
+        at += m;
+        let value = if value_len < 0 {
+            None
+        } else {
+            Some(body.get(at..at.checked_add(value_len as usize)?)?)
+        };
+        out.push(RecordView {
+            raw: &data[..end],
+            timestamp_delta,
+            offset_delta,
+            key,
+            value,
+        });
+        data = &data[end..];
+    }
+    Some(out)
+}
+
+/// A batch with `header`'s offsets, producer fields and attributes around a new records
+/// section (already compressed when the attributes say so), CRC sealed. The base offset and
+/// last offset delta stay those of the original batch, so offsets never move.
+pub fn rebuild_batch(header: &RecordBatch<'_>, records: &[u8], count: i32, max_ts: i64) -> Vec<u8> {
+    let mut b = Vec::with_capacity(HEADER_SIZE + records.len());
+    b.extend_from_slice(&header.bytes()[..HEADER_SIZE]);
+    b.extend_from_slice(records);
+    let len = (b.len() - LOG_OVERHEAD) as i32;
+    b[LENGTH_OFFSET..LENGTH_OFFSET + 4].copy_from_slice(&len.to_be_bytes());
+    b[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&max_ts.to_be_bytes());
+    b[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4].copy_from_slice(&count.to_be_bytes());
+    let crc = crc32c::crc32c(&b[ATTRIBUTES_OFFSET..]);
+    b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+/// A batch of no records spanning `base..=last` (Kafka's empty batch header): it keeps a
+/// producer's last sequence when the cleaner removed its records, and marks where a cleaned
+/// segment's offsets end.
+pub fn empty_batch(base: i64, last: i64, template: Option<&RecordBatch<'_>>) -> Vec<u8> {
+    let mut b = vec![0u8; HEADER_SIZE];
+    b[..8].copy_from_slice(&base.to_be_bytes());
+    b[LENGTH_OFFSET..LENGTH_OFFSET + 4]
+        .copy_from_slice(&((HEADER_SIZE - LOG_OVERHEAD) as i32).to_be_bytes());
+    b[MAGIC_OFFSET] = 2;
+    b[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4]
+        .copy_from_slice(&((last - base) as i32).to_be_bytes());
+    match template {
+        Some(t) => {
+            // Compression bits cleared: there is nothing to compress.
+            let attrs = t.attributes() & !0x07;
+            b[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attrs.to_be_bytes());
+            let ts = t.max_timestamp();
+            b[BASE_TIMESTAMP_OFFSET..BASE_TIMESTAMP_OFFSET + 8].copy_from_slice(&ts.to_be_bytes());
+            b[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&ts.to_be_bytes());
+            b[PRODUCER_ID_OFFSET..BASE_SEQUENCE_OFFSET + 4]
+                .copy_from_slice(&t.bytes()[PRODUCER_ID_OFFSET..BASE_SEQUENCE_OFFSET + 4]);
+        }
+        None => {
+            b[BASE_TIMESTAMP_OFFSET..BASE_TIMESTAMP_OFFSET + 8]
+                .copy_from_slice(&(-1i64).to_be_bytes());
+            b[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8]
+                .copy_from_slice(&(-1i64).to_be_bytes());
+            b[PRODUCER_ID_OFFSET..PRODUCER_ID_OFFSET + 8].copy_from_slice(&(-1i64).to_be_bytes());
+            b[PRODUCER_EPOCH_OFFSET..PRODUCER_EPOCH_OFFSET + 2]
+                .copy_from_slice(&(-1i16).to_be_bytes());
+            b[BASE_SEQUENCE_OFFSET..BASE_SEQUENCE_OFFSET + 4]
+                .copy_from_slice(&(-1i32).to_be_bytes());
+        }
+    }
+    let crc = crc32c::crc32c(&b[ATTRIBUTES_OFFSET..]);
+    b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    b
+}
+
+pub(crate) fn put_varint(out: &mut Vec<u8>, v: i64) {
     let mut z = ((v << 1) ^ (v >> 63)) as u64;
     loop {
         if z < 0x80 {
@@ -423,6 +533,82 @@ pub mod tests {
         let crc = crc32c::crc32c(&b[ATTRIBUTES_OFFSET..]);
         b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
         b
+    }
+
+    /// A batch of keyed records (a `None` value is a tombstone), for tests.
+    pub fn make_keyed_batch(
+        base_ts: i64,
+        records: &[(&[u8], Option<&[u8]>)],
+        pid: i64,
+        epoch: i16,
+        seq: i32,
+        transactional: bool,
+    ) -> Vec<u8> {
+        let mut body_all = Vec::new();
+        for (i, (k, v)) in records.iter().enumerate() {
+            let mut body = vec![0u8];
+            put_varint(&mut body, i as i64);
+            put_varint(&mut body, i as i64);
+            put_varint(&mut body, k.len() as i64);
+            body.extend_from_slice(k);
+            match v {
+                Some(v) => {
+                    put_varint(&mut body, v.len() as i64);
+                    body.extend_from_slice(v);
+                }
+                None => put_varint(&mut body, -1),
+            }
+            put_varint(&mut body, 0);
+            put_varint(&mut body_all, body.len() as i64);
+            body_all.extend_from_slice(&body);
+        }
+        let mut b = make_idempotent_batch(base_ts, &[], pid, epoch, seq);
+        b.truncate(HEADER_SIZE);
+        let n = records.len() as i32;
+        b[LAST_OFFSET_DELTA_OFFSET..LAST_OFFSET_DELTA_OFFSET + 4]
+            .copy_from_slice(&(n - 1).to_be_bytes());
+        b[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8]
+            .copy_from_slice(&(base_ts + n as i64 - 1).to_be_bytes());
+        b[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4].copy_from_slice(&n.to_be_bytes());
+        if transactional {
+            b[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2]
+                .copy_from_slice(&TRANSACTIONAL_BIT.to_be_bytes());
+        }
+        b.extend_from_slice(&body_all);
+        let len = (b.len() - LOG_OVERHEAD) as i32;
+        b[LENGTH_OFFSET..LENGTH_OFFSET + 4].copy_from_slice(&len.to_be_bytes());
+        let crc = crc32c::crc32c(&b[ATTRIBUTES_OFFSET..]);
+        b[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn keyed_records_parse_with_their_keys_and_tombstones() {
+        let b = make_keyed_batch(
+            10,
+            &[(b"k1", Some(b"v1")), (b"k2", None)],
+            -1,
+            -1,
+            -1,
+            false,
+        );
+        let batch = RecordBatch::validate(&b).expect("valid");
+        let recs = parse_records(batch.records(), batch.record_count()).expect("parse");
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0].key, Some(&b"k1"[..]));
+        assert_eq!(recs[0].value, Some(&b"v1"[..]));
+        assert_eq!(recs[1].value, None);
+        assert_eq!(recs[1].offset_delta, 1);
+        // Keep only the second record: same offsets, one record.
+        let rebuilt = rebuild_batch(&batch, recs[1].raw, 1, 11);
+        let rb = RecordBatch::validate(&rebuilt).expect("rebuilt is valid");
+        assert_eq!((rb.record_count(), rb.last_offset_delta()), (1, 1));
+        let e = empty_batch(5, 9, Some(&batch));
+        let eb = RecordBatch::validate(&e).expect("empty is valid");
+        assert_eq!(
+            (eb.base_offset(), eb.last_offset(), eb.record_count()),
+            (5, 9, 0)
+        );
     }
 
     #[test]

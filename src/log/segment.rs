@@ -41,6 +41,9 @@ pub struct LogSegment {
     bytes_since_last_index: u64,
     index_interval: u64,
     created: Instant,
+    /// Appended to every file name while the segment is the cleaner's output (`.cleaned`,
+    /// then `.swap`); empty for a segment of the log.
+    suffix: &'static str,
 }
 
 /// What start-up recovery found in a segment.
@@ -53,7 +56,19 @@ pub struct Recovered {
 
 impl LogSegment {
     pub fn create(dir: &Path, base_offset: i64, index_interval: u64) -> io::Result<Self> {
-        let (mut seg, _, _) = Self::open_files(dir, base_offset, index_interval, true)?;
+        Self::create_with_suffix(dir, base_offset, index_interval, "")
+    }
+
+    /// A new segment whose files carry `suffix` after their usual names (the cleaner writes
+    /// `00000000000000000000.log.cleaned` and its indexes this way).
+    pub fn create_with_suffix(
+        dir: &Path,
+        base_offset: i64,
+        index_interval: u64,
+        suffix: &'static str,
+    ) -> io::Result<Self> {
+        let (mut seg, _, _) =
+            Self::open_files_with_suffix(dir, base_offset, index_interval, true, suffix)?;
         // A fresh segment's index files may hold stale entries from an earlier life.
         seg.offset_index.reset()?;
         seg.time_index.reset()?;
@@ -67,19 +82,25 @@ impl LogSegment {
         index_interval: u64,
         create: bool,
     ) -> io::Result<(Self, bool, bool)> {
+        Self::open_files_with_suffix(dir, base_offset, index_interval, create, "")
+    }
+
+    fn open_files_with_suffix(
+        dir: &Path,
+        base_offset: i64,
+        index_interval: u64,
+        create: bool,
+        suffix: &'static str,
+    ) -> io::Result<(Self, bool, bool)> {
+        let name = |ext: &str| dir.join(format!("{}{suffix}", file_name(base_offset, ext)));
         let log = OpenOptions::new()
             .read(true)
             .append(true)
             .create(create)
-            .open(dir.join(file_name(base_offset, ".log")))?;
+            .open(name(".log"))?;
         let size = log.metadata()?.len();
-        let (offset_index, oi_sane) = OffsetIndex::open(
-            &dir.join(file_name(base_offset, ".index")),
-            base_offset,
-            size,
-        )?;
-        let (time_index, ti_sane) =
-            TimeIndex::open(&dir.join(file_name(base_offset, ".timeindex")), base_offset)?;
+        let (offset_index, oi_sane) = OffsetIndex::open(&name(".index"), base_offset, size)?;
+        let (time_index, ti_sane) = TimeIndex::open(&name(".timeindex"), base_offset)?;
         let seg = Self {
             base_offset,
             dir: dir.to_path_buf(),
@@ -93,6 +114,7 @@ impl LogSegment {
             bytes_since_last_index: 0,
             index_interval,
             created: Instant::now(),
+            suffix,
         };
         Ok((seg, oi_sane, ti_sane))
     }
@@ -332,12 +354,31 @@ impl LogSegment {
     }
     /// The `.log`, `.index` and `.timeindex` paths.
     pub fn paths(&self) -> [PathBuf; 3] {
-        [".log", ".index", ".timeindex"]
-            .map(|suffix| self.dir.join(file_name(self.base_offset, suffix)))
+        [".log", ".index", ".timeindex"].map(|ext| self.path_of(ext))
     }
 
     pub fn log_path(&self) -> PathBuf {
-        self.dir.join(file_name(self.base_offset, ".log"))
+        self.path_of(".log")
+    }
+
+    fn path_of(&self, ext: &str) -> PathBuf {
+        self.dir.join(format!(
+            "{}{}",
+            file_name(self.base_offset, ext),
+            self.suffix
+        ))
+    }
+
+    /// Records that the files were renamed to carry `suffix` (the open handles follow the
+    /// rename, so nothing is reopened).
+    pub fn set_suffix(&mut self, suffix: &'static str) {
+        self.suffix = suffix;
+    }
+
+    /// Overrides the offset the segment's offsets end at: a cleaned segment keeps the
+    /// range of the segments it replaces even when its last records were removed.
+    pub fn set_next_offset(&mut self, next: i64) {
+        self.next_offset = self.next_offset.max(next);
     }
 
     /// Makes the segment durable: log then indexes.
@@ -349,8 +390,8 @@ impl LogSegment {
 
     /// Removes the segment and its indexes.
     pub fn delete(self) -> io::Result<()> {
-        for suffix in [".log", ".index", ".timeindex", ".txnindex"] {
-            match std::fs::remove_file(self.dir.join(file_name(self.base_offset, suffix))) {
+        for ext in [".log", ".index", ".timeindex", ".txnindex"] {
+            match std::fs::remove_file(self.path_of(ext)) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}
             }
