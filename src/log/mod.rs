@@ -569,6 +569,17 @@ mod tests {
         }
     }
 
+    /// A log of 300-byte segments holding `n` batches of one 50-byte record, batch i at
+    /// offset i with timestamp i.
+    fn log_of(dir: &Path, n: u8) -> Log {
+        let (mut log, _) = Log::open(dir, cfg(300), &mut |_| {}).expect("open");
+        for i in 0..n {
+            log.append(&mut make_batch(i as i64, &[&[i; 50]]))
+                .expect("append");
+        }
+        log
+    }
+
     #[test]
     fn segments_roll_at_segment_bytes_and_reads_cross_them() {
         let dir = tempfile::tempdir().expect("tmp");
@@ -658,13 +669,7 @@ mod tests {
     #[test]
     fn a_reopened_log_continues_at_the_same_offset() {
         let dir = tempfile::tempdir().expect("tmp");
-        {
-            let (mut log, _) = Log::open(dir.path(), cfg(300), &mut |_| {}).expect("open");
-            for i in 0..10u8 {
-                log.append(&mut make_batch(i as i64, &[&[i; 50]]))
-                    .expect("append");
-            }
-        }
+        log_of(dir.path(), 10);
         let mut batches = 0;
         let (mut log, report) =
             Log::open(dir.path(), cfg(300), &mut |_| batches += 1).expect("reopen");
@@ -680,11 +685,7 @@ mod tests {
     fn a_corrupt_segment_below_the_end_cuts_the_log_there() {
         let dir = tempfile::tempdir().expect("tmp");
         {
-            let (mut log, _) = Log::open(dir.path(), cfg(300), &mut |_| {}).expect("open");
-            for i in 0..12u8 {
-                log.append(&mut make_batch(i as i64, &[&[i; 50]]))
-                    .expect("append");
-            }
+            let log = log_of(dir.path(), 12);
             assert!(log.segment_count() >= 3);
         }
         // No recovery point was recorded (as after a crash): every segment is checked.
@@ -710,14 +711,7 @@ mod tests {
     #[test]
     fn a_synced_log_trusts_its_closed_segments() {
         let dir = tempfile::tempdir().expect("tmp");
-        {
-            let (mut log, _) = Log::open(dir.path(), cfg(300), &mut |_| {}).expect("open");
-            for i in 0..12u8 {
-                log.append(&mut make_batch(i as i64, &[&[i; 50]]))
-                    .expect("append");
-            }
-            log.sync_all().expect("sync");
-        }
+        log_of(dir.path(), 12).sync_all().expect("sync");
         assert_eq!(read_recovery_point(dir.path()), 12);
         let (log, report) = Log::open(dir.path(), cfg(300), &mut |_| {}).expect("reopen");
         assert_eq!(
@@ -730,11 +724,7 @@ mod tests {
     #[test]
     fn segments_wholly_below_an_offset_are_taken_out_but_never_the_active_one() {
         let dir = tempfile::tempdir().expect("tmp");
-        let (mut log, _) = Log::open(dir.path(), cfg(300), &mut |_| {}).expect("open");
-        for i in 0..12u8 {
-            log.append(&mut make_batch(i as i64, &[&[i; 50]]))
-                .expect("append");
-        }
+        let mut log = log_of(dir.path(), 12);
         let bases: Vec<i64> = log.segment_sizes().iter().map(|s| s.0).collect();
         assert!(bases.len() >= 3);
         // Inside the second segment: only the first is wholly below.
@@ -758,11 +748,7 @@ mod tests {
     #[test]
     fn a_log_truncated_fully_continues_at_its_new_start() {
         let dir = tempfile::tempdir().expect("tmp");
-        let (mut log, _) = Log::open(dir.path(), cfg(300), &mut |_| {}).expect("open");
-        for i in 0..5u8 {
-            log.append(&mut make_batch(i as i64, &[&[i; 50]]))
-                .expect("append");
-        }
+        let mut log = log_of(dir.path(), 5);
         log.truncate_fully_and_start_at(40).expect("truncate");
         assert_eq!((log.log_start_offset(), log.next_offset()), (40, 40));
         log.append(&mut make_batch(9, &[b"x"])).expect("append");
