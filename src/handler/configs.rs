@@ -17,6 +17,7 @@ use kafka_protocol::messages::{
     AlterConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+use kafka_protocol::protocol::StrBytes;
 
 #[tracing::instrument(name = "describe_configs", skip_all, fields(n = req.resources.len()))]
 pub fn describe_configs(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
@@ -158,6 +159,26 @@ async fn alter_each(
     out
 }
 
+/// Applies the changes and answers each resource through `answer` (resource type, name,
+/// error code, error message): AlterConfigs and IncrementalAlterConfigs differ only in the
+/// response type.
+async fn alter_and_answer<R>(
+    ctx: &Ctx<'_>,
+    resources: Vec<(i8, String, Change)>,
+    validate_only: bool,
+    answer: impl Fn(i8, StrBytes, i16, Option<StrBytes>) -> R,
+) -> Vec<R> {
+    alter_each(ctx, resources, validate_only)
+        .await
+        .into_iter()
+        .map(|(t, name, result)| match result {
+            // Kafka sends a null message on success (the crate's default is empty).
+            Ok(()) => answer(t, str_bytes(&name), 0, None),
+            Err((e, m)) => answer(t, str_bytes(&name), e.code(), Some(str_bytes(&m))),
+        })
+        .collect()
+}
+
 #[tracing::instrument(name = "alter_configs", skip_all, fields(n = req.resources.len()))]
 pub async fn alter_configs(ctx: &Ctx<'_>, req: AlterConfigsRequest) -> AlterConfigsResponse {
     let resources = req
@@ -176,22 +197,14 @@ pub async fn alter_configs(ctx: &Ctx<'_>, req: AlterConfigsRequest) -> AlterConf
             )
         })
         .collect();
-    let responses = alter_each(ctx, resources, req.validate_only)
-        .await
-        .into_iter()
-        .map(|(t, name, result)| {
-            let r = alter_configs_response::AlterConfigsResourceResponse::default()
-                .with_resource_type(t)
-                .with_resource_name(str_bytes(&name));
-            match result {
-                // Kafka sends a null message on success (the crate's default is empty).
-                Ok(()) => r.with_error_message(None),
-                Err((e, m)) => r
-                    .with_error_code(e.code())
-                    .with_error_message(Some(str_bytes(&m))),
-            }
-        })
-        .collect();
+    let responses = alter_and_answer(ctx, resources, req.validate_only, |t, name, code, m| {
+        alter_configs_response::AlterConfigsResourceResponse::default()
+            .with_resource_type(t)
+            .with_resource_name(name)
+            .with_error_code(code)
+            .with_error_message(m)
+    })
+    .await;
     AlterConfigsResponse::default().with_responses(responses)
 }
 
@@ -220,21 +233,13 @@ pub async fn incremental_alter_configs(
             )
         })
         .collect();
-    let responses = alter_each(ctx, resources, req.validate_only)
-        .await
-        .into_iter()
-        .map(|(t, name, result)| {
-            let r = incremental_alter_configs_response::AlterConfigsResourceResponse::default()
-                .with_resource_type(t)
-                .with_resource_name(str_bytes(&name));
-            match result {
-                // Kafka sends a null message on success (the crate's default is empty).
-                Ok(()) => r.with_error_message(None),
-                Err((e, m)) => r
-                    .with_error_code(e.code())
-                    .with_error_message(Some(str_bytes(&m))),
-            }
-        })
-        .collect();
+    let responses = alter_and_answer(ctx, resources, req.validate_only, |t, name, code, m| {
+        incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+            .with_resource_type(t)
+            .with_resource_name(name)
+            .with_error_code(code)
+            .with_error_message(m)
+    })
+    .await;
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
