@@ -468,6 +468,16 @@ impl Log {
         }
     }
 
+    /// After segments were taken out: the log starts at the first one left.
+    fn start_at_first_segment(&mut self) {
+        self.log_start_offset = self
+            .segments
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.next_offset);
+    }
+
     /// Takes the oldest segment out of the log if it is closed, for the caller to delete
     /// once the partition lock is released; the log then starts at the next one.
     pub fn take_oldest_segment(&mut self) -> Option<LogSegment> {
@@ -475,12 +485,7 @@ impl Log {
             return None;
         }
         let seg = self.segments.pop_first().map(|(_, seg)| seg);
-        self.log_start_offset = self
-            .segments
-            .keys()
-            .next()
-            .copied()
-            .unwrap_or(self.next_offset);
+        self.start_at_first_segment();
         seg
     }
 
@@ -501,12 +506,7 @@ impl Log {
                 taken.push(seg);
             }
         }
-        self.log_start_offset = self
-            .segments
-            .keys()
-            .next()
-            .copied()
-            .unwrap_or(self.next_offset);
+        self.start_at_first_segment();
         taken
     }
 
