@@ -605,4 +605,4 @@ fn compile(pattern: &str) -> Result<regex::Regex, String> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

@@ -452,7 +452,8 @@ async fn a_member_id_handed_out_but_never_used_is_forgotten_after_a_session() {
 }
 
 mod consumer_protocol {
-    use super::super::super::consumer::{Heartbeat, Metadata, Partitions, TopicMeta};
+    use super::super::super::consumer::tests::join;
+    use super::super::super::consumer::{Metadata, TopicMeta};
     use super::*;
 
     fn meta() -> Metadata {
@@ -466,28 +467,13 @@ mod consumer_protocol {
         .into()
     }
 
-    fn join(id: &str) -> Heartbeat {
-        Heartbeat {
-            version: 1,
-            member_id: id.into(),
-            member_epoch: 0,
-            instance_id: None,
-            rack_id: None,
-            rebalance_timeout_ms: 30_000,
-            topics: Some(vec!["t".into()]),
-            regex: None,
-            assignor: None,
-            owned: Some(Partitions::new()),
-            client_id: "c".into(),
-            client_host: "h".into(),
-        }
-    }
-
     #[tokio::test]
     async fn commits_name_the_current_member_epoch_and_dead_members_expire() {
         let (_dir, c) = open();
         let m = meta();
-        let reply = c.consumer_heartbeat(GROUP, join("a"), &m).expect("joined");
+        let reply = c
+            .consumer_heartbeat(GROUP, join("a", &["t"]), &m)
+            .expect("joined");
         let epoch = reply.epoch;
         for (e, member, version, want) in [
             (epoch - 1, "a", 9, ResponseError::StaleMemberEpoch),

@@ -15,7 +15,8 @@ fn meta(topics: &[(&str, i32)]) -> Metadata {
         .collect()
 }
 
-fn join(id: &str, topics: &[&str]) -> Heartbeat {
+/// A new member's first heartbeat, subscribed to `topics` (also used by the classic group tests).
+pub(in crate::broker::groups) fn join(id: &str, topics: &[&str]) -> Heartbeat {
     Heartbeat {
         version: 1,
         member_id: id.into(),
