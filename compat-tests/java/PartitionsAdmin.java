@@ -23,7 +23,6 @@
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Collection;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -71,50 +70,6 @@ public class PartitionsAdmin {
     static void usage(String why) {
         System.err.println("usage: PartitionsAdmin admin|group --bootstrap HOST:PORT --topic T: " + why);
         System.exit(64);
-    }
-
-    static String json(Object o) {
-        StringBuilder sb = new StringBuilder();
-        write(sb, o);
-        return sb.toString();
-    }
-
-    static void write(StringBuilder sb, Object o) {
-        if (o == null) {
-            sb.append("null");
-        } else if (o instanceof String) {
-            sb.append('"');
-            for (char c : ((String) o).toCharArray()) {
-                if (c == '"' || c == '\\') sb.append('\\').append(c);
-                else if (c < 0x20) sb.append(String.format("\\u%04x", (int) c));
-                else sb.append(c);
-            }
-            sb.append('"');
-        } else if (o instanceof Number || o instanceof Boolean) {
-            sb.append(o);
-        } else if (o instanceof Map) {
-            sb.append('{');
-            boolean first = true;
-            for (Map.Entry<?, ?> e : ((Map<?, ?>) o).entrySet()) {
-                if (!first) sb.append(',');
-                first = false;
-                write(sb, String.valueOf(e.getKey()));
-                sb.append(':');
-                write(sb, e.getValue());
-            }
-            sb.append('}');
-        } else if (o instanceof Collection) {
-            sb.append('[');
-            boolean first = true;
-            for (Object x : (Collection<?>) o) {
-                if (!first) sb.append(',');
-                first = false;
-                write(sb, x);
-            }
-            sb.append(']');
-        } else {
-            write(sb, String.valueOf(o));
-        }
     }
 
     static Admin admin() {
@@ -278,7 +233,7 @@ public class PartitionsAdmin {
         }
         summary.put("problems", problems);
         summary.put("ok", problems.isEmpty());
-        System.out.println(json(summary));
+        System.out.println(Json.json(summary));
         System.out.flush();
         System.exit(code);
     }
