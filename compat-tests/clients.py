@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import pathlib
 import queue
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +16,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
+import pytest
 from confluent_kafka import (OFFSET_BEGINNING, Consumer, ConsumerGroupTopicPartitions, KafkaError, KafkaException,
                              Producer, TopicPartition)
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -141,6 +144,21 @@ def consume_partitions(bootstrap: str, topic: str, partitions, expected: int | N
     return got
 
 
+def first_message(bootstrap: str, topic: str, partition: int, timeout: float = 15.0, **consumer_conf):
+    """The first message a fresh consumer reads from the partition's offset 0, or None within timeout."""
+    consumer = new_consumer(bootstrap, **consumer_conf)
+    try:
+        consumer.assign([TopicPartition(topic, partition, 0)])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                return msg
+        return None
+    finally:
+        consumer.close()
+
+
 def produce_and_read_back_one(bootstrap: str, topic: str, value: bytes, timeout: float = 20.0) -> None:
     """A fresh librdkafka producer writes one message to partition 0 and a fresh consumer reads it back."""
     delivered = Delivered()
@@ -187,6 +205,25 @@ def tail(text: str | bytes, lines: int = 80) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def compile_java(tmp_path_factory, program_dir: pathlib.Path, sources, needed_for: str) -> str:
+    """Installs program_dir's jars (its install.sh, idempotent) and compiles the sources into a
+    temporary directory; returns the classpath (the jars, then the classes)."""
+    for tool in ("java", "javac"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"{tool} not found on PATH (a JDK 17 is needed for {needed_for})", pytrace=False)
+    install = subprocess.run(["bash", str(program_dir / "install.sh")], capture_output=True, text=True, timeout=900)
+    if install.returncode != 0:
+        pytest.fail(f"{program_dir.name}/install.sh failed ({install.returncode}):\n{tail(install.stdout)}\n"
+                    f"{tail(install.stderr)}", pytrace=False)
+    classes = tmp_path_factory.mktemp(f"{program_dir.name}-classes")
+    lib = f"{program_dir / 'lib'}{os.sep}*"
+    javac = subprocess.run(["javac", "-cp", lib, "-d", str(classes), *map(str, sources)],
+                           capture_output=True, text=True, timeout=300)
+    if javac.returncode != 0:
+        pytest.fail(f"javac failed ({javac.returncode}):\n{javac.stdout}\n{javac.stderr}", pytrace=False)
+    return f"{lib}{os.pathsep}{classes}"
+
+
 def program_report(cmd: list[str], proc: subprocess.CompletedProcess, summary: dict | None, log_name: str) -> str:
     """What a client program (js/, java/) did: exit status, JSON summary, problems, log tail."""
     problems = "\n".join(f"  - {p}" for p in (summary or {}).get("problems", []))
@@ -194,6 +231,19 @@ def program_report(cmd: list[str], proc: subprocess.CompletedProcess, summary: d
     return (f"command: {' '.join(cmd)}\nexit status: {proc.returncode}\n"
             f"summary: {json.dumps(rest)}\nproblems:\n{problems or '  (none)'}\n"
             f"{log_name} (stderr, last lines):\n{tail(proc.stderr)}")
+
+
+def wait_for(what: str, check, timeout: float = 30.0, interval: float = 0.2):
+    """Polls check() -> (ok, detail) until ok and returns the detail; raises AssertionError
+    with the last detail."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ok, detail = check()
+        if ok:
+            return detail
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what}: not within {timeout}s; last seen: {detail}")
+        time.sleep(interval)
 
 
 # ------------------------------------------------------------------------------------- group churn

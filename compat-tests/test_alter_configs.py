@@ -37,7 +37,7 @@ from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, 
                                    NewTopic, ResourceType)
 
 import kafka_wire as kw
-from clients import new_consumer, tail, unique_topic, wait_for_partitions, wait_until
+from clients import first_message, new_consumer, tail, unique_topic, wait_for_partitions, wait_until
 from test_java import java_classpath, java_command  # noqa: F401 (a fixture)
 
 S = ConfigSource
@@ -167,19 +167,11 @@ def test_timestamp_type_and_remote_storage(strata):
     producer = Producer({"bootstrap.servers": b})
     producer.produce(topic, b"v", timestamp=1_000_000)
     assert producer.flush(15) == 0
-    consumer = new_consumer(b)
-    try:
-        consumer.assign([TopicPartition(topic, 0, 0)])
-        msg = None
-        deadline = time.monotonic() + 15
-        while msg is None and time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-        assert msg is not None and msg.error() is None
-        ts_type, ts = msg.timestamp()
-        assert ts_type == 2  # TIMESTAMP_LOG_APPEND_TIME
-        assert abs(ts - time.time() * 1000) < 60_000
-    finally:
-        consumer.close()
+    msg = first_message(b, topic, 0)
+    assert msg is not None
+    ts_type, ts = msg.timestamp()
+    assert ts_type == 2  # TIMESTAMP_LOG_APPEND_TIME
+    assert abs(ts - time.time() * 1000) < 60_000
 
     # archived by default (tier.store local): turning it off needs the delete flag
     def archived():

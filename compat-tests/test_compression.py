@@ -68,6 +68,21 @@ def test_confluent_kafka_round_trips_compressed_batches(strata, codec):
     assert as_tuples_confluent(consumed) == [(k, v, h) for k, v, h in sent]
 
 
+def read_kafka_python(bootstrap, topic, expected, timeout=30.0):
+    """kafka-python's records of partition 0 from the beginning, until `expected` or the timeout."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    tp = TopicPartition(topic, 0)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    got = []
+    deadline = time.monotonic() + timeout
+    while len(got) < expected and time.monotonic() < deadline:
+        for records in consumer.poll(timeout_ms=500).values():
+            got.extend(records)
+    consumer.close()
+    return got
+
+
 @pytest.mark.parametrize("codec", CODECS)
 def test_kafka_python_round_trips_compressed_batches(strata, codec):
     topic = unique_topic(f"kp-compress-{codec}")
@@ -81,16 +96,7 @@ def test_kafka_python_round_trips_compressed_batches(strata, codec):
     producer.close()
     assert offsets == list(range(len(sent)))
 
-    consumer = KafkaConsumer(bootstrap_servers=strata.bootstrap, group_id=None, enable_auto_commit=False)
-    tp = TopicPartition(topic, 0)
-    consumer.assign([tp])
-    consumer.seek_to_beginning(tp)
-    got = []
-    deadline = time.monotonic() + 30
-    while len(got) < len(sent) and time.monotonic() < deadline:
-        for records in consumer.poll(timeout_ms=500).values():
-            got.extend(records)
-    consumer.close()
+    got = read_kafka_python(strata.bootstrap, topic, len(sent))
     assert [r.offset for r in got] == list(range(len(sent)))
     assert [(r.key, r.value, list(r.headers)) for r in got] == [(k, v, h) for k, v, h in sent]
 
@@ -263,16 +269,7 @@ def test_topic_compression_type_recompresses_on_append(strata, topic_codec, prod
     assert [b["base_sequence"] for b in batches] == [b["base_offset"] for b in batches]
 
     # kafka-python decodes what the broker compressed too
-    consumer = KafkaConsumer(bootstrap_servers=strata.bootstrap, group_id=None, enable_auto_commit=False)
-    tp = TopicPartition(topic, 0)
-    consumer.assign([tp])
-    consumer.seek_to_beginning(tp)
-    got = []
-    deadline = time.monotonic() + 30
-    while len(got) < len(sent) and time.monotonic() < deadline:
-        for records in consumer.poll(timeout_ms=500).values():
-            got.extend(records)
-    consumer.close()
+    got = read_kafka_python(strata.bootstrap, topic, len(sent))
     assert [(r.key, r.value, list(r.headers)) for r in got] == sent
 
 

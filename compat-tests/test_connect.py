@@ -17,11 +17,9 @@ connectors through the herder, as a REST PUT would. Jars: connect/install.sh.
 
 from __future__ import annotations
 
-import os
 import pathlib
 import queue
 import re
-import shutil
 import subprocess
 import threading
 import time
@@ -30,7 +28,7 @@ import uuid
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from clients import tail, wait_until
+from clients import compile_java, tail, wait_until
 
 CONNECT_DIR = pathlib.Path(__file__).resolve().parent / "connect"
 LOG4J = pathlib.Path(__file__).resolve().parent / "java" / "log4j2.properties"
@@ -38,20 +36,7 @@ LOG4J = pathlib.Path(__file__).resolve().parent / "java" / "log4j2.properties"
 
 @pytest.fixture(scope="session")
 def connect_classpath(tmp_path_factory) -> str:
-    for tool in ("java", "javac"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} not found on PATH (a JDK 17 is needed for Kafka Connect)", pytrace=False)
-    install = subprocess.run(["bash", str(CONNECT_DIR / "install.sh")], capture_output=True, text=True, timeout=900)
-    if install.returncode != 0:
-        pytest.fail(f"connect/install.sh failed ({install.returncode}):\n{tail(install.stdout)}\n{tail(install.stderr)}",
-                    pytrace=False)
-    classes = tmp_path_factory.mktemp("connect-classes")
-    lib = f"{CONNECT_DIR / 'lib'}{os.sep}*"
-    javac = subprocess.run(["javac", "-cp", lib, "-d", str(classes), str(CONNECT_DIR / "ConnectWorker.java")],
-                           capture_output=True, text=True, timeout=300)
-    if javac.returncode != 0:
-        pytest.fail(f"javac failed ({javac.returncode}):\n{javac.stdout}\n{javac.stderr}", pytrace=False)
-    return f"{lib}{os.pathsep}{classes}"
+    return compile_java(tmp_path_factory, CONNECT_DIR, [CONNECT_DIR / "ConnectWorker.java"], "Kafka Connect")
 
 
 class Worker:
@@ -85,6 +70,12 @@ class Worker:
             if line == "READY":
                 return seen
         pytest.fail(f"worker not ready in {timeout}s; stdout {seen}\n{self.log_tail()}", pytrace=False)
+
+    def wait_connectors_running(self) -> None:
+        """Waits for READY; the file source and sink and their tasks must be running by then."""
+        ready = self.wait_ready()
+        assert "CONNECTOR file-source RUNNING tasks=[RUNNING]" in ready, ready
+        assert "CONNECTOR file-sink RUNNING tasks=[RUNNING]" in ready, ready
 
     def stop(self, timeout: float = 30.0) -> None:
         """Closes stdin: the worker stops its herder (committing offsets) and exits."""
@@ -168,9 +159,7 @@ def test_connect_file_source_to_file_sink_survives_a_worker_restart(strata, conn
     append([f"line-{i}" for i in range(5)])
     first = Worker(connect_classpath, [str(worker_props), str(source), str(sink)], tmp_path / "worker1.log")
     try:
-        ready = first.wait_ready()
-        assert "CONNECTOR file-source RUNNING tasks=[RUNNING]" in ready, ready
-        assert "CONNECTOR file-sink RUNNING tasks=[RUNNING]" in ready, ready
+        first.wait_connectors_running()
         wait_for_sink([f"line-{i}" for i in range(5)])
         append([f"line-{i}" for i in range(5, 10)])
         wait_for_sink([f"line-{i}" for i in range(10)])
@@ -189,9 +178,7 @@ def test_connect_file_source_to_file_sink_survives_a_worker_restart(strata, conn
     append([f"line-{i}" for i in range(10, 15)])
     second = Worker(connect_classpath, [str(worker_props)], tmp_path / "worker2.log")
     try:
-        ready = second.wait_ready()
-        assert "CONNECTOR file-source RUNNING tasks=[RUNNING]" in ready, ready
-        assert "CONNECTOR file-sink RUNNING tasks=[RUNNING]" in ready, ready
+        second.wait_connectors_running()
         wait_for_sink([f"line-{i}" for i in range(15)])
         append([f"line-{i}" for i in range(15, 20)])
         wait_for_sink([f"line-{i}" for i in range(20)])

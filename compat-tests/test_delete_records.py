@@ -40,23 +40,11 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, Produc
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 import kafka_wire
-from clients import create_topic, new_consumer, unique_topic
+from clients import create_topic, new_consumer, unique_topic, wait_for
 from s3 import tier_config
 from test_java import java_classpath, java_command  # noqa: F401  (java_classpath is a fixture)
 
 TIMEOUT = 15.0
-
-
-def wait_for(what: str, check, timeout: float = 30.0, interval: float = 0.2):
-    """Polls check() -> (ok, detail) until ok; raises with the last detail."""
-    deadline = time.monotonic() + timeout
-    while True:
-        ok, detail = check()
-        if ok:
-            return detail
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what}: not within {timeout}s; last seen: {detail}")
-        time.sleep(interval)
 
 
 def produce(bootstrap: str, topic: str, count: int, prefix: str = "m", size: int = 100, **conf) -> list[int]:

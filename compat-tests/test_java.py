@@ -24,13 +24,12 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import shutil
 import subprocess
 import uuid
 
 import pytest
 
-from clients import (MemberProcess, check_group_churn, check_group_resumes, create_topic, program_report,
+from clients import (MemberProcess, check_group_churn, check_group_resumes, compile_java, create_topic, program_report,
                      run_group_churn, tail, unique_topic)
 
 JAVA_DIR = pathlib.Path(__file__).resolve().parent / "java"
@@ -44,22 +43,8 @@ def _report(cmd: list[str], proc: subprocess.CompletedProcess, summary: dict | N
 
 @pytest.fixture(scope="session")
 def java_classpath(tmp_path_factory) -> str:
-    for tool in ("java", "javac"):
-        if shutil.which(tool) is None:
-            pytest.fail(f"{tool} not found on PATH (a JDK 17 is needed for the Java client tests)", pytrace=False)
-    install = subprocess.run(["bash", str(JAVA_DIR / "install.sh")], capture_output=True, text=True, timeout=900)
-    if install.returncode != 0:
-        pytest.fail(f"java/install.sh failed ({install.returncode}):\n{tail(install.stdout)}\n{tail(install.stderr)}",
-                    pytrace=False)
-    classes = tmp_path_factory.mktemp("java-classes")
-    lib = f"{JAVA_DIR / 'lib'}{os.sep}*"
-    # every program under java/ (ProduceConsume, GroupMember, Transactional), compiled once
-    sources = sorted(str(p) for p in JAVA_DIR.glob("*.java"))
-    javac = subprocess.run(["javac", "-cp", lib, "-d", str(classes), *sources],
-                           capture_output=True, text=True, timeout=300)
-    if javac.returncode != 0:
-        pytest.fail(f"javac failed ({javac.returncode}):\n{javac.stdout}\n{javac.stderr}", pytrace=False)
-    return f"{lib}{os.pathsep}{classes}"
+    # every program under java/ (ProduceConsume, GroupMember, Transactional, ...), compiled once
+    return compile_java(tmp_path_factory, JAVA_DIR, sorted(JAVA_DIR.glob("*.java")), "the Java client tests")
 
 
 def java_command(classpath: str, main_class: str, *args: str) -> list[str]:

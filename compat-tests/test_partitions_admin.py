@@ -40,7 +40,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient, NewPartitions
 
 import kafka_wire as kw
-from clients import create_topic, unique_topic, wait_for_partitions
+from clients import create_topic, first_message, unique_topic, wait_for_partitions
 from test_java import java_classpath, java_command  # noqa: F401 (fixture)
 
 API_DESCRIBE_TOPIC_PARTITIONS = 75
@@ -103,20 +103,8 @@ def test_create_partitions_confluent(strata):
     # a producer and a consumer use the new partition
     offset = produce_to(strata.bootstrap, topic, 3, b"on-partition-3")
     assert offset == 0
-    c = Consumer({"bootstrap.servers": strata.bootstrap, "group.id": f"g-{uuid.uuid4().hex[:6]}",
-                  "auto.offset.reset": "earliest"})
-    try:
-        from confluent_kafka import TopicPartition
-        c.assign([TopicPartition(topic, 3, 0)])
-        msg = None
-        deadline = time.monotonic() + 15
-        while msg is None and time.monotonic() < deadline:
-            m = c.poll(0.5)
-            if m is not None and not m.error():
-                msg = m
-        assert msg is not None and msg.value() == b"on-partition-3" and msg.partition() == 3
-    finally:
-        c.close()
+    msg = first_message(strata.bootstrap, topic, 3)
+    assert msg is not None and msg.value() == b"on-partition-3" and msg.partition() == 3
 
     strata.stop()
     strata.start()
@@ -289,20 +277,8 @@ def test_transaction_on_new_partition(strata):
     p.begin_transaction()
     p.produce(topic, b"in-txn", partition=1)
     p.commit_transaction(15)
-    c = Consumer({"bootstrap.servers": strata.bootstrap, "group.id": f"g-{uuid.uuid4().hex[:6]}",
-                  "auto.offset.reset": "earliest", "isolation.level": "read_committed"})
-    try:
-        from confluent_kafka import TopicPartition
-        c.assign([TopicPartition(topic, 1, 0)])
-        got = None
-        deadline = time.monotonic() + 15
-        while got is None and time.monotonic() < deadline:
-            m = c.poll(0.5)
-            if m is not None and not m.error():
-                got = m.value()
-        assert got == b"in-txn"
-    finally:
-        c.close()
+    got = first_message(strata.bootstrap, topic, 1, **{"isolation.level": "read_committed"})
+    assert got is not None and got.value() == b"in-txn"
 
 
 # ----------------------------------------------------------------------------- the archive

@@ -60,7 +60,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from clients import (Delivered, consume_partitions, create_topic, new_consumer, topic_id, unique_topic,
+from clients import (Delivered, consume_partitions, create_topic, new_consumer, topic_id, unique_topic, wait_for,
                      wait_for_partitions)
 import kafka_wire
 from s3 import tier_config
@@ -203,18 +203,6 @@ def short(st: dict) -> str:
     m = st["manifest"]
     ms = f"{len(m)} segments {m[:2]}...{m[-2:]}" if len(m) > 4 else str(m)
     return f"local bases {st['local'][:6]}{'...' if len(st['local']) > 6 else ''} (n={len(st['local'])}), manifest {ms}"
-
-
-def wait_for(what: str, check, timeout: float, interval: float = 0.2):
-    """Polls check() -> (ok, detail) until ok; raises AssertionError with the last detail."""
-    deadline = time.monotonic() + timeout
-    while True:
-        ok, detail = check()
-        if ok:
-            return detail
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what}: not within {timeout}s; last seen: {detail}")
-        time.sleep(interval)
 
 
 def wait_fully_archived(broker, archive, topic, partitions, timeout=ARCHIVE_TIMEOUT_S) -> dict[int, dict]:
