@@ -142,6 +142,19 @@ pub struct ReadSlice {
     pub end: u64,
 }
 
+#[cfg(test)]
+impl ReadSlice {
+    /// The bytes of the batch the slice starts with.
+    pub(crate) fn first_batch_bytes(&self) -> Vec<u8> {
+        use std::os::unix::fs::FileExt;
+        let mut b = vec![0u8; self.first_batch as usize];
+        self.file
+            .read_exact_at(&mut b, self.position)
+            .expect("read");
+        b
+    }
+}
+
 pub struct Log {
     dir: PathBuf,
     config: LogConfig,
@@ -599,15 +612,7 @@ mod tests {
         }
         for off in 0..80 {
             let slice = log.read(off).expect("io").expect("found");
-            let bytes = {
-                use std::os::unix::fs::FileExt;
-                let mut b = vec![0u8; slice.first_batch as usize];
-                slice
-                    .file
-                    .read_exact_at(&mut b, slice.position)
-                    .expect("read");
-                b
-            };
+            let bytes = slice.first_batch_bytes();
             let batch = RecordBatch::validate(&bytes).expect("valid");
             assert!(batch.base_offset() <= off && off <= batch.last_offset());
         }
