@@ -112,8 +112,10 @@ def test_segment_on_disk_keeps_the_batches_as_the_producer_compressed_them(strat
     create_topic(broker.bootstrap, topic, 1)
     sent = compressible_messages(300, codec)
     delivered = Delivered()
+    # a long linger gathers the messages into a few large batches: librdkafka sends a batch
+    # uncompressed when compressing would make it bigger (a lone small message)
     producer = Producer({"bootstrap.servers": broker.bootstrap, "compression.type": codec,
-                         "linger.ms": 20, "acks": "all"})
+                         "linger.ms": 200, "acks": "all"})
     produce_all(producer, sent, delivered, topic)
     assert not delivered.failed
     broker.stop()
@@ -123,7 +125,7 @@ def test_segment_on_disk_keeps_the_batches_as_the_producer_compressed_them(strat
     batches = kafka_wire.read_segment_batches(segment)
     assert sum(b["record_count"] for b in batches) == len(sent)
     assert all(b["magic"] == 2 and b["crc_ok"] for b in batches)
-    assert {b["compression"] for b in batches} == {CODEC_ID[codec]}
+    assert {b["compression"] for b in batches if b["record_count"] > 1} == {CODEC_ID[codec]}
     assert [b["base_offset"] for b in batches] == sorted(b["base_offset"] for b in batches)
 
 
