@@ -1,0 +1,211 @@
+use super::*;
+use crate::log::codec::{BatchSpec, Record};
+
+fn gzip_batch(n: usize) -> Vec<u8> {
+    let records: Vec<Record> = (0..n)
+        .map(|i| Record {
+            attributes: 0,
+            timestamp_delta: i as i64,
+            offset_delta: i as i32,
+            key: None,
+            value: Some(bytes::Bytes::from(vec![b'a'; 1000])),
+            headers: vec![],
+        })
+        .collect();
+    let mut spec = BatchSpec::new(0, 1000);
+    spec.compression = Compression::Gzip;
+    spec.producer_id = 5;
+    spec.producer_epoch = 2;
+    spec.base_sequence = 40;
+    codec::encode_batch(&spec, &records).expect("encode")
+}
+
+fn rules(compression: Option<Compression>, max_message_bytes: usize) -> AppendRules {
+    AppendRules {
+        max_message_bytes,
+        log_append_time: false,
+        compression,
+        too_few_replicas_for_acks_all: false,
+        compact: false,
+    }
+}
+
+#[test]
+fn only_a_topic_codec_other_than_the_batch_recompresses() {
+    let bytes = gzip_batch(10);
+    let b = RecordBatch::validate(&bytes).unwrap();
+    assert_eq!(recompress_for_topic(&b, &rules(None, 1 << 20)), Ok(None));
+    let same = rules(Some(Compression::Gzip), 1 << 20);
+    assert_eq!(recompress_for_topic(&b, &same), Ok(None));
+    let out = recompress_for_topic(&b, &rules(Some(Compression::Zstd), 1 << 20))
+        .unwrap()
+        .expect("recompressed");
+    let z = RecordBatch::validate(&out).unwrap();
+    assert_eq!(z.compression(), Compression::Zstd.id());
+    assert_eq!(
+        (z.producer_id(), z.producer_epoch(), z.base_sequence()),
+        (5, 2, 40)
+    );
+    assert_eq!((z.record_count(), z.max_timestamp()), (10, 1009));
+}
+
+#[test]
+fn a_batch_that_outgrows_max_message_bytes_uncompressed_is_refused() {
+    let bytes = gzip_batch(10);
+    let b = RecordBatch::validate(&bytes).unwrap();
+    assert!(bytes.len() < 2000);
+    assert_eq!(
+        recompress_for_topic(&b, &rules(Some(Compression::None), 2000)),
+        Err(ResponseError::MessageTooLarge)
+    );
+}
+
+#[test]
+fn undecodable_records_are_a_corrupt_message() {
+    let mut bytes = gzip_batch(3);
+    let end = bytes.len();
+    bytes[end - 12..end - 8].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef]); // inside the gzip body
+    let crc = crc32c::crc32c(&bytes[21..]);
+    bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+    let b = RecordBatch::validate(&bytes).unwrap();
+    assert_eq!(
+        recompress_for_topic(&b, &rules(Some(Compression::Lz4), 1 << 20)),
+        Err(ResponseError::CorruptMessage)
+    );
+}
+
+use crate::log::record_batch::tests::{make_batch, make_idempotent_batch};
+
+fn open(dir: &Path) -> Partition {
+    let config = LogConfig {
+        segment_bytes: 300,
+        index_interval_bytes: 64,
+        ..LogConfig::default()
+    };
+    Partition::open("t", Uuid::nil(), 0, dir, config, false, 0).expect("open")
+}
+
+fn plain_rules() -> AppendRules {
+    AppendRules {
+        max_message_bytes: 1 << 20,
+        log_append_time: false,
+        compression: None,
+        too_few_replicas_for_acks_all: false,
+        compact: false,
+    }
+}
+
+fn append(p: &Partition, batch: &[u8]) -> Result<AppendInfo, ResponseError> {
+    p.append(batch, &plain_rules(), 1_000, &|_, _| Ok(()))
+}
+
+fn log_files(dir: &Path) -> Vec<i64> {
+    let mut bases: Vec<i64> = std::fs::read_dir(dir)
+        .expect("dir")
+        .filter_map(|e| {
+            let name = e.expect("entry").file_name();
+            crate::log::segment::parse_base_offset(&name.to_string_lossy(), ".log")
+        })
+        .collect();
+    bases.sort_unstable();
+    bases
+}
+
+#[test]
+fn a_moved_log_start_hides_what_is_below_and_survives_a_reopen() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = open(dir.path());
+    for i in 0..12u8 {
+        append(&p, &make_batch(i as i64, &[&[i; 50]])).expect("append");
+    }
+    assert!(p.advance_log_start(7, "test").expect("advance"));
+    assert_eq!(p.log_start_offset(), 7);
+    assert_eq!(
+        p.read(6, 1 << 20, true, false).err(),
+        Some(ResponseError::OffsetOutOfRange)
+    );
+    assert!(p.read(7, 1 << 20, true, false).is_ok());
+    assert!(log_files(dir.path()).iter().skip(1).all(|&b| b > 7));
+    assert!(log_files(dir.path())[0] <= 7);
+    assert_eq!(p.local_log_start_offset(), 7);
+    // Lower is a no-op.
+    assert!(!p.advance_log_start(3, "test").expect("advance"));
+    assert_eq!(p.log_start_offset(), 7);
+    drop(p);
+    let p = open(dir.path());
+    assert_eq!(p.log_start_offset(), 7);
+    assert_eq!(p.high_watermark(), 12);
+}
+
+#[test]
+fn start_up_finishes_a_deletion_a_crash_interrupted() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = open(dir.path());
+    for i in 0..12u8 {
+        append(&p, &make_batch(i as i64, &[&[i; 50]])).expect("append");
+    }
+    drop(p);
+    let before = log_files(dir.path());
+    assert!(before.len() > 3);
+    // The checkpoint was written, the segments were not deleted yet.
+    crate::log::write_log_start_offset(dir.path(), before[2] + 1).expect("checkpoint");
+    let p = open(dir.path());
+    assert_eq!(p.log_start_offset(), before[2] + 1);
+    assert_eq!(log_files(dir.path())[0], before[2]);
+}
+
+#[test]
+fn a_log_recovered_below_its_start_restarts_empty_at_the_start() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = open(dir.path());
+    for i in 0..3u8 {
+        append(&p, &make_batch(i as i64, &[&[i; 50]])).expect("append");
+    }
+    drop(p);
+    // As after a crash that lost the tail but kept the checkpoint.
+    crate::log::write_log_start_offset(dir.path(), 10).expect("checkpoint");
+    let p = open(dir.path());
+    assert_eq!((p.log_start_offset(), p.high_watermark()), (10, 10));
+    let info = append(&p, &make_batch(9, &[b"x"])).expect("append");
+    assert_eq!(info.base_offset, 10);
+    assert_eq!(info.log_start_offset, 10);
+}
+
+#[test]
+fn a_producer_whose_records_were_deleted_goes_on_with_its_sequence() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = open(dir.path());
+    for seq in 0..6 {
+        append(
+            &p,
+            &make_idempotent_batch(seq as i64, &[&[1; 60]], 42, 0, seq),
+        )
+        .expect("append");
+    }
+    let end = p.high_watermark();
+    p.advance_log_start(end, "test").expect("advance");
+    // Kafka 4.x keeps the producer's state: the next sequence follows, a gap does not.
+    assert_eq!(
+        append(&p, &make_idempotent_batch(9, &[b"gap"], 42, 0, 9)).err(),
+        Some(ResponseError::OutOfOrderSequenceNumber)
+    );
+    let info = append(&p, &make_idempotent_batch(6, &[b"next"], 42, 0, 6)).expect("next");
+    assert_eq!(info.base_offset, end);
+    drop(p);
+    let p = open(dir.path());
+    let info = append(&p, &make_idempotent_batch(7, &[b"after"], 42, 0, 7)).expect("after");
+    assert_eq!(info.base_offset, end + 1);
+    // A producer the partition does not know may start at any sequence (KIP-360).
+    append(&p, &make_idempotent_batch(8, &[b"new"], 43, 0, 17)).expect("unknown producer");
+}
+
+#[test]
+fn the_last_stable_offset_never_stays_below_the_log_start() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = open(dir.path());
+    append(&p, &make_batch(0, &[b"a", b"b", b"c"])).expect("append");
+    p.first_unstable.store(1, Ordering::Release);
+    assert_eq!(p.last_stable_offset(), 1);
+    p.advance_log_start(2, "test").expect("advance");
+    assert_eq!(p.last_stable_offset(), 2);
+}
