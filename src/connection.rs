@@ -9,12 +9,13 @@
 use crate::broker::Broker;
 use crate::handler::{self, Boxed, Reply};
 use crate::protocol::{self, FrameError};
+use crate::security::{Listener, Session};
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, ResponseKind};
 use std::net::SocketAddr;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::tcp::OwnedReadHalf;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
@@ -46,8 +47,8 @@ pub enum ReadError {
 
 /// `Ok(None)` on a clean close between frames. The length is checked against the limit
 /// before anything is allocated, and the buffer grows only as bytes actually arrive.
-pub async fn read_frame(
-    rd: &mut BufReader<OwnedReadHalf>,
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    rd: &mut BufReader<R>,
     max: usize,
 ) -> Result<Option<Bytes>, ReadError> {
     let mut prefix = [0u8; 4];
@@ -118,17 +119,33 @@ fn unsupported(api_key: Option<ApiKey>, correlation_id: i32) -> Option<Bytes> {
     ))
 }
 
-pub async fn serve(
+/// A plaintext TCP connection: its halves are split without a lock.
+pub async fn serve_tcp(
     broker: Broker,
     stream: TcpStream,
     peer: SocketAddr,
-    mut shutdown: watch::Receiver<bool>,
+    listener: Arc<Listener>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let span = tracing::info_span!("conn", %peer);
+    let (rd, wr) = stream.into_split();
+    serve(broker, rd, wr, Session::new(listener, peer), shutdown).await
+}
+
+/// Serves one connection, whatever carries its bytes (TCP, or TLS over TCP).
+pub async fn serve<R, W>(
+    broker: Broker,
+    rd: R,
+    wr: W,
+    session: Session,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let span = tracing::info_span!("conn", peer = %session.peer, listener = %session.listener.name);
     async move {
         tracing::debug!("accepted");
         let max = broker.config.props.int("socket.request.max.bytes").max(0) as usize;
-        let (rd, wr) = stream.into_split();
         let mut rd = BufReader::with_capacity(64 * 1024, rd);
         let (tx, mut rx) = mpsc::channel::<Outgoing>(IN_FLIGHT);
         let writer = tokio::spawn(
@@ -161,7 +178,6 @@ pub async fn serve(
             }
             .in_current_span(),
         );
-        let client_host = peer.ip().to_string();
         loop {
             let frame = tokio::select! {
                 biased;
@@ -216,7 +232,7 @@ pub async fn serve(
             let (api_key, version) = (request.api_key, request.version);
             let correlation_id = request.header.correlation_id;
             let span = tracing::debug_span!("request", api = ?api_key, version, correlation_id);
-            let reply = handler::dispatch(&broker, request, &client_host).instrument(span).await;
+            let reply = handler::dispatch(&broker, request, &session).instrument(span).await;
             let out = match reply {
                 Reply::Nothing => continue,
                 Reply::Now(body) => match encode(api_key, version, correlation_id, &body) {

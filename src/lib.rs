@@ -35,6 +35,7 @@
 //! * `log`: Kafka's on-disk format — `segment` (`.log` + `.index` + `.timeindex`), `index`,
 //!   `record_batch`, `codec` (the records inside a batch, all four codecs), `txn_index`;
 //!   append, read, roll, recovery; `cleaner`: compaction and its `.cleaned`/`.swap` recovery.
+//! * `security`: listeners and their protocols, principals, SASL mechanisms.
 //! * `config`: YAML with Kafka's property names, every key defaulted.
 //! * `clock`: the one `now_ms`; `checkpoint`: files replaced atomically.
 //! * `alloc`: keeps a hostile length field from aborting the process.
@@ -48,5 +49,6 @@ pub mod connection;
 pub mod handler;
 pub mod log;
 pub mod protocol;
+pub mod security;
 pub mod server;
 pub mod tier;

@@ -4,6 +4,7 @@
 //! No files of its own; the broker flushes its logs at the end of a clean shutdown.
 
 use crate::broker::Broker;
+use crate::security::Listener;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,10 @@ const DRAIN: Duration = Duration::from_secs(10);
 
 pub async fn run(listener: TcpListener, broker: Broker, shutdown: impl Future) {
     let (stop_tx, stop_rx) = watch::channel(false);
+    let listener_info = Arc::new(Listener::plaintext(
+        &broker.advertised_host,
+        broker.advertised_port,
+    ));
     // Bounds the number of connections (and so of per-connection buffers).
     let limit = Arc::new(Semaphore::new(broker.config.max_connections.max(1)));
     let mut connections = JoinSet::new();
@@ -35,8 +40,9 @@ pub async fn run(listener: TcpListener, broker: Broker, shutdown: impl Future) {
                     let _ = stream.set_nodelay(true);
                     let broker = broker.clone();
                     let stop = stop_rx.clone();
+                    let listener_info = listener_info.clone();
                     connections.spawn(async move {
-                        crate::connection::serve(broker, stream, peer, stop).await;
+                        crate::connection::serve_tcp(broker, stream, peer, listener_info, stop).await;
                         drop(permit);
                     });
                 }

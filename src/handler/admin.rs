@@ -159,8 +159,8 @@ pub fn describe_cluster(ctx: &Ctx<'_>, _req: DescribeClusterRequest) -> Describe
         .with_cluster_authorized_operations(i32::MIN)
         .with_brokers(vec![DescribeClusterBroker::default()
             .with_broker_id(BrokerId(b.node_id))
-            .with_host(str_bytes(&b.advertised_host))
-            .with_port(b.advertised_port)])
+            .with_host(str_bytes(&ctx.session.listener.advertised_host))
+            .with_port(ctx.session.listener.advertised_port)])
 }
 
 /// Checks a CreateTopics manual assignment as Kafka does (partitions 0..n, each with the

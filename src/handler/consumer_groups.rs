@@ -54,7 +54,7 @@ pub fn consumer_group_heartbeat(
             owned
         }),
         client_id: ctx.client_id.to_string(),
-        client_host: ctx.client_host.to_string(),
+        client_host: ctx.client_host().to_string(),
     };
     let meta = topic_metadata(ctx);
     let groups = &ctx.broker.groups;

@@ -23,7 +23,8 @@ pub(super) fn code(r: Result<(), ResponseError>) -> i16 {
 pub fn find_coordinator(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
     let b = ctx.broker;
     let node = BrokerId(b.node_id);
-    let host = str_bytes(&b.advertised_host);
+    let listener = &ctx.session.listener;
+    let host = str_bytes(&listener.advertised_host);
     // key_type 0 = group, 1 = transaction: this broker coordinates both.
     let error = if matches!(req.key_type, 0 | 1) {
         0
@@ -43,7 +44,11 @@ pub fn find_coordinator(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoord
                     } else {
                         str_bytes("")
                     })
-                    .with_port(if error == 0 { b.advertised_port } else { -1 })
+                    .with_port(if error == 0 {
+                        listener.advertised_port
+                    } else {
+                        -1
+                    })
                     .with_error_code(error)
             })
             .collect();
@@ -59,7 +64,7 @@ pub fn find_coordinator(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoord
     FindCoordinatorResponse::default()
         .with_node_id(node)
         .with_host(host)
-        .with_port(b.advertised_port)
+        .with_port(listener.advertised_port)
 }
 
 #[tracing::instrument(name = "join_group", skip_all, fields(group = %req.group_id.0))]
@@ -77,7 +82,7 @@ pub async fn join(ctx: &Ctx<'_>, req: JoinGroupRequest) -> JoinGroupResponse {
             member_id: req.member_id.to_string(),
             instance_id: req.group_instance_id.map(|s| s.to_string()),
             client_id: ctx.client_id.to_string(),
-            client_host: ctx.client_host.to_string(),
+            client_host: ctx.client_host().to_string(),
             session_timeout_ms: req.session_timeout_ms,
             rebalance_timeout_ms,
             protocol_type: req.protocol_type.to_string(),

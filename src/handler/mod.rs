@@ -23,6 +23,7 @@ pub mod txn;
 
 use crate::broker::Broker;
 use crate::protocol::RequestFrame;
+use crate::security::Session;
 use std::future::Future;
 use std::pin::Pin;
 
@@ -50,12 +51,19 @@ pub struct Ctx<'a> {
     pub broker: &'a Broker,
     pub version: i16,
     pub client_id: &'a str,
-    pub client_host: &'a str,
+    /// The connection's listener and principal.
+    pub session: &'a Session,
+}
+
+impl Ctx<'_> {
+    pub fn client_host(&self) -> &str {
+        &self.session.client_host
+    }
 }
 
 /// Routes a decoded request to its handler. The versions table already refused anything
 /// not advertised, so every arm here is reachable exactly for the advertised APIs.
-pub async fn dispatch(broker: &Broker, frame: RequestFrame, client_host: &str) -> Reply {
+pub async fn dispatch(broker: &Broker, frame: RequestFrame, session: &Session) -> Reply {
     let client_id = frame
         .header
         .client_id
@@ -67,7 +75,7 @@ pub async fn dispatch(broker: &Broker, frame: RequestFrame, client_host: &str) -
         broker,
         version: frame.version,
         client_id: &client_id,
-        client_host,
+        session,
     };
     match frame.body {
         RequestKind::ApiVersions(req) => {
@@ -234,7 +242,8 @@ mod tests {
         body: RequestKind,
     ) -> Option<ResponseKind> {
         let req = decode_request(frame(api_key, version, &body)).expect("decodes");
-        let reply = dispatch(broker, req, "127.0.0.1").await;
+        let session = Session::local("localhost", 9092);
+        let reply = dispatch(broker, req, &session).await;
         let body = match reply {
             Reply::Now(b) => *b,
             Reply::Later(f) => f.await,

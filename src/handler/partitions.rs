@@ -289,16 +289,17 @@ pub async fn describe_log_dirs(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::security::Session;
     use kafka_protocol::messages::describe_topic_partitions_request::{
         Cursor as ReqCursor, TopicRequest,
     };
 
-    fn ctx(broker: &crate::broker::Broker) -> Ctx<'_> {
+    fn ctx<'a>(broker: &'a crate::broker::Broker, session: &'a Session) -> Ctx<'a> {
         Ctx {
             broker,
             version: 0,
             client_id: "test",
-            client_host: "127.0.0.1",
+            session,
         }
     }
 
@@ -322,7 +323,8 @@ mod tests {
                 )
                 .with_response_partition_limit(limit)
                 .with_cursor(cursor.take());
-            let resp = describe_topic_partitions(&ctx(broker), req);
+            let resp =
+                describe_topic_partitions(&ctx(broker, &Session::local("localhost", 9092)), req);
             for t in resp.topics {
                 let name = t.name.map(|n| n.0.to_string()).unwrap_or_default();
                 if t.error_code != 0 {
@@ -387,7 +389,8 @@ mod tests {
             .with_cursor(Some(
                 ReqCursor::default().with_topic_name(TopicName(str_bytes("b"))),
             ));
-        let resp = describe_topic_partitions(&ctx(&broker), req);
+        let resp =
+            describe_topic_partitions(&ctx(&broker, &Session::local("localhost", 9092)), req);
         assert_eq!(resp.topics.len(), 1);
         assert_eq!(
             resp.topics[0].error_code,
@@ -405,7 +408,7 @@ mod tests {
             .expect("topic");
         // Null topics: every partition (an empty list asks for none).
         let all = describe_log_dirs(
-            &ctx(&broker),
+            &ctx(&broker, &Session::local("localhost", 9092)),
             DescribeLogDirsRequest::default().with_topics(None),
         )
         .await;
@@ -416,7 +419,7 @@ mod tests {
         assert_eq!(r.topics.len(), 1);
         assert_eq!(r.topics[0].partitions.len(), 2);
         let some = describe_log_dirs(
-            &ctx(&broker),
+            &ctx(&broker, &Session::local("localhost", 9092)),
             DescribeLogDirsRequest::default().with_topics(Some(vec![
                 DescribableLogDirTopic::default()
                     .with_topic(TopicName(str_bytes("a")))
@@ -450,7 +453,7 @@ mod tests {
                 .with_assignments(None)
         };
         let resp = create_partitions(
-            &ctx(&broker),
+            &ctx(&broker, &Session::local("localhost", 9092)),
             CreatePartitionsRequest::default()
                 .with_validate_only(true)
                 .with_topics(vec![topic("a", 3)]),
@@ -461,7 +464,7 @@ mod tests {
         assert_eq!(before.partition_count, 1);
         let loops_before = broker.maintenance.topic_task_count(before.id);
         let resp = create_partitions(
-            &ctx(&broker),
+            &ctx(&broker, &Session::local("localhost", 9092)),
             CreatePartitionsRequest::default().with_topics(vec![
                 topic("a", 3).with_assignments(Some(vec![
                     CreatePartitionsAssignment::default().with_broker_ids(vec![BrokerId(0)]),
