@@ -6,8 +6,8 @@
 
 mod properties;
 pub use properties::{
-    check_value, is_list, validate_value, Kind, Property, KAFKA_PROPERTIES, TOPIC_CONFIGS,
-    TOPIC_ONLY_DEFAULTS,
+    check_value, is_list, listener_property, split_listener_prefix, validate_value, Kind, Property,
+    KAFKA_PROPERTIES, TOPIC_CONFIGS, TOPIC_ONLY_DEFAULTS,
 };
 
 use serde::Deserialize;
@@ -182,6 +182,29 @@ impl BrokerProps {
             .or_else(|| dynamic.cluster.get(name))
             .cloned()
             .unwrap_or_else(|| self.static_value(name).to_string())
+    }
+    /// A property as one listener sees it: `listener.name.<listener>.<name>` if set, else
+    /// the broker-wide value.
+    pub fn for_listener(&self, listener: &str, name: &str) -> String {
+        let key = format!("listener.name.{}.{name}", listener.to_ascii_lowercase());
+        match self.values.get(&key) {
+            Some(v) => v.clone(),
+            None => self.get(name),
+        }
+    }
+    /// A SASL mechanism's setting on one listener, looked up as Kafka does:
+    /// `listener.name.<listener>.<mechanism>.<name>`, then `listener.name.<listener>.<name>`,
+    /// then `<name>`.
+    pub fn for_mechanism(&self, listener: &str, mechanism: &str, name: &str) -> String {
+        let key = format!(
+            "listener.name.{}.{}.{name}",
+            listener.to_ascii_lowercase(),
+            mechanism.to_ascii_lowercase()
+        );
+        match self.values.get(&key) {
+            Some(v) => v.clone(),
+            None => self.for_listener(listener, name),
+        }
     }
     /// The value from the file, an override or Kafka's default, ignoring run-time changes.
     pub fn static_value(&self, name: &str) -> &str {
@@ -395,10 +418,16 @@ fn resolve_props(given: &BTreeMap<String, serde_yaml::Value>) -> Result<BrokerPr
         let prop = KAFKA_PROPERTIES
             .iter()
             .find(|p| p.name == k)
+            .or_else(|| split_listener_prefix(k).and_then(|(_, rest)| listener_property(rest)))
             .ok_or_else(|| ConfigError::UnknownKey(format!("kafka.{k}")))?;
         let s =
             yaml_scalar(v).ok_or_else(|| ConfigError::Invalid(format!("{k} must be a scalar")))?;
         check_value(k, prop.kind, &s).map_err(ConfigError::Invalid)?;
+        // Listener names are matched case-insensitively, as Kafka does.
+        let k = match split_listener_prefix(k) {
+            Some((listener, rest)) => format!("listener.name.{listener}.{rest}"),
+            None => k.clone(),
+        };
         values.insert(k.clone(), s);
         set.insert(k.clone());
     }
@@ -440,6 +469,52 @@ mod tests {
         assert_eq!(c.props.int("num.partitions"), 4);
         assert_eq!(c.props.topic_defaults()["segment.bytes"], "1048576");
         assert_eq!(c.flush, FlushPolicy::Always);
+    }
+
+    #[test]
+    fn listener_and_mechanism_prefixes_resolve_as_in_kafka() {
+        let c = Config::load(
+            None,
+            Overrides {
+                properties: vec![
+                    "sasl.enabled.mechanisms=PLAIN".into(),
+                    "listener.name.SASL_SSL.sasl.enabled.mechanisms=SCRAM-SHA-512".into(),
+                    "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=x required;".into(),
+                ],
+                ..Default::default()
+            },
+        )
+        .expect("load");
+        assert_eq!(
+            c.props.for_listener("SASL_SSL", "sasl.enabled.mechanisms"),
+            "SCRAM-SHA-512"
+        );
+        assert_eq!(
+            c.props.for_listener("OTHER", "sasl.enabled.mechanisms"),
+            "PLAIN"
+        );
+        assert_eq!(
+            c.props
+                .for_mechanism("sasl_ssl", "SCRAM-SHA-512", "sasl.jaas.config"),
+            "x required;"
+        );
+        assert_eq!(
+            c.props
+                .for_mechanism("sasl_ssl", "PLAIN", "sasl.jaas.config"),
+            ""
+        );
+        let err = Config::load(
+            None,
+            Overrides {
+                properties: vec!["listener.name.x.no.such.thing=1".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("listener.name.x.no.such.thing"),
+            "{err}"
+        );
     }
 
     #[test]

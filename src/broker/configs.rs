@@ -28,6 +28,8 @@ pub enum ConfigType {
     Long = 5,
     Double = 6,
     List = 7,
+    /// Shown to no one: DescribeConfigs answers `is_sensitive` and no value.
+    Password = 9,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,7 +80,9 @@ fn config_type(name: &str, kind: Kind) -> ConfigType {
     match kind {
         Kind::Bool => ConfigType::Boolean,
         Kind::CleanupPolicy => ConfigType::List,
-        Kind::TimestampType | Kind::Compression => ConfigType::String,
+        Kind::TimestampType | Kind::Compression | Kind::Str => ConfigType::String,
+        Kind::List => ConfigType::List,
+        Kind::Password => ConfigType::Password,
         Kind::Int
             if matches!(
                 name,

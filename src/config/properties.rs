@@ -19,6 +19,12 @@ pub enum Kind {
     TimestampType,
     CleanupPolicy,
     Compression,
+    /// Free text (a listener list, a class name, a file path).
+    Str,
+    /// A comma-separated list of free text (`super.users`, `sasl.enabled.mechanisms`).
+    List,
+    /// A secret: never shown by DescribeConfigs, never logged.
+    Password,
 }
 
 const fn prop(
@@ -193,6 +199,67 @@ pub const KAFKA_PROPERTIES: &[Property] = &[
     ),
     // Tiered storage (KIP-405 names). remote.storage.enable is a topic config; its broker
     // default is Strata's own, since Kafka has none.
+    // Security, by Kafka's names. Listener-specific values are given as
+    // `listener.name.<listener>.<name>` (and `listener.name.<listener>.<mechanism>.<name>`
+    // for the SASL mechanism settings), as in Kafka.
+    prop("listeners", "", None, Kind::List),
+    prop("advertised.listeners", "", None, Kind::List),
+    prop(
+        "listener.security.protocol.map",
+        "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL",
+        None,
+        Kind::List,
+    ),
+    prop(
+        "sasl.enabled.mechanisms",
+        "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+        None,
+        Kind::List,
+    ),
+    prop("sasl.jaas.config", "", None, Kind::Password),
+    prop("sasl.server.callback.handler.class", "", None, Kind::Str),
+    prop("connections.max.reauth.ms", "0", None, Kind::Int),
+    prop("sasl.oauthbearer.jwks.endpoint.url", "", None, Kind::Str),
+    prop(
+        "sasl.oauthbearer.jwks.endpoint.refresh.ms",
+        "3600000",
+        None,
+        Kind::Int,
+    ),
+    prop("sasl.oauthbearer.expected.audience", "", None, Kind::List),
+    prop("sasl.oauthbearer.expected.issuer", "", None, Kind::Str),
+    prop("sasl.oauthbearer.sub.claim.name", "sub", None, Kind::Str),
+    prop(
+        "sasl.oauthbearer.scope.claim.name",
+        "scope",
+        None,
+        Kind::Str,
+    ),
+    prop("sasl.oauthbearer.clock.skew.seconds", "30", None, Kind::Int),
+    prop("ssl.keystore.type", "PEM", None, Kind::Str),
+    prop("ssl.keystore.location", "", None, Kind::Str),
+    prop("ssl.keystore.password", "", None, Kind::Password),
+    prop("ssl.keystore.certificate.chain", "", None, Kind::Password),
+    prop("ssl.keystore.key", "", None, Kind::Password),
+    prop("ssl.key.password", "", None, Kind::Password),
+    prop("ssl.truststore.type", "PEM", None, Kind::Str),
+    prop("ssl.truststore.location", "", None, Kind::Str),
+    prop("ssl.truststore.password", "", None, Kind::Password),
+    prop("ssl.truststore.certificates", "", None, Kind::Password),
+    prop("ssl.client.auth", "none", None, Kind::Str),
+    prop("ssl.principal.mapping.rules", "DEFAULT", None, Kind::Str),
+    prop("ssl.enabled.protocols", "TLSv1.2,TLSv1.3", None, Kind::List),
+    prop("ssl.protocol", "TLSv1.3", None, Kind::Str),
+    prop("ssl.cipher.suites", "", None, Kind::List),
+    prop(
+        "ssl.endpoint.identification.algorithm",
+        "https",
+        None,
+        Kind::Str,
+    ),
+    prop("authorizer.class.name", "", None, Kind::Str),
+    prop("super.users", "", None, Kind::List),
+    prop("allow.everyone.if.no.acl.found", "false", None, Kind::Bool),
     prop("remote.log.storage.system.enable", "true", None, Kind::Bool),
     prop(
         "remote.storage.enable",
@@ -334,6 +401,7 @@ pub fn check_value(name: &str, kind: Kind, value: &str) -> Result<(), String> {
             value,
             "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd"
         ),
+        Kind::Str | Kind::List | Kind::Password => true,
     };
     if ok {
         Ok(())
@@ -416,6 +484,7 @@ pub fn validate_value(name: &str, kind: Kind, value: &str) -> Result<(), String>
                 );
             }
         }
+        Kind::Str | Kind::List | Kind::Password => {}
         Kind::Int => {
             let (declared, min, max) = bounds(name);
             let n = match declared {
@@ -451,7 +520,35 @@ pub fn validate_value(name: &str, kind: Kind, value: &str) -> Result<(), String>
 /// Kafka's LIST-typed configs among those Strata knows: the only ones APPEND and SUBTRACT
 /// apply to.
 pub fn is_list(kind: Kind) -> bool {
-    kind == Kind::CleanupPolicy
+    matches!(kind, Kind::CleanupPolicy | Kind::List)
+}
+
+/// `listener.name.<listener>.<rest>` → (listener, rest), the listener lower-cased as Kafka
+/// matches it.
+pub fn split_listener_prefix(name: &str) -> Option<(String, &str)> {
+    let rest = name.strip_prefix("listener.name.")?;
+    let (listener, rest) = rest.split_once('.')?;
+    (!listener.is_empty() && !rest.is_empty()).then(|| (listener.to_ascii_lowercase(), rest))
+}
+
+/// The property a listener-prefixed name sets: a known property, or a SASL mechanism's
+/// own setting (`scram-sha-512.sasl.jaas.config`).
+pub fn listener_property(rest: &str) -> Option<&'static Property> {
+    let find = |n: &str| KAFKA_PROPERTIES.iter().find(|p| p.name == n);
+    find(rest).or_else(|| {
+        let (mechanism, tail) = rest.split_once('.')?;
+        let known = [
+            "plain",
+            "scram-sha-256",
+            "scram-sha-512",
+            "oauthbearer",
+            "gssapi",
+        ];
+        known
+            .contains(&mechanism.to_ascii_lowercase().as_str())
+            .then(|| find(tail))
+            .flatten()
+    })
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! No state, no files: see `handler`.
 
 use super::{str_bytes, Ctx};
-use crate::broker::configs::{self, ConfigEntry};
+use crate::broker::configs::{self, ConfigEntry, ConfigType};
 use crate::broker::dynamic_configs::{Change, Op, BROKER, GROUP, TOPIC};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{
@@ -92,13 +92,16 @@ fn entry(
     documentation: bool,
     version: i16,
 ) -> DescribeConfigsResourceResult {
+    // Kafka never shows a password's value, nor its synonyms'.
+    let sensitive = e.config_type == ConfigType::Password;
+    let shown = |v: &str| (!sensitive).then(|| str_bytes(v));
     let synonyms = if synonyms {
         e.synonyms
             .iter()
             .map(|s| {
                 DescribeConfigsSynonym::default()
                     .with_name(str_bytes(&s.name))
-                    .with_value(Some(str_bytes(&s.value)))
+                    .with_value(shown(&s.value))
                     .with_source(s.source as i8)
             })
             .collect()
@@ -107,10 +110,10 @@ fn entry(
     };
     let mut out = DescribeConfigsResourceResult::default()
         .with_name(str_bytes(&e.name))
-        .with_value(Some(str_bytes(&e.value)))
+        .with_value(shown(&e.value))
         .with_read_only(e.read_only)
         .with_config_source(e.source as i8)
-        .with_is_sensitive(false)
+        .with_is_sensitive(sensitive)
         .with_synonyms(synonyms);
     if version >= 3 {
         out = out.with_config_type(e.config_type as i8);
