@@ -53,6 +53,8 @@ pub struct Inner {
     pub maintenance: maintenance::Maintenance,
     /// The archive, when tiering is configured.
     tier: Option<Arc<crate::tier::Tier>>,
+    /// ACL checks, when `authorizer.class.name` names one; `None` allows everything.
+    pub authorizer: Option<crate::security::authorizer::Authorizer>,
 }
 
 impl std::ops::Deref for Broker {
@@ -79,6 +81,17 @@ impl Broker {
             transactions::TxnSettings::from_config(&config),
         )?;
         let tier = crate::tier::Tier::from_config(&config)?;
+        let authorizer = crate::security::authorizer::Authorizer::from_config(
+            &config.props.get("authorizer.class.name"),
+            crate::security::authorizer::AuthorizerSettings {
+                super_users: crate::security::authorizer::AuthorizerSettings::parse_super_users(
+                    &config.props.get("super.users"),
+                )
+                .map_err(anyhow::Error::msg)?,
+                allow_everyone_if_no_acl_found: config.props.bool("allow.everyone.if.no.acl.found"),
+            },
+            &meta_dir,
+        )?;
         let broker = Broker {
             inner: Arc::new(Inner {
                 node_id: config.props.int("node.id") as i32,
@@ -93,6 +106,7 @@ impl Broker {
                 replica_manager: ReplicaManager::new(tier.clone()),
                 maintenance: maintenance::Maintenance::default(),
                 tier,
+                authorizer,
                 config,
             }),
         };

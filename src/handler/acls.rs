@@ -1,57 +1,247 @@
-//! The ACL APIs (DescribeAcls, CreateAcls, DeleteAcls) and the SCRAM credential APIs,
-//! answered as Kafka answers them without an authorizer: SECURITY_DISABLED, so that admin
-//! tools report "security is not enabled" instead of failing on an unknown API.
+//! The ACL APIs (DescribeAcls, CreateAcls, DeleteAcls) and the SCRAM credential APIs.
+//! Without an authorizer they answer as Kafka does, SECURITY_DISABLED, so that admin tools
+//! report "security is not enabled"; with one, they read and change its bindings after
+//! checking DESCRIBE (describe) or ALTER (create, delete) on the cluster.
 //!
-//! No state, no files: see `handler`.
+//! No state, no files: see `handler` and `security::authorizer`.
 
-use super::str_bytes;
+use super::{str_bytes, Ctx, Operation};
+use crate::security::authorizer::{
+    AclBinding, AclFilter, Authorizer, PatternType, Permission, ResourceType,
+};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
 use kafka_protocol::messages::create_acls_response::AclCreationResult;
-use kafka_protocol::messages::delete_acls_response::DeleteAclsFilterResult;
+use kafka_protocol::messages::delete_acls_response::{
+    DeleteAclsFilterResult, DeleteAclsMatchingAcl,
+};
+use kafka_protocol::messages::describe_acls_response::{AclDescription, DescribeAclsResource};
 use kafka_protocol::messages::*;
-use std::collections::BTreeSet;
+use kafka_protocol::protocol::StrBytes;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Kafka's message when no authorizer is configured.
 const NO_AUTHORIZER: &str = "No Authorizer is configured on the broker";
 
-fn disabled() -> (i16, Option<kafka_protocol::protocol::StrBytes>) {
+fn disabled() -> (i16, Option<StrBytes>) {
     (
         ResponseError::SecurityDisabled.code(),
         Some(str_bytes(NO_AUTHORIZER)),
     )
 }
 
-pub fn describe_acls(_req: DescribeAclsRequest) -> DescribeAclsResponse {
-    let (code, message) = disabled();
-    DescribeAclsResponse::default()
-        .with_error_code(code)
-        .with_error_message(message)
+/// The authorizer, or the error every entry of the answer carries: SECURITY_DISABLED
+/// without one, CLUSTER_AUTHORIZATION_FAILED without `op` on the cluster.
+fn authorizer<'a>(ctx: &Ctx<'a>, op: Operation) -> Result<&'a Authorizer, (i16, Option<StrBytes>)> {
+    let Some(a) = ctx.broker.authorizer.as_ref() else {
+        return Err(disabled());
+    };
+    if !ctx.authorize_cluster(op) {
+        return Err(cluster_denied());
+    }
+    Ok(a)
 }
 
-pub fn create_acls(req: CreateAclsRequest) -> CreateAclsResponse {
-    let (code, message) = disabled();
-    let results = req
+fn cluster_denied() -> (i16, Option<StrBytes>) {
+    (
+        ResponseError::ClusterAuthorizationFailed.code(),
+        Some(str_bytes("Cluster authorization failed.")),
+    )
+}
+
+fn opt_str(s: &Option<StrBytes>) -> Option<&str> {
+    s.as_ref().map(|s| s.as_str())
+}
+
+#[tracing::instrument(name = "describe_acls", skip_all)]
+pub fn describe_acls(ctx: &Ctx<'_>, req: DescribeAclsRequest) -> DescribeAclsResponse {
+    let a = match authorizer(ctx, Operation::Describe) {
+        Ok(a) => a,
+        Err((code, message)) => {
+            return DescribeAclsResponse::default()
+                .with_error_code(code)
+                .with_error_message(message)
+        }
+    };
+    let filter = match AclFilter::from_wire(
+        req.resource_type_filter,
+        opt_str(&req.resource_name_filter),
+        req.pattern_type_filter,
+        opt_str(&req.principal_filter),
+        opt_str(&req.host_filter),
+        req.operation,
+        req.permission_type,
+    ) {
+        Ok(f) => f,
+        Err(e) => {
+            return DescribeAclsResponse::default()
+                .with_error_code(ResponseError::InvalidRequest.code())
+                .with_error_message(Some(str_bytes(&e)))
+        }
+    };
+    // One entry per resource pattern, as Kafka groups them.
+    let mut by_resource: BTreeMap<(ResourceType, String, PatternType), Vec<AclDescription>> =
+        BTreeMap::new();
+    for acl in a.describe(&filter) {
+        by_resource
+            .entry((
+                acl.resource_type,
+                acl.resource_name.clone(),
+                acl.pattern_type,
+            ))
+            .or_default()
+            .push(
+                AclDescription::default()
+                    .with_principal(str_bytes(&acl.principal))
+                    .with_host(str_bytes(&acl.host))
+                    .with_operation(acl.operation.code())
+                    .with_permission_type(acl.permission.code()),
+            );
+    }
+    let resources = by_resource
+        .into_iter()
+        .map(|((rt, name, pt), acls)| {
+            DescribeAclsResource::default()
+                .with_resource_type(rt.code())
+                .with_resource_name(str_bytes(&name))
+                .with_pattern_type(pt.code())
+                .with_acls(acls)
+        })
+        .collect();
+    DescribeAclsResponse::default().with_resources(resources)
+}
+
+#[tracing::instrument(name = "create_acls", skip_all, fields(n = req.creations.len()))]
+pub fn create_acls(ctx: &Ctx<'_>, req: CreateAclsRequest) -> CreateAclsResponse {
+    let a = match authorizer(ctx, Operation::Alter) {
+        Ok(a) => a,
+        Err((code, message)) => {
+            let results = req
+                .creations
+                .iter()
+                .map(|_| {
+                    AclCreationResult::default()
+                        .with_error_code(code)
+                        .with_error_message(message.clone())
+                })
+                .collect();
+            return CreateAclsResponse::default().with_results(results);
+        }
+    };
+    let checked: Vec<Result<AclBinding, String>> = req
         .creations
         .iter()
-        .map(|_| {
-            AclCreationResult::default()
-                .with_error_code(code)
-                .with_error_message(message.clone())
+        .map(|c| {
+            let acl = AclBinding {
+                resource_type: ResourceType::from_code(c.resource_type),
+                resource_name: c.resource_name.to_string(),
+                pattern_type: PatternType::from_code(c.resource_pattern_type),
+                principal: c.principal.to_string(),
+                host: c.host.to_string(),
+                operation: Operation::from_code(c.operation),
+                permission: Permission::from_code(c.permission_type),
+            };
+            acl.validate().map(|()| acl)
+        })
+        .collect();
+    let valid: Vec<AclBinding> = checked
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .cloned()
+        .collect();
+    let stored = if valid.is_empty() {
+        Ok(())
+    } else {
+        a.create(&valid)
+    };
+    if let Err(e) = &stored {
+        tracing::error!(error = %e, "ACLs not stored");
+    }
+    let results = checked
+        .into_iter()
+        .map(|r| match (r, &stored) {
+            (Err(msg), _) => AclCreationResult::default()
+                .with_error_code(ResponseError::InvalidRequest.code())
+                .with_error_message(Some(str_bytes(&msg))),
+            (Ok(_), Ok(())) => AclCreationResult::default(),
+            (Ok(_), Err(e)) => AclCreationResult::default()
+                .with_error_code(ResponseError::UnknownServerError.code())
+                .with_error_message(Some(str_bytes(&format!("storing ACLs failed: {e}")))),
         })
         .collect();
     CreateAclsResponse::default().with_results(results)
 }
 
-pub fn delete_acls(req: DeleteAclsRequest) -> DeleteAclsResponse {
-    let (code, message) = disabled();
-    let results = req
+#[tracing::instrument(name = "delete_acls", skip_all, fields(n = req.filters.len()))]
+pub fn delete_acls(ctx: &Ctx<'_>, req: DeleteAclsRequest) -> DeleteAclsResponse {
+    let failed = |code: i16, message: Option<StrBytes>| {
+        DeleteAclsFilterResult::default()
+            .with_error_code(code)
+            .with_error_message(message)
+    };
+    let a = match authorizer(ctx, Operation::Alter) {
+        Ok(a) => a,
+        Err((code, message)) => {
+            let results = req
+                .filters
+                .iter()
+                .map(|_| failed(code, message.clone()))
+                .collect();
+            return DeleteAclsResponse::default().with_filter_results(results);
+        }
+    };
+    let parsed: Vec<Result<AclFilter, String>> = req
         .filters
         .iter()
-        .map(|_| {
-            DeleteAclsFilterResult::default()
-                .with_error_code(code)
-                .with_error_message(message.clone())
+        .map(|f| {
+            AclFilter::from_wire(
+                f.resource_type_filter,
+                opt_str(&f.resource_name_filter),
+                f.pattern_type_filter,
+                opt_str(&f.principal_filter),
+                opt_str(&f.host_filter),
+                f.operation,
+                f.permission_type,
+            )
+        })
+        .collect();
+    let valid: Vec<AclFilter> = parsed
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .cloned()
+        .collect();
+    let deleted = a.delete(&valid);
+    let mut deleted_iter = match &deleted {
+        Ok(per_filter) => per_filter.clone().into_iter(),
+        Err(e) => {
+            tracing::error!(error = %e, "ACL deletion not stored");
+            Vec::new().into_iter()
+        }
+    };
+    let results = parsed
+        .into_iter()
+        .map(|r| match r {
+            Err(msg) => failed(ResponseError::InvalidRequest.code(), Some(str_bytes(&msg))),
+            Ok(_) => match deleted_iter.next() {
+                Some(acls) => DeleteAclsFilterResult::default().with_matching_acls(
+                    acls.iter()
+                        .map(|acl| {
+                            DeleteAclsMatchingAcl::default()
+                                .with_resource_type(acl.resource_type.code())
+                                .with_resource_name(str_bytes(&acl.resource_name))
+                                .with_pattern_type(acl.pattern_type.code())
+                                .with_principal(str_bytes(&acl.principal))
+                                .with_host(str_bytes(&acl.host))
+                                .with_operation(acl.operation.code())
+                                .with_permission_type(acl.permission.code())
+                        })
+                        .collect(),
+                ),
+                None => failed(
+                    ResponseError::UnknownServerError.code(),
+                    Some(str_bytes("storing ACLs failed")),
+                ),
+            },
         })
         .collect();
     DeleteAclsResponse::default().with_filter_results(results)
@@ -59,8 +249,15 @@ pub fn delete_acls(req: DeleteAclsRequest) -> DeleteAclsResponse {
 
 /// SCRAM credentials are not stored until SASL exists: the whole request is refused.
 pub fn describe_user_scram_credentials(
+    ctx: &Ctx<'_>,
     _req: DescribeUserScramCredentialsRequest,
 ) -> DescribeUserScramCredentialsResponse {
+    if !ctx.authorize_cluster(Operation::Describe) {
+        let (code, message) = cluster_denied();
+        return DescribeUserScramCredentialsResponse::default()
+            .with_error_code(code)
+            .with_error_message(message);
+    }
     DescribeUserScramCredentialsResponse::default()
         .with_error_code(ResponseError::SecurityDisabled.code())
         .with_error_message(Some(str_bytes("SASL/SCRAM is not enabled on this broker")))
@@ -68,8 +265,10 @@ pub fn describe_user_scram_credentials(
 
 /// Each user named in a deletion or an upsertion is answered once.
 pub fn alter_user_scram_credentials(
+    ctx: &Ctx<'_>,
     req: AlterUserScramCredentialsRequest,
 ) -> AlterUserScramCredentialsResponse {
+    let denied = (!ctx.authorize_cluster(Operation::Alter)).then(cluster_denied);
     let users: BTreeSet<String> = req
         .deletions
         .iter()
@@ -81,8 +280,15 @@ pub fn alter_user_scram_credentials(
         .map(|user| {
             AlterUserScramCredentialsResult::default()
                 .with_user(str_bytes(&user))
-                .with_error_code(ResponseError::SecurityDisabled.code())
-                .with_error_message(Some(str_bytes("SASL/SCRAM is not enabled on this broker")))
+                .with_error_code(
+                    denied
+                        .as_ref()
+                        .map_or(ResponseError::SecurityDisabled.code(), |d| d.0),
+                )
+                .with_error_message(denied.as_ref().map_or(
+                    Some(str_bytes("SASL/SCRAM is not enabled on this broker")),
+                    |d| d.1.clone(),
+                ))
         })
         .collect();
     AlterUserScramCredentialsResponse::default().with_results(results)

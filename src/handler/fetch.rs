@@ -3,7 +3,7 @@
 //!
 //! No state, no files: see `handler`.
 
-use super::Ctx;
+use super::{Ctx, Operation, ResourceType};
 use crate::broker::replica_manager::{FetchParams, FetchPartition, FetchPartitionData};
 use crate::log::codec::Compression;
 use kafka_protocol::error::ResponseError;
@@ -30,8 +30,15 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
                 ResponseError::UnknownTopicOrPartition,
             )
         };
+        let name = match &topic {
+            Some(topic) => Some(topic.name.as_str()),
+            None if !by_id => Some(t.topic.0.as_str()),
+            None => None,
+        };
+        let denied = name.is_some_and(|n| !ctx.authorize(Operation::Read, ResourceType::Topic, n));
         for p in &t.partitions {
             let partition = match &topic {
+                _ if denied => Err(ResponseError::TopicAuthorizationFailed),
                 None => Err(missing),
                 // Fetch below v10 predates zstd (KIP-110); Kafka goes by the topic's codec.
                 Some(topic)

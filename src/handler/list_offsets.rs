@@ -4,7 +4,7 @@
 //!
 //! No state, no files: see `handler`.
 
-use super::Ctx;
+use super::{Ctx, Operation, ResourceType};
 use crate::broker::replica_manager::OffsetSpec;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -23,6 +23,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsRespon
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let topic = ctx.broker.topic(t.name.0.as_str());
+        let denied = !ctx.authorize(Operation::Describe, ResourceType::Topic, &t.name);
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             let base = ListOffsetsPartitionResponse::default()
@@ -30,6 +31,11 @@ pub async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsRespon
                 .with_timestamp(-1)
                 .with_offset(-1)
                 .with_leader_epoch(-1);
+            if denied {
+                partitions
+                    .push(base.with_error_code(ResponseError::TopicAuthorizationFailed.code()));
+                continue;
+            }
             let Some(partition) = topic.as_ref().and_then(|t| t.partition(p.partition_index))
             else {
                 partitions
@@ -74,12 +80,17 @@ pub fn offset_for_leader_epoch(
         .into_iter()
         .map(|t| {
             let topic = ctx.broker.topic(t.topic.0.as_str());
+            let denied = !ctx.authorize(Operation::Describe, ResourceType::Topic, &t.topic);
             let partitions = t
                 .partitions
                 .into_iter()
                 .map(|p| {
                     let base = EpochEndOffset::default().with_partition(p.partition);
                     match topic.as_ref().and_then(|t| t.partition(p.partition)) {
+                        _ if denied => base
+                            .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                            .with_leader_epoch(-1)
+                            .with_end_offset(-1),
                         None => base
                             .with_error_code(ResponseError::UnknownTopicOrPartition.code())
                             .with_leader_epoch(-1)

@@ -2,7 +2,7 @@
 //!
 //! No state, no files: see `handler`.
 
-use super::{str_bytes, Ctx};
+use super::{str_bytes, Ctx, Operation, ResourceType};
 use crate::broker::topics::validate_name;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::metadata_response::{
@@ -11,12 +11,17 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use uuid::Uuid;
 
-fn topic_entry(ctx: &Ctx<'_>, t: &crate::broker::Topic) -> MetadataResponseTopic {
+fn topic_entry(ctx: &Ctx<'_>, t: &crate::broker::Topic, with_ops: bool) -> MetadataResponseTopic {
     let node = BrokerId(ctx.broker.node_id);
+    let ops = if with_ops {
+        ctx.authorized_operations(ResourceType::Topic, &t.name)
+    } else {
+        i32::MIN
+    };
     MetadataResponseTopic::default()
         .with_name(Some(TopicName(str_bytes(&t.name))))
         .with_topic_id(t.id)
-        .with_topic_authorized_operations(i32::MIN)
+        .with_topic_authorized_operations(ops)
         .with_partitions(
             (0..t.partition_count)
                 .map(|i| {
@@ -43,6 +48,13 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
     let broker = ctx.broker;
     let auto_create = broker.config.props.bool("auto.create.topics.enable")
         && (ctx.version < 4 || req.allow_auto_topic_creation);
+    let with_ops = req.include_topic_authorized_operations;
+    let describable = |name: &str| ctx.authorize(Operation::Describe, ResourceType::Topic, name);
+    // Auto-creation needs CREATE on the cluster or on the topic.
+    let may_create = |name: &str| {
+        ctx.authorize_cluster(Operation::Create)
+            || ctx.authorize(Operation::Create, ResourceType::Topic, name)
+    };
     let mut topics = Vec::new();
     // v0: an empty list means every topic; v1+: null means every topic.
     let all = match &req.topics {
@@ -53,7 +65,8 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
         topics = broker
             .topics()
             .iter()
-            .map(|t| topic_entry(ctx, t))
+            .filter(|t| describable(&t.name))
+            .map(|t| topic_entry(ctx, t, with_ops))
             .collect();
     } else {
         for requested in req.topics.unwrap_or_default() {
@@ -61,7 +74,12 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
             let Some(name) = name else {
                 // Lookup by topic id (v10+).
                 match broker.topic_by_id(requested.topic_id) {
-                    Some(t) => topics.push(topic_entry(ctx, &t)),
+                    Some(t) if !describable(&t.name) => topics.push(error_entry(
+                        None,
+                        requested.topic_id,
+                        ResponseError::TopicAuthorizationFailed,
+                    )),
+                    Some(t) => topics.push(topic_entry(ctx, &t, with_ops)),
                     None => topics.push(error_entry(
                         None,
                         requested.topic_id,
@@ -79,13 +97,26 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
                 ));
                 continue;
             }
+            if !describable(&name) {
+                topics.push(error_entry(
+                    Some(&name),
+                    Uuid::nil(),
+                    ResponseError::TopicAuthorizationFailed,
+                ));
+                continue;
+            }
             match broker.topic(&name) {
-                Some(t) => topics.push(topic_entry(ctx, &t)),
+                Some(t) => topics.push(topic_entry(ctx, &t, with_ops)),
+                None if auto_create && !may_create(&name) => topics.push(error_entry(
+                    Some(&name),
+                    Uuid::nil(),
+                    ResponseError::TopicAuthorizationFailed,
+                )),
                 None if auto_create => {
                     match broker.create_topic(&name, -1, -1, Vec::new(), false).await {
-                        Ok(t) => topics.push(topic_entry(ctx, &t)),
+                        Ok(t) => topics.push(topic_entry(ctx, &t, with_ops)),
                         Err((ResponseError::TopicAlreadyExists, _)) => match broker.topic(&name) {
-                            Some(t) => topics.push(topic_entry(ctx, &t)),
+                            Some(t) => topics.push(topic_entry(ctx, &t, with_ops)),
                             None => topics.push(error_entry(
                                 Some(&name),
                                 Uuid::nil(),
@@ -113,6 +144,13 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
             .with_port(ctx.session.listener.advertised_port)])
         .with_cluster_id(Some(str_bytes(&broker.config.cluster_id)))
         .with_controller_id(BrokerId(broker.node_id))
-        .with_cluster_authorized_operations(i32::MIN)
+        .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
+            ctx.authorized_operations(
+                ResourceType::Cluster,
+                crate::security::authorizer::acl::CLUSTER_NAME,
+            )
+        } else {
+            i32::MIN
+        })
         .with_topics(topics)
 }

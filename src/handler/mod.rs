@@ -23,6 +23,8 @@ pub mod txn;
 
 use crate::broker::Broker;
 use crate::protocol::RequestFrame;
+use crate::security::authorizer::acl::CLUSTER_NAME;
+pub use crate::security::authorizer::{Operation, ResourceType};
 use crate::security::Session;
 use std::future::Future;
 use std::pin::Pin;
@@ -58,6 +60,53 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     pub fn client_host(&self) -> &str {
         &self.session.client_host
+    }
+
+    /// May this connection's principal perform `op` on the named resource? Always, without
+    /// an authorizer.
+    pub fn authorize(&self, op: Operation, rt: ResourceType, name: &str) -> bool {
+        match &self.broker.authorizer {
+            None => true,
+            Some(a) => a.authorize(
+                &self.session.principal,
+                &self.session.client_host,
+                op,
+                rt,
+                name,
+            ),
+        }
+    }
+
+    /// `op` on the cluster resource.
+    pub fn authorize_cluster(&self, op: Operation) -> bool {
+        self.authorize(op, ResourceType::Cluster, CLUSTER_NAME)
+    }
+
+    /// Kafka's `authorizeByResourceType`: `op` on at least one resource of the type.
+    pub fn authorize_any(&self, op: Operation, rt: ResourceType) -> bool {
+        match &self.broker.authorizer {
+            None => true,
+            Some(a) => a.authorize_by_resource_type(
+                &self.session.principal,
+                &self.session.client_host,
+                op,
+                rt,
+            ),
+        }
+    }
+
+    /// The `*_authorized_operations` bit field; every operation of the type without an
+    /// authorizer, as Kafka reports it.
+    pub fn authorized_operations(&self, rt: ResourceType, name: &str) -> i32 {
+        match &self.broker.authorizer {
+            None => rt.all_operations_bits(),
+            Some(a) => a.authorized_operations(
+                &self.session.principal,
+                &self.session.client_host,
+                rt,
+                name,
+            ),
+        }
     }
 }
 
@@ -175,14 +224,18 @@ pub async fn dispatch(broker: &Broker, frame: RequestFrame, session: &Session) -
         RequestKind::IncrementalAlterConfigs(req) => now(ResponseKind::IncrementalAlterConfigs(
             configs::incremental_alter_configs(&ctx, req).await,
         )),
-        RequestKind::DescribeAcls(req) => now(ResponseKind::DescribeAcls(acls::describe_acls(req))),
-        RequestKind::CreateAcls(req) => now(ResponseKind::CreateAcls(acls::create_acls(req))),
-        RequestKind::DeleteAcls(req) => now(ResponseKind::DeleteAcls(acls::delete_acls(req))),
-        RequestKind::DescribeUserScramCredentials(req) => now(
-            ResponseKind::DescribeUserScramCredentials(acls::describe_user_scram_credentials(req)),
-        ),
+        RequestKind::DescribeAcls(req) => {
+            now(ResponseKind::DescribeAcls(acls::describe_acls(&ctx, req)))
+        }
+        RequestKind::CreateAcls(req) => now(ResponseKind::CreateAcls(acls::create_acls(&ctx, req))),
+        RequestKind::DeleteAcls(req) => now(ResponseKind::DeleteAcls(acls::delete_acls(&ctx, req))),
+        RequestKind::DescribeUserScramCredentials(req) => {
+            now(ResponseKind::DescribeUserScramCredentials(
+                acls::describe_user_scram_credentials(&ctx, req),
+            ))
+        }
         RequestKind::AlterUserScramCredentials(req) => now(
-            ResponseKind::AlterUserScramCredentials(acls::alter_user_scram_credentials(req)),
+            ResponseKind::AlterUserScramCredentials(acls::alter_user_scram_credentials(&ctx, req)),
         ),
         RequestKind::ElectLeaders(req) => now(ResponseKind::ElectLeaders(
             reassignments::elect_leaders(&ctx, req),

@@ -3,7 +3,7 @@
 //!
 //! No state, no files: see `handler`.
 
-use super::{Ctx, Reply};
+use super::{Ctx, Operation, Reply, ResourceType};
 use crate::broker::replica_manager::Appended;
 use crate::clock::now_ms;
 use kafka_protocol::error::ResponseError;
@@ -31,6 +31,12 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Reply {
     let acks = req.acks;
     let valid_acks = matches!(acks, -1..=1);
     let now = now_ms();
+    // Kafka refuses the whole request when the transactional id is not writable.
+    let txn_denied = req
+        .transactional_id
+        .as_ref()
+        .filter(|t| !t.is_empty())
+        .is_some_and(|t| !ctx.authorize(Operation::Write, ResourceType::TransactionalId, t));
     let mut waits = Vec::new();
     let mut responses = Vec::with_capacity(req.topic_data.len());
     for topic_data in req.topic_data {
@@ -44,8 +50,24 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Reply {
         } else {
             ResponseError::UnknownTopicOrPartition
         };
+        let name_for_acl = match (&topic, ctx.version >= 13) {
+            (Some(t), _) => Some(t.name.as_str()),
+            (None, false) => Some(topic_data.name.0.as_str()),
+            (None, true) => None,
+        };
+        let denied = if txn_denied {
+            Some(ResponseError::TransactionalIdAuthorizationFailed)
+        } else {
+            name_for_acl
+                .filter(|n| !ctx.authorize(Operation::Write, ResourceType::Topic, n))
+                .map(|_| ResponseError::TopicAuthorizationFailed)
+        };
         let mut parts = Vec::with_capacity(topic_data.partition_data.len());
         for pd in topic_data.partition_data {
+            if let Some(error) = denied {
+                parts.push(partition_error(pd.index, error));
+                continue;
+            }
             if !valid_acks {
                 parts.push(partition_error(
                     pd.index,
