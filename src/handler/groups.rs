@@ -3,7 +3,7 @@
 //!
 //! No state, no files: see `handler`.
 
-use super::{str_bytes, Ctx};
+use super::{str_bytes, Ctx, Operation, ResourceType};
 use crate::broker::groups::consumer::Partitions;
 use crate::broker::groups::{GroupKind, JoinRequest};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -31,11 +31,25 @@ pub fn find_coordinator(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoord
     } else {
         ResponseError::InvalidRequest.code()
     };
+    // DESCRIBE on the group or the transactional id, as Kafka checks.
+    let denied = |key: &str| match req.key_type {
+        0 if !ctx.authorize(Operation::Describe, ResourceType::Group, key) => {
+            Some(ResponseError::GroupAuthorizationFailed)
+        }
+        1 if !ctx.authorize(Operation::Describe, ResourceType::TransactionalId, key) => {
+            Some(ResponseError::TransactionalIdAuthorizationFailed)
+        }
+        _ => None,
+    };
     if ctx.version >= 4 {
         let coordinators = req
             .coordinator_keys
             .into_iter()
             .map(|key| {
+                let error = match denied(&key) {
+                    Some(e) if error == 0 => e.code(),
+                    _ => error,
+                };
                 Coordinator::default()
                     .with_key(key)
                     .with_node_id(if error == 0 { node } else { BrokerId(-1) })
@@ -54,6 +68,10 @@ pub fn find_coordinator(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoord
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
+    let error = match denied(&req.key) {
+        Some(e) if error == 0 => e.code(),
+        _ => error,
+    };
     if error != 0 {
         return FindCoordinatorResponse::default()
             .with_error_code(error)
@@ -74,6 +92,13 @@ pub async fn join(ctx: &Ctx<'_>, req: JoinGroupRequest) -> JoinGroupResponse {
     } else {
         req.rebalance_timeout_ms
     };
+    if !ctx.authorize(Operation::Read, ResourceType::Group, &req.group_id) {
+        return JoinGroupResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code())
+            .with_generation_id(-1)
+            .with_protocol_name(Some(str_bytes("")))
+            .with_member_id(req.member_id);
+    }
     let result = ctx
         .broker
         .groups
@@ -118,6 +143,10 @@ pub async fn join(ctx: &Ctx<'_>, req: JoinGroupRequest) -> JoinGroupResponse {
 
 #[tracing::instrument(name = "sync_group", skip_all, fields(group = %req.group_id.0))]
 pub async fn sync(ctx: &Ctx<'_>, req: SyncGroupRequest) -> SyncGroupResponse {
+    if !ctx.authorize(Operation::Read, ResourceType::Group, &req.group_id) {
+        return SyncGroupResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     let assignments = req
         .assignments
         .into_iter()
@@ -144,6 +173,10 @@ pub async fn sync(ctx: &Ctx<'_>, req: SyncGroupRequest) -> SyncGroupResponse {
 }
 
 pub fn heartbeat(ctx: &Ctx<'_>, req: HeartbeatRequest) -> HeartbeatResponse {
+    if !ctx.authorize(Operation::Read, ResourceType::Group, &req.group_id) {
+        return HeartbeatResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     let r = ctx.broker.groups.heartbeat(
         req.group_id.0.as_str(),
         req.generation_id,
@@ -155,6 +188,10 @@ pub fn heartbeat(ctx: &Ctx<'_>, req: HeartbeatRequest) -> HeartbeatResponse {
 
 pub fn leave(ctx: &Ctx<'_>, req: LeaveGroupRequest) -> LeaveGroupResponse {
     let group = req.group_id.0.to_string();
+    if !ctx.authorize(Operation::Read, ResourceType::Group, &group) {
+        return LeaveGroupResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     if ctx.version < 3 {
         let r = ctx
             .broker
@@ -195,13 +232,18 @@ pub fn list_groups(ctx: &Ctx<'_>, req: ListGroupsRequest) -> ListGroupsResponse 
                 .iter()
                 .any(|s| s.as_str().eq_ignore_ascii_case(value))
     };
+    // DESCRIBE on the cluster lists every group; otherwise only those the client may
+    // describe.
+    let all = ctx.authorize_cluster(Operation::Describe);
     let groups = ctx
         .broker
         .groups
         .list()
         .into_iter()
-        .filter(|(_, _, state, kind)| {
-            wanted(&req.states_filter, state) && wanted(&req.types_filter, kind)
+        .filter(|(id, _, state, kind)| {
+            wanted(&req.states_filter, state)
+                && wanted(&req.types_filter, kind)
+                && (all || ctx.authorize(Operation::Describe, ResourceType::Group, id))
         })
         .map(|(id, ptype, state, kind)| {
             ListedGroup::default()
@@ -260,12 +302,23 @@ pub fn describe_groups(ctx: &Ctx<'_>, req: DescribeGroupsRequest) -> DescribeGro
         .groups
         .into_iter()
         .map(|gid| {
+            if !ctx.authorize(Operation::Describe, ResourceType::Group, &gid) {
+                return DescribedGroup::default()
+                    .with_group_id(gid.clone())
+                    .with_error_code(ResponseError::GroupAuthorizationFailed.code())
+                    .with_authorized_operations(i32::MIN);
+            }
+            let ops = if req.include_authorized_operations {
+                ctx.authorized_operations(ResourceType::Group, &gid)
+            } else {
+                i32::MIN
+            };
             let described = ctx.broker.groups.describe(gid.0.as_str(), |g| {
                 let base = DescribedGroup::default()
                     .with_group_id(gid.clone())
                     .with_group_state(str_bytes(g.state_name()))
                     .with_protocol_type(str_bytes(&g.protocol_type_name()))
-                    .with_authorized_operations(i32::MIN);
+                    .with_authorized_operations(ops);
                 if g.kind == GroupKind::Consumer {
                     // Shown in the classic shape, as Kafka does for consumer-protocol groups.
                     return base
@@ -321,7 +374,7 @@ pub fn describe_groups(ctx: &Ctx<'_>, req: DescribeGroupsRequest) -> DescribeGro
                 let mut g = DescribedGroup::default()
                     .with_group_id(gid.clone())
                     .with_group_state(str_bytes("Dead"))
-                    .with_authorized_operations(i32::MIN);
+                    .with_authorized_operations(ops);
                 if ctx.version >= 6 {
                     g = g
                         .with_error_code(ResponseError::GroupIdNotFound.code())
@@ -340,7 +393,11 @@ pub fn describe_groups(ctx: &Ctx<'_>, req: DescribeGroupsRequest) -> DescribeGro
 pub async fn delete_groups(ctx: &Ctx<'_>, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(req.groups_names.len());
     for g in req.groups_names {
-        let r = ctx.broker.groups.delete(g.0.as_str()).await;
+        let r = if ctx.authorize(Operation::Delete, ResourceType::Group, &g) {
+            ctx.broker.groups.delete(g.0.as_str()).await
+        } else {
+            Err(ResponseError::GroupAuthorizationFailed)
+        };
         results.push(
             kafka_protocol::messages::delete_groups_response::DeletableGroupResult::default()
                 .with_group_id(g)

@@ -4,7 +4,7 @@
 //! No state, no files: see `handler`.
 
 use super::groups::code;
-use super::{str_bytes, Ctx};
+use super::{str_bytes, Ctx, Operation, ResourceType};
 use crate::broker::groups::CommittedOffset;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{
@@ -22,10 +22,21 @@ use kafka_protocol::messages::*;
 #[tracing::instrument(name = "offset_commit", skip_all, fields(group = %req.group_id.0))]
 pub async fn offset_commit(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let broker = ctx.broker;
+    if !ctx.authorize(Operation::Read, ResourceType::Group, &req.group_id) {
+        return OffsetCommitResponse::default().with_topics(every_partition(
+            &req,
+            ResponseError::GroupAuthorizationFailed,
+        ));
+    }
     let mut offsets = Vec::new();
     let mut unknown = Vec::new();
+    let mut denied = Vec::new();
     for t in &req.topics {
         let topic = broker.topic(t.name.0.as_str());
+        if !ctx.authorize(Operation::Read, ResourceType::Topic, &t.name) {
+            denied.push(t.name.0.to_string());
+            continue;
+        }
         for p in &t.partitions {
             if topic
                 .as_ref()
@@ -69,7 +80,9 @@ pub async fn offset_commit(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCom
                     t.partitions
                         .iter()
                         .map(|p| {
-                            let c = if unknown.contains(&(name.clone(), p.partition_index)) {
+                            let c = if denied.contains(&name) {
+                                ResponseError::TopicAuthorizationFailed.code()
+                            } else if unknown.contains(&(name.clone(), p.partition_index)) {
                                 ResponseError::UnknownTopicOrPartition.code()
                             } else {
                                 code(result)
@@ -85,6 +98,30 @@ pub async fn offset_commit(ctx: &Ctx<'_>, req: OffsetCommitRequest) -> OffsetCom
     OffsetCommitResponse::default().with_topics(topics)
 }
 
+/// The same error for every partition of a commit.
+fn every_partition(
+    req: &OffsetCommitRequest,
+    error: ResponseError,
+) -> Vec<OffsetCommitResponseTopic> {
+    req.topics
+        .iter()
+        .map(|t| {
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            OffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(error.code())
+                        })
+                        .collect(),
+                )
+        })
+        .collect()
+}
+
 /// (partition, committed offset, leader epoch, metadata, error code).
 type OffsetRow = (i32, i64, i32, Option<String>, i16);
 
@@ -98,6 +135,9 @@ fn lookup(
     require_stable: bool,
 ) -> Vec<(String, Vec<OffsetRow>)> {
     let committed = ctx.broker.groups.fetch_offsets(group);
+    // Topics the client may not describe: TOPIC_AUTHORIZATION_FAILED when named, left out
+    // when every topic was asked for, as Kafka does.
+    let describable = |t: &str| ctx.authorize(Operation::Describe, ResourceType::Topic, t);
     let pending = if require_stable {
         ctx.broker.txns.pending_offsets(group)
     } else {
@@ -108,9 +148,17 @@ fn lookup(
             .into_iter()
             .map(|(topic, parts)| {
                 let have = committed.get(&topic);
+                let allowed = describable(&topic);
                 let rows = parts
                     .into_iter()
                     .map(|p| match have.and_then(|m| m.get(&p)) {
+                        _ if !allowed => (
+                            p,
+                            -1,
+                            -1,
+                            None,
+                            ResponseError::TopicAuthorizationFailed.code(),
+                        ),
                         Some(c) => (p, c.offset, c.leader_epoch, c.metadata.clone(), 0),
                         None => (p, -1, -1, Some(String::new()), 0),
                     })
@@ -120,6 +168,7 @@ fn lookup(
             .collect(),
         None => committed
             .into_iter()
+            .filter(|(topic, _)| describable(topic))
             .map(|(topic, parts)| {
                 let rows = parts
                     .into_iter()
@@ -161,6 +210,11 @@ pub fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchRespon
             .groups
             .into_iter()
             .map(|g| {
+                if !ctx.authorize(Operation::Describe, ResourceType::Group, &g.group_id) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+                }
                 if let Err(e) = ctx.broker.groups.check_fetch(
                     g.group_id.0.as_str(),
                     g.member_id.as_deref(),
@@ -204,6 +258,10 @@ pub fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchRespon
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
     }
+    if !ctx.authorize(Operation::Describe, ResourceType::Group, &req.group_id) {
+        return OffsetFetchResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     let wanted = req.topics.map(|ts| {
         ts.into_iter()
             .map(|t| (t.name.0.to_string(), t.partition_indexes))
@@ -232,12 +290,20 @@ pub fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchRespon
 }
 
 pub async fn offset_delete(ctx: &Ctx<'_>, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    if !ctx.authorize(Operation::Delete, ResourceType::Group, &req.group_id) {
+        return OffsetDeleteResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     // As Kafka: a topic (or partition) this broker does not have answers
-    // UNKNOWN_TOPIC_OR_PARTITION and is left out of the deletion.
+    // UNKNOWN_TOPIC_OR_PARTITION and is left out of the deletion; one the client may not
+    // read answers TOPIC_AUTHORIZATION_FAILED.
+    let readable = |t: &str| ctx.authorize(Operation::Read, ResourceType::Topic, t);
     let exists = |t: &str, p: i32| {
-        ctx.broker
-            .topic(t)
-            .is_some_and(|topic| topic.partition(p).is_some())
+        readable(t)
+            && ctx
+                .broker
+                .topic(t)
+                .is_some_and(|topic| topic.partition(p).is_some())
     };
     let partitions: Vec<(String, i32)> = req
         .topics
@@ -266,7 +332,9 @@ pub async fn offset_delete(ctx: &Ctx<'_>, req: OffsetDeleteRequest) -> OffsetDel
                         .partitions
                         .iter()
                         .map(|p| {
-                            let r = if exists(t.name.0.as_str(), p.partition_index) {
+                            let r = if !readable(t.name.0.as_str()) {
+                                Err(ResponseError::TopicAuthorizationFailed)
+                            } else if exists(t.name.0.as_str(), p.partition_index) {
                                 results.next().unwrap_or(Ok(()))
                             } else {
                                 Err(ResponseError::UnknownTopicOrPartition)
