@@ -3,7 +3,7 @@
 //!
 //! No state, no files: see `handler`.
 
-use super::{str_bytes, Ctx};
+use super::{str_bytes, Ctx, Operation, ResourceType};
 use crate::broker::groups::consumer::{Heartbeat, Metadata, Partitions, TopicMeta};
 use crate::broker::groups::GroupKind;
 use kafka_protocol::error::ResponseError;
@@ -31,6 +31,21 @@ pub fn consumer_group_heartbeat(
     ctx: &Ctx<'_>,
     req: ConsumerGroupHeartbeatRequest,
 ) -> ConsumerGroupHeartbeatResponse {
+    // READ on the group, then DESCRIBE on every subscribed topic named, as Kafka 4 checks.
+    let refused = |e: ResponseError| {
+        ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(e.code())
+            .with_member_epoch(-1)
+    };
+    if !ctx.authorize(Operation::Read, ResourceType::Group, &req.group_id) {
+        return refused(ResponseError::GroupAuthorizationFailed);
+    }
+    if req.subscribed_topic_names.as_ref().is_some_and(|ts| {
+        ts.iter()
+            .any(|t| !ctx.authorize(Operation::Describe, ResourceType::Topic, t))
+    }) {
+        return refused(ResponseError::TopicAuthorizationFailed);
+    }
     let hb = Heartbeat {
         version: ctx.version,
         member_id: req.member_id.to_string(),
@@ -119,6 +134,17 @@ pub fn consumer_group_describe(
         .group_ids
         .into_iter()
         .map(|gid| {
+            if !ctx.authorize(Operation::Describe, ResourceType::Group, &gid) {
+                return cgd::DescribedGroup::default()
+                    .with_group_id(gid.clone())
+                    .with_error_code(ResponseError::GroupAuthorizationFailed.code())
+                    .with_authorized_operations(i32::MIN);
+            }
+            let ops = if req.include_authorized_operations {
+                ctx.authorized_operations(ResourceType::Group, &gid)
+            } else {
+                i32::MIN
+            };
             let found = ctx.broker.groups.describe(gid.0.as_str(), |g| {
                 if g.kind != GroupKind::Consumer {
                     return cgd::DescribedGroup::default()
@@ -137,7 +163,7 @@ pub fn consumer_group_describe(
                     .with_group_epoch(c.group_epoch)
                     .with_assignment_epoch(c.assignment_epoch)
                     .with_assignor_name(str_bytes(&c.assignor))
-                    .with_authorized_operations(i32::MIN)
+                    .with_authorized_operations(ops)
                     .with_members(
                         c.members
                             .values()

@@ -2,7 +2,7 @@
 //!
 //! No state, no files: see `handler`.
 
-use super::{str_bytes, Ctx};
+use super::{str_bytes, Ctx, Operation, ResourceType};
 use crate::broker::groups::CommittedOffset;
 use crate::clock::now_ms;
 use kafka_protocol::error::ResponseError;
@@ -33,7 +33,20 @@ pub async fn init_producer_id(ctx: &Ctx<'_>, req: InitProducerIdRequest) -> Init
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1)
     };
-    let result = match req.transactional_id.as_ref().filter(|t| !t.is_empty()) {
+    let tid = req.transactional_id.as_ref().filter(|t| !t.is_empty());
+    match tid {
+        // KIP-679: IDEMPOTENT_WRITE on the cluster, or WRITE on any topic.
+        None if !ctx.authorize_cluster(Operation::IdempotentWrite)
+            && !ctx.authorize_any(Operation::Write, ResourceType::Topic) =>
+        {
+            return fail(ResponseError::ClusterAuthorizationFailed)
+        }
+        Some(t) if !ctx.authorize(Operation::Write, ResourceType::TransactionalId, t) => {
+            return fail(ResponseError::TransactionalIdAuthorizationFailed)
+        }
+        _ => {}
+    }
+    let result = match tid {
         None => ctx.broker.allocate_producer_id().map(|id| (id, 0)),
         Some(tid) => {
             let expected =
@@ -63,8 +76,14 @@ async fn add_partitions_to_one(
     let (broker, version) = (ctx.broker, ctx.version);
     let mut wanted = Vec::new();
     let mut unknown = Vec::new();
+    let mut denied = Vec::new();
+    let tid_denied = !ctx.authorize(Operation::Write, ResourceType::TransactionalId, tid);
     for t in topics {
         let topic = broker.topic(t.name.0.as_str());
+        if !ctx.authorize(Operation::Write, ResourceType::Topic, &t.name) {
+            denied.push(t.name.0.to_string());
+            continue;
+        }
         for p in &t.partitions {
             let key = (t.name.0.to_string(), *p);
             if topic.as_ref().and_then(|tp| tp.partition(*p)).is_none() {
@@ -74,7 +93,9 @@ async fn add_partitions_to_one(
             }
         }
     }
-    let outcome = if !unknown.is_empty() {
+    let outcome = if tid_denied {
+        Err(ResponseError::TransactionalIdAuthorizationFailed)
+    } else if !denied.is_empty() || !unknown.is_empty() {
         Err(ResponseError::OperationNotAttempted)
     } else if verify_only {
         match broker.txns.has_partitions(tid, pid, epoch, &wanted) {
@@ -94,7 +115,11 @@ async fn add_partitions_to_one(
                     t.partitions
                         .iter()
                         .map(|p| {
-                            let e = if unknown.contains(&(t.name.0.to_string(), *p)) {
+                            let e = if tid_denied {
+                                outcome
+                            } else if denied.contains(&t.name.0.to_string()) {
+                                Err(ResponseError::TopicAuthorizationFailed)
+                            } else if unknown.contains(&(t.name.0.to_string(), *p)) {
                                 Err(ResponseError::UnknownTopicOrPartition)
                             } else {
                                 outcome
@@ -129,6 +154,11 @@ pub async fn add_partitions(
         .await;
         return AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results);
     }
+    // v4+ batches come from brokers only: Kafka requires CLUSTER_ACTION.
+    if !ctx.authorize_cluster(Operation::ClusterAction) {
+        return AddPartitionsToTxnResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+    }
     let mut results = Vec::with_capacity(req.transactions.len());
     for t in &req.transactions {
         let topic_results = add_partitions_to_one(
@@ -150,6 +180,18 @@ pub async fn add_partitions(
 }
 
 pub async fn add_offsets(ctx: &Ctx<'_>, req: AddOffsetsToTxnRequest) -> AddOffsetsToTxnResponse {
+    if !ctx.authorize(
+        Operation::Write,
+        ResourceType::TransactionalId,
+        &req.transactional_id,
+    ) {
+        return AddOffsetsToTxnResponse::default()
+            .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
+    if !ctx.authorize(Operation::Read, ResourceType::Group, &req.group_id) {
+        return AddOffsetsToTxnResponse::default()
+            .with_error_code(ResponseError::GroupAuthorizationFailed.code());
+    }
     let r = ctx
         .broker
         .txns
@@ -172,9 +214,22 @@ pub async fn txn_offset_commit(
     req: TxnOffsetCommitRequest,
 ) -> TxnOffsetCommitResponse {
     let now = now_ms();
+    let refused = if !ctx.authorize(
+        Operation::Write,
+        ResourceType::TransactionalId,
+        &req.transactional_id,
+    ) {
+        Some(ResponseError::TransactionalIdAuthorizationFailed)
+    } else if !ctx.authorize(Operation::Read, ResourceType::Group, &req.group_id) {
+        Some(ResponseError::GroupAuthorizationFailed)
+    } else {
+        None
+    };
+    let readable = |t: &str| ctx.authorize(Operation::Read, ResourceType::Topic, t);
     let offsets: Vec<(String, i32, CommittedOffset)> = req
         .topics
         .iter()
+        .filter(|t| readable(&t.name))
         .flat_map(|t| {
             t.partitions.iter().map(move |p| {
                 (
@@ -198,8 +253,9 @@ pub async fn txn_offset_commit(
         req.member_id.as_str(),
         req.group_instance_id.as_deref(),
     );
-    let r = match member_check {
-        Ok(()) => {
+    let r = match (refused, member_check) {
+        (Some(e), _) => Err(e),
+        (None, Ok(())) => {
             ctx.broker
                 .txns
                 .commit_offsets(
@@ -212,7 +268,7 @@ pub async fn txn_offset_commit(
                 )
                 .await
         }
-        Err(e) => Err(e),
+        (None, Err(e)) => Err(e),
     };
     let code = r
         .err()
@@ -222,6 +278,11 @@ pub async fn txn_offset_commit(
         .topics
         .into_iter()
         .map(|t| {
+            let code = if refused.is_none() && !readable(&t.name) {
+                ResponseError::TopicAuthorizationFailed.code()
+            } else {
+                code
+            };
             TxnOffsetCommitResponseTopic::default()
                 .with_name(t.name)
                 .with_partitions(
@@ -242,6 +303,16 @@ pub async fn txn_offset_commit(
 #[tracing::instrument(name = "end_txn", skip_all, fields(transactional_id = %req.transactional_id.as_str(), commit = req.committed))]
 pub async fn end_txn(ctx: &Ctx<'_>, req: EndTxnRequest) -> EndTxnResponse {
     let broker = ctx.broker;
+    if !ctx.authorize(
+        Operation::Write,
+        ResourceType::TransactionalId,
+        &req.transactional_id,
+    ) {
+        return EndTxnResponse::default()
+            .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+    }
     let alloc = || broker.allocate_producer_id();
     let r = match broker
         .txns
@@ -286,10 +357,14 @@ pub fn describe_producers(
         .into_iter()
         .map(|t| {
             let topic = ctx.broker.topic(t.name.0.as_str());
+            let denied = !ctx.authorize(Operation::Read, ResourceType::Topic, &t.name);
             let partitions = t
                 .partition_indexes
                 .iter()
                 .map(|&i| match topic.as_ref().and_then(|tp| tp.partition(i)) {
+                    _ if denied => PartitionResponse::default()
+                        .with_partition_index(i)
+                        .with_error_code(ResponseError::TopicAuthorizationFailed.code()),
                     None => PartitionResponse::default()
                         .with_partition_index(i)
                         .with_error_code(ResponseError::UnknownTopicOrPartition.code()),
@@ -371,6 +446,7 @@ pub fn list_transactions(ctx: &Ctx<'_>, req: ListTransactionsRequest) -> ListTra
                 || (m.state == TxnState::Ongoing && now - m.start_ms >= req.duration_filter)
         })
         .filter(|m| pattern.as_ref().is_none_or(|re| re.is_match(&m.id)))
+        .filter(|m| ctx.authorize(Operation::Describe, ResourceType::TransactionalId, &m.id))
         .map(|m| {
             list_transactions_response::TransactionState::default()
                 .with_transactional_id(TransactionalId(str_bytes(&m.id)))
@@ -392,6 +468,14 @@ pub fn describe_transactions(
         .transactional_ids
         .into_iter()
         .map(|tid| match ctx.broker.txns.get(tid.as_str()) {
+            _ if !ctx.authorize(Operation::Describe, ResourceType::TransactionalId, &tid) => {
+                TransactionState::default()
+                    .with_transactional_id(tid)
+                    .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1)
+                    .with_transaction_state(str_bytes(""))
+            }
             None => TransactionState::default()
                 .with_transactional_id(tid)
                 .with_error_code(ResponseError::TransactionalIdNotFound.code())
