@@ -2,7 +2,7 @@
 //!
 //! No state, no files: see `handler`.
 
-use super::{str_bytes, Ctx};
+use super::{str_bytes, Ctx, Operation, ResourceType};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
@@ -18,6 +18,8 @@ use uuid::Uuid;
 #[tracing::instrument(name = "create_topics", skip_all, fields(n = req.topics.len(), validate_only = req.validate_only))]
 pub async fn create_topics(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResponse {
     let broker = ctx.broker;
+    // CREATE on the cluster covers every topic; otherwise CREATE on each topic.
+    let cluster_create = ctx.authorize_cluster(Operation::Create);
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let name = t.name.0.to_string();
@@ -28,6 +30,11 @@ pub async fn create_topics(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTop
             Err((
                 ResponseError::InvalidRequest,
                 format!("Create topics request had duplicate topic {name}"),
+            ))
+        } else if !cluster_create && !ctx.authorize(Operation::Create, ResourceType::Topic, &name) {
+            Err((
+                ResponseError::TopicAuthorizationFailed,
+                "Authorization failed.".into(),
             ))
         } else {
             let shape = if t.assignments.is_empty() {
@@ -74,6 +81,18 @@ pub async fn create_topics(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTop
         };
         let entry = CreatableTopicResult::default().with_name(TopicName(str_bytes(&name)));
         results.push(match result {
+            // Without DESCRIBE_CONFIGS the configs stay out, as Kafka leaves them.
+            Ok(topic) if !ctx.authorize(Operation::DescribeConfigs, ResourceType::Topic, &name) => {
+                entry
+                    .with_topic_id(if req.validate_only {
+                        Uuid::nil()
+                    } else {
+                        topic.id
+                    })
+                    .with_num_partitions(topic.partition_count)
+                    .with_replication_factor(1)
+                    .with_topic_config_error_code(ResponseError::TopicAuthorizationFailed.code())
+            }
             Ok(topic) => {
                 let configs = topic
                     .all_configs(&broker.config)
@@ -129,6 +148,9 @@ pub async fn delete_topics(ctx: &Ctx<'_>, req: DeleteTopicsRequest) -> DeleteTop
             None => broker.topic_by_id(id).map(|t| t.name.clone()),
         };
         let outcome = match &resolved {
+            Some(n) if !ctx.authorize(Operation::Delete, ResourceType::Topic, n) => {
+                Err(ResponseError::TopicAuthorizationFailed)
+            }
             Some(n) => broker.delete_topic(n).await,
             None => Err(ResponseError::UnknownTopicId),
         };
@@ -150,13 +172,21 @@ pub async fn delete_topics(ctx: &Ctx<'_>, req: DeleteTopicsRequest) -> DeleteTop
     DeleteTopicsResponse::default().with_responses(results)
 }
 
-pub fn describe_cluster(ctx: &Ctx<'_>, _req: DescribeClusterRequest) -> DescribeClusterResponse {
+pub fn describe_cluster(ctx: &Ctx<'_>, req: DescribeClusterRequest) -> DescribeClusterResponse {
     let b = ctx.broker;
+    let ops = if req.include_cluster_authorized_operations {
+        ctx.authorized_operations(
+            ResourceType::Cluster,
+            crate::security::authorizer::acl::CLUSTER_NAME,
+        )
+    } else {
+        i32::MIN
+    };
     DescribeClusterResponse::default()
         .with_endpoint_type(1)
         .with_cluster_id(str_bytes(&b.config.cluster_id))
         .with_controller_id(BrokerId(b.node_id))
-        .with_cluster_authorized_operations(i32::MIN)
+        .with_cluster_authorized_operations(ops)
         .with_brokers(vec![DescribeClusterBroker::default()
             .with_broker_id(BrokerId(b.node_id))
             .with_host(str_bytes(&ctx.session.listener.advertised_host))

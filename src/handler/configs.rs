@@ -5,7 +5,7 @@
 //!
 //! No state, no files: see `handler`.
 
-use super::{str_bytes, Ctx};
+use super::{str_bytes, Ctx, Operation, ResourceType};
 use crate::broker::configs::{self, ConfigEntry, ConfigType};
 use crate::broker::dynamic_configs::{Change, Op, BROKER, GROUP, TOPIC};
 use kafka_protocol::error::ResponseError;
@@ -19,6 +19,38 @@ use kafka_protocol::messages::{
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
 
+/// DESCRIBE_CONFIGS or ALTER_CONFIGS on the topic, the group, or (for broker resources)
+/// the cluster, with the error Kafka answers for each.
+fn config_access(
+    ctx: &Ctx<'_>,
+    op: Operation,
+    resource_type: i8,
+    name: &str,
+) -> Result<(), (ResponseError, String)> {
+    let (rt, name, error) = match resource_type {
+        TOPIC => (
+            ResourceType::Topic,
+            name,
+            ResponseError::TopicAuthorizationFailed,
+        ),
+        GROUP => (
+            ResourceType::Group,
+            name,
+            ResponseError::GroupAuthorizationFailed,
+        ),
+        _ => (
+            ResourceType::Cluster,
+            crate::security::authorizer::acl::CLUSTER_NAME,
+            ResponseError::ClusterAuthorizationFailed,
+        ),
+    };
+    if ctx.authorize(op, rt, name) {
+        Ok(())
+    } else {
+        Err((error, "Authorization failed.".to_string()))
+    }
+}
+
 #[tracing::instrument(name = "describe_configs", skip_all, fields(n = req.resources.len()))]
 pub fn describe_configs(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let broker = ctx.broker;
@@ -27,7 +59,8 @@ pub fn describe_configs(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeC
         .into_iter()
         .map(|r| {
             let name = r.resource_name.to_string();
-            let entries = match r.resource_type {
+            let access = config_access(ctx, Operation::DescribeConfigs, r.resource_type, &name);
+            let entries = access.and_then(|()| match r.resource_type {
                 TOPIC => match broker.topic(&name) {
                     Some(topic) => Ok(configs::describe_topic(&topic, &broker.config)),
                     None => Err((
@@ -54,7 +87,7 @@ pub fn describe_configs(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeC
                     ResponseError::InvalidRequest,
                     format!("Unsupported resource type {other} in DescribeConfigs"),
                 )),
-            };
+            });
             let result = DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name);
@@ -149,6 +182,10 @@ async fn alter_each(
                 ResponseError::InvalidRequest,
                 "Each resource must appear at most once.".to_string(),
             ))
+        } else if let Err(denied) =
+            config_access(ctx, Operation::AlterConfigs, resource_type, &name)
+        {
+            Err(denied)
         } else {
             ctx.broker
                 .alter_configs(resource_type, &name, change, validate_only)

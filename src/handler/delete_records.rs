@@ -4,7 +4,7 @@
 //!
 //! No state, no files: see `handler` (the partition checkpoints its log start).
 
-use super::Ctx;
+use super::{Ctx, Operation, ResourceType};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
@@ -17,11 +17,17 @@ pub async fn handle(ctx: &Ctx<'_>, req: DeleteRecordsRequest) -> DeleteRecordsRe
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let topic = broker.topic(t.name.0.as_str());
+        let denied = !ctx.authorize(Operation::Delete, ResourceType::Topic, &t.name);
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             let result = DeleteRecordsPartitionResult::default()
                 .with_partition_index(p.partition_index)
                 .with_low_watermark(-1);
+            if denied {
+                partitions
+                    .push(result.with_error_code(ResponseError::TopicAuthorizationFailed.code()));
+                continue;
+            }
             let found = topic
                 .as_ref()
                 .and_then(|topic| Some((topic, topic.partition(p.partition_index)?)));

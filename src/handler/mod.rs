@@ -242,7 +242,7 @@ pub async fn dispatch(broker: &Broker, frame: RequestFrame, session: &Session) -
         )),
         RequestKind::ListPartitionReassignments(req) => {
             now(ResponseKind::ListPartitionReassignments(
-                reassignments::list_partition_reassignments(req),
+                reassignments::list_partition_reassignments(&ctx, req),
             ))
         }
         RequestKind::AlterPartitionReassignments(req) => {

@@ -3,7 +3,7 @@
 //!
 //! No state, no files: see `handler`.
 
-use super::{str_bytes, Ctx};
+use super::{str_bytes, Ctx, Operation, ResourceType};
 use crate::broker::Topic;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
@@ -23,12 +23,6 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Kafka's `max.request.partition.size.limit` default: the most partitions one
 /// DescribeTopicPartitions answer holds, whatever the client asks.
 const MAX_RESPONSE_PARTITIONS: i32 = 2000;
-
-/// What Kafka reports as a topic's authorized operations without an authorizer: every
-/// operation a topic supports (READ, WRITE, CREATE, DELETE, ALTER, DESCRIBE,
-/// DESCRIBE_CONFIGS, ALTER_CONFIGS), one bit per operation code.
-const TOPIC_OPERATIONS: i32 =
-    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
 
 /// Kafka's internal topics (Strata keeps groups and transactions elsewhere, but a topic of
 /// that name is still reported as internal, as Kafka would).
@@ -56,10 +50,13 @@ pub async fn create_partitions(
                 .map(|p| p.broker_ids.iter().map(|b| b.0).collect())
                 .collect()
         });
-        let outcome = ctx
-            .broker
-            .create_partitions(&name, t.count, assignment, req.validate_only)
-            .await;
+        let outcome = if ctx.authorize(Operation::Alter, ResourceType::Topic, &name) {
+            ctx.broker
+                .create_partitions(&name, t.count, assignment, req.validate_only)
+                .await
+        } else {
+            Err((ResponseError::TopicAuthorizationFailed, None))
+        };
         let entry = CreatePartitionsTopicResult::default().with_name(t.name.clone());
         results.push(match outcome {
             Ok(()) => entry,
@@ -102,6 +99,8 @@ pub fn describe_topic_partitions(
             .iter()
             .map(|t| t.name.clone())
             .filter(|n| n.as_str() >= from)
+            // Topics the client may not describe are left out of "all topics".
+            .filter(|n| ctx.authorize(Operation::Describe, ResourceType::Topic, n))
             .collect()
     } else {
         req.topics
@@ -170,6 +169,14 @@ fn paginate(
         if remaining < 0 {
             continue;
         }
+        if !ctx.authorize(Operation::Describe, ResourceType::Topic, name) {
+            out.push(
+                DescribeTopicPartitionsResponseTopic::default()
+                    .with_name(Some(TopicName(str_bytes(name))))
+                    .with_error_code(ResponseError::TopicAuthorizationFailed.code()),
+            );
+            continue;
+        }
         let Some(topic) = topic else {
             if !all {
                 let code = match crate::broker::topics::validate_name(name) {
@@ -208,7 +215,9 @@ fn paginate(
                 .with_topic_id(topic.id)
                 .with_is_internal(is_internal(name))
                 .with_partitions(partitions)
-                .with_topic_authorized_operations(TOPIC_OPERATIONS),
+                .with_topic_authorized_operations(
+                    ctx.authorized_operations(ResourceType::Topic, name),
+                ),
         );
         if upper < count {
             return (out, Some((name.to_string(), upper)));
@@ -224,6 +233,10 @@ pub async fn describe_log_dirs(
     ctx: &Ctx<'_>,
     req: DescribeLogDirsRequest,
 ) -> DescribeLogDirsResponse {
+    if !ctx.authorize_cluster(Operation::Describe) {
+        return DescribeLogDirsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+    }
     let broker = ctx.broker.clone();
     let space = tokio::task::spawn_blocking(move || broker.log_dir_space())
         .await

@@ -5,7 +5,7 @@
 //!
 //! No state, no files: see `handler`.
 
-use super::{str_bytes, Ctx};
+use super::{str_bytes, Ctx, Operation};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::alter_partition_reassignments_response::{
     ReassignablePartitionResponse, ReassignableTopicResponse,
@@ -21,6 +21,7 @@ fn exists(ctx: &Ctx<'_>, topic: &str, partition: i32) -> bool {
 /// for every partition (null) answers with none, as Kafka leaves out partitions that needed
 /// no election.
 pub fn elect_leaders(ctx: &Ctx<'_>, req: ElectLeadersRequest) -> ElectLeadersResponse {
+    let denied = !ctx.authorize_cluster(Operation::Alter);
     let results = req
         .topic_partitions
         .unwrap_or_default()
@@ -30,7 +31,12 @@ pub fn elect_leaders(ctx: &Ctx<'_>, req: ElectLeadersRequest) -> ElectLeadersRes
                 .partitions
                 .iter()
                 .map(|&p| {
-                    let (error, message) = if exists(ctx, &t.topic, p) {
+                    let (error, message) = if denied {
+                        (
+                            ResponseError::ClusterAuthorizationFailed,
+                            "Cluster authorization failed.",
+                        )
+                    } else if exists(ctx, &t.topic, p) {
                         (
                             ResponseError::ElectionNotNeeded,
                             "Leader election not needed for topic partition.",
@@ -52,12 +58,23 @@ pub fn elect_leaders(ctx: &Ctx<'_>, req: ElectLeadersRequest) -> ElectLeadersRes
                 .with_partition_result(partitions)
         })
         .collect();
-    ElectLeadersResponse::default().with_replica_election_results(results)
+    let response = ElectLeadersResponse::default().with_replica_election_results(results);
+    if denied {
+        response.with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+    } else {
+        response
+    }
 }
 
 pub fn list_partition_reassignments(
+    ctx: &Ctx<'_>,
     _req: ListPartitionReassignmentsRequest,
 ) -> ListPartitionReassignmentsResponse {
+    if !ctx.authorize_cluster(Operation::Describe) {
+        return ListPartitionReassignmentsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_error_message(Some(str_bytes("Cluster authorization failed.")));
+    }
     ListPartitionReassignmentsResponse::default()
 }
 
@@ -65,6 +82,11 @@ pub fn alter_partition_reassignments(
     ctx: &Ctx<'_>,
     req: AlterPartitionReassignmentsRequest,
 ) -> AlterPartitionReassignmentsResponse {
+    if !ctx.authorize_cluster(Operation::Alter) {
+        return AlterPartitionReassignmentsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_error_message(Some(str_bytes("Cluster authorization failed.")));
+    }
     let node = ctx.broker.node_id;
     let responses = req
         .topics
