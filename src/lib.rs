@@ -35,7 +35,8 @@
 //! * `log`: Kafka's on-disk format — `segment` (`.log` + `.index` + `.timeindex`), `index`,
 //!   `record_batch`, `codec` (the records inside a batch, all four codecs), `txn_index`;
 //!   append, read, roll, recovery; `cleaner`: compaction and its `.cleaned`/`.swap` recovery.
-//! * `security`: listeners and their protocols, principals, SASL mechanisms.
+//! * `security`: listeners and their protocols, principals, SASL mechanisms, and the
+//!   authorizer (ACLs with Kafka's StandardAuthorizer semantics, `.strata/acls.yaml`).
 //! * `config`: YAML with Kafka's property names, every key defaulted.
 //! * `clock`: the one `now_ms`; `checkpoint`: files replaced atomically.
 //! * `alloc`: keeps a hostile length field from aborting the process.

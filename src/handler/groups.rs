@@ -93,11 +93,11 @@ pub async fn join(ctx: &Ctx<'_>, req: JoinGroupRequest) -> JoinGroupResponse {
         req.rebalance_timeout_ms
     };
     if !ctx.authorize(Operation::Read, ResourceType::Group, &req.group_id) {
+        // Kafka's error answer: unknown generation, member and protocol (null from v7).
         return JoinGroupResponse::default()
             .with_error_code(ResponseError::GroupAuthorizationFailed.code())
             .with_generation_id(-1)
-            .with_protocol_name(Some(str_bytes("")))
-            .with_member_id(req.member_id);
+            .with_protocol_name((ctx.version < 7).then(|| str_bytes("")));
     }
     let result = ctx
         .broker
