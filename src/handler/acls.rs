@@ -293,3 +293,120 @@ pub fn alter_user_scram_credentials(
         .collect();
     AlterUserScramCredentialsResponse::default().with_results(results)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::security::authorizer::STANDARD_AUTHORIZER;
+    use crate::security::Session;
+    use kafka_protocol::messages::create_acls_request::AclCreation;
+    use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+
+    fn broker_with_authorizer(extra: &[&str]) -> (tempfile::TempDir, crate::broker::Broker) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut properties = vec![format!("authorizer.class.name={STANDARD_AUTHORIZER}")];
+        properties.extend(extra.iter().map(|s| s.to_string()));
+        let overrides = crate::config::Overrides {
+            data_dir: Some(dir.path().to_path_buf()),
+            properties,
+            ..Default::default()
+        };
+        let config = crate::config::Config::load(None, overrides).expect("config");
+        (dir, crate::broker::Broker::open(config).expect("broker"))
+    }
+
+    fn creation(rt: i8, name: &str, pt: i8, principal: &str, op: i8) -> AclCreation {
+        AclCreation::default()
+            .with_resource_type(rt)
+            .with_resource_name(str_bytes(name))
+            .with_resource_pattern_type(pt)
+            .with_principal(str_bytes(principal))
+            .with_host(str_bytes("*"))
+            .with_operation(op)
+            .with_permission_type(3)
+    }
+
+    #[test]
+    fn acl_apis_validate_creations_and_need_the_cluster() {
+        let (_dir, broker) = broker_with_authorizer(&["super.users=User:ANONYMOUS"]);
+        let session = Session::local("localhost", 9092);
+        let ctx = Ctx {
+            broker: &broker,
+            version: 3,
+            client_id: "t",
+            session: &session,
+        };
+        let req = CreateAclsRequest::default().with_creations(vec![
+            creation(2, "orders", 3, "User:alice", 3),
+            creation(2, "orders", 2, "User:alice", 3), // MATCH
+            creation(2, "orders", 3, "alice", 3),      // no principal type
+            creation(2, "orders", 3, "User:alice", 1), // ANY operation
+            creation(4, "other", 3, "User:alice", 7),  // not kafka-cluster
+            creation(1, "orders", 3, "User:alice", 3), // ANY resource type
+        ]);
+        let codes: Vec<i16> = create_acls(&ctx, req)
+            .results
+            .iter()
+            .map(|r| r.error_code)
+            .collect();
+        let invalid = ResponseError::InvalidRequest.code();
+        assert_eq!(codes, vec![0, invalid, invalid, invalid, invalid, invalid]);
+
+        let all = DescribeAclsRequest::default()
+            .with_resource_name_filter(None)
+            .with_principal_filter(None)
+            .with_host_filter(None)
+            .with_resource_type_filter(1)
+            .with_pattern_type_filter(1)
+            .with_operation(1)
+            .with_permission_type(1);
+        let described = describe_acls(&ctx, all.clone());
+        assert_eq!(described.error_code, 0);
+        assert_eq!(described.resources.len(), 1);
+        assert_eq!(described.resources[0].acls.len(), 1);
+
+        let unknown = DeleteAclsFilter::default()
+            .with_resource_name_filter(None)
+            .with_principal_filter(None)
+            .with_host_filter(None)
+            .with_resource_type_filter(0)
+            .with_pattern_type_filter(1)
+            .with_operation(1)
+            .with_permission_type(1);
+        let any = unknown.clone().with_resource_type_filter(1);
+        let deleted = delete_acls(
+            &ctx,
+            DeleteAclsRequest::default().with_filters(vec![unknown, any]),
+        );
+        assert_eq!(deleted.filter_results[0].error_code, invalid);
+        assert_eq!(deleted.filter_results[1].matching_acls.len(), 1);
+
+        // Not a super user, and no ACL on the cluster: refused.
+        let mut stranger = Session::local("localhost", 9092);
+        stranger.principal = crate::security::Principal::user("bob");
+        let ctx = Ctx {
+            session: &stranger,
+            ..ctx
+        };
+        assert_eq!(
+            describe_acls(&ctx, all).error_code,
+            ResponseError::ClusterAuthorizationFailed.code()
+        );
+    }
+
+    #[test]
+    fn an_unknown_authorizer_class_stops_the_broker_from_starting() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let overrides = crate::config::Overrides {
+            data_dir: Some(dir.path().to_path_buf()),
+            properties: vec!["authorizer.class.name=com.example.Custom".into()],
+            ..Default::default()
+        };
+        let config = crate::config::Config::load(None, overrides).expect("config");
+        let err = crate::broker::Broker::open(config)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(err.contains("com.example.Custom"), "{err}");
+    }
+}
