@@ -484,8 +484,11 @@ pub fn describe_transactions(
                 .with_transaction_state(str_bytes("")),
             Some(m) => {
                 let mut by_topic: std::collections::BTreeMap<String, Vec<i32>> = Default::default();
+                // Topics the client may not describe are left out, as Kafka leaves them.
                 for (t, p) in &m.partitions {
-                    by_topic.entry(t.clone()).or_default().push(*p);
+                    if ctx.authorize(Operation::Describe, ResourceType::Topic, t) {
+                        by_topic.entry(t.clone()).or_default().push(*p);
+                    }
                 }
                 TransactionState::default()
                     .with_transactional_id(tid)
