@@ -104,9 +104,14 @@ def produce_one(bootstrap: str, topic: str, value: bytes, **conf):
     return result[0], errors
 
 
-def group_consumer(bootstrap: str, group: str) -> Consumer:
-    return Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
-                     "enable.auto.commit": False, "session.timeout.ms": 10000, "heartbeat.interval.ms": 500})
+def group_consumer(bootstrap: str, group: str, protocol: str = "classic") -> Consumer:
+    conf = {"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+            "enable.auto.commit": False}
+    if protocol == "classic":
+        conf.update({"session.timeout.ms": 10000, "heartbeat.interval.ms": 500})
+    else:  # KIP-848: the broker owns the session settings
+        conf["group.protocol"] = protocol
+    return Consumer(conf)
 
 
 def consume_until(consumer: Consumer, want_values=None, want_error=None, timeout=30.0):
@@ -195,7 +200,8 @@ def grants_for_app(topic: str, group: str):
             allow(ResourceType.GROUP, group, AclOperation.READ)]
 
 
-def test_a_producer_and_a_consumer_group_work_with_exactly_the_acls_they_need(acl_broker):
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
+def test_a_producer_and_a_consumer_group_work_with_exactly_the_acls_they_need(acl_broker, protocol):
     bootstrap = acl_broker.bootstrap
     acls = Acls(bootstrap)
     topic, group = unique_topic("acl-app"), f"g-{uuid.uuid4().hex[:6]}"
@@ -204,7 +210,7 @@ def test_a_producer_and_a_consumer_group_work_with_exactly_the_acls_they_need(ac
 
     err, _ = produce_one(bootstrap, topic, b"hello")
     assert err is None, err
-    consumer = group_consumer(bootstrap, group)
+    consumer = group_consumer(bootstrap, group, protocol)
     try:
         consumer.subscribe([topic])
         got, _ = consume_until(consumer, want_values=[b"hello"])
@@ -247,7 +253,8 @@ def test_without_read_on_the_topic_the_consumer_gets_topic_authorization_failed(
         consumer.close()
 
 
-def test_without_read_on_the_group_the_consumer_gets_group_authorization_failed(acl_broker):
+@pytest.mark.parametrize("protocol", ["classic", "consumer"])
+def test_without_read_on_the_group_the_consumer_gets_group_authorization_failed(acl_broker, protocol):
     bootstrap = acl_broker.bootstrap
     acls = Acls(bootstrap)
     topic, group = unique_topic("acl-nogroup"), f"g-{uuid.uuid4().hex[:6]}"
@@ -255,7 +262,7 @@ def test_without_read_on_the_group_the_consumer_gets_group_authorization_failed(
     acls.grant(*grants_for_app(topic, group))
     assert produce_one(bootstrap, topic, b"x")[0] is None
     acls.revoke(allow(ResourceType.GROUP, group, AclOperation.READ))
-    consumer = group_consumer(bootstrap, group)
+    consumer = group_consumer(bootstrap, group, protocol)
     try:
         consumer.subscribe([topic])
         got, _ = consume_until(consumer, want_error=KafkaError.GROUP_AUTHORIZATION_FAILED)
