@@ -4,7 +4,8 @@ On a PLAINTEXT listener every client is User:ANONYMOUS, so each test grants (or 
 permissions of User:ANONYMOUS through the AdminClient's ACL API and checks what a producer,
 a consumer group, a transactional producer and the admin client can then do, and which error
 each one reports when a permission is missing. (Without an authorizer the ACL APIs answer
-SECURITY_DISABLED: test_cluster_admin.py covers that.)
+SECURITY_DISABLED: test_cluster_admin.py covers that.) The Java Admin's ACL calls, what
+kafka-acls.sh makes, run from java/AclsAdmin.java.
 
 A broker under ACLs starts with nothing allowed, not even creating ACLs, so `acl_broker`
 first runs it with `super.users=User:ANONYMOUS`, grants ALTER on the cluster (which lets the
@@ -14,6 +15,8 @@ restart to get that far.
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 import uuid
 
@@ -27,7 +30,8 @@ from kafka import KafkaAdminClient
 from kafka.admin import ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePatternFilter
 from kafka.admin import ResourceType as KpResourceType
 
-from clients import unique_topic
+from clients import program_report, unique_topic
+from test_java import java_classpath, java_command  # noqa: F401 (fixture)
 
 AUTHORIZER = "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 ANON = "User:ANONYMOUS"
@@ -381,3 +385,19 @@ def test_super_users_bypass_every_acl(strata_factory):
         assert consume_until(consumer, want_values=[b"super"])[0] == [b"super"]
     finally:
         consumer.close()
+
+
+def test_java_admin_manages_acls_as_kafka_acls_sh_does(acl_broker, java_classpath):
+    cmd = java_command(java_classpath, "AclsAdmin", "--bootstrap", acl_broker.bootstrap, "--principal", "User:java")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=150)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    summary = json.loads(lines[-1]) if lines else None
+    assert proc.returncode == 0 and summary and summary["ok"], program_report(cmd, proc, summary, "AclsAdmin")
+    read = "TOPIC:PREFIXED:java- User:java * READ ALLOW"
+    deny = "TOPIC:LITERAL:java-secret User:java * WRITE DENY"
+    assert summary["invalid"][0] == "InvalidRequestException", summary["invalid"]
+    assert "kafka-cluster" in summary["invalid"][1]
+    assert summary["mine"] == [deny, read]
+    assert summary["match"] == [read]
+    assert summary["deleted"] == [deny]
+    assert summary["after"] == [read]
