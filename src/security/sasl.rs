@@ -542,8 +542,9 @@ impl Authenticator {
     ) -> Gate {
         match self.feed(token, session, now_ms, version >= 1) {
             Ok((token, lifetime)) => {
-                let mut response =
-                    SaslAuthenticateResponse::default().with_auth_bytes(token.into());
+                let mut response = SaslAuthenticateResponse::default()
+                    .with_error_message(None)
+                    .with_auth_bytes(token.into());
                 if version >= 1 {
                     response = response.with_session_lifetime_ms(lifetime);
                 }
