@@ -339,7 +339,10 @@ impl TlsServer {
             .and_then(|c| c.first())
             .map(|c| subject_rfc2253(c.as_ref()));
         let principal = match subject {
-            None => Principal::anonymous(),
+            None => {
+                tracing::debug!(%peer, listener = %self.settings.listener, "TLS client without a certificate");
+                return Some((stream, Some(Principal::anonymous())));
+            }
             Some(Err(e)) => {
                 tracing::info!(%peer, error = %e, "client certificate subject does not parse; closing");
                 return None;
