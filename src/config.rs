@@ -370,8 +370,14 @@ impl Config {
             &config.listen,
             &config.advertised_listener,
         )?;
-        if legacy_given && config.props.is_set("listeners") {
-            // `listeners` is the Kafka way and wins; the one-listener settings are ignored.
+        let agrees = config.listeners.iter().any(|l| {
+            l.bind_address() == config.listen
+                && format!("{}:{}", l.advertised_host, l.advertised_port)
+                    == config.advertised_listener
+        });
+        if legacy_given && config.props.is_set("listeners") && !agrees {
+            // `listeners` is the Kafka way and wins; the one-listener settings are ignored
+            // (said only when they name an address that is not one of the listeners).
             tracing::warn!(
                 "listeners is set: listen / advertised_listener (--listen, \
                  --advertised-listener) are ignored"

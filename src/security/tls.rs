@@ -693,6 +693,19 @@ mod tests {
     }
 
     #[test]
+    fn the_subject_reads_as_java_prints_it() {
+        // Subject C=US, O="Strata, Inc.", OU=dev, emailAddress=a@x.io, CN=alice.
+        let der = include_bytes!("testdata/subject.der");
+        assert_eq!(
+            subject_rfc2253(der).expect("parses"),
+            "CN=alice,1.2.840.113549.1.9.1=#16066140782e696f,OU=dev,O=Strata\\, Inc.,C=US"
+        );
+        for cut in 0..der.len() {
+            let _ = subject_rfc2253(&der[..cut]);
+        }
+    }
+
+    #[test]
     fn truncated_der_is_an_error_not_a_panic() {
         assert!(subject_rfc2253(&[]).is_err());
         assert!(subject_rfc2253(&[0x30, 0x82, 0xff]).is_err());
