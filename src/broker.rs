@@ -38,8 +38,6 @@ pub struct Broker {
 pub struct Inner {
     pub config: Config,
     pub node_id: i32,
-    pub advertised_host: String,
-    pub advertised_port: i32,
     pub topics: DashMap<String, Arc<Topic>>,
     pub topic_ids: DashMap<Uuid, String>,
     /// Serialises topic creation and deletion (and their files).
@@ -55,6 +53,8 @@ pub struct Inner {
     tier: Option<Arc<crate::tier::Tier>>,
     /// ACL checks, when `authorizer.class.name` names one; `None` allows everything.
     pub authorizer: Option<crate::security::authorizer::Authorizer>,
+    /// SASL mechanisms per listener and the SCRAM credentials.
+    pub sasl: Arc<crate::security::sasl::Sasl>,
 }
 
 impl std::ops::Deref for Broker {
@@ -64,10 +64,26 @@ impl std::ops::Deref for Broker {
     }
 }
 
+/// Loads the SCRAM credentials, creates the config's start-up users, and builds the
+/// mechanisms of every SASL listener so that a bad setting stops the start.
+fn open_sasl(
+    config: &Config,
+    meta_dir: &std::path::Path,
+) -> anyhow::Result<Arc<crate::security::sasl::Sasl>> {
+    use crate::security::sasl;
+    let scram = sasl::credentials::ScramCredentials::open(meta_dir.join("scram-credentials.json"))?;
+    sasl::add_startup_users(&scram, &config.scram_users)?;
+    let sasl = sasl::Sasl::new(config.props.clone(), scram);
+    for l in config.listeners.iter().filter(|l| l.protocol.uses_sasl()) {
+        sasl.check_listener(&l.name)
+            .map_err(|e| anyhow::anyhow!(e))?;
+    }
+    Ok(Arc::new(sasl))
+}
+
 impl Broker {
     /// Loads every topic from the data directory, recovering each partition's log.
     pub fn open(config: Config) -> anyhow::Result<Self> {
-        let (host, port) = config.advertised()?;
         std::fs::create_dir_all(&config.data_dir)?;
         let meta_dir = config.data_dir.join(".strata");
         std::fs::create_dir_all(meta_dir.join("topics"))?;
@@ -92,11 +108,10 @@ impl Broker {
             },
             &meta_dir,
         )?;
+        let sasl = open_sasl(&config, &meta_dir)?;
         let broker = Broker {
             inner: Arc::new(Inner {
                 node_id: config.props.int("node.id") as i32,
-                advertised_host: host,
-                advertised_port: port,
                 topics: DashMap::new(),
                 topic_ids: DashMap::new(),
                 admin: tokio::sync::Mutex::new(()),
@@ -107,6 +122,7 @@ impl Broker {
                 maintenance: maintenance::Maintenance::default(),
                 tier,
                 authorizer,
+                sasl,
                 config,
             }),
         };

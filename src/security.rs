@@ -7,6 +7,7 @@
 
 pub mod authorizer;
 pub mod sasl;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,7 +1,8 @@
-//! The ACL APIs (DescribeAcls, CreateAcls, DeleteAcls) and the SCRAM credential APIs.
-//! Without an authorizer they answer as Kafka does, SECURITY_DISABLED, so that admin tools
-//! report "security is not enabled"; with one, they read and change its bindings after
-//! checking DESCRIBE (describe) or ALTER (create, delete) on the cluster.
+//! The ACL APIs (DescribeAcls, CreateAcls, DeleteAcls), and the cluster checks of the SCRAM
+//! credential APIs (see `scram_credentials`). Without an authorizer the ACL APIs answer as
+//! Kafka does, SECURITY_DISABLED, so that admin tools report "security is not enabled";
+//! with one, they read and change its bindings after checking DESCRIBE (describe) or ALTER
+//! (create, delete) on the cluster.
 //!
 //! No state, no files: see `handler` and `security::authorizer`.
 
@@ -247,28 +248,28 @@ pub fn delete_acls(ctx: &Ctx<'_>, req: DeleteAclsRequest) -> DeleteAclsResponse 
     DeleteAclsResponse::default().with_filter_results(results)
 }
 
-/// SCRAM credentials are not stored until SASL exists: the whole request is refused.
-pub fn describe_user_scram_credentials(
-    ctx: &Ctx<'_>,
-    _req: DescribeUserScramCredentialsRequest,
-) -> DescribeUserScramCredentialsResponse {
-    if !ctx.authorize_cluster(Operation::Describe) {
-        let (code, message) = cluster_denied();
-        return DescribeUserScramCredentialsResponse::default()
-            .with_error_code(code)
-            .with_error_message(message);
+/// DescribeUserScramCredentials needs DESCRIBE on the cluster: the refusal, if any.
+pub(super) fn refuse_scram_describe(ctx: &Ctx<'_>) -> Option<DescribeUserScramCredentialsResponse> {
+    if ctx.authorize_cluster(Operation::Describe) {
+        return None;
     }
-    DescribeUserScramCredentialsResponse::default()
-        .with_error_code(ResponseError::SecurityDisabled.code())
-        .with_error_message(Some(str_bytes("SASL/SCRAM is not enabled on this broker")))
+    let (code, message) = cluster_denied();
+    Some(
+        DescribeUserScramCredentialsResponse::default()
+            .with_error_code(code)
+            .with_error_message(message),
+    )
 }
 
-/// Each user named in a deletion or an upsertion is answered once.
-pub fn alter_user_scram_credentials(
+/// AlterUserScramCredentials needs ALTER on the cluster: the refusal, each user named once.
+pub(super) fn refuse_scram_alter(
     ctx: &Ctx<'_>,
-    req: AlterUserScramCredentialsRequest,
-) -> AlterUserScramCredentialsResponse {
-    let denied = (!ctx.authorize_cluster(Operation::Alter)).then(cluster_denied);
+    req: &AlterUserScramCredentialsRequest,
+) -> Option<AlterUserScramCredentialsResponse> {
+    if ctx.authorize_cluster(Operation::Alter) {
+        return None;
+    }
+    let (code, message) = cluster_denied();
     let users: BTreeSet<String> = req
         .deletions
         .iter()
@@ -280,18 +281,11 @@ pub fn alter_user_scram_credentials(
         .map(|user| {
             AlterUserScramCredentialsResult::default()
                 .with_user(str_bytes(&user))
-                .with_error_code(
-                    denied
-                        .as_ref()
-                        .map_or(ResponseError::SecurityDisabled.code(), |d| d.0),
-                )
-                .with_error_message(denied.as_ref().map_or(
-                    Some(str_bytes("SASL/SCRAM is not enabled on this broker")),
-                    |d| d.1.clone(),
-                ))
+                .with_error_code(code)
+                .with_error_message(message.clone())
         })
         .collect();
-    AlterUserScramCredentialsResponse::default().with_results(results)
+    Some(AlterUserScramCredentialsResponse::default().with_results(results))
 }
 
 #[cfg(test)]
