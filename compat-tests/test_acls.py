@@ -5,7 +5,8 @@ permissions of User:ANONYMOUS through the AdminClient's ACL API and checks what 
 a consumer group, a transactional producer and the admin client can then do, and which error
 each one reports when a permission is missing. (Without an authorizer the ACL APIs answer
 SECURITY_DISABLED: test_cluster_admin.py covers that.) The Java Admin's ACL calls, what
-kafka-acls.sh makes, run from java/AclsAdmin.java.
+kafka-acls.sh makes, run from java/AclsAdmin.java. On a SASL_PLAINTEXT listener two SCRAM
+users, an admin in `super.users` and an application user, get what each is entitled to.
 
 A broker under ACLs starts with nothing allowed, not even creating ACLs, so `acl_broker`
 first runs it with `super.users=User:ANONYMOUS`, grants ALTER on the cluster (which lets the
@@ -32,6 +33,8 @@ from kafka.admin import ResourceType as KpResourceType
 
 from clients import program_report, unique_topic
 from test_java import java_classpath, java_command  # noqa: F401 (fixture)
+from test_sasl import conf as sasl_conf
+from test_sasl import sasl_broker  # noqa: F401 (fixture)
 
 AUTHORIZER = "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer"
 ANON = "User:ANONYMOUS"
@@ -401,3 +404,51 @@ def test_java_admin_manages_acls_as_kafka_acls_sh_does(acl_broker, java_classpat
     assert summary["match"] == [read]
     assert summary["deleted"] == [deny]
     assert summary["after"] == [read]
+
+
+def test_scram_users_are_told_apart_an_admin_in_super_users_and_an_app_user(sasl_broker):
+    broker = sasl_broker("--override", AUTHORIZER, "--override", "super.users=User:admin",
+                         yaml="scram_users:\n"
+                              "  - {name: admin, mechanism: SCRAM-SHA-512, password: admin-pw}\n"
+                              "  - {name: app, mechanism: SCRAM-SHA-256, password: app-pw}\n")
+    as_admin = sasl_conf(broker, mechanism="SCRAM-SHA-512", user="admin", password="admin-pw")
+    as_app = sasl_conf(broker, mechanism="SCRAM-SHA-256", user="app", password="app-pw")
+    topic, other, group = unique_topic("acl-scram"), unique_topic("acl-scram-other"), f"g-{uuid.uuid4().hex[:6]}"
+    admin = AdminClient(as_admin)
+    for t in (topic, other):
+        admin.create_topics([NewTopic(t, 1, 1)])[t].result(timeout=TIMEOUT)
+    app = "User:app"
+    for f in admin.create_acls([allow(ResourceType.TOPIC, topic, AclOperation.WRITE, principal=app),
+                                allow(ResourceType.TOPIC, topic, AclOperation.READ, principal=app),
+                                allow(ResourceType.GROUP, group, AclOperation.READ, principal=app)]).values():
+        f.result(timeout=TIMEOUT)
+
+    def produce(login, t, value):
+        result = []
+        p = Producer({**login, "message.timeout.ms": 10000})
+        p.produce(t, value=value, on_delivery=lambda err, msg: result.append(err))
+        p.flush(TIMEOUT)
+        assert result, "no delivery report"
+        return result[0]
+
+    assert produce(as_app, topic, b"from-app") is None
+    err = produce(as_app, other, b"not-allowed")
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
+    assert produce(as_admin, other, b"from-admin") is None  # a super user needs no ACL
+
+    consumer = Consumer({**as_app, "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    try:
+        consumer.subscribe([topic])
+        assert consume_until(consumer, want_values=[b"from-app"])[0] == [b"from-app"]
+    finally:
+        consumer.close()
+
+    # The app may not manage ACLs; the ACLs it was given name it, not the admin.
+    app_admin = AdminClient(as_app)  # kept alive until the answer is in
+    with pytest.raises(KafkaException) as e:
+        for f in app_admin.create_acls([allow(ResourceType.TOPIC, "*", AclOperation.ALL, principal=app)]).values():
+            f.result(timeout=TIMEOUT)
+    assert error_code(e.value) == KafkaError.CLUSTER_AUTHORIZATION_FAILED
+    by_app = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, app, None, AclOperation.ANY,
+                              AclPermissionType.ANY)
+    assert len(admin.describe_acls(by_app).result(timeout=TIMEOUT)) == 3
