@@ -242,6 +242,7 @@ pub struct TlsServer {
     principal_from_certificate: bool,
     /// A std `Mutex` suffices: held to stat two files and, rarely, to rebuild.
     current: Mutex<Current>,
+    handshake_timeout: Duration,
 }
 
 impl TlsServer {
@@ -266,6 +267,7 @@ impl TlsServer {
                 stamps: before,
                 checked: Instant::now(),
             }),
+            handshake_timeout: HANDSHAKE_TIMEOUT,
         })
     }
 
@@ -311,7 +313,7 @@ impl TlsServer {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Option<(TlsStream<TcpStream>, Option<Principal>)> {
         let acceptor = tokio_rustls::TlsAcceptor::from(self.config());
-        let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+        let handshake = tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream));
         let result = tokio::select! {
             _ = shutdown.changed() => return None,
             r = handshake => r,
@@ -319,7 +321,7 @@ impl TlsServer {
         let stream = match result {
             Err(_) => {
                 tracing::info!(%peer, listener = %self.settings.listener,
-                    "TLS handshake not completed within {HANDSHAKE_TIMEOUT:?}; closing");
+                    "TLS handshake not completed within {:?}; closing", self.handshake_timeout);
                 return None;
             }
             Ok(Err(e)) => {
@@ -710,6 +712,36 @@ mod tests {
         assert!(subject_rfc2253(&[]).is_err());
         assert!(subject_rfc2253(&[0x30, 0x82, 0xff]).is_err());
         assert!(subject_rfc2253(&[0x30, 0x03, 0x30, 0x01]).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_silent_client_is_let_go_after_the_handshake_timeout() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/security/testdata/server.pem");
+        let c = crate::config::Config::load(
+            None,
+            crate::config::Overrides {
+                properties: vec![format!("ssl.keystore.location={}", path.display())],
+                ..Default::default()
+            },
+        )
+        .expect("load");
+        let mut server = TlsServer::new(&c.props, "SSL", true).expect("test certificate loads");
+        server.handshake_timeout = Duration::from_millis(200);
+        let socket = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = socket.local_addr().expect("addr");
+        let _silent = TcpStream::connect(addr).await.expect("connect");
+        let (stream, peer) = socket.accept().await.expect("accept");
+        let (_stop_tx, mut stop) = watch::channel(false);
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(5),
+            server.accept(stream, peer, &mut stop),
+        )
+        .await
+        .expect("gave up within the handshake timeout");
+        assert!(outcome.is_none());
     }
 
     #[test]
