@@ -388,7 +388,12 @@ impl PrincipalMapper {
             |r: &str, why: &str| format!("ssl.principal.mapping.rules: invalid rule {r:?}: {why}");
         let mut out = Vec::new();
         let mut rest = rules.trim();
-        while !rest.is_empty() {
+        loop {
+            // Empty entries (`,,`) are skipped, as Kafka skips them.
+            rest = rest.trim_start_matches(|c: char| c == ',' || c.is_whitespace());
+            if rest.is_empty() {
+                break;
+            }
             if let Some(tail) = rest.strip_prefix("DEFAULT") {
                 out.push(Rule::Default);
                 rest = tail.trim_start();
@@ -431,10 +436,11 @@ impl PrincipalMapper {
                     .map_err(|e| bad(rest, &e.to_string()))?;
                 let pattern =
                     regex::Regex::new(&parts[0]).map_err(|e| bad(rest, &e.to_string()))?;
+                let groups = pattern.captures_len() - 1;
                 out.push(Rule::Replace {
                     whole,
                     pattern,
-                    replacement: java_replacement(&parts[1]),
+                    replacement: java_replacement(&parts[1], groups),
                     case,
                 });
                 rest = tail.trim_start();
@@ -444,15 +450,11 @@ impl PrincipalMapper {
                     "rules are DEFAULT or RULE:pattern/replacement/[LU]",
                 ));
             }
-            rest = match rest.strip_prefix(',') {
-                Some(r) => r.trim_start(),
-                None if rest.is_empty() => rest,
-                None => return Err(bad(rest, "rules are separated by commas")),
-            };
+            if !rest.is_empty() && !rest.starts_with(',') {
+                return Err(bad(rest, "rules are separated by commas"));
+            }
         }
-        if out.is_empty() {
-            out.push(Rule::Default);
-        }
+        // No rules at all (an empty setting) maps nothing, as in Kafka.
         Ok(PrincipalMapper { rules: out })
     }
 
@@ -481,7 +483,9 @@ impl PrincipalMapper {
 }
 
 /// Java's replacement syntax (`$1`, `\$` for a literal) in the `regex` crate's (`${1}`, `$$`).
-fn java_replacement(java: &str) -> String {
+/// As in Kafka, `$n` names the longest run of digits that is a group of the pattern, and a
+/// reference to a group the pattern does not have is literal text.
+fn java_replacement(java: &str, groups: usize) -> String {
     let mut out = String::new();
     let mut chars = java.chars().peekable();
     while let Some(c) = chars.next() {
@@ -497,10 +501,25 @@ fn java_replacement(java: &str) -> String {
                     digits.push(*d);
                     chars.next();
                 }
-                if digits.is_empty() {
-                    out.push_str("$$");
-                } else {
-                    out.push_str(&format!("${{{digits}}}"));
+                let values: Vec<usize> = digits.bytes().map(|b| (b - b'0') as usize).collect();
+                match values.first() {
+                    Some(&first) if first <= groups => {
+                        let mut group = first;
+                        let mut used = 1;
+                        while let Some(&d) = values.get(used) {
+                            if group * 10 + d > groups {
+                                break;
+                            }
+                            group = group * 10 + d;
+                            used += 1;
+                        }
+                        out.push_str(&format!("${{{group}}}"));
+                        out.push_str(&digits[used..]);
+                    }
+                    _ => {
+                        out.push_str("$$");
+                        out.push_str(&digits);
+                    }
                 }
             }
             c => out.push(c),
@@ -682,9 +701,61 @@ mod tests {
     }
 
     #[test]
+    fn rules_parse_and_map_as_kafkas_own_cases() {
+        for bad in [
+            "default",
+            "DEFAUL",
+            "DEFAULT/L",
+            "DEFAULT/U",
+            "RULE:CN=(.*?),OU=ServiceUsers.*/$1",
+            "rule:^CN=(.*?),OU=ServiceUsers.*$/$1/",
+            "RULE:^CN=(.*?),OU=ServiceUsers.*$/$1/L/U",
+            "RULE:^CN=(.*?),OU=ServiceUsers.*$/L",
+            "RULE:^CN=(.*?),OU=ServiceUsers.*$/LU",
+        ] {
+            assert!(PrincipalMapper::parse(bad).is_err(), "{bad}");
+        }
+        let m = PrincipalMapper::parse(
+            "RULE:^CN=(.*?),OU=ServiceUsers.*$/$1/L, \
+             RULE:^CN=(.*?),OU=(.*?),O=(.*?),L=(.*?),ST=(.*?),C=(.*?)$/$1@$2/L, \
+             RULE:^cn=(.*?),ou=(.*?),dc=(.*?),dc=(.*?)$/$1@$2/U, \
+             RULE:^.*[Cc][Nn]=([a-zA-Z0-9.]*).*$/$1/U, DEFAULT",
+        )
+        .expect("parses");
+        let name = |dn: &str| m.map(dn).unwrap_or_default();
+        assert_eq!(name("CN=Duke,OU=ServiceUsers,O=Org,C=US"), "duke");
+        assert_eq!(
+            name("CN=Duke,OU=SME,O=mycp,L=Fulton,ST=MD,C=US"),
+            "duke@sme"
+        );
+        assert_eq!(name("cn=duke,ou=sme,dc=mycp,dc=com"), "DUKE@SME");
+        assert_eq!(name("cN=duke,OU=JavaSoft,O=Sun Microsystems"), "DUKE");
+        assert_eq!(
+            name("OU=JavaSoft,O=Sun Microsystems,C=US"),
+            "OU=JavaSoft,O=Sun Microsystems,C=US"
+        );
+        let escaped =
+            PrincipalMapper::parse("RULE:^CN=((\\\\, *|\\w)+)(,.*|$)/$1/,DEFAULT").expect("parses");
+        assert_eq!(
+            escaped
+                .map("CN=Tkac\\, Adam,OU=ITZ,DC=geodis,DC=cz")
+                .as_deref(),
+            Some("Tkac\\, Adam")
+        );
+        let skipped = PrincipalMapper::parse(",,RULE:^(.*)$/x$1/,,,DEFAULT,,").expect("parses");
+        assert_eq!(skipped.map("CN=a").as_deref(), Some("xCN=a"));
+        assert_eq!(PrincipalMapper::parse("").expect("empty").map("CN=a"), None);
+        let slash = PrincipalMapper::parse("RULE:^CN=a\\/b$/a-b/").expect("escaped slash");
+        assert_eq!(slash.map("CN=a/b").as_deref(), Some("a-b"));
+    }
+
+    #[test]
     fn java_replacements_become_regex_replacements() {
-        assert_eq!(java_replacement("$1@$2x"), "${1}@${2}x");
-        assert_eq!(java_replacement("\\$1"), "$$1");
+        assert_eq!(java_replacement("$1@$2x", 2), "${1}@${2}x");
+        assert_eq!(java_replacement("\\$1", 1), "$$1");
+        assert_eq!(java_replacement("$12", 1), "${1}2");
+        assert_eq!(java_replacement("$12", 12), "${12}");
+        assert_eq!(java_replacement("$1@$4", 3), "${1}@$$4");
     }
 
     #[test]
