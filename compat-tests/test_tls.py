@@ -233,6 +233,8 @@ def test_a_replaced_certificate_is_served_to_new_connections(tls_broker, tmp_pat
         lambda c: (c.serial_number != before.serial_number, c))(server_certificate(ssl_port, pki.ca_cert)),
         timeout=15)
     assert after.subject.rfc4514_string() == "CN=localhost,O=Reloaded"
+    assert "TLS certificates changed on disk; new connections use them listener=SSL certificate=CN=localhost,O=Reloaded" \
+        in broker_log(broker), tail(broker_log(broker))
     out = kcat(f"127.0.0.1:{ssl_port}", "-L", conf=ssl_conf(pki)).stdout.decode()
     assert f"broker 0 at 127.0.0.1:{ssl_port}" in out
 

@@ -118,8 +118,9 @@ impl Settings {
             .collect()
     }
 
-    /// Builds the rustls configuration from the files or inline PEM as they are now.
-    fn build(&self) -> Result<ServerConfig, String> {
+    /// Builds the rustls configuration from the files or inline PEM as they are now, with
+    /// the server certificate's subject (for the log).
+    fn build(&self) -> Result<(ServerConfig, String), String> {
         let (chain_pem, key_pem) = match &self.keystore_location {
             Some(path) => {
                 let text = std::fs::read(path)
@@ -142,9 +143,10 @@ impl Settings {
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&chain_pem)
             .collect::<Result<_, _>>()
             .map_err(|e| format!("keystore certificate chain: {e}"))?;
-        if chain.is_empty() {
+        let Some(leaf) = chain.first() else {
             return Err("the keystore holds no CERTIFICATE block".into());
-        }
+        };
+        let subject = subject_rfc2253(leaf.as_ref())?;
         let key_text = String::from_utf8_lossy(&key_pem);
         if key_text.contains("ENCRYPTED PRIVATE KEY") || key_text.contains("Proc-Type: 4,ENCRYPTED")
         {
@@ -179,9 +181,10 @@ impl Settings {
                 )
             }
         };
-        builder
+        let config = builder
             .with_single_cert(chain, key)
-            .map_err(|e| format!("server certificate and key: {e}"))
+            .map_err(|e| format!("server certificate and key: {e}"))?;
+        Ok((config, subject))
     }
 
     fn roots(&self) -> Result<RootCertStore, String> {
@@ -229,6 +232,7 @@ fn stamps(files: &[PathBuf]) -> Vec<Stamp> {
 
 struct Current {
     config: Arc<ServerConfig>,
+    subject: String,
     stamps: Vec<Stamp>,
     checked: Instant,
 }
@@ -257,13 +261,14 @@ impl TlsServer {
             PrincipalMapper::parse(&props.for_listener(listener, "ssl.principal.mapping.rules"))?;
         let files = settings.files();
         let before = stamps(&files);
-        let config = settings.build()?;
+        let (config, subject) = settings.build()?;
         Ok(TlsServer {
             settings,
             mapper,
             principal_from_certificate,
             current: Mutex::new(Current {
                 config: Arc::new(config),
+                subject,
                 stamps: before,
                 checked: Instant::now(),
             }),
@@ -271,8 +276,18 @@ impl TlsServer {
         })
     }
 
-    pub fn client_auth(&self) -> ClientAuth {
-        self.settings.client_auth
+    /// What the start-up log says about the listener: the certificate and `ssl.client.auth`.
+    pub fn describe(&self) -> String {
+        let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        format!(
+            "certificate {}, ssl.client.auth={}",
+            current.subject,
+            match self.settings.client_auth {
+                ClientAuth::None => "none",
+                ClientAuth::Requested => "requested",
+                ClientAuth::Required => "required",
+            }
+        )
     }
 
     /// The configuration for a new connection, re-read first if a file changed.
@@ -285,10 +300,12 @@ impl TlsServer {
             if now != current.stamps {
                 current.stamps = now;
                 match self.settings.build() {
-                    Ok(config) => {
+                    Ok((config, subject)) => {
                         current.config = Arc::new(config);
+                        current.subject = subject.clone();
                         tracing::info!(
                             listener = %self.settings.listener,
+                            certificate = %subject,
                             "TLS certificates changed on disk; new connections use them"
                         );
                     }
