@@ -146,7 +146,8 @@ impl Settings {
         let Some(leaf) = chain.first() else {
             return Err("the keystore holds no CERTIFICATE block".into());
         };
-        let subject = subject_rfc2253(leaf.as_ref())?;
+        // Only for the log: a subject this reader cannot print does not stop the listener.
+        let subject = subject_rfc2253(leaf.as_ref()).unwrap_or_else(|e| format!("({e})"));
         let key_text = String::from_utf8_lossy(&key_pem);
         if key_text.contains("ENCRYPTED PRIVATE KEY") || key_text.contains("Proc-Type: 4,ENCRYPTED")
         {
