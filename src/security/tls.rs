@@ -43,6 +43,17 @@ struct Settings {
     truststore_certificates: String,
     client_auth: ClientAuth,
     versions: Vec<&'static rustls::SupportedProtocolVersion>,
+    /// `ssl.cipher.suites` by their IANA names; empty offers every suite rustls has.
+    cipher_suites: Vec<String>,
+}
+
+/// A suite's IANA name, as Kafka's (Java's) `ssl.cipher.suites` writes it.
+fn suite_name(suite: rustls::CipherSuite) -> String {
+    let name = suite.as_str().unwrap_or("");
+    match name.strip_prefix("TLS13_") {
+        Some(rest) => format!("TLS_{rest}"),
+        None => name.to_string(),
+    }
 }
 
 impl Settings {
@@ -98,6 +109,25 @@ impl Settings {
         if versions.is_empty() {
             return Err("ssl.enabled.protocols names neither TLSv1.2 nor TLSv1.3".into());
         }
+        let cipher_suites: Vec<String> = get("ssl.cipher.suites")
+            .split(',')
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect();
+        let available: Vec<String> = rustls::crypto::aws_lc_rs::default_provider()
+            .cipher_suites
+            .iter()
+            .map(|s| suite_name(s.suite()))
+            .collect();
+        for c in cipher_suites.iter().filter(|c| !available.contains(c)) {
+            tracing::warn!(listener, suite = %c, "ssl.cipher.suites: not offered (rustls offers {})", available.join(", "));
+        }
+        if !cipher_suites.is_empty() && !cipher_suites.iter().any(|c| available.contains(c)) {
+            return Err(format!(
+                "ssl.cipher.suites names no suite this broker offers ({})",
+                available.join(", ")
+            ));
+        }
         Ok(Settings {
             listener: listener.to_string(),
             keystore_location: path("ssl.keystore.location"),
@@ -107,6 +137,7 @@ impl Settings {
             truststore_certificates: get("ssl.truststore.certificates"),
             client_auth,
             versions,
+            cipher_suites,
         })
     }
 
@@ -160,7 +191,13 @@ impl Settings {
         }
         let key = PrivateKeyDer::from_pem_slice(&key_pem)
             .map_err(|e| format!("keystore private key: {e}"))?;
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+        if !self.cipher_suites.is_empty() {
+            provider
+                .cipher_suites
+                .retain(|s| self.cipher_suites.contains(&suite_name(s.suite())));
+        }
+        let provider = Arc::new(provider);
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&self.versions)
             .map_err(|e| format!("ssl.enabled.protocols: {e}"))?;
@@ -831,6 +868,33 @@ mod tests {
         .await
         .expect("gave up within the handshake timeout");
         assert!(outcome.is_none());
+    }
+
+    #[test]
+    fn cipher_suites_are_named_as_kafka_names_them() {
+        assert_eq!(
+            suite_name(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256),
+            "TLS_AES_128_GCM_SHA256"
+        );
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/security/testdata/server.pem");
+        let load = |suites: &str| {
+            let c = crate::config::Config::load(
+                None,
+                crate::config::Overrides {
+                    properties: vec![
+                        format!("ssl.keystore.location={}", path.display()),
+                        format!("ssl.cipher.suites={suites}"),
+                    ],
+                    ..Default::default()
+                },
+            )
+            .expect("load");
+            TlsServer::new(&c.props, "SSL", true)
+        };
+        assert!(load("TLS_AES_256_GCM_SHA384,TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384").is_ok());
+        let err = load("TLS_RSA_WITH_AES_128_CBC_SHA").err().expect("refused");
+        assert!(err.contains("ssl.cipher.suites"), "{err}");
     }
 
     #[test]
