@@ -41,6 +41,8 @@ struct Settings {
     keystore_key: String,
     truststore_location: Option<PathBuf>,
     truststore_certificates: String,
+    /// `ssl.key.password`: decrypts an encrypted PKCS#8 key. Never logged.
+    key_password: String,
     client_auth: ClientAuth,
     versions: Vec<&'static rustls::SupportedProtocolVersion>,
     /// `ssl.cipher.suites` by their IANA names; empty offers every suite rustls has.
@@ -135,6 +137,7 @@ impl Settings {
             keystore_key: get("ssl.keystore.key"),
             truststore_location: path("ssl.truststore.location"),
             truststore_certificates: get("ssl.truststore.certificates"),
+            key_password: get("ssl.key.password"),
             client_auth,
             versions,
             cipher_suites,
@@ -179,18 +182,7 @@ impl Settings {
         };
         // Only for the log: a subject this reader cannot print does not stop the listener.
         let subject = subject_rfc2253(leaf.as_ref()).unwrap_or_else(|e| format!("({e})"));
-        let key_text = String::from_utf8_lossy(&key_pem);
-        if key_text.contains("ENCRYPTED PRIVATE KEY") || key_text.contains("Proc-Type: 4,ENCRYPTED")
-        {
-            return Err(
-                "the keystore's private key is encrypted (ssl.key.password), which is not \
-                 supported; decrypt it with `openssl pkcs8 -in KEY.pem -out KEY-plain.pem` and \
-                 keep the file readable by the broker only"
-                    .into(),
-            );
-        }
-        let key = PrivateKeyDer::from_pem_slice(&key_pem)
-            .map_err(|e| format!("keystore private key: {e}"))?;
+        let key = private_key(&key_pem, &self.key_password)?;
         let mut provider = rustls::crypto::aws_lc_rs::default_provider();
         if !self.cipher_suites.is_empty() {
             provider
@@ -252,6 +244,44 @@ impl Settings {
         }
         Ok(roots)
     }
+}
+
+/// The keystore's private key: plain (PKCS#8, PKCS#1 or SEC1), or an encrypted PKCS#8 key
+/// (`ENCRYPTED PRIVATE KEY`, PBES2) opened with `ssl.key.password`, as Kafka's PEM keystores
+/// allow (KIP-651).
+fn private_key(pem: &[u8], password: &str) -> Result<PrivateKeyDer<'static>, String> {
+    let text = String::from_utf8_lossy(pem);
+    if text.contains("Proc-Type: 4,ENCRYPTED") {
+        return Err(
+            "the keystore's private key is in OpenSSL's legacy encrypted format; convert it to \
+             encrypted PKCS#8 with `openssl pkcs8 -topk8 -v2 aes-256-cbc -in KEY.pem -out \
+             KEY-pkcs8.pem`"
+                .into(),
+        );
+    }
+    const BEGIN: &str = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
+    const END: &str = "-----END ENCRYPTED PRIVATE KEY-----";
+    let Some(start) = text.find(BEGIN) else {
+        return PrivateKeyDer::from_pem_slice(pem)
+            .map_err(|e| format!("keystore private key: {e}"));
+    };
+    let end = text[start..]
+        .find(END)
+        .map(|e| start + e + END.len())
+        .ok_or("keystore private key: ENCRYPTED PRIVATE KEY block without its END line")?;
+    if password.is_empty() {
+        return Err("the keystore's private key is encrypted: set ssl.key.password".into());
+    }
+    let (_, document) = pkcs8::der::Document::from_pem(&text[start..end])
+        .map_err(|e| format!("keystore private key: {e}"))?;
+    let encrypted = pkcs8::EncryptedPrivateKeyInfo::try_from(document.as_bytes())
+        .map_err(|e| format!("keystore private key: {e}"))?;
+    let plain = encrypted.decrypt(password).map_err(|_| {
+        "the keystore's private key does not decrypt with ssl.key.password (wrong password, or \
+         an encryption other than PBES2 with AES)"
+            .to_string()
+    })?;
+    Ok(PrivateKeyDer::Pkcs8(plain.as_bytes().to_vec().into()))
 }
 
 /// A file's identity for change detection: modification time and size.
@@ -895,6 +925,22 @@ mod tests {
         assert!(load("TLS_AES_256_GCM_SHA384,TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384").is_ok());
         let err = load("TLS_RSA_WITH_AES_128_CBC_SHA").err().expect("refused");
         assert!(err.contains("ssl.cipher.suites"), "{err}");
+    }
+
+    #[test]
+    fn an_encrypted_key_opens_with_its_password_only() {
+        // The test key as encrypted PKCS#8 (PBES2: PBKDF2-HMAC-SHA256, AES-256-CBC), password
+        // "broker-secret".
+        let pem = include_bytes!("testdata/encrypted-key.pem");
+        let key = private_key(pem, "broker-secret").expect("decrypts");
+        assert!(matches!(key, PrivateKeyDer::Pkcs8(_)));
+        let err = private_key(pem, "guess-xyz").err().expect("refused");
+        assert!(
+            err.contains("ssl.key.password") && !err.contains("guess-xyz"),
+            "{err}"
+        );
+        let err = private_key(pem, "").err().expect("needs a password");
+        assert!(err.contains("ssl.key.password"), "{err}");
     }
 
     #[test]
