@@ -934,12 +934,12 @@ mod tests {
         let pem = include_bytes!("testdata/encrypted-key.pem");
         let key = private_key(pem, "broker-secret").expect("decrypts");
         assert!(matches!(key, PrivateKeyDer::Pkcs8(_)));
-        let err = private_key(pem, "guess-xyz").err().expect("refused");
+        let err = private_key(pem, "guess-xyz").expect_err("refused");
         assert!(
             err.contains("ssl.key.password") && !err.contains("guess-xyz"),
             "{err}"
         );
-        let err = private_key(pem, "").err().expect("needs a password");
+        let err = private_key(pem, "").expect_err("needs a password");
         assert!(err.contains("ssl.key.password"), "{err}");
     }
 
