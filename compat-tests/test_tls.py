@@ -8,7 +8,8 @@ listener on a second port; the certificates come from `certs.TestPki` (a fresh C
 - test_kcat_and_confluent_kafka_over_ssl: kcat produces and confluent-kafka consumes over
   SSL, both verifying the server certificate with the test CA.
 - test_each_listener_advertises_its_own_address: kcat -L on each listener lists the broker
-  at that listener's advertised address.
+  at that listener's advertised address; listener-prefixed ssl.* settings, and
+  ssl.client.auth=requested (with and without a client certificate).
 - test_mtls_required_maps_the_certificate_to_a_principal: with ssl.client.auth=required a
   client with a certificate works and is logged as the mapped principal; one without fails.
 - test_wrong_protocol_on_either_port_fails_clearly: plaintext on the TLS port and TLS on the
@@ -16,9 +17,9 @@ listener on a second port; the certificates come from `certs.TestPki` (a fresh C
 - test_a_replaced_certificate_is_served_to_new_connections: new cert+key files (another
   subject) are served without a restart; a broken file keeps the previous certificate.
 - test_java_client_over_ssl_with_a_pem_truststore: kafka-clients with ssl.truststore.type=PEM.
-- test_secrets_from_the_environment_and_a_file: the keystore and truststore locations come
-  from ${env:..} and ${file:..}; an unset variable stops the start with an error naming the
-  property.
+- test_secrets_from_the_environment_and_a_file: the keystore and truststore locations and
+  the password of the (encrypted PKCS#8) key come from ${env:..} and ${file:..}; an unset
+  variable stops the start with an error naming the property.
 - test_bad_listener_settings_stop_the_start_naming_the_key: a listener without a protocol,
   and a JKS keystore, are start-up errors that say what to do.
 """
@@ -37,6 +38,7 @@ import pytest
 from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from certs import TestPki
 from clients import compile_java, create_topic, new_consumer, program_report, tail, unique_topic, wait_for, wait_until
@@ -46,11 +48,17 @@ JAVA_DIR = __import__("pathlib").Path(__file__).resolve().parent / "java"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def keystore(pki_dir, issued, name="keystore.pem"):
-    """Kafka's PEM keystore: the private key and the certificate chain in one file."""
+def keystore(pki_dir, issued, name="keystore.pem", password: bytes | None = None):
+    """Kafka's PEM keystore: the private key (encrypted PKCS#8 with a password) and the
+    certificate chain in one file."""
     path = pki_dir / name
     tmp = pki_dir / (name + ".tmp")
-    tmp.write_text(issued.key.read_text() + issued.cert.read_text())
+    key = issued.key.read_text()
+    if password is not None:
+        private = serialization.load_pem_private_key(key.encode(), None)
+        key = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                    serialization.BestAvailableEncryption(password)).decode()
+    tmp.write_text(key + issued.cert.read_text())
     os.replace(tmp, path)
     return path
 
@@ -153,12 +161,19 @@ def test_each_listener_advertises_its_own_address(tls_broker, tmp_path):
     pki = TestPki(tmp_path / "pki")
     ks = keystore(pki.dir, pki.server())
     ssl_port = free_port()
-    broker = tls_broker(ssl_port, f"ssl.keystore.location={ks}",
+    carol = pki.client("CN=carol,O=Strata")
+    # ssl.* set for the SSL listener only (listener.name.<name>.), client certificates optional
+    broker = tls_broker(ssl_port, f"listener.name.ssl.ssl.keystore.location={ks}",
+                        f"listener.name.SSL.ssl.truststore.location={pki.ca_cert}",
+                        "listener.name.ssl.ssl.client.auth=requested",
                         advertised="PLAINTEXT://127.0.0.1:{port},SSL://localhost:{ssl_port}")
     plain = kcat(broker.bootstrap, "-L").stdout.decode()
     assert f"broker 0 at 127.0.0.1:{broker.port}" in plain, plain
     secure = kcat(f"127.0.0.1:{ssl_port}", "-L", conf=ssl_conf(pki)).stdout.decode()
     assert f"broker 0 at localhost:{ssl_port}" in secure, secure
+    # with ssl.client.auth=requested a certificate, when given, names the principal
+    kcat(f"127.0.0.1:{ssl_port}", "-L", conf=ssl_conf(pki, carol))
+    wait_until(lambda: "principal=User:CN=carol,O=Strata" in broker_log(broker), 10, "carol's principal in the log")
     log = broker_log(broker)
     assert re.search(rf"listening listener=SSL protocol=\"SSL\" bound=127.0.0.1:{ssl_port} "
                      rf"advertised=localhost:{ssl_port}", log), tail(log)
@@ -225,6 +240,8 @@ def test_a_replaced_certificate_is_served_to_new_connections(tls_broker, tmp_pat
         lambda c: (c.serial_number != before.serial_number, c))(server_certificate(ssl_port, pki.ca_cert)),
         timeout=15)
     assert after.subject.rfc4514_string() == "CN=localhost,O=Reloaded"
+    assert "TLS certificates changed on disk; new connections use them listener=SSL certificate=CN=localhost,O=Reloaded" \
+        in broker_log(broker), tail(broker_log(broker))
     out = kcat(f"127.0.0.1:{ssl_port}", "-L", conf=ssl_conf(pki)).stdout.decode()
     assert f"broker 0 at 127.0.0.1:{ssl_port}" in out
 
@@ -257,14 +274,15 @@ def test_java_client_over_ssl_with_a_pem_truststore(tls_broker, tmp_path, java_c
 
 def test_secrets_from_the_environment_and_a_file(tls_broker, tmp_path, monkeypatch):
     pki = TestPki(tmp_path / "pki")
-    ks = keystore(pki.dir, pki.server())
+    ks = keystore(pki.dir, pki.server(), password=b"key pass 1")
     bob = pki.client("CN=bob,O=Strata")
     secrets = tmp_path / "secrets.properties"
-    secrets.write_text(f"# where the trust store is\ntruststore={pki.ca_cert}\n")
+    secrets.write_text(f"# where the trust store is\ntruststore={pki.ca_cert}\nkeypass = key pass 1\n")
     monkeypatch.setenv("STRATA_TEST_KEYSTORE", str(ks))
     ssl_port = free_port()
     broker = tls_broker(ssl_port, "ssl.keystore.location=${env:STRATA_TEST_KEYSTORE}",
                         f"ssl.truststore.location=${{file:{secrets}:truststore}}", "ssl.client.auth=required",
+                        f"ssl.key.password=${{file:{secrets}:keypass}}",
                         "config.providers=env,file")
     out = kcat(f"127.0.0.1:{ssl_port}", "-L", conf=ssl_conf(pki, bob)).stdout.decode()
     assert f"broker 0 at 127.0.0.1:{ssl_port}" in out
