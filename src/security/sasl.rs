@@ -87,8 +87,9 @@ impl ListenerSasl {
             .filter(|s| !s.is_empty())
         {
             let name = name.to_ascii_uppercase();
-            let factory = mechanism_factory(props, listener, &name, scram)
-                .map_err(|e| format!("listener {listener}: SASL mechanism {name}: {e}"))?;
+            let factory = mechanism_factory(props, listener, &name, scram).map_err(|e| {
+                format!("listener {listener}: sasl.enabled.mechanisms names {name}: {e}")
+            })?;
             let reauth = props
                 .for_mechanism(listener, &name, "connections.max.reauth.ms")
                 .trim()
@@ -560,6 +561,133 @@ fn session_lifetime_ms(reauth_ms: i64, credential_expires_at_ms: Option<i64>, no
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Config, Overrides};
+    use kafka_protocol::messages::{
+        MetadataRequest, SaslAuthenticateRequest, SaslHandshakeRequest,
+    };
+
+    fn props(extra: &[&str]) -> BrokerProps {
+        let mut properties = vec![
+            "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_alice=\"a-secret\" user_bob=\"b-secret\";".to_string(),
+        ];
+        properties.extend(extra.iter().map(|s| s.to_string()));
+        Config::load(
+            None,
+            Overrides {
+                properties,
+                ..Default::default()
+            },
+        )
+        .expect("config")
+        .props
+    }
+
+    fn authenticator(extra: &[&str]) -> (Authenticator, Session) {
+        let listener = ListenerSasl::from_config(
+            &props(extra),
+            "SASL_PLAINTEXT",
+            &ScramCredentials::in_memory(),
+        )
+        .expect("listener");
+        (
+            Authenticator::new(Arc::new(listener)),
+            Session::local("localhost", 9092),
+        )
+    }
+
+    fn handshake(a: &mut Authenticator, s: &mut Session, mechanism: &str) -> Gate {
+        let req = RequestKind::SaslHandshake(
+            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_string(mechanism.into())),
+        );
+        a.on_request(ApiKey::SaslHandshake, 1, &req, s, 1000)
+    }
+
+    fn authenticate(
+        a: &mut Authenticator,
+        s: &mut Session,
+        token: &'static [u8],
+        now: i64,
+    ) -> Gate {
+        let req = RequestKind::SaslAuthenticate(
+            SaslAuthenticateRequest::default().with_auth_bytes(bytes::Bytes::from_static(token)),
+        );
+        a.on_request(ApiKey::SaslAuthenticate, 1, &req, s, now)
+    }
+
+    fn metadata(a: &mut Authenticator, s: &mut Session, now: i64) -> Gate {
+        let req = RequestKind::Metadata(MetadataRequest::default());
+        a.on_request(ApiKey::Metadata, 1, &req, s, now)
+    }
+
+    #[test]
+    fn only_the_exchange_is_served_until_authenticated() {
+        let (mut a, mut s) = authenticator(&[]);
+        assert!(matches!(metadata(&mut a, &mut s, 1000), Gate::Close));
+        let (mut a, mut s) = authenticator(&[]);
+        assert!(matches!(handshake(&mut a, &mut s, "PLAIN"), Gate::Reply(_)));
+        assert!(matches!(
+            authenticate(&mut a, &mut s, b"\0alice\0a-secret", 1000),
+            Gate::Reply(_)
+        ));
+        assert_eq!(s.principal.to_string(), "User:alice");
+        assert!(matches!(metadata(&mut a, &mut s, 1000), Gate::Pass));
+        // no session lifetime: never expires
+        assert!(matches!(metadata(&mut a, &mut s, i64::MAX), Gate::Pass));
+    }
+
+    #[test]
+    fn unknown_mechanisms_and_wrong_passwords_answer_then_close() {
+        let (mut a, mut s) = authenticator(&[]);
+        assert!(matches!(
+            handshake(&mut a, &mut s, "GSSAPI"),
+            Gate::ReplyAndClose(_)
+        ));
+        let (mut a, mut s) = authenticator(&[]);
+        handshake(&mut a, &mut s, "PLAIN");
+        match authenticate(&mut a, &mut s, b"\0alice\0nope", 1000) {
+            Gate::ReplyAndClose(ResponseKind::SaslAuthenticate(r)) => {
+                assert_eq!(r.error_code, ResponseError::SaslAuthenticationFailed.code());
+            }
+            _ => panic!("expected a failure answer"),
+        }
+        assert_eq!(s.principal, Principal::anonymous());
+    }
+
+    #[test]
+    fn sessions_expire_and_reauthentication_keeps_the_principal() {
+        let (mut a, mut s) = authenticator(&["connections.max.reauth.ms=500"]);
+        handshake(&mut a, &mut s, "PLAIN");
+        match authenticate(&mut a, &mut s, b"\0alice\0a-secret", 1000) {
+            Gate::Reply(ResponseKind::SaslAuthenticate(r)) => {
+                assert_eq!(r.session_lifetime_ms, 500)
+            }
+            _ => panic!("expected success"),
+        }
+        assert!(matches!(metadata(&mut a, &mut s, 1499), Gate::Pass));
+        assert!(matches!(handshake(&mut a, &mut s, "PLAIN"), Gate::Reply(_)));
+        assert!(matches!(
+            authenticate(&mut a, &mut s, b"\0alice\0a-secret", 1400),
+            Gate::Reply(_)
+        ));
+        assert!(matches!(metadata(&mut a, &mut s, 1899), Gate::Pass));
+        assert!(matches!(metadata(&mut a, &mut s, 1900), Gate::Close));
+        handshake(&mut a, &mut s, "PLAIN");
+        assert!(matches!(
+            authenticate(&mut a, &mut s, b"\0bob\0b-secret", 1950),
+            Gate::ReplyAndClose(_)
+        ));
+    }
+
+    #[test]
+    fn gssapi_and_unknown_mechanisms_stop_the_start() {
+        for m in ["GSSAPI", "PLAIN,FOO", "OAUTHBEARER"] {
+            let p = props(&[&format!("sasl.enabled.mechanisms={m}")]);
+            let e = ListenerSasl::from_config(&p, "SASL_PLAINTEXT", &ScramCredentials::in_memory())
+                .err()
+                .expect(m);
+            assert!(e.contains("sasl.enabled.mechanisms"), "{e}");
+        }
+    }
 
     #[test]
     fn session_lifetime_is_the_smaller_of_reauth_and_credential_expiry() {
