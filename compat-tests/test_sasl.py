@@ -504,5 +504,5 @@ def test_reauthentication_as_another_user_fails(sasl_broker):
         assert sasl_handshake(s, "PLAIN", correlation_id=7)[0] == 0
         error, message, _, _ = sasl_authenticate(s, plain_token("admin", "admin-secret"), correlation_id=8)
         assert error == ERR_SASL_AUTHENTICATION_FAILED
-        assert message == "Cannot change principals during re-authentication from User:alice: User:admin"
+        assert message == "Cannot change principals during re-authentication from User.alice: User.admin"
         assert kafka_wire.connection_closed_by_peer(s, timeout=5)

@@ -270,6 +270,9 @@ struct Exchange {
     mechanism: String,
     inner: Box<dyn Mechanism>,
     reauth_ms: i64,
+    /// A re-authentication that asked for another mechanism than the first time: Kafka
+    /// answers the handshake, then fails the first token with this message.
+    bad_mechanism: Option<String>,
 }
 
 struct Authenticated {
@@ -288,6 +291,8 @@ pub struct Authenticator {
     state: State,
     exchange: Option<Exchange>,
     done: Option<Authenticated>,
+    /// Kafka answers one ApiVersions before the handshake; a second closes the connection.
+    versions_answered: bool,
 }
 
 impl Authenticator {
@@ -297,6 +302,7 @@ impl Authenticator {
             state: State::Handshake,
             exchange: None,
             done: None,
+            versions_answered: false,
         }
     }
 
@@ -329,7 +335,10 @@ impl Authenticator {
     ) -> Gate {
         match self.state {
             State::Handshake => match body {
-                RequestKind::ApiVersions(_) if self.done.is_none() => Gate::Pass,
+                RequestKind::ApiVersions(_) if !self.versions_answered => {
+                    self.versions_answered = true;
+                    Gate::Pass
+                }
                 RequestKind::SaslHandshake(req) => {
                     self.handshake(version, req.mechanism.as_str(), session)
                 }
@@ -375,19 +384,7 @@ impl Authenticator {
             // KIP-368: a handshake on an authenticated connection starts a re-authentication,
             // for a client that knows how (else the handler answers ILLEGAL_SASL_STATE).
             if done.can_reauthenticate && version >= 1 {
-                let mechanism = req.mechanism.to_string();
-                if mechanism != done.mechanism {
-                    tracing::info!(
-                        client = %session.peer,
-                        "failed re-authentication: mechanism {mechanism} differs from {} used before; closing",
-                        done.mechanism
-                    );
-                    let response = SaslHandshakeResponse::default()
-                        .with_error_code(ResponseError::IllegalSaslState.code())
-                        .with_mechanisms(self.enabled_str());
-                    return Gate::ReplyAndClose(ResponseKind::SaslHandshake(response));
-                }
-                return self.handshake(version, &mechanism, session);
+                return self.handshake(version, req.mechanism.as_str(), session);
             }
             return Gate::Pass;
         }
@@ -424,10 +421,21 @@ impl Authenticator {
                 .with_mechanisms(mechanisms);
             return Gate::ReplyAndClose(ResponseKind::SaslHandshake(response));
         };
+        let bad_mechanism = self
+            .done
+            .as_ref()
+            .filter(|d| d.mechanism != *name)
+            .map(|d| {
+                format!(
+                    "SASL mechanism '{name}' requested by client is not supported for re-authentication of mechanism '{}'",
+                    d.mechanism
+                )
+            });
         self.exchange = Some(Exchange {
             mechanism: name.clone(),
             inner: factory(),
             reauth_ms: *reauth_ms,
+            bad_mechanism,
         });
         // The pre-KIP-43 exchange exists only for a first authentication.
         self.state = if version == 0 && self.done.is_none() {
@@ -453,7 +461,10 @@ impl Authenticator {
         let Some(exchange) = self.exchange.as_mut() else {
             return Err(format!("Unexpected SASL token during {text}"));
         };
-        let step = exchange.inner.step(token);
+        let step = match &exchange.bad_mechanism {
+            Some(message) => Step::Failed(message.clone()),
+            None => exchange.inner.step(token),
+        };
         let mechanism = exchange.mechanism.clone();
         let user = exchange.inner.user().unwrap_or("").to_string();
         let fail = |message: String, reason: &str| {
@@ -481,9 +492,13 @@ impl Authenticator {
             } => {
                 if let Some(previous) = &self.done {
                     if previous.principal != principal {
+                        // Kafka's wording: type and name joined by a dot here.
                         let message = format!(
-                            "Cannot change principals during re-authentication from {}: {}",
-                            previous.principal, principal
+                            "Cannot change principals during re-authentication from {}.{}: {}.{}",
+                            previous.principal.kind,
+                            previous.principal.name,
+                            principal.kind,
+                            principal.name
                         );
                         return fail(message.clone(), &message);
                     }
@@ -679,8 +694,36 @@ mod tests {
     }
 
     #[test]
+    fn one_api_versions_before_the_handshake_and_no_mechanism_change_on_reauthentication() {
+        let (mut a, mut s) = authenticator(&["connections.max.reauth.ms=500"]);
+        let versions = RequestKind::ApiVersions(Default::default());
+        assert!(matches!(
+            a.on_request(ApiKey::ApiVersions, 3, &versions, &mut s, 0),
+            Gate::Pass
+        ));
+        assert!(matches!(
+            a.on_request(ApiKey::ApiVersions, 3, &versions, &mut s, 0),
+            Gate::Close
+        ));
+        let (mut a, mut s) = authenticator(&["connections.max.reauth.ms=500"]);
+        handshake(&mut a, &mut s, "PLAIN");
+        authenticate(&mut a, &mut s, b"\0alice\0a-secret", 1000);
+        assert!(matches!(
+            handshake(&mut a, &mut s, "SCRAM-SHA-256"),
+            Gate::Reply(_)
+        ));
+        match authenticate(&mut a, &mut s, b"n,,n=alice,r=x", 1100) {
+            Gate::ReplyAndClose(ResponseKind::SaslAuthenticate(r)) => assert_eq!(
+                r.error_message.as_deref(),
+                Some("SASL mechanism 'SCRAM-SHA-256' requested by client is not supported for re-authentication of mechanism 'PLAIN'")
+            ),
+            _ => panic!("expected a failure answer"),
+        }
+    }
+
+    #[test]
     fn gssapi_and_unknown_mechanisms_stop_the_start() {
-        for m in ["GSSAPI", "PLAIN,FOO", "OAUTHBEARER"] {
+        for m in ["GSSAPI", "PLAIN,FOO"] {
             let p = props(&[&format!("sasl.enabled.mechanisms={m}")]);
             let e = ListenerSasl::from_config(&p, "SASL_PLAINTEXT", &ScramCredentials::in_memory())
                 .err()
