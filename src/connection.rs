@@ -225,10 +225,13 @@ pub async fn serve<R, W>(
                     tracing::debug!("closed by client");
                     break;
                 }
+                // (UnexpectedEof: a TLS client that closed without close_notify, as most do)
                 Err(ReadError::Io(e))
                     if matches!(
                         e.kind(),
-                        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                        std::io::ErrorKind::ConnectionReset
+                            | std::io::ErrorKind::BrokenPipe
+                            | std::io::ErrorKind::UnexpectedEof
                     ) =>
                 {
                     tracing::debug!(error = %e, "connection dropped by client");
