@@ -230,6 +230,7 @@ pub const KAFKA_PROPERTIES: &[Property] = &[
     prop("sasl.jaas.config", "", None, Kind::Password),
     prop("sasl.server.callback.handler.class", "", None, Kind::Str),
     prop("connections.max.reauth.ms", "0", None, Kind::Int),
+    prop("sasl.server.max.receive.size", "524288", None, Kind::Int),
     prop("sasl.oauthbearer.jwks.endpoint.url", "", None, Kind::Str),
     prop(
         "sasl.oauthbearer.jwks.endpoint.refresh.ms",
