@@ -5,6 +5,7 @@
 //!
 //! No files of its own.
 
+pub mod jaas;
 pub mod sasl;
 
 use std::net::SocketAddr;

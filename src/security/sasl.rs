@@ -4,6 +4,8 @@
 //!
 //! No files of its own.
 
+pub mod oauthbearer;
+
 use super::Principal;
 
 /// What one client token leads to.
