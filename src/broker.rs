@@ -53,6 +53,8 @@ pub struct Inner {
     pub maintenance: maintenance::Maintenance,
     /// The archive, when tiering is configured.
     tier: Option<Arc<crate::tier::Tier>>,
+    /// SASL mechanisms per listener and the SCRAM credentials.
+    pub sasl: Arc<crate::security::sasl::Sasl>,
 }
 
 impl std::ops::Deref for Broker {
@@ -60,6 +62,24 @@ impl std::ops::Deref for Broker {
     fn deref(&self) -> &Inner {
         &self.inner
     }
+}
+
+/// Loads the SCRAM credentials, creates the config's start-up users, and builds the
+/// mechanisms of every SASL listener so that a bad setting stops the start.
+fn open_sasl(
+    config: &Config,
+    meta_dir: &std::path::Path,
+) -> anyhow::Result<Arc<crate::security::sasl::Sasl>> {
+    use crate::security::sasl;
+    let scram = sasl::credentials::ScramCredentials::open(meta_dir.join("scram-credentials.json"))?;
+    sasl::add_startup_users(&scram, &config.scram_users)?;
+    let sasl = sasl::Sasl::new(config.props.clone(), scram);
+    for (name, protocol) in sasl::configured_listeners(&config.props) {
+        if protocol.uses_sasl() {
+            sasl.check_listener(&name).map_err(|e| anyhow::anyhow!(e))?;
+        }
+    }
+    Ok(Arc::new(sasl))
 }
 
 impl Broker {
@@ -79,6 +99,7 @@ impl Broker {
             transactions::TxnSettings::from_config(&config),
         )?;
         let tier = crate::tier::Tier::from_config(&config)?;
+        let sasl = open_sasl(&config, &meta_dir)?;
         let broker = Broker {
             inner: Arc::new(Inner {
                 node_id: config.props.int("node.id") as i32,
@@ -93,6 +114,7 @@ impl Broker {
                 replica_manager: ReplicaManager::new(tier.clone()),
                 maintenance: maintenance::Maintenance::default(),
                 tier,
+                sasl,
                 config,
             }),
         };

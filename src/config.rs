@@ -66,11 +66,38 @@ pub struct Config {
     /// Where closed segments are archived.
     #[serde(default)]
     pub tier: TierConfig,
+    /// SCRAM users created at start if they have no credential for that mechanism yet, as
+    /// Kafka's `kafka-storage format --add-scram` does.
+    #[serde(default)]
+    pub scram_users: Vec<ScramUser>,
     /// Kafka broker properties by their Kafka names; see `KAFKA_PROPERTIES`.
     #[serde(default)]
     pub kafka: BTreeMap<String, serde_yaml::Value>,
     #[serde(skip)]
     pub props: BrokerProps,
+}
+
+/// One entry of `scram_users`.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScramUser {
+    pub name: String,
+    /// SCRAM-SHA-256 or SCRAM-SHA-512.
+    pub mechanism: String,
+    pub password: String,
+    /// Kafka's default for `--add-scram` is 4096.
+    #[serde(default = "defaults::scram_iterations")]
+    pub iterations: i32,
+}
+
+impl std::fmt::Debug for ScramUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScramUser")
+            .field("name", &self.name)
+            .field("mechanism", &self.mechanism)
+            .field("iterations", &self.iterations)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Which object store holds the archive.
@@ -143,6 +170,9 @@ mod defaults {
     }
     pub fn max_connections() -> usize {
         10_000
+    }
+    pub fn scram_iterations() -> i32 {
+        4096
     }
     pub fn cluster_id() -> String {
         "strata-cluster".into()

@@ -7,8 +7,10 @@
 //! No files.
 
 use crate::broker::Broker;
+use crate::clock;
 use crate::handler::{self, Boxed, Reply};
 use crate::protocol::{self, FrameError};
+use crate::security::sasl::{Authenticator, Gate, RawReply};
 use crate::security::{Listener, Session};
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
@@ -178,6 +180,18 @@ pub async fn serve<R, W>(
             }
             .in_current_span(),
         );
+        let mut session = session;
+        let mut sasl = if session.listener.protocol.uses_sasl() {
+            match broker.sasl.listener(&session.listener.name) {
+                Ok(l) => Some(Authenticator::new(l)),
+                Err(e) => {
+                    tracing::error!(error = %e, "SASL is misconfigured on this listener; closing");
+                    return;
+                }
+            }
+        } else {
+            None
+        };
         loop {
             let frame = tokio::select! {
                 biased;
@@ -204,6 +218,22 @@ pub async fn serve<R, W>(
                     break;
                 }
             };
+            if let Some(auth) = sasl.as_mut().filter(|a| a.expects_raw_token()) {
+                // Kafka's unframed exchange after SaslHandshake v0: raw tokens both ways.
+                match auth.on_raw_token(&frame, &mut session, clock::now_ms()) {
+                    RawReply::Token(token) => {
+                        let mut out = Vec::with_capacity(4 + token.len());
+                        out.extend_from_slice(&(token.len() as u32).to_be_bytes());
+                        out.extend_from_slice(&token);
+                        if tx.send(Outgoing::Ready(out.into())).await.is_err() {
+                            break;
+                        }
+                        continue;
+                    }
+                    RawReply::Close => break,
+                }
+            }
+            let authenticating = sasl.as_ref().is_some_and(|a| a.is_authenticating());
             let request = match protocol::decode_request(frame) {
                 Ok(r) => r,
                 Err(e) => {
@@ -214,6 +244,11 @@ pub async fn serve<R, W>(
                         } => unsupported(Some(*api_key), *correlation_id),
                         _ => None,
                     };
+                    // Before authentication only ApiVersions is answered this way.
+                    let reply = reply.filter(|_| {
+                        !authenticating
+                            || matches!(&e, FrameError::UnsupportedVersion { api_key: ApiKey::ApiVersions, .. })
+                    });
                     match reply {
                         Some(bytes) => {
                             tracing::warn!(error = %e, "answering UNSUPPORTED_VERSION");
@@ -231,6 +266,25 @@ pub async fn serve<R, W>(
             };
             let (api_key, version) = (request.api_key, request.version);
             let correlation_id = request.header.correlation_id;
+            if let Some(auth) = sasl.as_mut() {
+                let gate =
+                    auth.on_request(api_key, version, &request.body, &mut session, clock::now_ms());
+                let (body, close) = match gate {
+                    Gate::Pass => (None, false),
+                    Gate::Reply(body) => (Some(body), false),
+                    Gate::ReplyAndClose(body) => (Some(body), true),
+                    Gate::Close => break,
+                };
+                if let Some(body) = body {
+                    let Some(bytes) = encode(api_key, version, correlation_id, &body) else {
+                        break;
+                    };
+                    if tx.send(Outgoing::Ready(bytes)).await.is_err() || close {
+                        break;
+                    }
+                    continue;
+                }
+            }
             let span = tracing::debug_span!("request", api = ?api_key, version, correlation_id);
             let reply = handler::dispatch(&broker, request, &session).instrument(span).await;
             let out = match reply {

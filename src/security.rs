@@ -5,7 +5,6 @@
 //!
 //! No files of its own.
 
-pub mod jaas;
 pub mod sasl;
 
 use std::net::SocketAddr;

@@ -17,10 +17,18 @@ const DRAIN: Duration = Duration::from_secs(10);
 
 pub async fn run(listener: TcpListener, broker: Broker, shutdown: impl Future) {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let listener_info = Arc::new(Listener::plaintext(
-        &broker.advertised_host,
-        broker.advertised_port,
-    ));
+    let mut listener_info = Listener::plaintext(&broker.advertised_host, broker.advertised_port);
+    // The one bound listener takes the name and protocol of the first `listeners` entry
+    // when that protocol needs no TLS (PLAINTEXT or SASL_PLAINTEXT).
+    if let Some((name, protocol)) =
+        crate::security::sasl::configured_listeners(&broker.config.props)
+            .into_iter()
+            .next()
+            .filter(|(_, p)| !p.uses_tls())
+    {
+        (listener_info.name, listener_info.protocol) = (name, protocol);
+    }
+    let listener_info = Arc::new(listener_info);
     // Bounds the number of connections (and so of per-connection buffers).
     let limit = Arc::new(Semaphore::new(broker.config.max_connections.max(1)));
     let mut connections = JoinSet::new();

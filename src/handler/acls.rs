@@ -1,4 +1,4 @@
-//! The ACL APIs (DescribeAcls, CreateAcls, DeleteAcls) and the SCRAM credential APIs,
+//! The ACL APIs (DescribeAcls, CreateAcls, DeleteAcls),
 //! answered as Kafka answers them without an authorizer: SECURITY_DISABLED, so that admin
 //! tools report "security is not enabled" instead of failing on an unknown API.
 //!
@@ -6,11 +6,9 @@
 
 use super::str_bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
 use kafka_protocol::messages::create_acls_response::AclCreationResult;
 use kafka_protocol::messages::delete_acls_response::DeleteAclsFilterResult;
 use kafka_protocol::messages::*;
-use std::collections::BTreeSet;
 
 /// Kafka's message when no authorizer is configured.
 const NO_AUTHORIZER: &str = "No Authorizer is configured on the broker";
@@ -55,35 +53,4 @@ pub fn delete_acls(req: DeleteAclsRequest) -> DeleteAclsResponse {
         })
         .collect();
     DeleteAclsResponse::default().with_filter_results(results)
-}
-
-/// SCRAM credentials are not stored until SASL exists: the whole request is refused.
-pub fn describe_user_scram_credentials(
-    _req: DescribeUserScramCredentialsRequest,
-) -> DescribeUserScramCredentialsResponse {
-    DescribeUserScramCredentialsResponse::default()
-        .with_error_code(ResponseError::SecurityDisabled.code())
-        .with_error_message(Some(str_bytes("SASL/SCRAM is not enabled on this broker")))
-}
-
-/// Each user named in a deletion or an upsertion is answered once.
-pub fn alter_user_scram_credentials(
-    req: AlterUserScramCredentialsRequest,
-) -> AlterUserScramCredentialsResponse {
-    let users: BTreeSet<String> = req
-        .deletions
-        .iter()
-        .map(|d| d.name.to_string())
-        .chain(req.upsertions.iter().map(|u| u.name.to_string()))
-        .collect();
-    let results = users
-        .into_iter()
-        .map(|user| {
-            AlterUserScramCredentialsResult::default()
-                .with_user(str_bytes(&user))
-                .with_error_code(ResponseError::SecurityDisabled.code())
-                .with_error_message(Some(str_bytes("SASL/SCRAM is not enabled on this broker")))
-        })
-        .collect();
-    AlterUserScramCredentialsResponse::default().with_results(results)
 }

@@ -19,6 +19,8 @@ pub mod offsets;
 pub mod partitions;
 pub mod produce;
 pub mod reassignments;
+pub mod sasl;
+pub mod scram_credentials;
 pub mod txn;
 
 use crate::broker::Broker;
@@ -179,11 +181,15 @@ pub async fn dispatch(broker: &Broker, frame: RequestFrame, session: &Session) -
         RequestKind::CreateAcls(req) => now(ResponseKind::CreateAcls(acls::create_acls(req))),
         RequestKind::DeleteAcls(req) => now(ResponseKind::DeleteAcls(acls::delete_acls(req))),
         RequestKind::DescribeUserScramCredentials(req) => now(
-            ResponseKind::DescribeUserScramCredentials(acls::describe_user_scram_credentials(req)),
+            ResponseKind::DescribeUserScramCredentials(scram_credentials::describe(&ctx, req)),
         ),
         RequestKind::AlterUserScramCredentials(req) => now(
-            ResponseKind::AlterUserScramCredentials(acls::alter_user_scram_credentials(req)),
+            ResponseKind::AlterUserScramCredentials(scram_credentials::alter(&ctx, req)),
         ),
+        RequestKind::SaslHandshake(_) => now(ResponseKind::SaslHandshake(sasl::handshake(&ctx))),
+        RequestKind::SaslAuthenticate(_) => {
+            now(ResponseKind::SaslAuthenticate(sasl::authenticate()))
+        }
         RequestKind::ElectLeaders(req) => now(ResponseKind::ElectLeaders(
             reassignments::elect_leaders(&ctx, req),
         )),
@@ -375,6 +381,11 @@ mod tests {
                 ApiKey::AlterUserScramCredentials => {
                     RequestKind::AlterUserScramCredentials(Default::default())
                 }
+                ApiKey::SaslHandshake => RequestKind::SaslHandshake(Default::default()),
+                ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(
+                    SaslAuthenticateRequest::default()
+                        .with_auth_bytes(bytes::Bytes::from_static(b"\0u\0p")),
+                ),
                 ApiKey::ElectLeaders => RequestKind::ElectLeaders(Default::default()),
                 ApiKey::ListPartitionReassignments => {
                     RequestKind::ListPartitionReassignments(Default::default())

@@ -50,11 +50,14 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
-    // Without an authorizer or SASL: SECURITY_DISABLED, as Kafka answers.
+    // Without an authorizer: SECURITY_DISABLED, as Kafka answers.
     (ApiKey::DescribeAcls, 1, 3),
     (ApiKey::CreateAcls, 1, 3),
     (ApiKey::DeleteAcls, 1, 3),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
+    // Served by the connection's SASL exchange; elsewhere ILLEGAL_SASL_STATE, as Kafka.
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::AlterUserScramCredentials, 0, 0),
     // As a one-broker Kafka: nothing to elect, nothing to reassign.
     (ApiKey::ElectLeaders, 0, 2),

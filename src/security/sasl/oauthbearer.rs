@@ -28,11 +28,11 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 use tokio::sync::Notify;
 
-use super::{Mechanism, Step};
+use super::{jaas, Mechanism, Step};
 use crate::config::BrokerProps;
-use crate::security::{jaas, Principal};
+use crate::security::Principal;
 
-pub const MECHANISM: &str = "OAUTHBEARER";
+pub const MECHANISM: &str = super::OAUTHBEARER;
 
 /// Longest client initial response read; real tokens are a few kB.
 const MAX_CLIENT_RESPONSE: usize = 64 * 1024;
@@ -55,14 +55,6 @@ const SECURED_HANDLER: &str =
     "org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler";
 const SECURED_HANDLER_OLD: &str =
     "org.apache.kafka.common.security.oauthbearer.secured.OAuthBearerValidatorCallbackHandler";
-
-/// What Kafka answers when the mechanism itself throws (a malformed client message): the
-/// phase and the mechanism, nothing else.
-pub fn generic_failure() -> String {
-    format!(
-        "Authentication failed during authentication due to invalid credentials with SASL mechanism {MECHANISM}"
-    )
-}
 
 /// The client's first message: `n,[a=authzid],\x01auth=Bearer <token>\x01[key=value\x01]*\x01`.
 #[derive(Debug, PartialEq, Eq)]
@@ -334,7 +326,7 @@ impl OAuthBearerValidator {
             let options = if jaas_config.trim().is_empty() {
                 BTreeMap::new()
             } else {
-                jaas::parse_single(&jaas_config)
+                jaas::parse(&jaas_config)
                     .map_err(|e| format!("listener {listener}: OAUTHBEARER sasl.jaas.config: {e}"))?
                     .options
             };
@@ -401,10 +393,8 @@ impl Mechanism for OAuthBearer {
         let listener = self.validator.listener.as_str();
         let response = match ClientInitialResponse::parse(client_token) {
             Ok(r) => r,
-            Err(reason) => {
-                tracing::info!(listener, %reason, "OAUTHBEARER exchange refused");
-                return Step::Failed(generic_failure());
-            }
+            // Kafka throws a plain SaslException here: the client gets the generic message.
+            Err(reason) => return Step::Rejected(reason),
         };
         match self
             .validator
@@ -722,9 +712,11 @@ impl Secured {
         if let Some(expected) = &self.expected_issuer {
             match jwt.claims.get("iss") {
                 Some(Value::String(iss)) if iss == expected => {}
-                Some(Value::String(iss)) => return Err(format!(
+                Some(Value::String(iss)) => {
+                    return Err(format!(
                     "Issuer (iss) claim value ({iss}) doesn't match expected value of {expected}"
-                )),
+                ))
+                }
                 _ => return Err("No Issuer (iss) claim present".into()),
             }
         }

@@ -468,12 +468,12 @@ fn the_exchange_answers_as_kafka_does() {
 
     let mut m = v.mechanism();
     match m.step(b"n,,\x01auth=Basic x\x01\x01") {
-        Step::Failed(msg) => assert_eq!(msg, generic_failure()),
+        Step::Rejected(reason) => assert!(reason.contains("Invalid scheme"), "{reason}"),
         other => panic!("{other:?}"),
     }
     // A lone \x01 with no error pending is just a malformed message.
     let mut m = v.mechanism();
-    assert!(matches!(m.step(b"\x01"), Step::Failed(_)));
+    assert!(matches!(m.step(b"\x01"), Step::Rejected(_)));
 
     let mut m = v.mechanism();
     let t = unsigned(claims_at(now));
