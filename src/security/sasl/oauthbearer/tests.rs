@@ -563,3 +563,70 @@ fn file_urls_name_paths() {
         JwksSource::Http("HTTPS://idp/keys".into())
     );
 }
+
+/// A bare HTTP/1.1 server answering every request with the current status and body.
+async fn jwks_http_server(
+    answer: Arc<Mutex<(u16, String)>>,
+) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&hits);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let (status, body) = answer.lock().unwrap().clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let response = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (url, hits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_is_fetched_over_http_and_a_failed_fetch_is_retried() {
+    let answer = Arc::new(Mutex::new((500u16, "oops".to_string())));
+    let (url, hits) = jwks_http_server(Arc::clone(&answer)).await;
+    let v = OAuthBearerValidator::from_props(
+        &props(&[format!("sasl.oauthbearer.jwks.endpoint.url={url}")]),
+        LISTENER,
+    )
+    .unwrap();
+    let token = rs256(claims());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while hits.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "no fetch");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(v.validate(&token, NOW).is_err());
+    let err = v.refresh_keys().await.unwrap_err();
+    assert!(err.contains("500"), "{err}");
+
+    *answer.lock().unwrap() = (
+        200,
+        json!({ "keys": [rsa_jwk("k1", &rsa_keys()[0])] }).to_string(),
+    );
+    // The failed fetch is retried with backoff: the keys arrive without any help.
+    while v.validate(&token, NOW).is_err() {
+        assert!(Instant::now() < deadline, "the retry never happened");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A broken answer later keeps the keys.
+    *answer.lock().unwrap() = (200, "[]".to_string());
+    assert!(v.refresh_keys().await.is_err());
+    assert!(v.validate(&token, NOW).is_ok());
+}
