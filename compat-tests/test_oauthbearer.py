@@ -13,6 +13,8 @@ a JWKS read from a `file:` URL, or fetched from a small HTTP server the test run
 - test_token_refresh_and_reauthentication: a short-lived token; librdkafka fetches a new one
   through oauth_cb and re-authenticates (KIP-368) and keeps producing past the first token's
   expiry.
+- test_sasl_ssl_listener_with_its_own_jwks: a SASL_SSL listener validates signed tokens
+  (its listener-prefixed JWKS URL) beside a SASL_PLAINTEXT listener in unsecured mode.
 - test_java_client_with_a_signed_token_from_a_file: the Java client (kafka-clients 4.3.0) with
   Kafka's OAuthBearerLoginCallbackHandler reading a pre-made JWT from a `file:` token
   endpoint.
@@ -40,7 +42,9 @@ from confluent_kafka import KafkaError, Producer
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+from certs import TestPki
 from clients import Delivered, compile_java, consume_partitions, tail, unique_topic
+from conftest import StrataBroker, free_port, strata_binary
 
 ISSUER = "https://idp.strata.test"
 AUDIENCE = "strata-broker"
@@ -75,24 +79,46 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 LOGIN_MODULE = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule"
 
 
-def oauth_broker(strata_factory, *props: str):
-    """A broker whose one listener is SASL_PLAINTEXT with OAUTHBEARER and the given Kafka
-    properties (name=value)."""
-    args = ["--override", "listeners=SASL_PLAINTEXT://127.0.0.1:0",
-            "--override", "sasl.enabled.mechanisms=OAUTHBEARER",
-            "--override", "auto.create.topics.enable=true",
-            "--override", "num.partitions=1"]
-    for p in props:
-        args += ["--override", p]
-    return strata_factory(*args)
+@pytest.fixture
+def oauth_broker(request, tmp_path):
+    """start(*props, sasl_ssl_port=None, pki=None) -> a broker whose listener is
+    SASL_PLAINTEXT on broker.port with OAUTHBEARER and the given Kafka properties
+    (name=value), plus a SASL_SSL listener on sasl_ssl_port when given (its certificate
+    from pki)."""
+    brokers: list[StrataBroker] = []
+    request.node._strata_brokers = brokers
+
+    def start(*props: str, sasl_ssl_port: int | None = None, pki: TestPki | None = None) -> StrataBroker:
+        n = len(brokers)
+        data_dir = tmp_path / f"data{n}"
+        data_dir.mkdir()
+        port = free_port()
+        listeners = f"SASL_PLAINTEXT://127.0.0.1:{port}"
+        props = ("sasl.enabled.mechanisms=OAUTHBEARER", "auto.create.topics.enable=true", "num.partitions=1",
+                 *props)
+        if sasl_ssl_port is not None:
+            listeners += f",SASL_SSL://127.0.0.1:{sasl_ssl_port}"
+            server = pki.server()
+            keystore = pki.dir / "keystore.pem"
+            keystore.write_text(server.key.read_text() + server.cert.read_text())
+            props = (*props, f"ssl.keystore.location={keystore}")
+        args = ["--override", f"listeners={listeners}", "--override", f"advertised.listeners={listeners}"]
+        for p in props:
+            args += ["--override", p]
+        broker = StrataBroker(strata_binary(), port, data_dir, tmp_path / f"strata{n}.log", tuple(args))
+        brokers.append(broker)
+        return broker.start()
+
+    yield start
+    for broker in brokers:
+        broker.shutdown_quietly()
 
 
-def signed_broker(strata_factory, jwks_url: str, *props: str):
-    return oauth_broker(strata_factory,
-                        f"sasl.oauthbearer.jwks.endpoint.url={jwks_url}",
-                        f"sasl.oauthbearer.expected.issuer={ISSUER}",
-                        f"sasl.oauthbearer.expected.audience=other-service,{AUDIENCE}",
-                        *props)
+def signed_props(jwks_url: str, *props: str) -> tuple[str, ...]:
+    return (f"sasl.oauthbearer.jwks.endpoint.url={jwks_url}",
+            f"sasl.oauthbearer.expected.issuer={ISSUER}",
+            f"sasl.oauthbearer.expected.audience=other-service,{AUDIENCE}",
+            *props)
 
 
 def broker_log(broker) -> str:
@@ -202,18 +228,18 @@ class JwksServer:
         self.httpd.server_close()
 
 
-def test_signed_tokens_checked_against_a_jwks_file(strata_factory, jwks_file):
-    broker = signed_broker(strata_factory, f"file://{jwks_file}")
+def test_signed_tokens_checked_against_a_jwks_file(oauth_broker, jwks_file):
+    broker = oauth_broker(*signed_props(f"file://{jwks_file}"))
     tokens = TokenSource(lambda: make_token(sub="alice"))
     produce_and_consume(client_conf(broker.bootstrap, tokens), unique_topic("oauth-file"))
     assert tokens.calls >= 1
     assert "principal=User:alice mechanism=OAUTHBEARER" in broker_log(broker)
 
 
-def test_jwks_fetched_from_an_http_endpoint(strata_factory):
+def test_jwks_fetched_from_an_http_endpoint(oauth_broker):
     server = JwksServer({"keys": [jwk(KEY, "k1")]})
     try:
-        broker = signed_broker(strata_factory, server.url)
+        broker = oauth_broker(*signed_props(server.url))
         tokens = TokenSource(lambda: make_token(sub="svc-orders"))
         produce_and_consume(client_conf(broker.bootstrap, tokens), unique_topic("oauth-http"))
         assert server.requests >= 1
@@ -222,8 +248,8 @@ def test_jwks_fetched_from_an_http_endpoint(strata_factory):
         server.close()
 
 
-def test_expired_and_wrong_audience_tokens_fail_while_another_client_works(strata_factory, jwks_file):
-    broker = signed_broker(strata_factory, f"file://{jwks_file}")
+def test_expired_and_wrong_audience_tokens_fail_while_another_client_works(oauth_broker, jwks_file):
+    broker = oauth_broker(*signed_props(f"file://{jwks_file}"))
     topic = unique_topic("oauth-bad")
     good = Producer(dict(client_conf(broker.bootstrap, TokenSource(lambda: make_token(sub="alice"))),
                          acks="all"))
@@ -250,8 +276,8 @@ def test_expired_and_wrong_audience_tokens_fail_while_another_client_works(strat
     good.close()
 
 
-def test_rotated_key_is_picked_up_on_an_unknown_kid(strata_factory, jwks_file):
-    broker = signed_broker(strata_factory, f"file://{jwks_file}")
+def test_rotated_key_is_picked_up_on_an_unknown_kid(oauth_broker, jwks_file):
+    broker = oauth_broker(*signed_props(f"file://{jwks_file}"))
     new_key = rsa_key()
     write_jwks(jwks_file, jwk(KEY, "k1"), jwk(new_key, "k2"))
     # The broker read the file at start-up; the first attempt with k2 finds no such key and
@@ -263,8 +289,8 @@ def test_rotated_key_is_picked_up_on_an_unknown_kid(strata_factory, jwks_file):
     assert "principal=User:bob mechanism=OAUTHBEARER" in log, tail(log)
 
 
-def test_token_refresh_and_reauthentication(strata_factory, jwks_file):
-    broker = signed_broker(strata_factory, f"file://{jwks_file}", "sasl.oauthbearer.clock.skew.seconds=0")
+def test_token_refresh_and_reauthentication(oauth_broker, jwks_file):
+    broker = oauth_broker(*signed_props(f"file://{jwks_file}", "sasl.oauthbearer.clock.skew.seconds=0"))
     lifetime = 4
     tokens = TokenSource(lambda: make_token(sub="alice", lifetime=lifetime))
     topic = unique_topic("oauth-reauth")
@@ -287,9 +313,9 @@ def test_token_refresh_and_reauthentication(strata_factory, jwks_file):
     assert "re-authentication succeeded" in log, tail(log)
 
 
-def test_kcat_unsecured_jwt(strata_factory, tmp_path):
+def test_kcat_unsecured_jwt(oauth_broker):
     jaas = f'{LOGIN_MODULE} required unsecuredValidatorRequiredScope="kafka";'
-    broker = oauth_broker(strata_factory, f"listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config={jaas}")
+    broker = oauth_broker(f"listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config={jaas}")
     assert "accepts UNSIGNED tokens" in broker_log(broker)
     topic = unique_topic("oauth-kcat")
 
@@ -314,13 +340,42 @@ def test_kcat_unsecured_jwt(strata_factory, tmp_path):
     assert '{"status":"insufficient_scope", "scope":"[kafka]"}' in err, err
 
 
+def test_sasl_ssl_listener_with_its_own_jwks(oauth_broker, jwks_file, tmp_path):
+    pki = TestPki(tmp_path / "pki")
+    ssl_port = free_port()
+    prefix = "listener.name.sasl_ssl.oauthbearer."
+    broker = oauth_broker(f"{prefix}sasl.oauthbearer.jwks.endpoint.url=file://{jwks_file}",
+                          f"{prefix}sasl.oauthbearer.expected.audience={AUDIENCE}",
+                          sasl_ssl_port=ssl_port, pki=pki)
+    ssl_bootstrap = f"127.0.0.1:{ssl_port}"
+    tokens = TokenSource(lambda: make_token(sub="carol"))
+    conf = client_conf(ssl_bootstrap, tokens, **{"security.protocol": "SASL_SSL", "ssl.ca.location": str(pki.ca_cert)})
+    produce_and_consume(conf, unique_topic("oauth-ssl"))
+    assert "principal=User:carol mechanism=OAUTHBEARER" in broker_log(broker)
+
+    def kcat_metadata(bootstrap: str, *extra: str):
+        return subprocess.run(["kcat", "-b", bootstrap, "-X", "sasl.mechanisms=OAUTHBEARER",
+                               "-X", "enable.sasl.oauthbearer.unsecure.jwt=true",
+                               "-X", "sasl.oauthbearer.config=principal=eve", *extra, "-L", "-m", "5"],
+                              capture_output=True, timeout=60)
+
+    # The SASL_PLAINTEXT listener keeps Kafka's default: unsigned tokens.
+    plain = kcat_metadata(broker.bootstrap, "-X", "security.protocol=SASL_PLAINTEXT")
+    assert plain.returncode == 0, plain.stderr.decode(errors="replace")
+    # The SASL_SSL listener checks signatures: an unsigned token is refused there.
+    refused = kcat_metadata(ssl_bootstrap, "-X", "security.protocol=SASL_SSL", "-X", f"ssl.ca.location={pki.ca_cert}")
+    err = refused.stderr.decode(errors="replace")
+    assert refused.returncode != 0 and '{"status":"invalid_token"}' in err, err
+    assert "unsigned tokens (alg none) are refused" in broker_log(broker)
+
+
 @pytest.fixture(scope="session")
 def java_classpath(tmp_path_factory) -> str:
     return compile_java(tmp_path_factory, JAVA_DIR, sorted(JAVA_DIR.glob("*.java")), "the Java OAUTHBEARER test")
 
 
-def test_java_client_with_a_signed_token_from_a_file(strata_factory, jwks_file, java_classpath, tmp_path):
-    broker = signed_broker(strata_factory, f"file://{jwks_file}")
+def test_java_client_with_a_signed_token_from_a_file(oauth_broker, jwks_file, java_classpath, tmp_path):
+    broker = oauth_broker(*signed_props(f"file://{jwks_file}"))
     token_file = tmp_path / "token.jwt"
     token_file.write_text(make_token(sub="java-app", scope="kafka"))
     topic = unique_topic("oauth-java")

@@ -38,8 +38,6 @@ pub struct Broker {
 pub struct Inner {
     pub config: Config,
     pub node_id: i32,
-    pub advertised_host: String,
-    pub advertised_port: i32,
     pub topics: DashMap<String, Arc<Topic>>,
     pub topic_ids: DashMap<Uuid, String>,
     /// Serialises topic creation and deletion (and their files).
@@ -74,10 +72,9 @@ fn open_sasl(
     let scram = sasl::credentials::ScramCredentials::open(meta_dir.join("scram-credentials.json"))?;
     sasl::add_startup_users(&scram, &config.scram_users)?;
     let sasl = sasl::Sasl::new(config.props.clone(), scram);
-    for (name, protocol) in sasl::configured_listeners(&config.props) {
-        if protocol.uses_sasl() {
-            sasl.check_listener(&name).map_err(|e| anyhow::anyhow!(e))?;
-        }
+    for l in config.listeners.iter().filter(|l| l.protocol.uses_sasl()) {
+        sasl.check_listener(&l.name)
+            .map_err(|e| anyhow::anyhow!(e))?;
     }
     Ok(Arc::new(sasl))
 }
@@ -85,7 +82,6 @@ fn open_sasl(
 impl Broker {
     /// Loads every topic from the data directory, recovering each partition's log.
     pub fn open(config: Config) -> anyhow::Result<Self> {
-        let (host, port) = config.advertised()?;
         std::fs::create_dir_all(&config.data_dir)?;
         let meta_dir = config.data_dir.join(".strata");
         std::fs::create_dir_all(meta_dir.join("topics"))?;
@@ -103,8 +99,6 @@ impl Broker {
         let broker = Broker {
             inner: Arc::new(Inner {
                 node_id: config.props.int("node.id") as i32,
-                advertised_host: host,
-                advertised_port: port,
                 topics: DashMap::new(),
                 topic_ids: DashMap::new(),
                 admin: tokio::sync::Mutex::new(()),

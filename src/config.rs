@@ -4,7 +4,9 @@
 //!
 //! Reads the YAML file; writes no files.
 
+pub mod listeners;
 mod properties;
+pub use listeners::ListenerConfig;
 pub use properties::{
     check_value, is_list, listener_property, split_listener_prefix, validate_value, Kind, Property,
     KAFKA_PROPERTIES, TOPIC_CONFIGS, TOPIC_ONLY_DEFAULTS,
@@ -75,6 +77,9 @@ pub struct Config {
     pub kafka: BTreeMap<String, serde_yaml::Value>,
     #[serde(skip)]
     pub props: BrokerProps,
+    /// Every listener to bind, from `listeners` or else `listen`.
+    #[serde(skip)]
+    pub listeners: Vec<ListenerConfig>,
 }
 
 /// One entry of `scram_users`.
@@ -359,6 +364,10 @@ impl Config {
                 }
             }
         }
+        let legacy_given = overrides.listen.is_some()
+            || overrides.advertised_listener.is_some()
+            || doc.contains_key("listen")
+            || doc.contains_key("advertised_listener");
         let mut config: Config =
             serde_yaml::from_value(serde_yaml::Value::Mapping(doc)).map_err(|e| {
                 let msg = e.to_string();
@@ -384,25 +393,27 @@ impl Config {
             config.flush = v;
         }
         config.props = resolve_props(&config.kafka)?;
-        config.advertised()?;
+        config.listeners = listeners::resolve(
+            config.props.static_value("listeners"),
+            config.props.static_value("advertised.listeners"),
+            config.props.static_value("listener.security.protocol.map"),
+            &config.listen,
+            &config.advertised_listener,
+        )?;
+        let agrees = config.listeners.iter().any(|l| {
+            l.bind_address() == config.listen
+                && format!("{}:{}", l.advertised_host, l.advertised_port)
+                    == config.advertised_listener
+        });
+        if legacy_given && config.props.is_set("listeners") && !agrees {
+            // `listeners` is the Kafka way and wins; the one-listener settings are ignored
+            // (said only when they name an address that is not one of the listeners).
+            tracing::warn!(
+                "listeners is set: listen / advertised_listener (--listen, \
+                 --advertised-listener) are ignored"
+            );
+        }
         Ok(config)
-    }
-
-    /// The host and port clients are told to connect to.
-    pub fn advertised(&self) -> Result<(String, i32), ConfigError> {
-        let (host, port) = self.advertised_listener.rsplit_once(':').ok_or_else(|| {
-            ConfigError::Invalid(format!(
-                "advertised_listener {:?} is not HOST:PORT",
-                self.advertised_listener
-            ))
-        })?;
-        let port: u16 = port.parse().map_err(|_| {
-            ConfigError::Invalid(format!(
-                "bad port in advertised_listener {:?}",
-                self.advertised_listener
-            ))
-        })?;
-        Ok((host.trim_matches(['[', ']']).to_string(), port as i32))
     }
 
     pub fn flush_interval(&self) -> Duration {
@@ -417,6 +428,87 @@ fn yaml_scalar(v: &serde_yaml::Value) -> Option<String> {
         serde_yaml::Value::String(s) => Some(s.clone()),
         _ => None,
     }
+}
+
+/// Replaces Kafka's config-provider references (KIP-297, KIP-887) in one property's value:
+/// `${env:NAME}`, `${file:PATH:KEY}` (a key of a Java properties file) and
+/// `${dir:DIR:FILE}` (a file's contents, without its final newline). Errors name the
+/// property and where the secret was to come from, never the secret.
+fn resolve_references(property: &str, value: &str) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        let Some(len) = rest[start..].find('}') else {
+            break;
+        };
+        let reference = &rest[start + 2..start + len];
+        out.push_str(&rest[..start]);
+        let fail =
+            |why: String| ConfigError::Invalid(format!("{property}: ${{{reference}}}: {why}"));
+        let Some((provider, spec)) = reference.split_once(':') else {
+            // Not a reference (no provider): kept as written, as Kafka does.
+            out.push_str(&rest[start..start + len + 1]);
+            rest = &rest[start + len + 1..];
+            continue;
+        };
+        let resolved = match provider {
+            "env" => {
+                let name = spec.strip_prefix(':').unwrap_or(spec);
+                std::env::var(name)
+                    .map_err(|_| fail(format!("environment variable {name} is not set")))?
+            }
+            "file" => {
+                let (path, key) = spec
+                    .rsplit_once(':')
+                    .ok_or_else(|| fail("expected ${file:PATH:KEY}".into()))?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| fail(format!("reading {path}: {e}")))?;
+                properties_value(&text, key)
+                    .ok_or_else(|| fail(format!("{path} has no key {key}")))?
+            }
+            "dir" => {
+                let (dir, file) = spec
+                    .rsplit_once(':')
+                    .ok_or_else(|| fail("expected ${dir:DIR:FILE}".into()))?;
+                if file.contains('/') || file == ".." {
+                    return Err(fail("the file name must not contain a path".into()));
+                }
+                let path = std::path::Path::new(dir).join(file);
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| fail(format!("reading {}: {e}", path.display())))?;
+                let text = text.strip_suffix('\n').unwrap_or(&text);
+                text.strip_suffix('\r').unwrap_or(text).to_string()
+            }
+            other => {
+                return Err(fail(format!(
+                    "unknown config provider {other:?} (env, file and dir are known)"
+                )))
+            }
+        };
+        out.push_str(&resolved);
+        rest = &rest[start + len + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// One key of a Java properties file (`key=value`, `key: value` or `key value`; `#` and `!`
+/// comments).
+fn properties_value(text: &str, key: &str) -> Option<String> {
+    text.lines().find_map(|line| {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+            return None;
+        }
+        let split = line.find(['=', ':', ' ', '\t'])?;
+        let (k, v) = (&line[..split], &line[split + 1..]);
+        (k.trim_end() == key).then(|| {
+            v.trim_start_matches([' ', '\t'])
+                .trim_start_matches(['=', ':'])
+                .trim()
+                .to_string()
+        })
+    })
 }
 
 fn resolve_props(given: &BTreeMap<String, serde_yaml::Value>) -> Result<BrokerProps, ConfigError> {
@@ -445,6 +537,11 @@ fn resolve_props(given: &BTreeMap<String, serde_yaml::Value>) -> Result<BrokerPr
         if aliases.iter().any(|(a, _, _)| a == k) {
             continue;
         }
+        // Kafka's config providers need declaring; here `${env:..}`, `${file:..}` and
+        // `${dir:..}` always work, so their declarations are accepted and not needed.
+        if k == "config.providers" || k.starts_with("config.providers.") {
+            continue;
+        }
         let prop = KAFKA_PROPERTIES
             .iter()
             .find(|p| p.name == k)
@@ -452,6 +549,7 @@ fn resolve_props(given: &BTreeMap<String, serde_yaml::Value>) -> Result<BrokerPr
             .ok_or_else(|| ConfigError::UnknownKey(format!("kafka.{k}")))?;
         let s =
             yaml_scalar(v).ok_or_else(|| ConfigError::Invalid(format!("{k} must be a scalar")))?;
+        let s = resolve_references(k, &s)?;
         check_value(k, prop.kind, &s).map_err(ConfigError::Invalid)?;
         // Listener names are matched case-insensitively, as Kafka does.
         let k = match split_listener_prefix(k) {
@@ -476,7 +574,9 @@ mod tests {
     fn no_file_gives_kafka_defaults() {
         let c = Config::load(None, Overrides::default()).expect("defaults");
         assert_eq!(c.listen, "0.0.0.0:9092");
-        assert_eq!(c.advertised().expect("adv"), ("localhost".into(), 9092));
+        assert_eq!(c.listeners.len(), 1);
+        assert_eq!(c.listeners[0].advertised_host, "localhost");
+        assert_eq!(c.listeners[0].advertised_port, 9092);
         assert_eq!(c.props.int("num.partitions"), 1);
         assert!(c.props.bool("auto.create.topics.enable"));
         assert_eq!(c.props.topic_defaults()["segment.bytes"], "1073741824");
@@ -545,6 +645,69 @@ mod tests {
             err.to_string().contains("listener.name.x.no.such.thing"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn listeners_come_from_kafka_properties_and_win_over_listen() {
+        let c = Config::load(
+            None,
+            Overrides {
+                listen: Some("127.0.0.1:1".into()),
+                properties: vec![
+                    "listeners=PLAINTEXT://127.0.0.1:9092,SASL_PLAINTEXT://127.0.0.1:9094".into(),
+                    "advertised.listeners=SASL_PLAINTEXT://kafka.example:19094".into(),
+                ],
+                ..Default::default()
+            },
+        )
+        .expect("load");
+        let names: Vec<_> = c.listeners.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["PLAINTEXT", "SASL_PLAINTEXT"]);
+        assert_eq!(c.listeners[0].bind_address(), "127.0.0.1:9092");
+        assert_eq!(c.listeners[1].advertised_host, "kafka.example");
+        let err = Config::load(
+            None,
+            Overrides {
+                properties: vec!["listeners=CLIENT://:9092".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("CLIENT"), "{err}");
+    }
+
+    #[test]
+    fn secrets_come_from_the_environment_files_and_directories() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let props = dir.path().join("secrets.properties");
+        std::fs::write(&props, "# c\nkeystore = /etc/ks.pem\nother=1\n").expect("write");
+        std::fs::write(dir.path().join("pw"), "s3cret\n").expect("write");
+        std::env::set_var("STRATA_TEST_SECRET_LOCATION", "/from/env.pem");
+        let load = |v: String| {
+            Config::load(
+                None,
+                Overrides {
+                    properties: vec![
+                        format!("ssl.keystore.location={v}"),
+                        "config.providers=env,file".into(),
+                        "config.providers.env.class=x".into(),
+                    ],
+                    ..Default::default()
+                },
+            )
+        };
+        let c = load("${env:STRATA_TEST_SECRET_LOCATION}".into()).expect("env");
+        assert_eq!(c.props.get("ssl.keystore.location"), "/from/env.pem");
+        let c = load(format!("${{file:{}:keystore}}", props.display())).expect("file");
+        assert_eq!(c.props.get("ssl.keystore.location"), "/etc/ks.pem");
+        let c = load(format!("x-${{dir:{}:pw}}", dir.path().display())).expect("dir");
+        assert_eq!(c.props.get("ssl.keystore.location"), "x-s3cret");
+        let err = load("${env:STRATA_TEST_NOT_SET_ANYWHERE}".into()).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.starts_with("ssl.keystore.location"), "{msg}");
+        assert!(msg.contains("STRATA_TEST_NOT_SET_ANYWHERE"), "{msg}");
+        let err = load(format!("${{file:{}:missing}}", props.display())).unwrap_err();
+        assert!(!err.to_string().contains("/etc/ks.pem"), "{err}");
     }
 
     #[test]

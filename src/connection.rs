@@ -39,6 +39,11 @@ enum Outgoing {
 pub enum ReadError {
     #[error("frame length {0} is negative")]
     Negative(i32),
+    #[error(
+        "a TLS handshake (ClientHello) arrived on a listener without TLS; the client must \
+         connect without TLS here, or to an SSL / SASL_SSL listener"
+    )]
+    TlsOnPlaintext,
     #[error("frame length {len} exceeds socket.request.max.bytes ({max})")]
     TooLarge { len: i32, max: usize },
     #[error("connection closed in the middle of a {expected}-byte frame ({got} bytes read)")]
@@ -71,6 +76,10 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
         return Err(ReadError::Negative(len));
     }
     if len as usize > max {
+        // A TLS record header (handshake, version 3.x) read as a length: a TLS client.
+        if prefix[0] == 0x16 && prefix[1] == 0x03 {
+            return Err(ReadError::TlsOnPlaintext);
+        }
         return Err(ReadError::TooLarge { len, max });
     }
     let len = len as usize;

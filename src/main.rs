@@ -5,6 +5,8 @@
 use clap::Parser;
 use std::path::PathBuf;
 use strata::config::{Config, FlushPolicy, Overrides};
+use strata::security::tls::TlsServer;
+use strata::server::Bound;
 use tracing_subscriber::EnvFilter;
 
 #[global_allocator]
@@ -17,10 +19,11 @@ struct Args {
     /// YAML config file.
     #[arg(long, env = "STRATA_CONFIG")]
     config: Option<PathBuf>,
-    /// Address to listen on [default: 0.0.0.0:9092].
+    /// Address of the one PLAINTEXT listener when the Kafka property `listeners` is not
+    /// set (with it, this is ignored) [default: 0.0.0.0:9092].
     #[arg(long, env = "STRATA_LISTEN", value_name = "HOST:PORT")]
     listen: Option<String>,
-    /// Address clients are told to connect to [default: localhost:9092].
+    /// Address clients are told to connect to, for that listener [default: localhost:9092].
     #[arg(long, env = "STRATA_ADVERTISED_LISTENER", value_name = "HOST:PORT")]
     advertised_listener: Option<String>,
     /// Where partitions live [default: ./data].
@@ -92,23 +95,49 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let listen = config.listen.clone();
-    let listener = tokio::net::TcpListener::bind(&listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
+    let mut bound = Vec::with_capacity(config.listeners.len());
+    for l in &config.listeners {
+        let tls = if l.protocol.uses_tls() {
+            let server = TlsServer::new(
+                &config.props,
+                &l.name,
+                l.protocol == strata::security::SecurityProtocol::Ssl,
+            )
+            .map_err(|e| anyhow::anyhow!("listener {} ({}): {e}", l.name, l.protocol.as_str()))?;
+            Some(std::sync::Arc::new(server))
+        } else {
+            None
+        };
+        let address = l.bind_address();
+        let socket = tokio::net::TcpListener::bind(&address)
+            .await
+            .map_err(|e| anyhow::anyhow!("binding listener {} on {address}: {e}", l.name))?;
+        tracing::info!(
+            listener = %l.name,
+            protocol = l.protocol.as_str(),
+            bound = %socket.local_addr()?,
+            advertised = %format!("{}:{}", l.advertised_host, l.advertised_port),
+            client_auth = ?tls.as_ref().map(|t| t.client_auth()),
+            "listening"
+        );
+        bound.push(Bound {
+            socket,
+            listener: std::sync::Arc::new(l.runtime()),
+            tls,
+        });
+    }
     let broker = strata::broker::Broker::open(config)?;
     if let Err(e) = broker.restore_from_archive().await {
         tracing::warn!(error = %e, "could not look for topics to restore in the archive");
     }
     broker.spawn_maintenance();
     tracing::info!(
-        listen = %listener.local_addr()?,
-        advertised = %broker.config.advertised_listener,
+        listeners = bound.len(),
         data_dir = %broker.config.data_dir.display(),
         flush = ?broker.config.flush,
         "strata is serving"
     );
-    strata::server::run(listener, broker, shutdown_signal()).await;
+    strata::server::run(bound, broker, shutdown_signal()).await;
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 //! No files of its own.
 
 pub mod sasl;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

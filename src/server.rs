@@ -1,10 +1,12 @@
-//! The listener: accepts connections up to a limit and, on shutdown, stops accepting, lets
-//! each connection finish the request it is handling, then flushes every log.
+//! The listeners: accept connections on every bound listener (TLS ones after their
+//! handshake) up to one shared limit and, on shutdown, stop accepting, let each connection
+//! finish the request it is handling, then flush every log.
 //!
 //! No files of its own; the broker flushes its logs at the end of a clean shutdown.
 
 use crate::broker::Broker;
-use crate::security::Listener;
+use crate::security::tls::TlsServer;
+use crate::security::{Listener, Session};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,20 +17,17 @@ use tokio::task::JoinSet;
 /// How long shutdown waits for connections to finish their in-flight requests.
 const DRAIN: Duration = Duration::from_secs(10);
 
-pub async fn run(listener: TcpListener, broker: Broker, shutdown: impl Future) {
+/// A bound socket and what its connections are.
+pub struct Bound {
+    pub socket: TcpListener,
+    /// Name, protocol and advertised address, shared by the listener's sessions.
+    pub listener: Arc<Listener>,
+    /// For SSL and SASL_SSL listeners: the handshake and the certificates.
+    pub tls: Option<Arc<TlsServer>>,
+}
+
+pub async fn run(listeners: Vec<Bound>, broker: Broker, shutdown: impl Future) {
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut listener_info = Listener::plaintext(&broker.advertised_host, broker.advertised_port);
-    // The one bound listener takes the name and protocol of the first `listeners` entry
-    // when that protocol needs no TLS (PLAINTEXT or SASL_PLAINTEXT).
-    if let Some((name, protocol)) =
-        crate::security::sasl::configured_listeners(&broker.config.props)
-            .into_iter()
-            .next()
-            .filter(|(_, p)| !p.uses_tls())
-    {
-        (listener_info.name, listener_info.protocol) = (name, protocol);
-    }
-    let listener_info = Arc::new(listener_info);
     // Bounds the number of connections (and so of per-connection buffers).
     let limit = Arc::new(Semaphore::new(broker.config.max_connections.max(1)));
     let mut connections = JoinSet::new();
@@ -38,25 +37,41 @@ pub async fn run(listener: TcpListener, broker: Broker, shutdown: impl Future) {
         tokio::select! {
             _ = &mut shutdown => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
+            (accepted, index) = accept_any(&listeners) => match accepted {
                 Ok((stream, peer)) => {
+                    let bound = &listeners[index];
                     backoff = Duration::from_millis(10);
                     let Ok(permit) = limit.clone().try_acquire_owned() else {
-                        tracing::warn!(%peer, "connection limit reached; refusing");
+                        tracing::warn!(%peer, listener = %bound.listener.name,
+                            "connection limit reached; refusing");
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
                     let broker = broker.clone();
                     let stop = stop_rx.clone();
-                    let listener_info = listener_info.clone();
+                    let listener = bound.listener.clone();
+                    let tls = bound.tls.clone();
                     connections.spawn(async move {
-                        crate::connection::serve_tcp(broker, stream, peer, listener_info, stop).await;
+                        match tls {
+                            None => crate::connection::serve_tcp(broker, stream, peer, listener, stop).await,
+                            Some(tls) => {
+                                let mut handshake_stop = stop.clone();
+                                if let Some((stream, principal)) = tls.accept(stream, peer, &mut handshake_stop).await {
+                                    let mut session = Session::new(listener, peer);
+                                    if let Some(p) = principal {
+                                        session.principal = p;
+                                    }
+                                    let (rd, wr) = tokio::io::split(stream);
+                                    crate::connection::serve(broker, rd, wr, session, stop).await;
+                                }
+                            }
+                        }
                         drop(permit);
                     });
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::error!(error = %e, "accept failed");
+                    tracing::error!(listener = %listeners[index].listener.name, error = %e, "accept failed");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                 }
@@ -67,7 +82,7 @@ pub async fn run(listener: TcpListener, broker: Broker, shutdown: impl Future) {
         connections = connections.len(),
         "shutting down: no longer accepting"
     );
-    drop(listener);
+    drop(listeners);
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(DRAIN, async {
         while connections.join_next().await.is_some() {}
@@ -79,4 +94,23 @@ pub async fn run(listener: TcpListener, broker: Broker, shutdown: impl Future) {
     }
     broker.shut_down().await;
     tracing::info!("logs flushed; stopped");
+}
+
+/// The next connection on any listener, with the listener's index. `accept` is
+/// cancel-safe, so the futures of the listeners that lost the race are simply dropped.
+async fn accept_any(
+    listeners: &[Bound],
+) -> (
+    std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)>,
+    usize,
+) {
+    if listeners.is_empty() {
+        return std::future::pending().await;
+    }
+    let accepts = listeners
+        .iter()
+        .map(|b| Box::pin(b.socket.accept()))
+        .collect::<Vec<_>>();
+    let (result, index, _) = futures::future::select_all(accepts).await;
+    (result, index)
 }

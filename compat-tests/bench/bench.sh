@@ -8,6 +8,7 @@
 #   compat-tests/bench/bench.sh --start [--flush-always]       # spawn target/release/strata
 #   compat-tests/bench/bench.sh --start --latency-only --longpoll
 #                                   # latency with and without 500 idle long-polls
+#   compat-tests/bench/bench.sh --start --tls                  # the same runs over an SSL listener
 #   compat-tests/bench/bench.sh --build-only                   # just build/cache the client
 #
 # Options:
@@ -25,6 +26,12 @@
 #                    empty topics (Fetch v4, max_wait_ms LONGPOLL_WAIT_MS=500,
 #                    min_bytes 1; see longpoll_fetchers.py). The topics are
 #                    created before and deleted after that run
+#   --tls            (with --start) give the broker an SSL listener too, with a
+#                    certificate made by openssl for the run, and run every
+#                    produce/consume/latency run over TLS (security.protocol=ssl,
+#                    the client verifying the certificate); the client is then
+#                    a second rdkafka_performance built with OpenSSL. Topic
+#                    deletion and probes use the PLAINTEXT listener
 #   --latency-only   skip the throughput and consume runs: only the latency
 #                    runs (and, with --flush-always, the flush=always latency run)
 #   --quick          small message counts (smoke run, figures are noisy)
@@ -69,6 +76,7 @@ QUICK=0
 DELETE_TOPICS=0
 LONGPOLL=0
 LATENCY_ONLY=0
+TLS=0
 BOOTSTRAP=${BOOTSTRAP:-127.0.0.1:9092}
 STRATA_BIN=${STRATA_BIN:-$ROOT/target/release/strata}
 
@@ -81,6 +89,7 @@ while [[ $# -gt 0 ]]; do
         --delete-topics) DELETE_TOPICS=1 ;;
         --longpoll) LONGPOLL=1 ;;
         --latency-only) LATENCY_ONLY=1 ;;
+        --tls) TLS=1 ;;
         -h|--help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         -*) echo "unknown option: $1" >&2; exit 2 ;;
         *) BOOTSTRAP=$1 ;;
@@ -110,6 +119,21 @@ LONGPOLL_WAIT_MS=${LONGPOLL_WAIT_MS:-500}
 # a broker this script started holds nothing but the benchmark's own topics
 [[ $START == 1 ]] && DELETE_TOPICS=1
 
+if [[ $TLS == 1 && $START == 0 ]]; then
+    echo "--tls needs --start" >&2
+    exit 2
+fi
+# the TLS client is a separate build of rdkafka_performance, with OpenSSL
+PERF_VARIANT=""
+if [[ $TLS == 1 ]]; then
+    PERF_VARIANT=-ssl
+    PERF=$CACHE/bin/rdkafka_performance-ssl
+fi
+# -X settings every rdkafka_performance run gets (the TLS ones with --tls)
+PERF_X=()
+# where DeleteTopics, probes and the long-poll helpers connect: always plaintext
+ADMIN_BOOTSTRAP=$BOOTSTRAP
+
 if [[ $FLUSH_ALWAYS == 1 && $START == 0 ]]; then
     echo "--flush-always needs --start" >&2
     exit 2
@@ -124,7 +148,9 @@ die() { log "ERROR: $*"; exit 1; }
 
 ensure_debian_packages() {
     local missing=() p
-    for p in gcc make libc6-dev zlib1g-dev pkg-config; do
+    local wanted=(gcc make libc6-dev zlib1g-dev pkg-config)
+    [[ $TLS == 1 ]] && wanted+=(libssl-dev openssl)
+    for p in "${wanted[@]}"; do
         if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed'; then
             missing+=("$p")
         fi
@@ -139,7 +165,7 @@ ensure_debian_packages() {
 }
 
 build_perf_tool() {
-    if [[ -x $PERF && -f $CACHE/bin/VERSION ]]; then
+    if [[ -x $PERF && -f $CACHE/bin/VERSION$PERF_VARIANT ]]; then
         return 0
     fi
     ensure_debian_packages
@@ -184,13 +210,15 @@ for p in d["packages"]:
     log "building librdkafka from rdkafka-sys $version ($src)"
 
     local build=$CACHE/build/librdkafka
+    local ssl_flag=--disable-ssl
+    [[ $TLS == 1 ]] && ssl_flag=--enable-ssl
     rm -rf "$CACHE/build"
     mkdir -p "$CACHE/build"
     cp -a "$src" "$build"
     chmod -R u+w "$build"
     (
         cd "$build"
-        ./configure --no-download --disable-ssl --disable-gssapi --disable-curl \
+        ./configure --no-download "$ssl_flag" --disable-gssapi --disable-curl \
             --disable-zstd --disable-lz4-ext --enable-zlib > "$CACHE/build/configure.log" 2>&1 \
             || { tail -30 "$CACHE/build/configure.log" >&2; exit 1; }
         make -j"$(nproc)" -C src librdkafka.a > "$CACHE/build/make.log" 2>&1 \
@@ -203,7 +231,9 @@ for p in d["packages"]:
     mv "$PERF.tmp" "$PERF"
     local libver
     libver=$(grep -o 'RD_KAFKA_VERSION *0x[0-9a-fA-F]*' "$build/src/rdkafka.h" | head -1 || true)
-    printf 'rdkafka-sys %s, %s\n' "$version" "$libver" > "$CACHE/bin/VERSION"
+    local with_ssl=""
+    [[ $TLS == 1 ]] && with_ssl=", with OpenSSL"
+    printf 'rdkafka-sys %s, %s%s\n' "$version" "$libver" "$with_ssl" > "$CACHE/bin/VERSION$PERF_VARIANT"
     rm -rf "$CACHE/build/librdkafka"   # keep only the logs
     log "built $PERF"
 }
@@ -259,7 +289,7 @@ cleanup() {
         wait "$POLLER_PID" 2>/dev/null || true
     fi
     if [[ -n $IDLE_PREFIX && $OWN_BROKER == 0 ]] && broker_alive; then
-        "${FETCHERS[@]}" delete "$BOOTSTRAP" "$IDLE_PREFIX" "$LONGPOLL_CONNS" >/dev/null 2>&1 || true
+        "${FETCHERS[@]}" delete "$ADMIN_BOOTSTRAP" "$IDLE_PREFIX" "$LONGPOLL_CONNS" >/dev/null 2>&1 || true
     fi
     stop_broker || true
     rm -rf "$CACHE/last-run"
@@ -284,12 +314,22 @@ start_broker() {
     BROKER_DATA=$WORK/data-$name
     mkdir -p "$BROKER_DATA"
     BOOTSTRAP=127.0.0.1:$port
+    ADMIN_BOOTSTRAP=$BOOTSTRAP
+    local tls_args=()
+    if [[ $TLS == 1 ]]; then
+        local ssl_port
+        ssl_port=$("${HELPER[@]}" freeport)
+        tls_args=(--override "listeners=PLAINTEXT://$ADMIN_BOOTSTRAP,SSL://127.0.0.1:$ssl_port"
+                  --override "ssl.keystore.location=$TLS_DIR/keystore.pem")
+        BOOTSTRAP=127.0.0.1:$ssl_port
+    fi
     log "starting $STRATA_BIN on $BOOTSTRAP ($*)"
     local out
     OWN_BROKER=1
+    # (--listen is what bench_helper.py probes: the PLAINTEXT listener)
     out=$("${HELPER[@]}" start "$LOGS/strata-$name.log" 30 -- \
-        "$STRATA_BIN" --listen "$BOOTSTRAP" --advertised-listener "$BOOTSTRAP" \
-        --data-dir "$BROKER_DATA" --override num.partitions=1 "$@") || {
+        "$STRATA_BIN" --listen "$ADMIN_BOOTSTRAP" --advertised-listener "$ADMIN_BOOTSTRAP" \
+        --data-dir "$BROKER_DATA" --override num.partitions=1 "${tls_args[@]}" "$@") || {
         BROKER_PID=${out%% *}
         log "broker log tail:"; tail -20 "$LOGS/strata-$name.log" >&2 || true
         die "broker did not answer ApiVersions"
@@ -345,7 +385,7 @@ drop_topics() {
     broker_alive || return 0
     local t out
     for t in "$@"; do
-        if ! out=$("${HELPER[@]}" delete-topic "$BOOTSTRAP" "$t" 2>&1); then
+        if ! out=$("${HELPER[@]}" delete-topic "$ADMIN_BOOTSTRAP" "$t" 2>&1); then
             note "could not delete topic $t: $(tail -1 <<<"$out" | cut -c1-200)"
         fi
     done
@@ -362,7 +402,7 @@ calibrate() {
     local size=$1 acks=$2 topic=$3 logf=$LOGS/calibrate-$3.log summary mps
     settle
     log "calibrating: ${size} B acks=$acks for 2 s" >&2
-    run_capped 2 "$logf" "$PERF" -P -t "$topic" -b "$BOOTSTRAP" -p 0 -s "$size" -c 100000000 \
+    run_capped 2 "$logf" "$PERF" "${PERF_X[@]}" -P -t "$topic" -b "$BOOTSTRAP" -p 0 -s "$size" -c 100000000 \
         -X acks="$acks" -X linger.ms="$LINGER_MS" >/dev/null
     summary=$("${HELPER[@]}" produce-summary "$logf")
     mps=0
@@ -387,7 +427,7 @@ produce_run() {
     fi
     settle
     log "produce: $label ($count x $size B, acks=$acks, cap ${RUN_CAP}s)"
-    status=$(run_capped "$RUN_CAP" "$logf" "$PERF" -P -t "$topic" -b "$BOOTSTRAP" -p 0 \
+    status=$(run_capped "$RUN_CAP" "$logf" "$PERF" "${PERF_X[@]}" -P -t "$topic" -b "$BOOTSTRAP" -p 0 \
         -s "$size" -c "$count" -X acks="$acks" -X linger.ms="$LINGER_MS")
     summary=$("${HELPER[@]}" produce-summary "$logf")
     if [[ $summary == NA ]]; then
@@ -423,7 +463,7 @@ consume_run() { # LABEL TOPIC EXPECTED   (deletes TOPIC after the run)
         return
     fi
     log "consume: $label ($expected msgs from the beginning, cap $((RUN_CAP * 2))s)"
-    status=$(run_capped $((RUN_CAP * 2)) "$logf" "$PERF" -C -t "$topic" -b "$BOOTSTRAP" -p 0 \
+    status=$(run_capped $((RUN_CAP * 2)) "$logf" "$PERF" "${PERF_X[@]}" -C -t "$topic" -b "$BOOTSTRAP" -p 0 \
         -o beginning -c "$expected" -e)
     summary=$("${HELPER[@]}" consume-summary "$logf")
     if [[ $summary == NA ]]; then
@@ -458,12 +498,12 @@ latency_run() {
     settle
     log "latency ($tag): $LAT_COUNT msgs at $LAT_RATE msg/s, acks=-1, linger.ms=0"
     # create the topic (and warm up connections) with one message
-    run_capped 20 "$LOGS/lat-$safe-create.log" "$PERF" -P -t "$topic" -b "$BOOTSTRAP" -p 0 \
+    run_capped 20 "$LOGS/lat-$safe-create.log" "$PERF" "${PERF_X[@]}" -P -t "$topic" -b "$BOOTSTRAP" -p 0 \
         -s 100 -c 1 -X acks=-1 >/dev/null
     local ccap=$(( LAT_COUNT / LAT_RATE + 40 ))
     # from the beginning: the topic only holds the warm-up message, which
     # carries no timestamp and is counted but not sampled (hence count + 1)
-    timeout -s INT -k 10 "$ccap" "$PERF" -C -t "$topic" -b "$BOOTSTRAP" -p 0 -o beginning \
+    timeout -s INT -k 10 "$ccap" "$PERF" "${PERF_X[@]}" -C -t "$topic" -b "$BOOTSTRAP" -p 0 -o beginning \
         -l -A "$e2e" -c $(( LAT_COUNT + 1 )) > "$LOGS/lat-$safe-consumer.log" 2>&1 &
     local cpid=$!
     sleep 3   # let the consumer connect and start fetching
@@ -471,7 +511,7 @@ latency_run() {
     cpu0=$("${HELPER[@]}" cpu "${BROKER_PID:-0}")
     t0=$(date +%s.%N)
     pstatus=$(run_capped $(( LAT_COUNT / LAT_RATE + 30 )) "$LOGS/lat-$safe-producer.log" \
-        "$PERF" -P -t "$topic" -b "$BOOTSTRAP" -p 0 -s 100 -c "$LAT_COUNT" -r "$LAT_RATE" \
+        "$PERF" "${PERF_X[@]}" -P -t "$topic" -b "$BOOTSTRAP" -p 0 -s 100 -c "$LAT_COUNT" -r "$LAT_RATE" \
         -X acks=-1 -X linger.ms=0 -l -A "$dr")
     t1=$(date +%s.%N)
     cpu1=$("${HELPER[@]}" cpu "${BROKER_PID:-0}")
@@ -512,13 +552,13 @@ longpoll_latency_run() {
     local ready=$WORK/longpoll.ready logf=$LOGS/longpoll-fetchers.log out
     IDLE_PREFIX=bench-$RUN_ID-idle
     log "longpoll: creating $LONGPOLL_CONNS topics $IDLE_PREFIX-N (1 partition each)"
-    if ! out=$("${FETCHERS[@]}" create "$BOOTSTRAP" "$IDLE_PREFIX" "$LONGPOLL_CONNS" 2>&1); then
+    if ! out=$("${FETCHERS[@]}" create "$ADMIN_BOOTSTRAP" "$IDLE_PREFIX" "$LONGPOLL_CONNS" 2>&1); then
         note "longpoll: could not create the idle topics: $(tail -1 <<<"$out" | cut -c1-200)"
         drop_idle_topics
         return
     fi
     rm -f "$ready"
-    "${FETCHERS[@]}" poll "$BOOTSTRAP" "$IDLE_PREFIX" "$LONGPOLL_CONNS" "$LONGPOLL_WAIT_MS" "$ready" \
+    "${FETCHERS[@]}" poll "$ADMIN_BOOTSTRAP" "$IDLE_PREFIX" "$LONGPOLL_CONNS" "$LONGPOLL_WAIT_MS" "$ready" \
         > "$logf" 2>&1 &
     POLLER_PID=$!
     # every connection has had one (max_wait_ms long) answer before measuring
@@ -549,7 +589,7 @@ drop_idle_topics() {
     [[ -n $IDLE_PREFIX ]] || return 0
     broker_alive || return 0
     local out
-    if ! out=$("${FETCHERS[@]}" delete "$BOOTSTRAP" "$IDLE_PREFIX" "$LONGPOLL_CONNS" 2>&1); then
+    if ! out=$("${FETCHERS[@]}" delete "$ADMIN_BOOTSTRAP" "$IDLE_PREFIX" "$LONGPOLL_CONNS" 2>&1); then
         note "longpoll: could not delete the idle topics: $(tail -1 <<<"$out" | cut -c1-200)"
     fi
     IDLE_PREFIX=""
@@ -572,12 +612,32 @@ PEAK_RSS=NA
 FA_STARTUP=""
 BROKER_DESC="external broker at $BOOTSTRAP"
 
+# make_tls_certs: a CA and a server certificate for 127.0.0.1 / localhost (openssl)
+TLS_DIR=$WORK/tls
+make_tls_certs() {
+    mkdir -p "$TLS_DIR"
+    (
+        cd "$TLS_DIR"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+            -subj "/CN=strata bench CA" -keyout ca.key -out ca.pem
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+            -subj "/O=Strata/CN=localhost" -keyout server.key -out server.csr
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' > ext.cnf
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+            -extfile ext.cnf -out server.pem
+        cat server.key server.pem > keystore.pem
+    ) > "$LOGS/tls-certs.log" 2>&1 || die "making the TLS certificates failed (see $LOGS/tls-certs.log)"
+    PERF_X=(-X security.protocol=ssl -X "ssl.ca.location=$TLS_DIR/ca.pem")
+}
+[[ $TLS == 1 ]] && make_tls_certs
+
 if [[ $START == 1 ]]; then
     start_broker main
     MAIN_STARTUP=$STARTUP_MS
     bin_desc=$STRATA_BIN
     [[ $bin_desc == "$ROOT"/* ]] && bin_desc=${bin_desc#"$ROOT"/}
     BROKER_DESC="$bin_desc started by bench.sh, default flush, num.partitions=1"
+    [[ $TLS == 1 ]] && BROKER_DESC="$BROKER_DESC; clients over TLS (SSL listener $BOOTSTRAP, server certificate verified, no client certificate)"
     sleep 1
     read -r IDLE_RSS _ < <(rss_of "$BROKER_PID")
 else
@@ -593,7 +653,7 @@ else
         fi
     fi
 fi
-PROBE_MS=$("${HELPER[@]}" probe "$BOOTSTRAP" 3 2>/dev/null || echo NA)
+PROBE_MS=$("${HELPER[@]}" probe "$ADMIN_BOOTSTRAP" 3 2>/dev/null || echo NA)
 
 for acks in 1 -1; do
     [[ $LATENCY_ONLY == 1 ]] && break
@@ -655,7 +715,7 @@ cpu_model=$(grep -m1 -E '^(model name|Hardware|cpu model)' /proc/cpuinfo 2>/dev/
     echo "Strata benchmark, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo "host:    $(uname -m), nproc=$(nproc), CPU: ${cpu_model:-unknown}, kernel $(uname -r)"
     echo "load:    1/5/15-min load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg) (other work on the machine skews the figures)"
-    echo "client:  rdkafka_performance, $(cat "$CACHE/bin/VERSION" 2>/dev/null)"
+    echo "client:  rdkafka_performance, $(cat "$CACHE/bin/VERSION$PERF_VARIANT" 2>/dev/null)"
     echo "broker:  $BROKER_DESC"
     if [[ $LATENCY_ONLY == 1 ]]; then
         echo "params:  latency runs only (--latency-only): $LAT_COUNT msgs each"

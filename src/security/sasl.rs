@@ -194,28 +194,6 @@ impl Sasl {
     }
 }
 
-/// The listeners named in `listeners` with their protocol from
-/// `listener.security.protocol.map` (a name missing from the map is taken as a protocol
-/// name, as Kafka's defaults map each protocol to itself).
-pub fn configured_listeners(props: &BrokerProps) -> Vec<(String, super::SecurityProtocol)> {
-    let map: HashMap<String, String> = props
-        .get("listener.security.protocol.map")
-        .split(',')
-        .filter_map(|kv| kv.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_uppercase(), v.trim().to_string()))
-        .collect();
-    props
-        .get("listeners")
-        .split(',')
-        .filter_map(|l| l.split_once("://"))
-        .map(|(name, _)| name.trim().to_ascii_uppercase())
-        .filter_map(|name| {
-            let protocol = map.get(&name).cloned().unwrap_or_else(|| name.clone());
-            protocol.parse().ok().map(|p| (name, p))
-        })
-        .collect()
-}
-
 /// Creates the `scram_users` of the config that have no credential for their mechanism
 /// yet; existing credentials (perhaps changed through the admin API since) are kept.
 pub fn add_startup_users(
@@ -546,8 +524,9 @@ impl Authenticator {
     ) -> Gate {
         match self.feed(token, session, now_ms, version >= 1) {
             Ok((token, lifetime)) => {
-                let mut response =
-                    SaslAuthenticateResponse::default().with_auth_bytes(token.into());
+                let mut response = SaslAuthenticateResponse::default()
+                    .with_error_message(None)
+                    .with_auth_bytes(token.into());
                 if version >= 1 {
                     response = response.with_session_lifetime_ms(lifetime);
                 }

@@ -1,0 +1,296 @@
+"""Listeners and TLS: Kafka's `listeners` / `advertised.listeners` /
+`listener.security.protocol.map`, SSL listeners with PEM key and trust stores, mTLS with
+`ssl.principal.mapping.rules`, certificate reload, and `${env:..}` / `${file:..}` secrets.
+
+Every broker here has a PLAINTEXT listener on the port the fixtures wait on, plus an SSL
+listener on a second port; the certificates come from `certs.TestPki` (a fresh CA per test).
+
+- test_kcat_and_confluent_kafka_over_ssl: kcat produces and confluent-kafka consumes over
+  SSL, both verifying the server certificate with the test CA.
+- test_each_listener_advertises_its_own_address: kcat -L on each listener lists the broker
+  at that listener's advertised address.
+- test_mtls_required_maps_the_certificate_to_a_principal: with ssl.client.auth=required a
+  client with a certificate works and is logged as the mapped principal; one without fails.
+- test_wrong_protocol_on_either_port_fails_clearly: plaintext on the TLS port and TLS on the
+  plaintext port each fail with a clear broker log line, and a good client keeps working.
+- test_a_replaced_certificate_is_served_to_new_connections: new cert+key files (another
+  subject) are served without a restart; a broken file keeps the previous certificate.
+- test_java_client_over_ssl_with_a_pem_truststore: kafka-clients with ssl.truststore.type=PEM.
+- test_secrets_from_the_environment_and_a_file: the keystore and truststore locations come
+  from ${env:..} and ${file:..}; an unset variable stops the start with an error naming the
+  property.
+- test_bad_listener_settings_stop_the_start_naming_the_key: a listener without a protocol,
+  and a JKS keystore, are start-up errors that say what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import ssl
+import subprocess
+import time
+
+import pytest
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient
+from cryptography import x509
+
+from certs import TestPki
+from clients import compile_java, create_topic, new_consumer, program_report, tail, unique_topic, wait_for, wait_until
+from conftest import StrataBroker, free_port, strata_binary
+
+JAVA_DIR = __import__("pathlib").Path(__file__).resolve().parent / "java"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def keystore(pki_dir, issued, name="keystore.pem"):
+    """Kafka's PEM keystore: the private key and the certificate chain in one file."""
+    path = pki_dir / name
+    tmp = pki_dir / (name + ".tmp")
+    tmp.write_text(issued.key.read_text() + issued.cert.read_text())
+    os.replace(tmp, path)
+    return path
+
+
+def broker_log(broker) -> str:
+    return ANSI.sub("", broker.log_path.read_text(errors="replace"))
+
+
+@pytest.fixture
+def tls_broker(request, tmp_path):
+    """start(ssl_port, *overrides) -> a broker with PLAINTEXT on broker.port and SSL on ssl_port."""
+    brokers: list[StrataBroker] = []
+    request.node._strata_brokers = brokers
+
+    def start(ssl_port: int, *overrides: str, advertised: str | None = None) -> StrataBroker:
+        port = free_port()
+        n = len(brokers)
+        data_dir = tmp_path / f"data{n}"
+        data_dir.mkdir()
+        args = ["--override", f"listeners=PLAINTEXT://127.0.0.1:{port},SSL://127.0.0.1:{ssl_port}"]
+        if advertised:
+            args += ["--override", f"advertised.listeners={advertised.format(port=port, ssl_port=ssl_port)}"]
+        for o in overrides:
+            args += ["--override", o]
+        broker = StrataBroker(strata_binary(), port, data_dir, tmp_path / f"strata{n}.log", tuple(args))
+        brokers.append(broker)
+        return broker.start()
+
+    yield start
+    for b in brokers:
+        b.shutdown_quietly()
+
+
+def ssl_conf(pki, client=None):
+    conf = {"security.protocol": "SSL", "ssl.ca.location": str(pki.ca_cert)}
+    if client is not None:
+        conf.update({"ssl.certificate.location": str(client.cert), "ssl.key.location": str(client.key)})
+    return conf
+
+
+def kcat(bootstrap, *args, conf=None, stdin=None, timeout=30, check=True):
+    extra = [x for k, v in (conf or {}).items() for x in ("-X", f"{k}={v}")]
+    proc = subprocess.run(["kcat", "-b", bootstrap, *extra, *args], input=stdin, capture_output=True,
+                          timeout=timeout)
+    if check:
+        assert proc.returncode == 0, (f"kcat {' '.join(args)} exited {proc.returncode}\n"
+                                      f"{proc.stderr.decode(errors='replace')[-2000:]}")
+    return proc
+
+
+def consume_values(bootstrap, topic, count, conf, timeout=20.0):
+    consumer = new_consumer(bootstrap, **conf)
+    try:
+        from confluent_kafka import TopicPartition
+        consumer.assign([TopicPartition(topic, 0, 0)])
+        got = []
+        deadline = time.monotonic() + timeout
+        while len(got) < count and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            assert msg.error() is None, msg.error()
+            got.append(msg.value())
+        return got
+    finally:
+        consumer.close()
+
+
+def server_certificate(port, ca) -> x509.Certificate:
+    ctx = ssl.create_default_context(cafile=str(ca))
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            return x509.load_der_x509_certificate(s.getpeercert(binary_form=True))
+
+
+def metadata_fails(bootstrap, conf):
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 1500, **conf})
+    with pytest.raises(KafkaException):
+        admin.list_topics(timeout=1.5)
+
+
+def test_kcat_and_confluent_kafka_over_ssl(tls_broker, tmp_path):
+    pki = TestPki(tmp_path / "pki")
+    ks = keystore(pki.dir, pki.server())
+    ssl_port = free_port()
+    broker = tls_broker(ssl_port, f"ssl.keystore.location={ks}")
+    ssl_bootstrap = f"127.0.0.1:{ssl_port}"
+    topic = unique_topic("tls-kcat")
+    lines = [f"message-{i}" for i in range(20)]
+    kcat(ssl_bootstrap, "-P", "-t", topic, "-p", "0", conf=ssl_conf(pki), stdin=("\n".join(lines) + "\n").encode())
+    got = consume_values(ssl_bootstrap, topic, len(lines), ssl_conf(pki))
+    assert got == [line.encode() for line in lines]
+    out = kcat(ssl_bootstrap, "-C", "-t", topic, "-p", "0", "-o", "beginning", "-e", "-q", conf=ssl_conf(pki))
+    assert out.stdout.decode().split() == lines
+    # the same data over the PLAINTEXT listener
+    assert consume_values(broker.bootstrap, topic, len(lines), {}) == [line.encode() for line in lines]
+
+
+def test_each_listener_advertises_its_own_address(tls_broker, tmp_path):
+    pki = TestPki(tmp_path / "pki")
+    ks = keystore(pki.dir, pki.server())
+    ssl_port = free_port()
+    broker = tls_broker(ssl_port, f"ssl.keystore.location={ks}",
+                        advertised="PLAINTEXT://127.0.0.1:{port},SSL://localhost:{ssl_port}")
+    plain = kcat(broker.bootstrap, "-L").stdout.decode()
+    assert f"broker 0 at 127.0.0.1:{broker.port}" in plain, plain
+    secure = kcat(f"127.0.0.1:{ssl_port}", "-L", conf=ssl_conf(pki)).stdout.decode()
+    assert f"broker 0 at localhost:{ssl_port}" in secure, secure
+    log = broker_log(broker)
+    assert re.search(rf"listening listener=SSL protocol=\"SSL\" bound=127.0.0.1:{ssl_port} "
+                     rf"advertised=localhost:{ssl_port}", log), tail(log)
+
+
+def test_mtls_required_maps_the_certificate_to_a_principal(tls_broker, tmp_path):
+    pki = TestPki(tmp_path / "pki")
+    ks = keystore(pki.dir, pki.server())
+    alice = pki.client("CN=Alice,OU=dev,O=Strata")
+    ssl_port = free_port()
+    broker = tls_broker(ssl_port, f"ssl.keystore.location={ks}", f"ssl.truststore.location={pki.ca_cert}",
+                        "ssl.client.auth=required",
+                        "ssl.principal.mapping.rules=RULE:^CN=([^,]+),OU=dev,.*$/$1/L,DEFAULT")
+    ssl_bootstrap = f"127.0.0.1:{ssl_port}"
+    topic = unique_topic("tls-mtls")
+    kcat(ssl_bootstrap, "-P", "-t", topic, "-p", "0", conf=ssl_conf(pki, alice), stdin=b"a\nb\n")
+    wait_until(lambda: "principal=User:alice" in broker_log(broker), 10, "the mapped principal in the broker log")
+    # no client certificate: the handshake is refused and logged
+    metadata_fails(ssl_bootstrap, ssl_conf(pki))
+    wait_until(lambda: "TLS handshake failed" in broker_log(broker) and "no certificates" in broker_log(broker),
+               10, "the refused handshake in the broker log")
+    # a certificate from another CA is refused too
+    other = TestPki(tmp_path / "other", name="other").client("CN=mallory,OU=dev,O=Strata")
+    metadata_fails(ssl_bootstrap, ssl_conf(pki, other))
+    assert consume_values(ssl_bootstrap, topic, 2, ssl_conf(pki, alice)) == [b"a", b"b"]
+
+
+def test_wrong_protocol_on_either_port_fails_clearly(tls_broker, tmp_path):
+    pki = TestPki(tmp_path / "pki")
+    ks = keystore(pki.dir, pki.server())
+    ssl_port = free_port()
+    broker = tls_broker(ssl_port, f"ssl.keystore.location={ks}")
+    ssl_bootstrap = f"127.0.0.1:{ssl_port}"
+    metadata_fails(ssl_bootstrap, {})                     # plaintext client on the TLS port
+    metadata_fails(broker.bootstrap, ssl_conf(pki))       # TLS client on the plaintext port
+    wait_until(lambda: (
+        "a TLS handshake (ClientHello) arrived on a listener without TLS" in broker_log(broker)
+        and re.search(r"TLS handshake failed; closing peer=127.0.0.1:\d+ listener=SSL", broker_log(broker))),
+        10, "both mistakes in the broker log")
+    topic = unique_topic("tls-still-served")
+    create_topic(broker.bootstrap, topic, 1)
+    kcat(ssl_bootstrap, "-P", "-t", topic, "-p", "0", conf=ssl_conf(pki), stdin=b"ok\n")
+    assert consume_values(broker.bootstrap, topic, 1, {}) == [b"ok"]
+    assert broker.is_running()
+
+
+def test_a_replaced_certificate_is_served_to_new_connections(tls_broker, tmp_path):
+    pki = TestPki(tmp_path / "pki")
+    first = pki.server()
+    ks = keystore(pki.dir, first)
+    ssl_port = free_port()
+    broker = tls_broker(ssl_port, f"ssl.keystore.location={ks}")
+    before = server_certificate(ssl_port, pki.ca_cert)
+    assert before.subject.rfc4514_string() == "CN=localhost,O=Strata"
+    # a broken file: the previous certificate stays in use, and the log says why
+    ks.write_text("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n")
+    # (the files are checked when a client connects, at most every few seconds)
+    wait_until(lambda: (server_certificate(ssl_port, pki.ca_cert).serial_number == before.serial_number
+                        and "do not load; keeping the previous ones" in broker_log(broker)), 15,
+               "the load error in the broker log, the previous certificate still served")
+    # a new certificate with another subject and serial
+    keystore(pki.dir, pki.server("server2", "CN=localhost,O=Reloaded"))
+    after = wait_for("the new certificate on a new connection", lambda: (
+        lambda c: (c.serial_number != before.serial_number, c))(server_certificate(ssl_port, pki.ca_cert)),
+        timeout=15)
+    assert after.subject.rfc4514_string() == "CN=localhost,O=Reloaded"
+    out = kcat(f"127.0.0.1:{ssl_port}", "-L", conf=ssl_conf(pki)).stdout.decode()
+    assert f"broker 0 at 127.0.0.1:{ssl_port}" in out
+
+
+@pytest.fixture(scope="module")
+def java_classpath(tmp_path_factory) -> str:
+    sources = [JAVA_DIR / "ConfiguredProduceConsume.java", JAVA_DIR / "Json.java"]
+    return compile_java(tmp_path_factory, JAVA_DIR, sources, "the Java client over SSL")
+
+
+def test_java_client_over_ssl_with_a_pem_truststore(tls_broker, tmp_path, java_classpath):
+    pki = TestPki(tmp_path / "pki")
+    ks = keystore(pki.dir, pki.server())
+    ssl_port = free_port()
+    tls_broker(ssl_port, f"ssl.keystore.location={ks}")
+    client_config = tmp_path / "client.properties"
+    client_config.write_text(f"security.protocol=SSL\nssl.truststore.type=PEM\n"
+                             f"ssl.truststore.location={pki.ca_cert}\n")
+    cmd = ["java", f"-Dlog4j2.configurationFile={JAVA_DIR / 'log4j2.properties'}",
+           f"-Dstrata.log.level={os.environ.get('STRATA_COMPAT_JAVA_LOG', 'WARN')}",
+           "-cp", java_classpath, "ConfiguredProduceConsume", "--bootstrap", f"127.0.0.1:{ssl_port}",
+           "--topic", unique_topic("tls-java"), "--count", "200", "--client-config", str(client_config),
+           "--timeout", "60"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    summary = json.loads(lines[-1]) if lines else None
+    assert proc.returncode == 0 and summary and summary["ok"], program_report(cmd, proc, summary, "client log")
+    assert summary["produced"] == summary["consumed"] == 200
+
+
+def test_secrets_from_the_environment_and_a_file(tls_broker, tmp_path, monkeypatch):
+    pki = TestPki(tmp_path / "pki")
+    ks = keystore(pki.dir, pki.server())
+    bob = pki.client("CN=bob,O=Strata")
+    secrets = tmp_path / "secrets.properties"
+    secrets.write_text(f"# where the trust store is\ntruststore={pki.ca_cert}\n")
+    monkeypatch.setenv("STRATA_TEST_KEYSTORE", str(ks))
+    ssl_port = free_port()
+    broker = tls_broker(ssl_port, "ssl.keystore.location=${env:STRATA_TEST_KEYSTORE}",
+                        f"ssl.truststore.location=${{file:{secrets}:truststore}}", "ssl.client.auth=required",
+                        "config.providers=env,file")
+    out = kcat(f"127.0.0.1:{ssl_port}", "-L", conf=ssl_conf(pki, bob)).stdout.decode()
+    assert f"broker 0 at 127.0.0.1:{ssl_port}" in out
+    wait_until(lambda: "principal=User:CN=bob,O=Strata" in broker_log(broker), 10, "bob's principal in the log")
+    # an unset variable: the broker does not start, and says which property needed it
+    monkeypatch.delenv("STRATA_TEST_KEYSTORE")
+    proc = subprocess.run([str(strata_binary()), "--data-dir", str(tmp_path / "never"), "--override",
+                           f"listeners=SSL://127.0.0.1:{free_port()}", "--override",
+                           "ssl.keystore.location=${env:STRATA_TEST_KEYSTORE}"],
+                          capture_output=True, text=True, timeout=20)
+    assert proc.returncode == 2, proc.stderr
+    assert "ssl.keystore.location" in proc.stderr and "STRATA_TEST_KEYSTORE is not set" in proc.stderr, proc.stderr
+
+
+def test_bad_listener_settings_stop_the_start_naming_the_key(tmp_path):
+    def start(*overrides):
+        args = [x for o in overrides for x in ("--override", o)]
+        return subprocess.run([str(strata_binary()), "--data-dir", str(tmp_path / "never"), *args],
+                              capture_output=True, text=True, timeout=20)
+
+    proc = start(f"listeners=CLIENT://127.0.0.1:{free_port()}")
+    assert proc.returncode == 2, proc.stderr
+    assert "listener.security.protocol.map" in proc.stderr and "CLIENT" in proc.stderr, proc.stderr
+    proc = start(f"listeners=SSL://127.0.0.1:{free_port()}", "ssl.keystore.type=JKS",
+                 "ssl.keystore.location=/nonexistent.jks")
+    assert proc.returncode != 0
+    assert "listener SSL" in proc.stderr and "keytool" in proc.stderr and "openssl pkcs12" in proc.stderr, proc.stderr
+    proc = start(f"advertised.listeners=PLAINTEXT://0.0.0.0:{free_port()}")
+    assert proc.returncode == 2 and "advertised.listeners" in proc.stderr, proc.stderr

@@ -1,0 +1,734 @@
+//! TLS for SSL and SASL_SSL listeners, configured by Kafka's `ssl.*` properties (PEM key
+//! and trust stores, KIP-651 inline PEM), with certificates re-read when their files change
+//! and client certificates mapped to principals by `ssl.principal.mapping.rules`.
+//!
+//! Reads the PEM files named by `ssl.keystore.location` and `ssl.truststore.location`;
+//! writes no files.
+
+use super::Principal;
+use crate::config::BrokerProps;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio_rustls::server::TlsStream;
+
+/// How long a client may take to complete its handshake before its slot is given back.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the certificate files are checked for changes (a `stat` each).
+const RELOAD_CHECK: Duration = Duration::from_secs(2);
+
+/// Kafka's `ssl.client.auth`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuth {
+    None,
+    Requested,
+    Required,
+}
+
+/// One listener's TLS settings, as read from the `ssl.*` properties.
+#[derive(Clone, Debug)]
+struct Settings {
+    listener: String,
+    keystore_location: Option<PathBuf>,
+    keystore_chain: String,
+    keystore_key: String,
+    truststore_location: Option<PathBuf>,
+    truststore_certificates: String,
+    client_auth: ClientAuth,
+    versions: Vec<&'static rustls::SupportedProtocolVersion>,
+}
+
+impl Settings {
+    fn read(props: &BrokerProps, listener: &str) -> Result<Self, String> {
+        let get = |name: &str| props.for_listener(listener, name);
+        let convert = |key: &str, kind: &str, store: &str| {
+            format!(
+                "{key}={kind} is not supported; only PEM is. Convert the {store} to PEM, e.g. \
+                 `keytool -importkeystore -srckeystore STORE.jks -destkeystore STORE.p12 \
+                 -deststoretype PKCS12` (for JKS), then `openssl pkcs12 -in STORE.p12 -nodes \
+                 -out STORE.pem`, and set {key}=PEM"
+            )
+        };
+        let keystore_type = get("ssl.keystore.type");
+        if !keystore_type.eq_ignore_ascii_case("PEM") {
+            return Err(convert("ssl.keystore.type", &keystore_type, "keystore"));
+        }
+        let truststore_type = get("ssl.truststore.type");
+        if !truststore_type.eq_ignore_ascii_case("PEM") {
+            return Err(convert(
+                "ssl.truststore.type",
+                &truststore_type,
+                "truststore",
+            ));
+        }
+        let path = |name: &str| {
+            let v = get(name);
+            (!v.trim().is_empty()).then(|| PathBuf::from(v.trim()))
+        };
+        let client_auth = match get("ssl.client.auth").trim().to_ascii_lowercase().as_str() {
+            "none" | "" => ClientAuth::None,
+            "requested" => ClientAuth::Requested,
+            "required" => ClientAuth::Required,
+            other => {
+                return Err(format!(
+                    "ssl.client.auth must be none, requested or required, not {other:?}"
+                ))
+            }
+        };
+        let mut versions = Vec::new();
+        for p in get("ssl.enabled.protocols").split(',').map(str::trim) {
+            match p {
+                "TLSv1.2" => versions.push(&rustls::version::TLS12),
+                "TLSv1.3" => versions.push(&rustls::version::TLS13),
+                "" => {}
+                other => tracing::warn!(
+                    listener,
+                    protocol = other,
+                    "ssl.enabled.protocols: only TLSv1.2 and TLSv1.3 are offered; ignoring"
+                ),
+            }
+        }
+        if versions.is_empty() {
+            return Err("ssl.enabled.protocols names neither TLSv1.2 nor TLSv1.3".into());
+        }
+        Ok(Settings {
+            listener: listener.to_string(),
+            keystore_location: path("ssl.keystore.location"),
+            keystore_chain: get("ssl.keystore.certificate.chain"),
+            keystore_key: get("ssl.keystore.key"),
+            truststore_location: path("ssl.truststore.location"),
+            truststore_certificates: get("ssl.truststore.certificates"),
+            client_auth,
+            versions,
+        })
+    }
+
+    fn files(&self) -> Vec<PathBuf> {
+        self.keystore_location
+            .iter()
+            .chain(self.truststore_location.iter())
+            .cloned()
+            .collect()
+    }
+
+    /// Builds the rustls configuration from the files or inline PEM as they are now.
+    fn build(&self) -> Result<ServerConfig, String> {
+        let (chain_pem, key_pem) = match &self.keystore_location {
+            Some(path) => {
+                let text = std::fs::read(path)
+                    .map_err(|e| format!("ssl.keystore.location {}: {e}", path.display()))?;
+                (text.clone(), text)
+            }
+            None if !self.keystore_chain.trim().is_empty() => (
+                self.keystore_chain.clone().into_bytes(),
+                self.keystore_key.clone().into_bytes(),
+            ),
+            None => {
+                return Err(
+                    "no server certificate: set ssl.keystore.location (a PEM file with the \
+                     private key and the certificate chain) or ssl.keystore.certificate.chain \
+                     and ssl.keystore.key"
+                        .into(),
+                )
+            }
+        };
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&chain_pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("keystore certificate chain: {e}"))?;
+        if chain.is_empty() {
+            return Err("the keystore holds no CERTIFICATE block".into());
+        }
+        let key_text = String::from_utf8_lossy(&key_pem);
+        if key_text.contains("ENCRYPTED PRIVATE KEY") || key_text.contains("Proc-Type: 4,ENCRYPTED")
+        {
+            return Err(
+                "the keystore's private key is encrypted (ssl.key.password), which is not \
+                 supported; decrypt it with `openssl pkcs8 -in KEY.pem -out KEY-plain.pem` and \
+                 keep the file readable by the broker only"
+                    .into(),
+            );
+        }
+        let key = PrivateKeyDer::from_pem_slice(&key_pem)
+            .map_err(|e| format!("keystore private key: {e}"))?;
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&self.versions)
+            .map_err(|e| format!("ssl.enabled.protocols: {e}"))?;
+        let builder = match self.client_auth {
+            ClientAuth::None => builder.with_no_client_auth(),
+            auth => {
+                let roots = self.roots()?;
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+                let verifier = if auth == ClientAuth::Requested {
+                    verifier.allow_unauthenticated()
+                } else {
+                    verifier
+                };
+                builder.with_client_cert_verifier(
+                    verifier
+                        .build()
+                        .map_err(|e| format!("client certificate verifier: {e}"))?,
+                )
+            }
+        };
+        builder
+            .with_single_cert(chain, key)
+            .map_err(|e| format!("server certificate and key: {e}"))
+    }
+
+    fn roots(&self) -> Result<RootCertStore, String> {
+        let pem = match &self.truststore_location {
+            Some(path) => std::fs::read(path)
+                .map_err(|e| format!("ssl.truststore.location {}: {e}", path.display()))?,
+            None if !self.truststore_certificates.trim().is_empty() => {
+                self.truststore_certificates.clone().into_bytes()
+            }
+            None => {
+                return Err(
+                    "ssl.client.auth is requested or required but there is no truststore: set \
+                     ssl.truststore.location or ssl.truststore.certificates"
+                        .into(),
+                )
+            }
+        };
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| format!("truststore: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("truststore certificate: {e}"))?;
+        }
+        if roots.is_empty() {
+            return Err("the truststore holds no CERTIFICATE block".into());
+        }
+        Ok(roots)
+    }
+}
+
+/// A file's identity for change detection: modification time and size.
+type Stamp = Option<(SystemTime, u64)>;
+
+fn stamps(files: &[PathBuf]) -> Vec<Stamp> {
+    files
+        .iter()
+        .map(|f| {
+            std::fs::metadata(f)
+                .ok()
+                .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
+        })
+        .collect()
+}
+
+struct Current {
+    config: Arc<ServerConfig>,
+    stamps: Vec<Stamp>,
+    checked: Instant,
+}
+
+/// One TLS listener's server side: the configuration new connections get, rebuilt when the
+/// certificate or truststore files change.
+pub struct TlsServer {
+    settings: Settings,
+    mapper: PrincipalMapper,
+    /// Whether the principal comes from the client certificate (SSL) or from SASL later.
+    principal_from_certificate: bool,
+    /// A std `Mutex` suffices: held to stat two files and, rarely, to rebuild.
+    current: Mutex<Current>,
+}
+
+impl TlsServer {
+    /// Reads the listener's `ssl.*` settings and certificates; an error names what is wrong.
+    pub fn new(
+        props: &BrokerProps,
+        listener: &str,
+        principal_from_certificate: bool,
+    ) -> Result<Self, String> {
+        let settings = Settings::read(props, listener)?;
+        let mapper =
+            PrincipalMapper::parse(&props.for_listener(listener, "ssl.principal.mapping.rules"))?;
+        let files = settings.files();
+        let before = stamps(&files);
+        let config = settings.build()?;
+        Ok(TlsServer {
+            settings,
+            mapper,
+            principal_from_certificate,
+            current: Mutex::new(Current {
+                config: Arc::new(config),
+                stamps: before,
+                checked: Instant::now(),
+            }),
+        })
+    }
+
+    pub fn client_auth(&self) -> ClientAuth {
+        self.settings.client_auth
+    }
+
+    /// The configuration for a new connection, re-read first if a file changed.
+    fn config(&self) -> Arc<ServerConfig> {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        if current.checked.elapsed() >= RELOAD_CHECK {
+            current.checked = Instant::now();
+            let files = self.settings.files();
+            let now = stamps(&files);
+            if now != current.stamps {
+                current.stamps = now;
+                match self.settings.build() {
+                    Ok(config) => {
+                        current.config = Arc::new(config);
+                        tracing::info!(
+                            listener = %self.settings.listener,
+                            "TLS certificates changed on disk; new connections use them"
+                        );
+                    }
+                    Err(e) => tracing::error!(
+                        listener = %self.settings.listener,
+                        error = %e,
+                        "TLS certificates changed on disk but do not load; keeping the previous ones"
+                    ),
+                }
+            }
+        }
+        current.config.clone()
+    }
+
+    /// The TLS handshake, bounded by `HANDSHAKE_TIMEOUT` and by shutdown. `None` when it
+    /// failed (logged with the client's address); otherwise the stream and, for SSL
+    /// listeners, the principal from the client certificate (`User:ANONYMOUS` without one).
+    pub async fn accept(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<(TlsStream<TcpStream>, Option<Principal>)> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(self.config());
+        let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+        let result = tokio::select! {
+            _ = shutdown.changed() => return None,
+            r = handshake => r,
+        };
+        let stream = match result {
+            Err(_) => {
+                tracing::info!(%peer, listener = %self.settings.listener,
+                    "TLS handshake not completed within {HANDSHAKE_TIMEOUT:?}; closing");
+                return None;
+            }
+            Ok(Err(e)) => {
+                tracing::info!(%peer, listener = %self.settings.listener, error = %e,
+                    "TLS handshake failed; closing");
+                return None;
+            }
+            Ok(Ok(s)) => s,
+        };
+        if !self.principal_from_certificate {
+            return Some((stream, None));
+        }
+        let subject = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| subject_rfc2253(c.as_ref()));
+        let principal = match subject {
+            None => {
+                tracing::debug!(%peer, listener = %self.settings.listener, "TLS client without a certificate");
+                return Some((stream, Some(Principal::anonymous())));
+            }
+            Some(Err(e)) => {
+                tracing::info!(%peer, error = %e, "client certificate subject does not parse; closing");
+                return None;
+            }
+            Some(Ok(dn)) => match self.mapper.map(&dn) {
+                Some(name) => Principal::user(name),
+                None => {
+                    tracing::info!(%peer, subject = %dn,
+                        "no ssl.principal.mapping.rules rule applies to the client certificate; closing");
+                    return None;
+                }
+            },
+        };
+        tracing::info!(%peer, listener = %self.settings.listener, %principal, "TLS client authenticated");
+        Some((stream, Some(principal)))
+    }
+}
+
+/// Kafka's `ssl.principal.mapping.rules`: `DEFAULT` (the subject as it is) and
+/// `RULE:pattern/replacement/` with an optional `L` or `U` (lower- or upper-case the
+/// result), tried in order; the first rule whose pattern matches the whole subject wins.
+#[derive(Debug)]
+pub struct PrincipalMapper {
+    rules: Vec<Rule>,
+}
+
+#[derive(Debug)]
+enum Rule {
+    Default,
+    Replace {
+        whole: regex::Regex,
+        pattern: regex::Regex,
+        replacement: String,
+        case: Option<char>,
+    },
+}
+
+impl PrincipalMapper {
+    pub fn parse(rules: &str) -> Result<Self, String> {
+        let bad =
+            |r: &str, why: &str| format!("ssl.principal.mapping.rules: invalid rule {r:?}: {why}");
+        let mut out = Vec::new();
+        let mut rest = rules.trim();
+        while !rest.is_empty() {
+            if let Some(tail) = rest.strip_prefix("DEFAULT") {
+                out.push(Rule::Default);
+                rest = tail.trim_start();
+            } else if let Some(body) = rest.strip_prefix("RULE:") {
+                // pattern/replacement/ — a backslash escapes the next character.
+                let mut parts = Vec::new();
+                let mut cur = String::new();
+                let mut chars = body.char_indices();
+                let mut end = body.len();
+                while let Some((i, c)) = chars.next() {
+                    match c {
+                        '\\' => {
+                            cur.push('\\');
+                            if let Some((_, n)) = chars.next() {
+                                cur.push(n);
+                            }
+                        }
+                        '/' => {
+                            parts.push(std::mem::take(&mut cur));
+                            if parts.len() == 2 {
+                                end = i + 1;
+                                break;
+                            }
+                        }
+                        _ => cur.push(c),
+                    }
+                }
+                if parts.len() != 2 {
+                    return Err(bad(rest, "expected RULE:pattern/replacement/[LU]"));
+                }
+                let mut tail = &body[end..];
+                let case = match tail.chars().next() {
+                    Some(c @ ('L' | 'U')) => {
+                        tail = &tail[1..];
+                        Some(c)
+                    }
+                    _ => None,
+                };
+                let whole = regex::Regex::new(&format!("^(?:{})$", parts[0]))
+                    .map_err(|e| bad(rest, &e.to_string()))?;
+                let pattern =
+                    regex::Regex::new(&parts[0]).map_err(|e| bad(rest, &e.to_string()))?;
+                out.push(Rule::Replace {
+                    whole,
+                    pattern,
+                    replacement: java_replacement(&parts[1]),
+                    case,
+                });
+                rest = tail.trim_start();
+            } else {
+                return Err(bad(
+                    rest,
+                    "rules are DEFAULT or RULE:pattern/replacement/[LU]",
+                ));
+            }
+            rest = match rest.strip_prefix(',') {
+                Some(r) => r.trim_start(),
+                None if rest.is_empty() => rest,
+                None => return Err(bad(rest, "rules are separated by commas")),
+            };
+        }
+        if out.is_empty() {
+            out.push(Rule::Default);
+        }
+        Ok(PrincipalMapper { rules: out })
+    }
+
+    /// The principal name for a subject, or `None` when no rule applies.
+    pub fn map(&self, dn: &str) -> Option<String> {
+        self.rules.iter().find_map(|rule| match rule {
+            Rule::Default => Some(dn.to_string()),
+            Rule::Replace {
+                whole,
+                pattern,
+                replacement,
+                case,
+            } => {
+                if !whole.is_match(dn) {
+                    return None;
+                }
+                let out = pattern.replace_all(dn, replacement.as_str()).into_owned();
+                Some(match case {
+                    Some('L') => out.to_lowercase(),
+                    Some('U') => out.to_uppercase(),
+                    _ => out,
+                })
+            }
+        })
+    }
+}
+
+/// Java's replacement syntax (`$1`, `\$` for a literal) in the `regex` crate's (`${1}`, `$$`).
+fn java_replacement(java: &str) -> String {
+    let mut out = String::new();
+    let mut chars = java.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some('$') => out.push_str("$$"),
+                Some(n) => out.push(n),
+                None => {}
+            },
+            '$' => {
+                let mut digits = String::new();
+                while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                    digits.push(*d);
+                    chars.next();
+                }
+                if digits.is_empty() {
+                    out.push_str("$$");
+                } else {
+                    out.push_str(&format!("${{{digits}}}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One DER element: tag, contents, and what follows. Bounded by the input's length.
+fn der(input: &[u8]) -> Result<(u8, &[u8], &[u8]), String> {
+    let short = || "certificate: truncated DER".to_string();
+    let (&tag, rest) = input.split_first().ok_or_else(short)?;
+    let (&first, mut rest) = rest.split_first().ok_or_else(short)?;
+    let len = if first < 0x80 {
+        first as usize
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 || rest.len() < n {
+            return Err("certificate: bad DER length".into());
+        }
+        let len = rest[..n].iter().fold(0usize, |a, &b| (a << 8) | b as usize);
+        rest = &rest[n..];
+        len
+    };
+    if rest.len() < len {
+        return Err(short());
+    }
+    Ok((tag, &rest[..len], &rest[len..]))
+}
+
+fn oid_string(bytes: &[u8]) -> String {
+    let mut parts: Vec<u64> = Vec::new();
+    let mut acc: u64 = 0;
+    for &b in bytes {
+        acc = (acc << 7) | (b & 0x7f) as u64;
+        if b & 0x80 == 0 {
+            if parts.is_empty() {
+                let first = (acc / 40).min(2);
+                parts.push(first);
+                parts.push(acc - first * 40);
+            } else {
+                parts.push(acc);
+            }
+            acc = 0;
+        }
+    }
+    parts
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// The keywords Java's `X500Principal.getName()` (RFC 2253) prints.
+fn keyword(oid: &str) -> Option<&'static str> {
+    Some(match oid {
+        "2.5.4.3" => "CN",
+        "2.5.4.6" => "C",
+        "2.5.4.7" => "L",
+        "2.5.4.8" => "ST",
+        "2.5.4.9" => "STREET",
+        "2.5.4.10" => "O",
+        "2.5.4.11" => "OU",
+        "0.9.2342.19200300.100.1.25" => "DC",
+        "0.9.2342.19200300.100.1.1" => "UID",
+        _ => return None,
+    })
+}
+
+fn decode_string(tag: u8, bytes: &[u8]) -> Option<String> {
+    match tag {
+        0x0c | 0x13 | 0x16 | 0x12 | 0x1a => std::str::from_utf8(bytes).ok().map(str::to_string),
+        0x14 => Some(bytes.iter().map(|&b| b as char).collect()),
+        0x1e => {
+            let units: Vec<u16> = bytes
+                .chunks(2)
+                .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))
+                .collect();
+            String::from_utf16(&units).ok()
+        }
+        _ => None,
+    }
+}
+
+fn escape_rfc2253(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        let special = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && (c == '#' || c == ' '))
+            || (i == last && c == ' ');
+        if special {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A certificate's subject as Java's `X500Principal.getName()` gives it (RFC 2253): the
+/// last RDN first, `CN=alice,OU=dev,O=Strata`.
+pub fn subject_rfc2253(cert_der: &[u8]) -> Result<String, String> {
+    let (_, cert, _) = der(cert_der)?;
+    let (_, tbs, _) = der(cert)?;
+    let mut rest = tbs;
+    let (tag, _, after) = der(rest)?;
+    if tag == 0xa0 {
+        rest = after; // version
+    }
+    for _ in 0..4 {
+        // serial, signature algorithm, issuer, validity
+        rest = der(rest)?.2;
+    }
+    let (_, mut name, _) = der(rest)?;
+    let mut rdns = Vec::new();
+    while !name.is_empty() {
+        let (_, mut set, next) = der(name)?;
+        name = next;
+        let mut avas = Vec::new();
+        while !set.is_empty() {
+            let (_, ava, next) = der(set)?;
+            set = next;
+            let (_, oid, value) = der(ava)?;
+            let oid = oid_string(oid);
+            let (vtag, vbytes, _) = der(value)?;
+            let text = match (keyword(&oid), decode_string(vtag, vbytes)) {
+                (Some(k), Some(s)) => format!("{k}={}", escape_rfc2253(&s)),
+                (k, _) => {
+                    let whole_len = value.len() - der(value)?.2.len();
+                    let hex: String = value[..whole_len]
+                        .iter()
+                        .map(|b| format!("{b:02x}"))
+                        .collect();
+                    format!("{}=#{hex}", k.map(str::to_string).unwrap_or(oid))
+                }
+            };
+            avas.push(text);
+        }
+        rdns.push(avas.join("+"));
+    }
+    rdns.reverse();
+    Ok(rdns.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn principal_mapping_rules_apply_as_in_kafka() {
+        let m = PrincipalMapper::parse(
+            "RULE:^CN=(.*?),OU=ServiceUsers.*$/$1/,RULE:^CN=([a-z]+),OU=(.*?),O=.*$/$1@$2/L, DEFAULT",
+        )
+        .expect("parses");
+        assert_eq!(
+            m.map("CN=kafka1,OU=ServiceUsers,O=Org").as_deref(),
+            Some("kafka1")
+        );
+        assert_eq!(
+            m.map("CN=alice,OU=DEV,O=Strata").as_deref(),
+            Some("alice@dev")
+        );
+        assert_eq!(
+            m.map("CN=Bob Smith,O=x").as_deref(),
+            Some("CN=Bob Smith,O=x")
+        );
+        let upper = PrincipalMapper::parse("RULE:^CN=(.*?),.*$/$1/U").expect("parses");
+        assert_eq!(upper.map("CN=alice,O=x").as_deref(), Some("ALICE"));
+        assert_eq!(upper.map("O=x"), None);
+        assert_eq!(
+            PrincipalMapper::parse("DEFAULT")
+                .expect("default")
+                .map("CN=a")
+                .as_deref(),
+            Some("CN=a")
+        );
+        assert!(PrincipalMapper::parse("RULE:^CN=(.*)$").is_err());
+        assert!(PrincipalMapper::parse("SOMETHING").is_err());
+    }
+
+    #[test]
+    fn java_replacements_become_regex_replacements() {
+        assert_eq!(java_replacement("$1@$2x"), "${1}@${2}x");
+        assert_eq!(java_replacement("\\$1"), "$$1");
+    }
+
+    #[test]
+    fn subject_escaping_follows_rfc_2253() {
+        assert_eq!(escape_rfc2253("a,b"), "a\\,b");
+        assert_eq!(escape_rfc2253(" x "), "\\ x\\ ");
+        assert_eq!(escape_rfc2253("#1"), "\\#1");
+    }
+
+    #[test]
+    fn the_subject_reads_as_java_prints_it() {
+        // Subject C=US, O="Strata, Inc.", OU=dev, emailAddress=a@x.io, CN=alice.
+        let der = include_bytes!("testdata/subject.der");
+        assert_eq!(
+            subject_rfc2253(der).expect("parses"),
+            "CN=alice,1.2.840.113549.1.9.1=#16066140782e696f,OU=dev,O=Strata\\, Inc.,C=US"
+        );
+        for cut in 0..der.len() {
+            let _ = subject_rfc2253(&der[..cut]);
+        }
+    }
+
+    #[test]
+    fn truncated_der_is_an_error_not_a_panic() {
+        assert!(subject_rfc2253(&[]).is_err());
+        assert!(subject_rfc2253(&[0x30, 0x82, 0xff]).is_err());
+        assert!(subject_rfc2253(&[0x30, 0x03, 0x30, 0x01]).is_err());
+    }
+
+    #[test]
+    fn key_stores_other_than_pem_are_refused_with_the_conversion() {
+        let c = crate::config::Config::load(
+            None,
+            crate::config::Overrides {
+                properties: vec!["listener.name.ssl.ssl.keystore.type=JKS".into()],
+                ..Default::default()
+            },
+        )
+        .expect("load");
+        let err = TlsServer::new(&c.props, "SSL", true)
+            .err()
+            .expect("refused");
+        assert!(err.contains("keytool") && err.contains("openssl"), "{err}");
+        let err = TlsServer::new(&c.props, "OTHER", true)
+            .err()
+            .expect("no cert");
+        assert!(err.contains("ssl.keystore.location"), "{err}");
+    }
+}
