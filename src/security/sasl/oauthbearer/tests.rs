@@ -53,9 +53,15 @@ fn ec_jwk(kid: &str, key: &sig::EcdsaKeyPair, crv: &str) -> Value {
     })
 }
 
+fn ed25519() -> &'static sig::Ed25519KeyPair {
+    static KEY: OnceLock<sig::Ed25519KeyPair> = OnceLock::new();
+    KEY.get_or_init(|| sig::Ed25519KeyPair::generate().unwrap())
+}
+
 enum Signer {
     Rsa(&'static sig::RsaKeyPair),
     Ec(&'static sig::EcdsaKeyPair),
+    Ed(&'static sig::Ed25519KeyPair),
 }
 
 fn jwt(alg: &str, kid: Option<&str>, signer: Signer, claims: Value) -> String {
@@ -85,6 +91,7 @@ fn jwt(alg: &str, kid: Option<&str>, signer: Signer, claims: Value) -> String {
             out
         }
         Signer::Ec(key) => key.sign(&rng, input.as_bytes()).unwrap().as_ref().to_vec(),
+        Signer::Ed(key) => key.sign(input.as_bytes()).as_ref().to_vec(),
     };
     format!("{input}.{}", b64(&signature))
 }
@@ -137,6 +144,7 @@ fn secured(extra: &[&str]) -> Secured {
             rsa_jwk("k1", k1),
             ec_jwk("e1", ec_p256(), "P-256"),
             ec_jwk("e2", ec_p384(), "P-384"),
+            json!({"kty": "OKP", "crv": "Ed25519", "kid": "d1", "x": b64(ed25519().public_key().as_ref())}),
             json!({"kty": "oct", "kid": "h1", "k": "c2VjcmV0"}),
             json!({"kty": "weird", "kid": "w1"}),
         ],
@@ -227,6 +235,8 @@ fn signed_tokens_of_every_supported_algorithm_are_accepted() {
     assert_eq!(s.v.validate(&es256, NOW).unwrap().principal, "alice");
     let es384 = jwt("ES384", Some("e2"), Signer::Ec(ec_p384()), claims());
     assert_eq!(s.v.validate(&es384, NOW).unwrap().principal, "alice");
+    let eddsa = jwt("EdDSA", Some("d1"), Signer::Ed(ed25519()), claims());
+    assert_eq!(s.v.validate(&eddsa, NOW).unwrap().principal, "alice");
     // No kid: any key of the right kind may verify it.
     let no_kid = jwt("RS256", None, Signer::Rsa(k1), claims());
     assert!(s.v.validate(&no_kid, NOW).is_ok());
