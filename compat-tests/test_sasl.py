@@ -1,10 +1,11 @@
-"""SASL authentication (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) on a SASL_PLAINTEXT listener.
+"""SASL authentication (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) on SASL_PLAINTEXT and SASL_SSL listeners.
 
 Every broker here runs with `listeners=SASL_PLAINTEXT://127.0.0.1:PORT` and PLAIN users from
 `sasl.jaas.config` (admin, alice); SCRAM users are created through the admin API or the
 `scram_users` start-up list.
 
-- kcat, confluent-kafka, kafka-python, kafkajs and the Java client log in and produce/consume.
+- kcat, confluent-kafka, kafka-python, kafkajs and the Java client log in and produce/consume;
+  kcat and confluent-kafka also over SASL_SSL (certificates from `certs.TestPki`).
 - SCRAM credentials made with confluent-kafka's AdminClient are usable at once, described with
   mechanism and iterations, kept across a restart, and gone when deleted; Kafka's errors for bad
   alterations.
@@ -20,8 +21,8 @@ Every broker here runs with `listeners=SASL_PLAINTEXT://127.0.0.1:PORT` and PLAI
 from __future__ import annotations
 
 import json
-import os
 import pathlib
+import re
 import socket
 import struct
 import subprocess
@@ -35,6 +36,7 @@ from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechan
 
 import kafka_wire
 from clients import compile_java, tail, unique_topic, wait_until
+from certs import TestPki
 from conftest import StrataBroker, free_port, strata_binary
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -50,17 +52,20 @@ ERR_SASL_AUTHENTICATION_FAILED = 58
 
 @pytest.fixture
 def sasl_broker(request, tmp_path):
-    """start(*extra_args, yaml=None) -> a broker whose one listener is SASL_PLAINTEXT."""
+    """start(*extra_args, yaml=None, ssl_port=None) -> a broker with SASL_PLAINTEXT on broker.port
+    (and SASL_SSL on ssl_port)."""
     brokers: list[StrataBroker] = []
     request.node._strata_brokers = brokers
 
-    def start(*extra_args: str, yaml: str | None = None) -> StrataBroker:
+    def start(*extra_args: str, yaml: str | None = None, ssl_port: int | None = None) -> StrataBroker:
         n = len(brokers)
         data_dir = tmp_path / f"sasl-data{n}"
         data_dir.mkdir()
         port = free_port()
-        args = ["--override", f"listeners=SASL_PLAINTEXT://127.0.0.1:{port}",
-                "--override", f"advertised.listeners=SASL_PLAINTEXT://127.0.0.1:{port}",
+        listeners = f"SASL_PLAINTEXT://127.0.0.1:{port}"
+        if ssl_port is not None:
+            listeners += f",SASL_SSL://127.0.0.1:{ssl_port}"
+        args = ["--override", f"listeners={listeners}", "--override", f"advertised.listeners={listeners}",
                 "--override", f"sasl.jaas.config={JAAS}", *extra_args]
         if yaml is not None:
             path = tmp_path / f"strata-sasl{n}.yaml"
@@ -287,10 +292,12 @@ def test_scram_alterations_get_kafkas_errors(sasl_broker):
     assert a.describe_user_scram_credentials().result(timeout=15) == {}
 
 
-def test_scram_users_from_the_startup_list(sasl_broker):
+def test_scram_users_from_the_startup_list(sasl_broker, monkeypatch):
+    monkeypatch.setenv("STRATA_TEST_GINA_PASSWORD", "gina-secret")  # inherited by the broker
     broker = sasl_broker(yaml="scram_users:\n"
                               "  - {name: gina, mechanism: SCRAM-SHA-256, password: gina-secret}\n"
-                              "  - {name: gina, mechanism: SCRAM-SHA-512, password: gina-secret, iterations: 8192}\n")
+                              "  - {name: gina, mechanism: SCRAM-SHA-512, iterations: 8192,\n"
+                              "     password: '${env:STRATA_TEST_GINA_PASSWORD}'}\n")
     topic = unique_topic("sasl-startup")
     assert produce_and_consume(broker, topic, mechanism="SCRAM-SHA-256", user="gina",
                                password="gina-secret") == [f"v{i}" for i in range(5)]
@@ -299,6 +306,34 @@ def test_scram_users_from_the_startup_list(sasl_broker):
     assert sorted((i.mechanism, i.iterations) for i in described.scram_credential_infos) == [
         (ScramMechanism.SCRAM_SHA_256, 4096), (ScramMechanism.SCRAM_SHA_512, 8192)]
     assert "gina-secret" not in (broker.data_dir / ".strata" / "scram-credentials.json").read_text()
+    assert produce_and_consume(broker, topic, mechanism="SCRAM-SHA-512", user="gina",
+                               password="gina-secret")[:5] == [f"v{i}" for i in range(5)]
+
+
+def test_sasl_ssl_with_plain_and_scram(sasl_broker, tmp_path):
+    pki = TestPki(tmp_path / "pki")
+    server = pki.server()
+    keystore = pki.dir / "keystore.pem"
+    keystore.write_text(server.key.read_text() + server.cert.read_text())
+    ssl_port = free_port()
+    broker = sasl_broker("--override", f"ssl.keystore.location={keystore}", ssl_port=ssl_port)
+    upsert_scram(broker, "kim", "kim-secret")
+    tls = {"bootstrap.servers": f"127.0.0.1:{ssl_port}", "security.protocol": "SASL_SSL",
+           "ssl.ca.location": str(pki.ca_cert)}
+    topic = unique_topic("sasl-ssl")
+    p = Producer({**tls, "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "kim", "sasl.password": "kim-secret"})
+    for i in range(5):
+        p.produce(topic, value=f"v{i}".encode())
+    assert p.flush(30) == 0
+    out = subprocess.run(["kcat", "-b", f"127.0.0.1:{ssl_port}", "-X", "security.protocol=SASL_SSL",
+                          "-X", f"ssl.ca.location={pki.ca_cert}", "-X", "sasl.mechanisms=PLAIN",
+                          "-X", "sasl.username=alice", "-X", "sasl.password=alice-secret",
+                          "-C", "-t", topic, "-o", "beginning", "-e", "-q"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [f"v{i}" for i in range(5)]
+    # the principal is SASL's, on the SASL_SSL listener
+    log = re.sub(r"\x1b\[[0-9;]*m", "", broker.log_path.read_text(errors="replace"))
+    assert re.search(r"listener=SASL_SSL.*authentication succeeded.*principal=User:kim", log), tail(log)
 
 
 def test_kafka_python_scram_sha_512(sasl_broker):
@@ -469,5 +504,5 @@ def test_reauthentication_as_another_user_fails(sasl_broker):
         assert sasl_handshake(s, "PLAIN", correlation_id=7)[0] == 0
         error, message, _, _ = sasl_authenticate(s, plain_token("admin", "admin-secret"), correlation_id=8)
         assert error == ERR_SASL_AUTHENTICATION_FAILED
-        assert message == "Cannot change principals during re-authentication from User:alice: User:admin"
+        assert message == "Cannot change principals during re-authentication from User.alice: User.admin"
         assert kafka_wire.connection_closed_by_peer(s, timeout=5)

@@ -393,6 +393,9 @@ impl Config {
             config.flush = v;
         }
         config.props = resolve_props(&config.kafka)?;
+        for u in &mut config.scram_users {
+            u.password = resolve_references(&format!("scram_users: {}", u.name), &u.password)?;
+        }
         config.listeners = listeners::resolve(
             config.props.static_value("listeners"),
             config.props.static_value("advertised.listeners"),

@@ -186,7 +186,7 @@ pub async fn dispatch(broker: &Broker, frame: RequestFrame, session: &Session) -
         RequestKind::AlterUserScramCredentials(req) => now(
             ResponseKind::AlterUserScramCredentials(scram_credentials::alter(&ctx, req)),
         ),
-        RequestKind::SaslHandshake(_) => now(ResponseKind::SaslHandshake(sasl::handshake(&ctx))),
+        RequestKind::SaslHandshake(_) => now(ResponseKind::SaslHandshake(sasl::handshake())),
         RequestKind::SaslAuthenticate(_) => {
             now(ResponseKind::SaslAuthenticate(sasl::authenticate()))
         }

@@ -88,8 +88,9 @@ impl ListenerSasl {
             .filter(|s| !s.is_empty())
         {
             let name = name.to_ascii_uppercase();
-            let factory = mechanism_factory(props, listener, &name, scram)
-                .map_err(|e| format!("listener {listener}: SASL mechanism {name}: {e}"))?;
+            let factory = mechanism_factory(props, listener, &name, scram).map_err(|e| {
+                format!("listener {listener}: sasl.enabled.mechanisms names {name}: {e}")
+            })?;
             let reauth = props
                 .for_mechanism(listener, &name, "connections.max.reauth.ms")
                 .trim()
@@ -273,6 +274,9 @@ struct Exchange {
     mechanism: String,
     inner: Box<dyn Mechanism>,
     reauth_ms: i64,
+    /// A re-authentication that asked for another mechanism than the first time: Kafka
+    /// answers the handshake, then fails the first token with this message.
+    bad_mechanism: Option<String>,
 }
 
 struct Authenticated {
@@ -291,6 +295,8 @@ pub struct Authenticator {
     state: State,
     exchange: Option<Exchange>,
     done: Option<Authenticated>,
+    /// Kafka answers one ApiVersions before the handshake; a second closes the connection.
+    versions_answered: bool,
 }
 
 impl Authenticator {
@@ -300,6 +306,7 @@ impl Authenticator {
             state: State::Handshake,
             exchange: None,
             done: None,
+            versions_answered: false,
         }
     }
 
@@ -332,7 +339,10 @@ impl Authenticator {
     ) -> Gate {
         match self.state {
             State::Handshake => match body {
-                RequestKind::ApiVersions(_) if self.done.is_none() => Gate::Pass,
+                RequestKind::ApiVersions(_) if !self.versions_answered => {
+                    self.versions_answered = true;
+                    Gate::Pass
+                }
                 RequestKind::SaslHandshake(req) => {
                     self.handshake(version, req.mechanism.as_str(), session)
                 }
@@ -378,19 +388,7 @@ impl Authenticator {
             // KIP-368: a handshake on an authenticated connection starts a re-authentication,
             // for a client that knows how (else the handler answers ILLEGAL_SASL_STATE).
             if done.can_reauthenticate && version >= 1 {
-                let mechanism = req.mechanism.to_string();
-                if mechanism != done.mechanism {
-                    tracing::info!(
-                        client = %session.peer,
-                        "failed re-authentication: mechanism {mechanism} differs from {} used before; closing",
-                        done.mechanism
-                    );
-                    let response = SaslHandshakeResponse::default()
-                        .with_error_code(ResponseError::IllegalSaslState.code())
-                        .with_mechanisms(self.enabled_str());
-                    return Gate::ReplyAndClose(ResponseKind::SaslHandshake(response));
-                }
-                return self.handshake(version, &mechanism, session);
+                return self.handshake(version, req.mechanism.as_str(), session);
             }
             return Gate::Pass;
         }
@@ -427,10 +425,21 @@ impl Authenticator {
                 .with_mechanisms(mechanisms);
             return Gate::ReplyAndClose(ResponseKind::SaslHandshake(response));
         };
+        let bad_mechanism = self
+            .done
+            .as_ref()
+            .filter(|d| d.mechanism != *name)
+            .map(|d| {
+                format!(
+                    "SASL mechanism '{name}' requested by client is not supported for re-authentication of mechanism '{}'",
+                    d.mechanism
+                )
+            });
         self.exchange = Some(Exchange {
             mechanism: name.clone(),
             inner: factory(),
             reauth_ms: *reauth_ms,
+            bad_mechanism,
         });
         // The pre-KIP-43 exchange exists only for a first authentication.
         self.state = if version == 0 && self.done.is_none() {
@@ -456,7 +465,10 @@ impl Authenticator {
         let Some(exchange) = self.exchange.as_mut() else {
             return Err(format!("Unexpected SASL token during {text}"));
         };
-        let step = exchange.inner.step(token);
+        let step = match &exchange.bad_mechanism {
+            Some(message) => Step::Failed(message.clone()),
+            None => exchange.inner.step(token),
+        };
         let mechanism = exchange.mechanism.clone();
         let user = exchange.inner.user().unwrap_or("").to_string();
         let fail = |message: String, reason: &str| {
@@ -484,9 +496,13 @@ impl Authenticator {
             } => {
                 if let Some(previous) = &self.done {
                     if previous.principal != principal {
+                        // Kafka's wording: type and name joined by a dot here.
                         let message = format!(
-                            "Cannot change principals during re-authentication from {}: {}",
-                            previous.principal, principal
+                            "Cannot change principals during re-authentication from {}.{}: {}.{}",
+                            previous.principal.kind,
+                            previous.principal.name,
+                            principal.kind,
+                            principal.name
                         );
                         return fail(message.clone(), &message);
                     }
@@ -564,6 +580,161 @@ fn session_lifetime_ms(reauth_ms: i64, credential_expires_at_ms: Option<i64>, no
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Config, Overrides};
+    use kafka_protocol::messages::{
+        MetadataRequest, SaslAuthenticateRequest, SaslHandshakeRequest,
+    };
+
+    fn props(extra: &[&str]) -> BrokerProps {
+        let mut properties = vec![
+            "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_alice=\"a-secret\" user_bob=\"b-secret\";".to_string(),
+        ];
+        properties.extend(extra.iter().map(|s| s.to_string()));
+        Config::load(
+            None,
+            Overrides {
+                properties,
+                ..Default::default()
+            },
+        )
+        .expect("config")
+        .props
+    }
+
+    fn authenticator(extra: &[&str]) -> (Authenticator, Session) {
+        let listener = ListenerSasl::from_config(
+            &props(extra),
+            "SASL_PLAINTEXT",
+            &ScramCredentials::in_memory(),
+        )
+        .expect("listener");
+        (
+            Authenticator::new(Arc::new(listener)),
+            Session::local("localhost", 9092),
+        )
+    }
+
+    fn handshake(a: &mut Authenticator, s: &mut Session, mechanism: &str) -> Gate {
+        let req = RequestKind::SaslHandshake(
+            SaslHandshakeRequest::default().with_mechanism(StrBytes::from_string(mechanism.into())),
+        );
+        a.on_request(ApiKey::SaslHandshake, 1, &req, s, 1000)
+    }
+
+    fn authenticate(
+        a: &mut Authenticator,
+        s: &mut Session,
+        token: &'static [u8],
+        now: i64,
+    ) -> Gate {
+        let req = RequestKind::SaslAuthenticate(
+            SaslAuthenticateRequest::default().with_auth_bytes(bytes::Bytes::from_static(token)),
+        );
+        a.on_request(ApiKey::SaslAuthenticate, 1, &req, s, now)
+    }
+
+    fn metadata(a: &mut Authenticator, s: &mut Session, now: i64) -> Gate {
+        let req = RequestKind::Metadata(MetadataRequest::default());
+        a.on_request(ApiKey::Metadata, 1, &req, s, now)
+    }
+
+    #[test]
+    fn only_the_exchange_is_served_until_authenticated() {
+        let (mut a, mut s) = authenticator(&[]);
+        assert!(matches!(metadata(&mut a, &mut s, 1000), Gate::Close));
+        let (mut a, mut s) = authenticator(&[]);
+        assert!(matches!(handshake(&mut a, &mut s, "PLAIN"), Gate::Reply(_)));
+        assert!(matches!(
+            authenticate(&mut a, &mut s, b"\0alice\0a-secret", 1000),
+            Gate::Reply(_)
+        ));
+        assert_eq!(s.principal.to_string(), "User:alice");
+        assert!(matches!(metadata(&mut a, &mut s, 1000), Gate::Pass));
+        // no session lifetime: never expires
+        assert!(matches!(metadata(&mut a, &mut s, i64::MAX), Gate::Pass));
+    }
+
+    #[test]
+    fn unknown_mechanisms_and_wrong_passwords_answer_then_close() {
+        let (mut a, mut s) = authenticator(&[]);
+        assert!(matches!(
+            handshake(&mut a, &mut s, "GSSAPI"),
+            Gate::ReplyAndClose(_)
+        ));
+        let (mut a, mut s) = authenticator(&[]);
+        handshake(&mut a, &mut s, "PLAIN");
+        match authenticate(&mut a, &mut s, b"\0alice\0nope", 1000) {
+            Gate::ReplyAndClose(ResponseKind::SaslAuthenticate(r)) => {
+                assert_eq!(r.error_code, ResponseError::SaslAuthenticationFailed.code());
+            }
+            _ => panic!("expected a failure answer"),
+        }
+        assert_eq!(s.principal, Principal::anonymous());
+    }
+
+    #[test]
+    fn sessions_expire_and_reauthentication_keeps_the_principal() {
+        let (mut a, mut s) = authenticator(&["connections.max.reauth.ms=500"]);
+        handshake(&mut a, &mut s, "PLAIN");
+        match authenticate(&mut a, &mut s, b"\0alice\0a-secret", 1000) {
+            Gate::Reply(ResponseKind::SaslAuthenticate(r)) => {
+                assert_eq!(r.session_lifetime_ms, 500)
+            }
+            _ => panic!("expected success"),
+        }
+        assert!(matches!(metadata(&mut a, &mut s, 1499), Gate::Pass));
+        assert!(matches!(handshake(&mut a, &mut s, "PLAIN"), Gate::Reply(_)));
+        assert!(matches!(
+            authenticate(&mut a, &mut s, b"\0alice\0a-secret", 1400),
+            Gate::Reply(_)
+        ));
+        assert!(matches!(metadata(&mut a, &mut s, 1899), Gate::Pass));
+        assert!(matches!(metadata(&mut a, &mut s, 1900), Gate::Close));
+        handshake(&mut a, &mut s, "PLAIN");
+        assert!(matches!(
+            authenticate(&mut a, &mut s, b"\0bob\0b-secret", 1950),
+            Gate::ReplyAndClose(_)
+        ));
+    }
+
+    #[test]
+    fn one_api_versions_before_the_handshake_and_no_mechanism_change_on_reauthentication() {
+        let (mut a, mut s) = authenticator(&["connections.max.reauth.ms=500"]);
+        let versions = RequestKind::ApiVersions(Default::default());
+        assert!(matches!(
+            a.on_request(ApiKey::ApiVersions, 3, &versions, &mut s, 0),
+            Gate::Pass
+        ));
+        assert!(matches!(
+            a.on_request(ApiKey::ApiVersions, 3, &versions, &mut s, 0),
+            Gate::Close
+        ));
+        let (mut a, mut s) = authenticator(&["connections.max.reauth.ms=500"]);
+        handshake(&mut a, &mut s, "PLAIN");
+        authenticate(&mut a, &mut s, b"\0alice\0a-secret", 1000);
+        assert!(matches!(
+            handshake(&mut a, &mut s, "SCRAM-SHA-256"),
+            Gate::Reply(_)
+        ));
+        match authenticate(&mut a, &mut s, b"n,,n=alice,r=x", 1100) {
+            Gate::ReplyAndClose(ResponseKind::SaslAuthenticate(r)) => assert_eq!(
+                r.error_message.as_deref(),
+                Some("SASL mechanism 'SCRAM-SHA-256' requested by client is not supported for re-authentication of mechanism 'PLAIN'")
+            ),
+            _ => panic!("expected a failure answer"),
+        }
+    }
+
+    #[test]
+    fn gssapi_and_unknown_mechanisms_stop_the_start() {
+        for m in ["GSSAPI", "PLAIN,FOO"] {
+            let p = props(&[&format!("sasl.enabled.mechanisms={m}")]);
+            let e = ListenerSasl::from_config(&p, "SASL_PLAINTEXT", &ScramCredentials::in_memory())
+                .err()
+                .expect(m);
+            assert!(e.contains("sasl.enabled.mechanisms"), "{e}");
+        }
+    }
 
     #[test]
     fn session_lifetime_is_the_smaller_of_reauth_and_credential_expiry() {

@@ -170,18 +170,17 @@ impl ScramServer {
             },
         };
         let gs2_header = format!("n,{},", &rest[..rest.len() - bare.len() - 1]);
-        let mut fields = bare.split(',');
+        let mut fields = bare.split(',').peekable();
+        // A reserved `m=` extension is skipped, as Kafka's ClientFirstMessage pattern does.
+        if fields.peek().is_some_and(|f| f.starts_with("m=")) {
+            fields.next();
+        }
         let user = match fields.next().and_then(|f| f.strip_prefix("n=")) {
             Some(u) => match decode_saslname(u) {
                 Some(u) => u,
                 None => return Step::Rejected("invalid user name in client-first message".into()),
             },
-            None => {
-                return Step::Rejected(
-                    "client-first message does not start with a user name (reserved m= extension?)"
-                        .into(),
-                )
-            }
+            None => return Step::Rejected("client-first message has no user name".into()),
         };
         self.user = Some(user.clone());
         let Some(client_nonce) = fields.next().and_then(|f| f.strip_prefix("r=")) else {
