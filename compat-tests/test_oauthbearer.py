@@ -286,6 +286,7 @@ def test_rotated_key_is_picked_up_on_an_unknown_kid(oauth_broker, jwks_file):
     produce_and_consume(client_conf(broker.bootstrap, tokens), unique_topic("oauth-rotate"))
     log = broker_log(broker)
     assert 'no key with kid "k2"' in log, tail(log)
+    assert 'OAUTHBEARER JWKS updated source=file:' in log and 'kids=["k1", "k2"]' in log, tail(log)
     assert "principal=User:bob mechanism=OAUTHBEARER" in log, tail(log)
 
 

@@ -1050,7 +1050,20 @@ impl Jwks {
         let bytes = self.fetch().await?;
         let keys = parse_jwks(&bytes).map_err(|e| format!("JWKS from {}: {e}", self.source))?;
         let n = keys.len();
-        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+        let kids = |keys: &[Key]| -> Vec<String> {
+            keys.iter()
+                .map(|k| k.kid.clone().unwrap_or_default())
+                .collect()
+        };
+        let new_kids = kids(&keys);
+        let old = std::mem::replace(
+            &mut *self.keys.write().unwrap_or_else(|p| p.into_inner()),
+            Arc::new(keys),
+        );
+        // Key rotations show in the log; unchanged refreshes do not.
+        if kids(&old) != new_kids {
+            tracing::info!(source = %self.source, kids = ?new_kids, "OAUTHBEARER JWKS updated");
+        }
         self.missing
             .lock()
             .unwrap_or_else(|p| p.into_inner())
