@@ -131,10 +131,12 @@ class TokenSource:
     def __init__(self, make):
         self.make = make
         self.calls = 0
+        self.issued: list[str] = []
 
     def __call__(self, _oauthbearer_config):
         self.calls += 1
         token = self.make()
+        self.issued.append(token)
         claims = jwt.decode(token, options={"verify_signature": False})
         # librdkafka refuses to send a token it thinks has expired; a deliberately expired
         # one is handed over with a future lifetime so that the broker is the one to judge it.
@@ -270,6 +272,8 @@ def test_expired_and_wrong_audience_tokens_fail_while_another_client_works(oauth
     assert "the token has expired" in log, tail(log)
     assert "Audience (aud) claim [\"someone-else\"] doesn't contain an acceptable identifier" in log, tail(log)
     assert "User:mallory" not in log
+    for token in expired.issued + wrong_audience.issued:
+        assert token.split(".")[2] not in log, "the broker logged a token"
 
     good.produce(topic, value=b"after", partition=0, on_delivery=delivered.callback)
     assert good.flush(30) == 0 and b"after" in delivered.ok, delivered.failed

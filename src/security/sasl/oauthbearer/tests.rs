@@ -640,3 +640,22 @@ async fn jwks_is_fetched_over_http_and_a_failed_fetch_is_retried() {
     assert!(v.refresh_keys().await.is_err());
     assert!(v.validate(&token, NOW).is_ok());
 }
+
+#[test]
+fn unknown_kids_ask_for_a_refresh_once_a_minute_each_and_for_at_most_sixteen() {
+    let s = secured(&[]);
+    let Mode::Secured(secured) = &s.v.mode else {
+        panic!("not secured")
+    };
+    let jwks = &secured.jwks;
+    let asked = |jwks: &Jwks| jwks.missing.lock().unwrap().len();
+    jwks.request_refresh(Some("a"));
+    jwks.request_refresh(Some("a"));
+    assert_eq!(asked(jwks), 1);
+    for i in 0..40 {
+        jwks.request_refresh(Some(&format!("kid-{i}")));
+    }
+    assert_eq!(asked(jwks), MISSING_KID_MAX);
+    jwks.request_refresh(Some(&"x".repeat(MISSING_KID_MAX_LEN + 1)));
+    assert_eq!(asked(jwks), MISSING_KID_MAX);
+}
