@@ -442,6 +442,16 @@ def test_pre_kip43_unframed_exchange(sasl_broker):
         assert kafka_wire.connection_closed_by_peer(s, timeout=5)
 
 
+def test_a_large_frame_before_authentication_closes_the_connection(sasl_broker):
+    broker = sasl_broker()
+    with connect(broker) as s:
+        sasl_handshake(s, "PLAIN")
+        # over sasl.server.max.receive.size (512 KiB), far under socket.request.max.bytes
+        s.sendall(struct.pack(">i", 600_000) + b"\0" * 1024)
+        assert kafka_wire.connection_closed_by_peer(s, timeout=5)
+    assert "exceeds sasl.server.max.receive.size" in broker.log_path.read_text(errors="replace")
+
+
 def test_failed_authenticate_answers_the_reason_and_closes(sasl_broker):
     broker = sasl_broker()
     with connect(broker) as s:

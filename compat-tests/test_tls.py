@@ -8,7 +8,8 @@ listener on a second port; the certificates come from `certs.TestPki` (a fresh C
 - test_kcat_and_confluent_kafka_over_ssl: kcat produces and confluent-kafka consumes over
   SSL, both verifying the server certificate with the test CA.
 - test_each_listener_advertises_its_own_address: kcat -L on each listener lists the broker
-  at that listener's advertised address.
+  at that listener's advertised address; listener-prefixed ssl.* settings, and
+  ssl.client.auth=requested (with and without a client certificate).
 - test_mtls_required_maps_the_certificate_to_a_principal: with ssl.client.auth=required a
   client with a certificate works and is logged as the mapped principal; one without fails.
 - test_wrong_protocol_on_either_port_fails_clearly: plaintext on the TLS port and TLS on the
@@ -153,12 +154,19 @@ def test_each_listener_advertises_its_own_address(tls_broker, tmp_path):
     pki = TestPki(tmp_path / "pki")
     ks = keystore(pki.dir, pki.server())
     ssl_port = free_port()
-    broker = tls_broker(ssl_port, f"ssl.keystore.location={ks}",
+    carol = pki.client("CN=carol,O=Strata")
+    # ssl.* set for the SSL listener only (listener.name.<name>.), client certificates optional
+    broker = tls_broker(ssl_port, f"listener.name.ssl.ssl.keystore.location={ks}",
+                        f"listener.name.SSL.ssl.truststore.location={pki.ca_cert}",
+                        "listener.name.ssl.ssl.client.auth=requested",
                         advertised="PLAINTEXT://127.0.0.1:{port},SSL://localhost:{ssl_port}")
     plain = kcat(broker.bootstrap, "-L").stdout.decode()
     assert f"broker 0 at 127.0.0.1:{broker.port}" in plain, plain
     secure = kcat(f"127.0.0.1:{ssl_port}", "-L", conf=ssl_conf(pki)).stdout.decode()
     assert f"broker 0 at localhost:{ssl_port}" in secure, secure
+    # with ssl.client.auth=requested a certificate, when given, names the principal
+    kcat(f"127.0.0.1:{ssl_port}", "-L", conf=ssl_conf(pki, carol))
+    wait_until(lambda: "principal=User:CN=carol,O=Strata" in broker_log(broker), 10, "carol's principal in the log")
     log = broker_log(broker)
     assert re.search(rf"listening listener=SSL protocol=\"SSL\" bound=127.0.0.1:{ssl_port} "
                      rf"advertised=localhost:{ssl_port}", log), tail(log)
@@ -225,6 +233,8 @@ def test_a_replaced_certificate_is_served_to_new_connections(tls_broker, tmp_pat
         lambda c: (c.serial_number != before.serial_number, c))(server_certificate(ssl_port, pki.ca_cert)),
         timeout=15)
     assert after.subject.rfc4514_string() == "CN=localhost,O=Reloaded"
+    assert "TLS certificates changed on disk; new connections use them listener=SSL certificate=CN=localhost,O=Reloaded" \
+        in broker_log(broker), tail(broker_log(broker))
     out = kcat(f"127.0.0.1:{ssl_port}", "-L", conf=ssl_conf(pki)).stdout.decode()
     assert f"broker 0 at 127.0.0.1:{ssl_port}" in out
 

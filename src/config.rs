@@ -400,6 +400,7 @@ impl Config {
             config.props.static_value("listeners"),
             config.props.static_value("advertised.listeners"),
             config.props.static_value("listener.security.protocol.map"),
+            config.props.static_value("controller.listener.names"),
             &config.listen,
             &config.advertised_listener,
         )?;

@@ -157,6 +157,11 @@ pub async fn serve<R, W>(
     async move {
         tracing::debug!("accepted");
         let max = broker.config.props.int("socket.request.max.bytes").max(0) as usize;
+        // Before and during the first SASL authentication, frames are held to Kafka's
+        // smaller bound, so that an unauthenticated client cannot make the broker buffer much.
+        let max_unauthenticated = max.min(
+            broker.config.props.int("sasl.server.max.receive.size").max(0) as usize,
+        );
         let mut rd = BufReader::with_capacity(64 * 1024, rd);
         let (tx, mut rx) = mpsc::channel::<Outgoing>(IN_FLIGHT);
         let writer = tokio::spawn(
@@ -205,7 +210,14 @@ pub async fn serve<R, W>(
             let frame = tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
-                frame = read_frame(&mut rd, max) => frame,
+                frame = read_frame(
+                    &mut rd,
+                    if sasl.as_ref().is_some_and(|a| a.before_first_authentication()) {
+                        max_unauthenticated
+                    } else {
+                        max
+                    },
+                ) => frame,
             };
             let frame = match frame {
                 Ok(Some(f)) => f,
@@ -213,13 +225,25 @@ pub async fn serve<R, W>(
                     tracing::debug!("closed by client");
                     break;
                 }
+                // (UnexpectedEof: a TLS client that closed without close_notify, as most do)
                 Err(ReadError::Io(e))
                     if matches!(
                         e.kind(),
-                        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                        std::io::ErrorKind::ConnectionReset
+                            | std::io::ErrorKind::BrokenPipe
+                            | std::io::ErrorKind::UnexpectedEof
                     ) =>
                 {
                     tracing::debug!(error = %e, "connection dropped by client");
+                    break;
+                }
+                Err(ReadError::TooLarge { len, max })
+                    if sasl.as_ref().is_some_and(|a| a.before_first_authentication()) =>
+                {
+                    tracing::warn!(
+                        client = %session.peer,
+                        "failed authentication: a {len}-byte frame exceeds sasl.server.max.receive.size ({max}); closing"
+                    );
                     break;
                 }
                 Err(e) => {

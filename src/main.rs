@@ -117,7 +117,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             protocol = l.protocol.as_str(),
             bound = %socket.local_addr()?,
             advertised = %format!("{}:{}", l.advertised_host, l.advertised_port),
-            client_auth = ?tls.as_ref().map(|t| t.client_auth()),
+            tls = %tls.as_ref().map(|t| t.describe()).unwrap_or_else(|| "off".into()),
             "listening"
         );
         bound.push(Bound {

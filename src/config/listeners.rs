@@ -128,20 +128,38 @@ pub fn resolve(
     listeners: &str,
     advertised: &str,
     protocol_map: &str,
+    controller_names: &str,
     legacy_listen: &str,
     legacy_advertised: &str,
 ) -> Result<Vec<ListenerConfig>, ConfigError> {
     let map = parse_protocol_map(protocol_map)?;
-    let (binds, mut adv) = if listeners.trim().is_empty() {
+    let controllers: Vec<String> = controller_names
+        .split(',')
+        .map(|n| n.trim().to_ascii_uppercase())
+        .filter(|n| !n.is_empty())
+        .collect();
+    let (mut binds, mut adv) = if listeners.trim().is_empty() {
         let bind = legacy_endpoint("listen", legacy_listen)?;
         let adv = legacy_endpoint("advertised_listener", legacy_advertised)?;
         (vec![bind], BTreeMap::from([(adv.name.clone(), adv)]))
     } else {
         (parse_list("listeners", listeners)?, BTreeMap::new())
     };
+    // Kafka's KRaft controller endpoints: there is no controller quorum to serve here.
+    binds.retain(|b| {
+        let controller = controllers.contains(&b.name);
+        if controller {
+            tracing::info!(
+                listener = %b.name,
+                "not binding a listener named in controller.listener.names: a single broker \
+                 has no controller quorum"
+            );
+        }
+        !controller
+    });
     if binds.is_empty() {
         return Err(ConfigError::Invalid(
-            "listeners: at least one listener is needed".into(),
+            "listeners: at least one listener (not a controller listener) is needed".into(),
         ));
     }
     for ep in parse_list("advertised.listeners", advertised)? {
@@ -210,7 +228,7 @@ mod tests {
 
     #[test]
     fn without_listeners_the_legacy_flags_make_one_plaintext_listener() {
-        let l = resolve("", "", MAP, "0.0.0.0:9092", "localhost:9092").expect("ok");
+        let l = resolve("", "", MAP, "", "0.0.0.0:9092", "localhost:9092").expect("ok");
         assert_eq!(l.len(), 1);
         assert_eq!(l[0].name, "PLAINTEXT");
         assert_eq!(l[0].bind_address(), "0.0.0.0:9092");
@@ -226,6 +244,7 @@ mod tests {
             "PLAINTEXT://127.0.0.1:9092,ssl://:9093,INTERNAL://[::1]:9094",
             "SSL://broker.example:19093",
             &format!("{MAP},INTERNAL:SASL_PLAINTEXT"),
+            "",
             "ignored:1",
             "ignored:1",
         )
@@ -244,8 +263,23 @@ mod tests {
     }
 
     #[test]
+    fn controller_listeners_of_a_kraft_config_are_not_bound() {
+        let l = resolve(
+            "PLAINTEXT://:9092,CONTROLLER://:9093",
+            "PLAINTEXT://kafka:9092",
+            &format!("{MAP},CONTROLLER:PLAINTEXT"),
+            "CONTROLLER",
+            "",
+            "",
+        )
+        .expect("ok");
+        assert_eq!(l.len(), 1);
+        assert_eq!(l[0].advertised_host, "kafka");
+    }
+
+    #[test]
     fn a_listener_without_a_protocol_is_an_error_naming_it() {
-        let err = resolve("CLIENT://:9092", "", MAP, "", "").unwrap_err();
+        let err = resolve("CLIENT://:9092", "", MAP, "", "", "").unwrap_err();
         assert!(
             err.to_string().contains("listener.security.protocol.map"),
             "{err}"
@@ -266,10 +300,10 @@ mod tests {
                 "advertised.listeners",
             ),
         ] {
-            let err = resolve(listeners, advertised, MAP, "", "").unwrap_err();
+            let err = resolve(listeners, advertised, MAP, "", "", "").unwrap_err();
             assert!(err.to_string().starts_with(key), "{listeners}: {err}");
         }
-        let err = resolve("", "", "PLAINTEXT:TLS", "0.0.0.0:1", "h:1").unwrap_err();
+        let err = resolve("", "", "PLAINTEXT:TLS", "", "0.0.0.0:1", "h:1").unwrap_err();
         assert!(
             err.to_string().contains("listener.security.protocol.map"),
             "{err}"

@@ -210,6 +210,17 @@ pub const KAFKA_PROPERTIES: &[Property] = &[
         None,
         Kind::List,
     ),
+    // A single broker has no controller quorum and no other brokers: listeners named in
+    // controller.listener.names are not bound, and the inter-broker settings are accepted
+    // so that a Kafka server.properties loads.
+    prop("controller.listener.names", "", None, Kind::List),
+    prop("inter.broker.listener.name", "", None, Kind::Str),
+    prop(
+        "security.inter.broker.protocol",
+        "PLAINTEXT",
+        None,
+        Kind::Str,
+    ),
     prop(
         "sasl.enabled.mechanisms",
         "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
@@ -219,6 +230,7 @@ pub const KAFKA_PROPERTIES: &[Property] = &[
     prop("sasl.jaas.config", "", None, Kind::Password),
     prop("sasl.server.callback.handler.class", "", None, Kind::Str),
     prop("connections.max.reauth.ms", "0", None, Kind::Int),
+    prop("sasl.server.max.receive.size", "524288", None, Kind::Int),
     prop("sasl.oauthbearer.jwks.endpoint.url", "", None, Kind::Str),
     prop(
         "sasl.oauthbearer.jwks.endpoint.refresh.ms",

@@ -315,6 +315,11 @@ impl Authenticator {
         matches!(self.state, State::Unframed)
     }
 
+    /// Kafka's `sasl.server.max.receive.size` applies until the first success.
+    pub fn before_first_authentication(&self) -> bool {
+        self.done.is_none()
+    }
+
     /// Whether requests other than ApiVersions would be refused now.
     pub fn is_authenticating(&self) -> bool {
         !matches!(self.state, State::Complete)

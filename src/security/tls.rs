@@ -43,6 +43,17 @@ struct Settings {
     truststore_certificates: String,
     client_auth: ClientAuth,
     versions: Vec<&'static rustls::SupportedProtocolVersion>,
+    /// `ssl.cipher.suites` by their IANA names; empty offers every suite rustls has.
+    cipher_suites: Vec<String>,
+}
+
+/// A suite's IANA name, as Kafka's (Java's) `ssl.cipher.suites` writes it.
+fn suite_name(suite: rustls::CipherSuite) -> String {
+    let name = suite.as_str().unwrap_or("");
+    match name.strip_prefix("TLS13_") {
+        Some(rest) => format!("TLS_{rest}"),
+        None => name.to_string(),
+    }
 }
 
 impl Settings {
@@ -98,6 +109,25 @@ impl Settings {
         if versions.is_empty() {
             return Err("ssl.enabled.protocols names neither TLSv1.2 nor TLSv1.3".into());
         }
+        let cipher_suites: Vec<String> = get("ssl.cipher.suites")
+            .split(',')
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect();
+        let available: Vec<String> = rustls::crypto::aws_lc_rs::default_provider()
+            .cipher_suites
+            .iter()
+            .map(|s| suite_name(s.suite()))
+            .collect();
+        for c in cipher_suites.iter().filter(|c| !available.contains(c)) {
+            tracing::warn!(listener, suite = %c, "ssl.cipher.suites: not offered (rustls offers {})", available.join(", "));
+        }
+        if !cipher_suites.is_empty() && !cipher_suites.iter().any(|c| available.contains(c)) {
+            return Err(format!(
+                "ssl.cipher.suites names no suite this broker offers ({})",
+                available.join(", ")
+            ));
+        }
         Ok(Settings {
             listener: listener.to_string(),
             keystore_location: path("ssl.keystore.location"),
@@ -107,6 +137,7 @@ impl Settings {
             truststore_certificates: get("ssl.truststore.certificates"),
             client_auth,
             versions,
+            cipher_suites,
         })
     }
 
@@ -118,8 +149,9 @@ impl Settings {
             .collect()
     }
 
-    /// Builds the rustls configuration from the files or inline PEM as they are now.
-    fn build(&self) -> Result<ServerConfig, String> {
+    /// Builds the rustls configuration from the files or inline PEM as they are now, with
+    /// the server certificate's subject (for the log).
+    fn build(&self) -> Result<(ServerConfig, String), String> {
         let (chain_pem, key_pem) = match &self.keystore_location {
             Some(path) => {
                 let text = std::fs::read(path)
@@ -142,9 +174,11 @@ impl Settings {
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&chain_pem)
             .collect::<Result<_, _>>()
             .map_err(|e| format!("keystore certificate chain: {e}"))?;
-        if chain.is_empty() {
+        let Some(leaf) = chain.first() else {
             return Err("the keystore holds no CERTIFICATE block".into());
-        }
+        };
+        // Only for the log: a subject this reader cannot print does not stop the listener.
+        let subject = subject_rfc2253(leaf.as_ref()).unwrap_or_else(|e| format!("({e})"));
         let key_text = String::from_utf8_lossy(&key_pem);
         if key_text.contains("ENCRYPTED PRIVATE KEY") || key_text.contains("Proc-Type: 4,ENCRYPTED")
         {
@@ -157,7 +191,13 @@ impl Settings {
         }
         let key = PrivateKeyDer::from_pem_slice(&key_pem)
             .map_err(|e| format!("keystore private key: {e}"))?;
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+        if !self.cipher_suites.is_empty() {
+            provider
+                .cipher_suites
+                .retain(|s| self.cipher_suites.contains(&suite_name(s.suite())));
+        }
+        let provider = Arc::new(provider);
         let builder = ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&self.versions)
             .map_err(|e| format!("ssl.enabled.protocols: {e}"))?;
@@ -179,9 +219,10 @@ impl Settings {
                 )
             }
         };
-        builder
+        let config = builder
             .with_single_cert(chain, key)
-            .map_err(|e| format!("server certificate and key: {e}"))
+            .map_err(|e| format!("server certificate and key: {e}"))?;
+        Ok((config, subject))
     }
 
     fn roots(&self) -> Result<RootCertStore, String> {
@@ -229,6 +270,7 @@ fn stamps(files: &[PathBuf]) -> Vec<Stamp> {
 
 struct Current {
     config: Arc<ServerConfig>,
+    subject: String,
     stamps: Vec<Stamp>,
     checked: Instant,
 }
@@ -242,6 +284,7 @@ pub struct TlsServer {
     principal_from_certificate: bool,
     /// A std `Mutex` suffices: held to stat two files and, rarely, to rebuild.
     current: Mutex<Current>,
+    handshake_timeout: Duration,
 }
 
 impl TlsServer {
@@ -256,21 +299,33 @@ impl TlsServer {
             PrincipalMapper::parse(&props.for_listener(listener, "ssl.principal.mapping.rules"))?;
         let files = settings.files();
         let before = stamps(&files);
-        let config = settings.build()?;
+        let (config, subject) = settings.build()?;
         Ok(TlsServer {
             settings,
             mapper,
             principal_from_certificate,
             current: Mutex::new(Current {
                 config: Arc::new(config),
+                subject,
                 stamps: before,
                 checked: Instant::now(),
             }),
+            handshake_timeout: HANDSHAKE_TIMEOUT,
         })
     }
 
-    pub fn client_auth(&self) -> ClientAuth {
-        self.settings.client_auth
+    /// What the start-up log says about the listener: the certificate and `ssl.client.auth`.
+    pub fn describe(&self) -> String {
+        let current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        format!(
+            "certificate {}, ssl.client.auth={}",
+            current.subject,
+            match self.settings.client_auth {
+                ClientAuth::None => "none",
+                ClientAuth::Requested => "requested",
+                ClientAuth::Required => "required",
+            }
+        )
     }
 
     /// The configuration for a new connection, re-read first if a file changed.
@@ -283,10 +338,12 @@ impl TlsServer {
             if now != current.stamps {
                 current.stamps = now;
                 match self.settings.build() {
-                    Ok(config) => {
+                    Ok((config, subject)) => {
                         current.config = Arc::new(config);
+                        current.subject = subject.clone();
                         tracing::info!(
                             listener = %self.settings.listener,
+                            certificate = %subject,
                             "TLS certificates changed on disk; new connections use them"
                         );
                     }
@@ -311,7 +368,7 @@ impl TlsServer {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Option<(TlsStream<TcpStream>, Option<Principal>)> {
         let acceptor = tokio_rustls::TlsAcceptor::from(self.config());
-        let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+        let handshake = tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream));
         let result = tokio::select! {
             _ = shutdown.changed() => return None,
             r = handshake => r,
@@ -319,7 +376,7 @@ impl TlsServer {
         let stream = match result {
             Err(_) => {
                 tracing::info!(%peer, listener = %self.settings.listener,
-                    "TLS handshake not completed within {HANDSHAKE_TIMEOUT:?}; closing");
+                    "TLS handshake not completed within {:?}; closing", self.handshake_timeout);
                 return None;
             }
             Ok(Err(e)) => {
@@ -386,7 +443,12 @@ impl PrincipalMapper {
             |r: &str, why: &str| format!("ssl.principal.mapping.rules: invalid rule {r:?}: {why}");
         let mut out = Vec::new();
         let mut rest = rules.trim();
-        while !rest.is_empty() {
+        loop {
+            // Empty entries (`,,`) are skipped, as Kafka skips them.
+            rest = rest.trim_start_matches(|c: char| c == ',' || c.is_whitespace());
+            if rest.is_empty() {
+                break;
+            }
             if let Some(tail) = rest.strip_prefix("DEFAULT") {
                 out.push(Rule::Default);
                 rest = tail.trim_start();
@@ -429,10 +491,11 @@ impl PrincipalMapper {
                     .map_err(|e| bad(rest, &e.to_string()))?;
                 let pattern =
                     regex::Regex::new(&parts[0]).map_err(|e| bad(rest, &e.to_string()))?;
+                let groups = pattern.captures_len() - 1;
                 out.push(Rule::Replace {
                     whole,
                     pattern,
-                    replacement: java_replacement(&parts[1]),
+                    replacement: java_replacement(&parts[1], groups),
                     case,
                 });
                 rest = tail.trim_start();
@@ -442,15 +505,11 @@ impl PrincipalMapper {
                     "rules are DEFAULT or RULE:pattern/replacement/[LU]",
                 ));
             }
-            rest = match rest.strip_prefix(',') {
-                Some(r) => r.trim_start(),
-                None if rest.is_empty() => rest,
-                None => return Err(bad(rest, "rules are separated by commas")),
-            };
+            if !rest.is_empty() && !rest.starts_with(',') {
+                return Err(bad(rest, "rules are separated by commas"));
+            }
         }
-        if out.is_empty() {
-            out.push(Rule::Default);
-        }
+        // No rules at all (an empty setting) maps nothing, as in Kafka.
         Ok(PrincipalMapper { rules: out })
     }
 
@@ -479,7 +538,9 @@ impl PrincipalMapper {
 }
 
 /// Java's replacement syntax (`$1`, `\$` for a literal) in the `regex` crate's (`${1}`, `$$`).
-fn java_replacement(java: &str) -> String {
+/// As in Kafka, `$n` names the longest run of digits that is a group of the pattern, and a
+/// reference to a group the pattern does not have is literal text.
+fn java_replacement(java: &str, groups: usize) -> String {
     let mut out = String::new();
     let mut chars = java.chars().peekable();
     while let Some(c) = chars.next() {
@@ -495,10 +556,25 @@ fn java_replacement(java: &str) -> String {
                     digits.push(*d);
                     chars.next();
                 }
-                if digits.is_empty() {
-                    out.push_str("$$");
-                } else {
-                    out.push_str(&format!("${{{digits}}}"));
+                let values: Vec<usize> = digits.bytes().map(|b| (b - b'0') as usize).collect();
+                match values.first() {
+                    Some(&first) if first <= groups => {
+                        let mut group = first;
+                        let mut used = 1;
+                        while let Some(&d) = values.get(used) {
+                            if group * 10 + d > groups {
+                                break;
+                            }
+                            group = group * 10 + d;
+                            used += 1;
+                        }
+                        out.push_str(&format!("${{{group}}}"));
+                        out.push_str(&digits[used..]);
+                    }
+                    _ => {
+                        out.push_str("$$");
+                        out.push_str(&digits);
+                    }
                 }
             }
             c => out.push(c),
@@ -680,9 +756,61 @@ mod tests {
     }
 
     #[test]
+    fn rules_parse_and_map_as_kafkas_own_cases() {
+        for bad in [
+            "default",
+            "DEFAUL",
+            "DEFAULT/L",
+            "DEFAULT/U",
+            "RULE:CN=(.*?),OU=ServiceUsers.*/$1",
+            "rule:^CN=(.*?),OU=ServiceUsers.*$/$1/",
+            "RULE:^CN=(.*?),OU=ServiceUsers.*$/$1/L/U",
+            "RULE:^CN=(.*?),OU=ServiceUsers.*$/L",
+            "RULE:^CN=(.*?),OU=ServiceUsers.*$/LU",
+        ] {
+            assert!(PrincipalMapper::parse(bad).is_err(), "{bad}");
+        }
+        let m = PrincipalMapper::parse(
+            "RULE:^CN=(.*?),OU=ServiceUsers.*$/$1/L, \
+             RULE:^CN=(.*?),OU=(.*?),O=(.*?),L=(.*?),ST=(.*?),C=(.*?)$/$1@$2/L, \
+             RULE:^cn=(.*?),ou=(.*?),dc=(.*?),dc=(.*?)$/$1@$2/U, \
+             RULE:^.*[Cc][Nn]=([a-zA-Z0-9.]*).*$/$1/U, DEFAULT",
+        )
+        .expect("parses");
+        let name = |dn: &str| m.map(dn).unwrap_or_default();
+        assert_eq!(name("CN=Duke,OU=ServiceUsers,O=Org,C=US"), "duke");
+        assert_eq!(
+            name("CN=Duke,OU=SME,O=mycp,L=Fulton,ST=MD,C=US"),
+            "duke@sme"
+        );
+        assert_eq!(name("cn=duke,ou=sme,dc=mycp,dc=com"), "DUKE@SME");
+        assert_eq!(name("cN=duke,OU=JavaSoft,O=Sun Microsystems"), "DUKE");
+        assert_eq!(
+            name("OU=JavaSoft,O=Sun Microsystems,C=US"),
+            "OU=JavaSoft,O=Sun Microsystems,C=US"
+        );
+        let escaped =
+            PrincipalMapper::parse("RULE:^CN=((\\\\, *|\\w)+)(,.*|$)/$1/,DEFAULT").expect("parses");
+        assert_eq!(
+            escaped
+                .map("CN=Tkac\\, Adam,OU=ITZ,DC=geodis,DC=cz")
+                .as_deref(),
+            Some("Tkac\\, Adam")
+        );
+        let skipped = PrincipalMapper::parse(",,RULE:^(.*)$/x$1/,,,DEFAULT,,").expect("parses");
+        assert_eq!(skipped.map("CN=a").as_deref(), Some("xCN=a"));
+        assert_eq!(PrincipalMapper::parse("").expect("empty").map("CN=a"), None);
+        let slash = PrincipalMapper::parse("RULE:^CN=a\\/b$/a-b/").expect("escaped slash");
+        assert_eq!(slash.map("CN=a/b").as_deref(), Some("a-b"));
+    }
+
+    #[test]
     fn java_replacements_become_regex_replacements() {
-        assert_eq!(java_replacement("$1@$2x"), "${1}@${2}x");
-        assert_eq!(java_replacement("\\$1"), "$$1");
+        assert_eq!(java_replacement("$1@$2x", 2), "${1}@${2}x");
+        assert_eq!(java_replacement("\\$1", 1), "$$1");
+        assert_eq!(java_replacement("$12", 1), "${1}2");
+        assert_eq!(java_replacement("$12", 12), "${12}");
+        assert_eq!(java_replacement("$1@$4", 3), "${1}@$$4");
     }
 
     #[test]
@@ -710,6 +838,63 @@ mod tests {
         assert!(subject_rfc2253(&[]).is_err());
         assert!(subject_rfc2253(&[0x30, 0x82, 0xff]).is_err());
         assert!(subject_rfc2253(&[0x30, 0x03, 0x30, 0x01]).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_silent_client_is_let_go_after_the_handshake_timeout() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/security/testdata/server.pem");
+        let c = crate::config::Config::load(
+            None,
+            crate::config::Overrides {
+                properties: vec![format!("ssl.keystore.location={}", path.display())],
+                ..Default::default()
+            },
+        )
+        .expect("load");
+        let mut server = TlsServer::new(&c.props, "SSL", true).expect("test certificate loads");
+        server.handshake_timeout = Duration::from_millis(200);
+        let socket = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = socket.local_addr().expect("addr");
+        let _silent = TcpStream::connect(addr).await.expect("connect");
+        let (stream, peer) = socket.accept().await.expect("accept");
+        let (_stop_tx, mut stop) = watch::channel(false);
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(5),
+            server.accept(stream, peer, &mut stop),
+        )
+        .await
+        .expect("gave up within the handshake timeout");
+        assert!(outcome.is_none());
+    }
+
+    #[test]
+    fn cipher_suites_are_named_as_kafka_names_them() {
+        assert_eq!(
+            suite_name(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256),
+            "TLS_AES_128_GCM_SHA256"
+        );
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/security/testdata/server.pem");
+        let load = |suites: &str| {
+            let c = crate::config::Config::load(
+                None,
+                crate::config::Overrides {
+                    properties: vec![
+                        format!("ssl.keystore.location={}", path.display()),
+                        format!("ssl.cipher.suites={suites}"),
+                    ],
+                    ..Default::default()
+                },
+            )
+            .expect("load");
+            TlsServer::new(&c.props, "SSL", true)
+        };
+        assert!(load("TLS_AES_256_GCM_SHA384,TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384").is_ok());
+        let err = load("TLS_RSA_WITH_AES_128_CBC_SHA").err().expect("refused");
+        assert!(err.contains("ssl.cipher.suites"), "{err}");
     }
 
     #[test]
