@@ -40,7 +40,7 @@ const MAX_CLIENT_RESPONSE: usize = 64 * 1024;
 const MAX_JWKS_BYTES: u64 = 1 << 20;
 /// How long one JWKS fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
-/// Fewest time between two fetches a token's unknown `kid` can trigger, so that a stream of
+/// Shortest time between two fetches a token's unknown `kid` can trigger, so that a stream of
 /// made-up key ids cannot hammer the identity provider.
 const MIN_EXPEDITED_GAP: Duration = Duration::from_secs(1);
 /// Kafka's limits on the unknown key ids it remembers (RefreshingHttpsJwks): each one asks
