@@ -18,6 +18,9 @@ cd "$(dirname "$0")"
 #   lz4-java-, zstd-jni-, snappy-java-   compression codecs (loaded when used)
 #   log4j-slf4j2-impl-, log4j-api-, log4j-core-   an SLF4J binding, so the client's
 #                                own log lines show (configured by log4j2.properties)
-WANT=(kafka-clients-4.3.0 slf4j-api- lz4-java- zstd-jni- snappy-java- log4j-slf4j2-impl- log4j-api- log4j-core-)
+#   jackson-databind-, jackson-core-, jackson-annotations-, jose4j-   what the client's
+#                                OAUTHBEARER login (OAuthBearerLoginCallbackHandler) loads
+WANT=(kafka-clients-4.3.0 slf4j-api- lz4-java- zstd-jni- snappy-java- log4j-slf4j2-impl- log4j-api- log4j-core-
+      jackson-databind- jackson-core- jackson-annotations- jose4j-)
 
 install_wheel_jars "java client" "${WANT[@]}"

@@ -238,6 +238,18 @@ pub const KAFKA_PROPERTIES: &[Property] = &[
         None,
         Kind::Int,
     ),
+    prop(
+        "sasl.oauthbearer.jwks.endpoint.retry.backoff.ms",
+        "100",
+        None,
+        Kind::Int,
+    ),
+    prop(
+        "sasl.oauthbearer.jwks.endpoint.retry.backoff.max.ms",
+        "10000",
+        None,
+        Kind::Int,
+    ),
     prop("sasl.oauthbearer.expected.audience", "", None, Kind::List),
     prop("sasl.oauthbearer.expected.issuer", "", None, Kind::Str),
     prop("sasl.oauthbearer.sub.claim.name", "sub", None, Kind::Str),

@@ -13,6 +13,7 @@
 
 pub mod credentials;
 pub mod jaas;
+pub mod oauthbearer;
 pub mod plain;
 pub mod scram;
 
@@ -141,13 +142,16 @@ fn mechanism_factory(
                 Box::new(scram::ScramServer::new(hash, store.clone()))
             }))
         }
-        OAUTHBEARER => Err("OAUTHBEARER is not available on this broker".into()),
+        OAUTHBEARER => {
+            let validator = oauthbearer::OAuthBearerValidator::from_props(props, listener)?;
+            Ok(Arc::new(move || Box::new(validator.mechanism())))
+        }
         GSSAPI => Err(
-            "GSSAPI (Kerberos) is not supported by Strata; enable PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 instead"
+            "GSSAPI (Kerberos) is not supported by Strata; enable PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER instead"
                 .into(),
         ),
         other => Err(format!(
-            "unknown mechanism {other:?} (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)"
+            "unknown mechanism {other:?} (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER)"
         )),
     }
 }
