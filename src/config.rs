@@ -784,6 +784,17 @@ mod tests {
         let path =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sasl-ssl-example.yaml");
         let c = Config::load(Some(&path), Overrides::default()).expect("sasl-ssl-example.yaml");
+        // README.md shows the same YAML, below the file's header comment.
+        let text = std::fs::read_to_string(&path).expect("example");
+        let body = text.split_once("\n\n").map_or(text.as_str(), |(_, b)| b);
+        let readme = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"),
+        )
+        .expect("README.md");
+        assert!(
+            readme.contains(&format!("```yaml\n{body}```")),
+            "README.md's SASL_SSL example differs from config/sasl-ssl-example.yaml"
+        );
         let listeners: Vec<String> = c.listeners.iter().map(|l| l.name.clone()).collect();
         assert_eq!(listeners, ["SASL_SSL", "PLAINTEXT"]);
         assert_eq!(
