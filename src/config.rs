@@ -777,6 +777,46 @@ mod tests {
     }
 
     #[test]
+    fn the_sasl_ssl_example_loads_with_its_secrets_from_the_environment() {
+        std::env::set_var("STRATA_KEYSTORE", "/etc/strata/broker.pem");
+        std::env::set_var("STRATA_ADMIN_PASSWORD", "admin-pw");
+        std::env::set_var("STRATA_APP_PASSWORD", "app-pw");
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sasl-ssl-example.yaml");
+        let c = Config::load(Some(&path), Overrides::default()).expect("sasl-ssl-example.yaml");
+        // README.md shows the same YAML, below the file's header comment.
+        let text = std::fs::read_to_string(&path).expect("example");
+        let body = text.split_once("\n\n").map_or(text.as_str(), |(_, b)| b);
+        let readme = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"),
+        )
+        .expect("README.md");
+        assert!(
+            readme.contains(&format!("```yaml\n{body}```")),
+            "README.md's SASL_SSL example differs from config/sasl-ssl-example.yaml"
+        );
+        let listeners: Vec<String> = c.listeners.iter().map(|l| l.name.clone()).collect();
+        assert_eq!(listeners, ["SASL_SSL", "PLAINTEXT"]);
+        assert_eq!(
+            c.props.for_listener("SASL_SSL", "ssl.keystore.location"),
+            "/etc/strata/broker.pem"
+        );
+        assert_eq!(c.props.get("super.users"), "User:admin");
+        let users: Vec<(&str, &str, &str)> = c
+            .scram_users
+            .iter()
+            .map(|u| (u.name.as_str(), u.mechanism.as_str(), u.password.as_str()))
+            .collect();
+        assert_eq!(
+            users,
+            [
+                ("admin", "SCRAM-SHA-512", "admin-pw"),
+                ("app", "SCRAM-SHA-512", "app-pw")
+            ]
+        );
+    }
+
+    #[test]
     fn the_shipped_config_file_loads() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/strata.yaml");
         let c = Config::load(Some(&path), Overrides::default()).expect("config/strata.yaml");

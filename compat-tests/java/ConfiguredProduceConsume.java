@@ -4,8 +4,10 @@
 // what the tests change.
 //
 //   java -cp 'lib/*:BUILD_DIR' ConfiguredProduceConsume --bootstrap HOST:PORT --topic T
-//        --count N --client-config FILE [--timeout SECONDS]
+//        --count N --client-config FILE [--timeout SECONDS] [--group GROUP]
 //
+// With --group the consumer subscribes as a member of GROUP and commits what it read;
+// otherwise it reads the partition with assign().
 // Prints one JSON line: {"ok", "produced", "consumed", "error", "phase"}; exit status 0 when
 // every message came back in order with its value.
 
@@ -31,7 +33,7 @@ import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 import org.apache.kafka.common.serialization.ByteArraySerializer;
 
 public class ConfiguredProduceConsume {
-    static String bootstrap, topic, clientConfig;
+    static String bootstrap, topic, clientConfig, group;
     static int count = 0, timeoutSeconds = 60;
     static String phase = "start";
 
@@ -52,6 +54,7 @@ public class ConfiguredProduceConsume {
                 case "--count": count = Integer.parseInt(args[i + 1]); break;
                 case "--client-config": clientConfig = args[i + 1]; break;
                 case "--timeout": timeoutSeconds = Integer.parseInt(args[i + 1]); break;
+                case "--group": group = args[i + 1]; break;
                 default: System.err.println("unknown option " + args[i]); System.exit(2);
             }
         }
@@ -94,10 +97,19 @@ public class ConfiguredProduceConsume {
             Properties cp = props();
             cp.put("key.deserializer", ByteArrayDeserializer.class.getName());
             cp.put("value.deserializer", ByteArrayDeserializer.class.getName());
+            if (group != null) {
+                cp.put("group.id", group);
+                cp.put("auto.offset.reset", "earliest");
+                cp.put("enable.auto.commit", "false");
+            }
             try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(cp)) {
                 TopicPartition tp = new TopicPartition(topic, 0);
-                consumer.assign(List.of(tp));
-                consumer.seekToBeginning(List.of(tp));
+                if (group != null) {
+                    consumer.subscribe(List.of(topic));
+                } else {
+                    consumer.assign(List.of(tp));
+                    consumer.seekToBeginning(List.of(tp));
+                }
                 long deadline = System.currentTimeMillis() + 30_000;
                 while (consumed < count && System.currentTimeMillis() < deadline) {
                     for (ConsumerRecord<byte[], byte[]> r : consumer.poll(Duration.ofMillis(500))) {
@@ -107,6 +119,10 @@ public class ConfiguredProduceConsume {
                         }
                         consumed++;
                     }
+                }
+                if (group != null) {
+                    phase = "commit";
+                    consumer.commitSync(Duration.ofSeconds(30));
                 }
             }
             phase = "done";

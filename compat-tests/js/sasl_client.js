@@ -1,15 +1,17 @@
 // KafkaJS over SASL against a Kafka-compatible broker (Strata).
 //
-//   node sasl_client.js BOOTSTRAP TOPIC COUNT MECHANISM USER PASSWORD
+//   node sasl_client.js BOOTSTRAP TOPIC COUNT MECHANISM USER PASSWORD [CA_FILE]
 //
-// MECHANISM is kafkajs' name: plain, scram-sha-256 or scram-sha-512. Creates the topic (1
+// MECHANISM is kafkajs' name: plain, scram-sha-256 or scram-sha-512. With CA_FILE (PEM) the
+// connection is TLS (SASL_SSL), the broker verified against that CA. Creates the topic (1
 // partition), produces COUNT messages, reads them back with a consumer group. Prints one
 // line of JSON on stdout: {"ok", "produced", "consumed", "error"}; exit status 0 when every
 // message came back, 1 otherwise, 3 on an error.
 
+const fs = require('fs');
 const { Kafka, logLevel } = require('kafkajs');
 
-const [bootstrap, topic, countText, mechanism, username, password] = process.argv.slice(2);
+const [bootstrap, topic, countText, mechanism, username, password, caFile] = process.argv.slice(2);
 const count = Number(countText);
 const summary = { ok: false, produced: 0, consumed: 0 };
 
@@ -21,6 +23,7 @@ setTimeout(() => { summary.error = 'timeout'; finish(3); }, 60000).unref();
 const kafka = new Kafka({
   clientId: 'strata-compat-kafkajs-sasl',
   brokers: [bootstrap],
+  ssl: caFile ? { ca: [fs.readFileSync(caFile, 'utf-8')] } : false,
   sasl: { mechanism, username, password },
   connectionTimeout: 5000,
   requestTimeout: 15000,
