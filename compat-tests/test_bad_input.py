@@ -160,6 +160,24 @@ def test_a_batch_with_a_bad_crc_is_refused_with_corrupt_message_and_never_stored
     assert_broker_still_serves(strata, "a corrupt batch")
 
 
+def test_an_acks_zero_produce_that_fails_closes_the_connection_as_kafka_does(strata):
+    """acks=0 gets no answer, so Kafka closes the connection when a partition fails: the
+    producer's one signal to refresh its metadata. A produce that succeeds leaves it open."""
+    topic = unique_topic("acks0-close")
+    create_topic(strata.bootstrap, topic, 1)
+    with connect(strata) as s:
+        s.sendall(w.produce_v3_request(31, topic, 0, w.record_batch([(b"k", b"kept")]), acks=0))
+        s.sendall(w.api_versions_v0_request(32))
+        correlation_id, error, _ = w.parse_api_versions_v0(w.recv_frame(s))
+        assert (correlation_id, error) == (32, 0), "the acks=0 produce must not be answered"
+
+        s.sendall(w.produce_v3_request(33, topic, 7, w.record_batch([(b"k", b"nowhere")]), acks=0))
+        assert w.connection_closed_by_peer(s, timeout=5), "an acks=0 produce to a missing partition left the connection open"
+    consumed = consume_partitions(strata.bootstrap, topic, [0], expected=1)[0]
+    assert [m.value() for m in consumed] == [b"kept"]
+    assert_broker_still_serves(strata, "a failed acks=0 produce")
+
+
 def test_a_producer_keeps_working_while_another_connection_sends_garbage(strata):
     topic = unique_topic("bad-neighbour")
     create_topic(strata.bootstrap, topic, 1)

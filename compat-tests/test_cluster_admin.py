@@ -5,8 +5,9 @@ one-broker Kafka without an authorizer answers them, so admin tools say "not ena
 - test_acl_apis_answer_security_disabled: CreateAcls and DeleteAcls through confluent-kafka,
   DescribeAcls through kafka-python: SECURITY_DISABLED, "No Authorizer is configured on the
   broker".
-- test_scram_credential_apis_answer_security_disabled: kafka-python's describe and alter of
-  SCRAM credentials get SECURITY_DISABLED.
+- test_scram_credentials_are_managed_on_a_plaintext_broker: as on Kafka, kafka-python alters
+  and describes SCRAM credentials on a broker without SASL listeners (they are stored for
+  when one is added); deleting one that does not exist is RESOURCE_NOT_FOUND.
 - test_elect_leaders_is_never_needed: confluent-kafka and kafka-python: ELECTION_NOT_NEEDED
   for existing partitions, UNKNOWN_TOPIC_OR_PARTITION for a partition that does not exist.
 - test_partition_reassignments: none is ever listed; moving a partition to broker 0 (where it
@@ -57,15 +58,17 @@ def test_acl_apis_answer_security_disabled(strata, kp_admin):
         kp_admin.describe_acls(kp_filter)
 
 
-def test_scram_credential_apis_answer_security_disabled(kp_admin):
-    with pytest.raises(kafka.errors.SecurityDisabledError):
-        kp_admin.describe_user_scram_credentials()
+def test_scram_credentials_are_managed_on_a_plaintext_broker(kp_admin):
+    user = unique_topic("scram-user")
     results = kp_admin.alter_user_scram_credentials([
-        UserScramCredentialUpsertion("alice", ScramMechanism.SCRAM_SHA_256, "secret"),
-        UserScramCredentialDeletion("bob", ScramMechanism.SCRAM_SHA_512),
+        UserScramCredentialUpsertion(user, ScramMechanism.SCRAM_SHA_256, "secret", iterations=8192),
+        UserScramCredentialDeletion("nobody-" + user, ScramMechanism.SCRAM_SHA_512),
     ])
-    assert sorted(results) == ["alice", "bob"]
-    assert all(msg and "not enabled" in msg for msg in results.values()), results
+    assert results[user] is None, results
+    assert "nobody-" + user in results and results["nobody-" + user], results
+    described = kp_admin.describe_user_scram_credentials([user])
+    assert described == {user: {"error": None, "credential_infos": [
+        {"mechanism": ScramMechanism.SCRAM_SHA_256, "iterations": 8192}]}}, described
 
 
 def test_elect_leaders_is_never_needed(strata, kp_admin):

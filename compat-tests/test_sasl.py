@@ -10,7 +10,8 @@ Every broker here runs with `listeners=SASL_PLAINTEXT://127.0.0.1:PORT` and PLAI
   mechanism and iterations, kept across a restart, and gone when deleted; Kafka's errors for bad
   alterations.
 - A wrong password fails clearly at the client while another client keeps working; the broker
-  log names the client's address and user, never the password.
+  log names the client's address and user, never the password; the failed answer is held back
+  by `connection.failed.authentication.delay.ms` while others log in.
 - Hand-built frames: a request before authentication closes the connection; the pre-KIP-43
   unframed exchange; an unsupported mechanism; SaslHandshake on a PLAINTEXT listener.
 - KIP-368 re-authentication: librdkafka keeps producing across re-authentications, a
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 import pathlib
 import re
+import select
 import socket
 import struct
 import subprocess
@@ -145,10 +147,18 @@ def sasl_handshake(sock, mechanism, version=1, correlation_id=1):
     return error, mechanisms
 
 
-def sasl_authenticate(sock, token: bytes, correlation_id=2):
-    """SaslAuthenticate v1: (error, message, auth_bytes, session_lifetime_ms)."""
+def send_sasl_authenticate(sock, token: bytes, correlation_id=2):
     sock.sendall(kafka_wire.frame(kafka_wire.header_v1(API_SASL_AUTHENTICATE, 1, correlation_id)
                                   + struct.pack(">i", len(token)) + token))
+
+
+def sasl_authenticate(sock, token: bytes, correlation_id=2):
+    """SaslAuthenticate v1: (error, message, auth_bytes, session_lifetime_ms)."""
+    send_sasl_authenticate(sock, token, correlation_id)
+    return read_sasl_authenticate(sock, correlation_id)
+
+
+def read_sasl_authenticate(sock, correlation_id=2):
     payload = kafka_wire.recv_frame(sock)
     assert struct.unpack(">i", payload[:4])[0] == correlation_id
     (error, mlen) = struct.unpack(">hh", payload[4:8])
@@ -453,10 +463,17 @@ def test_a_large_frame_before_authentication_closes_the_connection(sasl_broker):
 
 
 def test_failed_authenticate_answers_the_reason_and_closes(sasl_broker):
-    broker = sasl_broker()
-    with connect(broker) as s:
+    broker = sasl_broker("--override", "connection.failed.authentication.delay.ms=2000")
+    with connect(broker) as s, connect(broker) as other:
         sasl_handshake(s, "PLAIN")
-        error, message, _, _ = sasl_authenticate(s, plain_token("alice", "wrong"))
+        sasl_handshake(other, "PLAIN")
+        sent = time.monotonic()
+        send_sasl_authenticate(s, plain_token("alice", "wrong"))
+        # while the failed answer is held back, another client logs in at once
+        assert sasl_authenticate(other, plain_token("alice", "alice-secret"))[0] == 0
+        assert not select.select([s], [], [], 0)[0], "the failed answer came before the other client's"
+        error, message, _, _ = read_sasl_authenticate(s)
+        assert time.monotonic() - sent >= 1.9, "connection.failed.authentication.delay.ms was not applied"
         assert (error, message) == (ERR_SASL_AUTHENTICATION_FAILED,
                                     "Authentication failed: Invalid username or password")
         assert kafka_wire.connection_closed_by_peer(s, timeout=5)

@@ -162,6 +162,13 @@ pub async fn serve<R, W>(
         let max_unauthenticated = max.min(
             broker.config.props.int("sasl.server.max.receive.size").max(0) as usize,
         );
+        let failed_auth_delay = std::time::Duration::from_millis(
+            broker
+                .config
+                .props
+                .int("connection.failed.authentication.delay.ms")
+                .max(0) as u64,
+        );
         let mut rd = BufReader::with_capacity(64 * 1024, rd);
         let (tx, mut rx) = mpsc::channel::<Outgoing>(IN_FLIGHT);
         let writer = tokio::spawn(
@@ -312,6 +319,11 @@ pub async fn serve<R, W>(
                     let Some(bytes) = encode(api_key, version, correlation_id, &body) else {
                         break;
                     };
+                    if close && api_key == ApiKey::SaslAuthenticate {
+                        // Kafka holds a failed authentication's answer back, which slows
+                        // password guessing without holding up anyone else.
+                        tokio::time::sleep(failed_auth_delay).await;
+                    }
                     if tx.send(Outgoing::Ready(bytes)).await.is_err() || close {
                         break;
                     }
@@ -322,6 +334,14 @@ pub async fn serve<R, W>(
             let reply = handler::dispatch(&broker, request, &session).instrument(span).await;
             let out = match reply {
                 Reply::Nothing => continue,
+                Reply::Close => {
+                    tracing::info!(
+                        client = %session.peer,
+                        correlation_id,
+                        "closing the connection: an acks=0 produce failed"
+                    );
+                    break;
+                }
                 Reply::Now(body) => match encode(api_key, version, correlation_id, &body) {
                     Some(b) => Outgoing::Ready(b),
                     None => break,

@@ -231,6 +231,12 @@ pub const KAFKA_PROPERTIES: &[Property] = &[
     prop("sasl.server.callback.handler.class", "", None, Kind::Str),
     prop("connections.max.reauth.ms", "0", None, Kind::Int),
     prop("sasl.server.max.receive.size", "524288", None, Kind::Int),
+    prop(
+        "connection.failed.authentication.delay.ms",
+        "100",
+        None,
+        Kind::Int,
+    ),
     prop("sasl.oauthbearer.jwks.endpoint.url", "", None, Kind::Str),
     prop(
         "sasl.oauthbearer.jwks.endpoint.refresh.ms",

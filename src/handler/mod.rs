@@ -44,6 +44,9 @@ pub enum Reply {
     Later(Boxed<ResponseKind>),
     /// acks=0 produce: Kafka sends nothing.
     Nothing,
+    /// acks=0 produce that failed somewhere: Kafka closes the connection, the one signal
+    /// such a producer gets, so that it refreshes its metadata.
+    Close,
 }
 
 fn now(body: ResponseKind) -> Reply {
@@ -304,7 +307,7 @@ mod tests {
         let body = match reply {
             Reply::Now(b) => *b,
             Reply::Later(f) => f.await,
-            Reply::Nothing => return None,
+            Reply::Nothing | Reply::Close => return None,
         };
         encode_response(api_key, version, 7, &body)
             .unwrap_or_else(|e| panic!("{api_key:?} v{version} response does not encode: {e:#}"));

@@ -144,6 +144,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Reply {
         responses.push(resp);
     }
     if acks == 0 {
+        let failed = responses
+            .iter()
+            .flat_map(|t| &t.partition_responses)
+            .any(|p| p.error_code != 0);
         if !waits.is_empty() {
             // Nobody waits for the answer, but consumers wait for the fsync.
             tokio::spawn(async move {
@@ -152,7 +156,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> Reply {
                 }
             });
         }
-        return Reply::Nothing;
+        return if failed { Reply::Close } else { Reply::Nothing };
     }
     let response = ProduceResponse::default().with_responses(responses);
     if waits.is_empty() {
