@@ -244,6 +244,12 @@ pub async fn serve<R, W>(
                     tracing::debug!(error = %e, "connection dropped by client");
                     break;
                 }
+                // A client stopped while sending (killed, or its process ended): nothing of
+                // the partial request was acted on, so it is no more than a drop.
+                Err(e @ ReadError::Torn { .. }) => {
+                    tracing::debug!(error = %e, "connection dropped by client");
+                    break;
+                }
                 Err(ReadError::TooLarge { len, max })
                     if sasl.as_ref().is_some_and(|a| a.before_first_authentication()) =>
                 {
