@@ -260,6 +260,44 @@ def test_without_read_on_the_topic_the_consumer_gets_topic_authorization_failed(
         consumer.close()
 
 
+def test_a_regex_subscription_leaves_out_topics_the_member_may_not_describe(acl_broker):
+    """KIP-848: the broker resolves the regex as the heartbeating member may see it, and
+    ConsumerGroupDescribe hides a group whose assignment names a topic the caller may not see."""
+    bootstrap = acl_broker.bootstrap
+    acls = Acls(bootstrap)
+    prefix, group = unique_topic("acl-regex"), f"g-{uuid.uuid4().hex[:6]}"
+    visible, secret = f"{prefix}-visible", f"{prefix}-secret"
+    for topic in (visible, secret):
+        acls.create_topic(topic)
+    acls.grant(*grants_for_app(visible, group), allow(ResourceType.TOPIC, secret, AclOperation.WRITE))
+    assert produce_one(bootstrap, visible, b"seen")[0] is None
+    assert produce_one(bootstrap, secret, b"unseen")[0] is None
+    acls.revoke(allow(ResourceType.TOPIC, secret, AclOperation.WRITE))
+    consumer = group_consumer(bootstrap, group, "consumer")
+    try:
+        consumer.subscribe([f"^{prefix}-.*"])
+        got, errors = consume_until(consumer, want_values=[b"seen"])
+        time.sleep(2)  # a few more heartbeats: the secret topic must not be assigned later
+        while (msg := consumer.poll(0.2)) is not None:
+            (errors if msg.error() else got).append(msg.error() or msg.value())
+        assert got == [b"seen"], got
+        assert not errors, [e.str() for e in errors]
+        assert {tp.topic for tp in consumer.assignment()} == {visible}
+        # what the broker assigned (ConsumerGroupDescribe), not only what the client kept
+        acls.grant(allow(ResourceType.GROUP, group, AclOperation.DESCRIBE))
+        described = acls.admin.describe_consumer_groups([group], request_timeout=TIMEOUT)[group].result(
+            timeout=TIMEOUT)
+        assigned = {tp.topic for m in described.members for tp in m.assignment.topic_partitions}
+        assert assigned == {visible}, assigned
+        # A group whose assignment names a topic the client may not see is hidden, as Kafka does.
+        acls.revoke(*grants_for_app(visible, group)[:2])
+        with pytest.raises(KafkaException) as hidden:
+            acls.admin.describe_consumer_groups([group], request_timeout=TIMEOUT)[group].result(timeout=TIMEOUT)
+        assert error_code(hidden.value) == KafkaError.TOPIC_AUTHORIZATION_FAILED, hidden.value
+    finally:
+        consumer.close()
+
+
 @pytest.mark.parametrize("protocol", ["classic", "consumer"])
 def test_without_read_on_the_group_the_consumer_gets_group_authorization_failed(acl_broker, protocol):
     bootstrap = acl_broker.bootstrap

@@ -8,6 +8,7 @@ use crate::broker::groups::consumer::{Heartbeat, Metadata, Partitions, TopicMeta
 use crate::broker::groups::GroupKind;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::*;
+use std::collections::BTreeSet;
 
 /// Every topic's id and size, what the server-side assignors work from.
 fn topic_metadata(ctx: &Ctx<'_>) -> Metadata {
@@ -70,8 +71,17 @@ pub fn consumer_group_heartbeat(
         }),
         client_id: ctx.client_id.to_string(),
         client_host: ctx.client_host().to_string(),
+        undescribable: BTreeSet::new(),
     };
     let meta = topic_metadata(ctx);
+    let hb = Heartbeat {
+        undescribable: meta
+            .keys()
+            .filter(|t| !ctx.authorize(Operation::Describe, ResourceType::Topic, t))
+            .cloned()
+            .collect(),
+        ..hb
+    };
     let groups = &ctx.broker.groups;
     let interval = groups
         .consumer_heartbeat_interval(req.group_id.0.as_str())
@@ -190,6 +200,27 @@ pub fn consumer_group_describe(
                             .collect(),
                     )
             });
+            // Kafka hides a group whose assignments name a topic the client may not see.
+            let hides_topics = |g: &cgd::DescribedGroup| {
+                g.members.iter().any(|m| {
+                    m.assignment
+                        .topic_partitions
+                        .iter()
+                        .chain(&m.target_assignment.topic_partitions)
+                        .any(|tp| {
+                            !ctx.authorize(Operation::Describe, ResourceType::Topic, tp.topic_name.as_str())
+                        })
+                })
+            };
+            if let Some(g) = found.as_ref().filter(|g| hides_topics(g)) {
+                return cgd::DescribedGroup::default()
+                    .with_group_id(g.group_id.clone())
+                    .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                    .with_error_message(Some(str_bytes(
+                        "The group has described topic(s) that the client is not authorized to describe.",
+                    )))
+                    .with_authorized_operations(i32::MIN);
+            }
             found.unwrap_or_else(|| {
                 cgd::DescribedGroup::default()
                     .with_group_id(gid.clone())

@@ -89,14 +89,21 @@ impl ConsumerMember {
         }
     }
 
-    /// Topic names this member subscribes to, by list and by pattern.
-    fn subscribes(&self, topic: &str, patterns: &BTreeMap<String, regex::Regex>) -> bool {
+    /// Topic names this member subscribes to, by list and by pattern (`hidden`: topics left
+    /// out of the patterns' resolution).
+    fn subscribes(
+        &self,
+        topic: &str,
+        patterns: &BTreeMap<String, regex::Regex>,
+        hidden: &BTreeSet<String>,
+    ) -> bool {
         self.topics.iter().any(|t| t == topic)
-            || self
-                .regex
-                .as_ref()
-                .and_then(|r| patterns.get(r))
-                .is_some_and(|re| re.is_match(topic))
+            || (!hidden.contains(topic)
+                && self
+                    .regex
+                    .as_ref()
+                    .and_then(|r| patterns.get(r))
+                    .is_some_and(|re| re.is_match(topic)))
     }
 }
 
@@ -114,6 +121,9 @@ pub struct Heartbeat {
     pub owned: Option<Partitions>,
     pub client_id: String,
     pub client_host: String,
+    /// Topics the heartbeating client may not DESCRIBE: Kafka resolves the group's regular
+    /// expressions without them, in the context of the member that heartbeats.
+    pub undescribable: BTreeSet<String>,
 }
 
 pub struct HeartbeatReply {
@@ -137,6 +147,8 @@ pub struct ConsumerGroup {
     pub target: BTreeMap<String, Partitions>,
     /// The subscribed topics as of the last target assignment; a change bumps the epoch.
     subscribed: Metadata,
+    /// Topics the regular expressions match but the last heartbeating member may not see.
+    regex_hidden: BTreeSet<String>,
     pub assignor: String,
 }
 
@@ -274,6 +286,17 @@ impl ConsumerGroup {
             self.bump();
         }
 
+        let patterns = self.patterns();
+        let hidden: BTreeSet<String> = hb
+            .undescribable
+            .iter()
+            .filter(|t| patterns.values().any(|re| re.is_match(t)))
+            .cloned()
+            .collect();
+        if hidden != self.regex_hidden {
+            self.regex_hidden = hidden;
+            self.bump();
+        }
         let subscribed = self.subscription_metadata(meta);
         if subscribed != self.subscribed {
             self.subscribed = subscribed;
@@ -458,7 +481,11 @@ impl ConsumerGroup {
     fn subscription_metadata(&self, meta: &Metadata) -> Metadata {
         let patterns = self.patterns();
         meta.iter()
-            .filter(|(name, _)| self.members.values().any(|m| m.subscribes(name, &patterns)))
+            .filter(|(name, _)| {
+                self.members
+                    .values()
+                    .any(|m| m.subscribes(name, &patterns, &self.regex_hidden))
+            })
             .map(|(n, t)| (n.clone(), t.clone()))
             .collect()
     }
@@ -493,7 +520,7 @@ impl ConsumerGroup {
                 let topics = self
                     .subscribed
                     .iter()
-                    .filter(|(name, _)| m.subscribes(name, &patterns))
+                    .filter(|(name, _)| m.subscribes(name, &patterns, &self.regex_hidden))
                     .map(|(n, t)| (n.clone(), t.clone()))
                     .collect();
                 (m.id.clone(), topics)

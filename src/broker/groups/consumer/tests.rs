@@ -30,6 +30,7 @@ pub(in crate::broker::groups) fn join(id: &str, topics: &[&str]) -> Heartbeat {
         owned: Some(Partitions::new()),
         client_id: "c".into(),
         client_host: "h".into(),
+        undescribable: BTreeSet::new(),
     }
 }
 
@@ -251,4 +252,36 @@ fn epochs_only_move_forward_as_members_come_and_go() {
     converge(&mut g, &m, &mut clients);
     assert!(g.group_epoch > last.0);
     assert!(clients.values().all(|(e, _)| *e == g.assignment_epoch));
+}
+
+#[test]
+fn a_regex_resolves_without_the_topics_the_heartbeating_member_may_not_describe() {
+    let m = meta(&[("app-a", 2), ("app-secret", 2), ("other", 1)]);
+    let mut g = ConsumerGroup::default();
+    let hidden = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    let first = Heartbeat {
+        topics: None,
+        regex: Some("app-.*".into()),
+        undescribable: hidden(&["app-secret", "other"]),
+        ..join("a", &[])
+    };
+    let r = g.heartbeat(first, &m, Instant::now()).expect("join");
+    let a = Uuid::new_v5(&Uuid::NAMESPACE_OID, b"app-a");
+    assert_eq!(
+        r.assignment
+            .as_ref()
+            .map(|p| p.keys().copied().collect::<Vec<_>>()),
+        Some(vec![a])
+    );
+    assert_eq!(g.subscribed_topics(), hidden(&["app-a"]));
+    // Once the topic may be described, the next heartbeat brings it in with a new epoch.
+    let epoch = g.group_epoch;
+    let owned = r.assignment.unwrap_or_default();
+    let next = Heartbeat {
+        undescribable: BTreeSet::new(),
+        ..beat("a", r.epoch, &owned)
+    };
+    g.heartbeat(next, &m, Instant::now()).expect("heartbeat");
+    assert!(g.group_epoch > epoch);
+    assert_eq!(g.subscribed_topics(), hidden(&["app-a", "app-secret"]));
 }
