@@ -224,6 +224,27 @@ def compile_java(tmp_path_factory, program_dir: pathlib.Path, sources, needed_fo
     return f"{lib}{os.pathsep}{classes}"
 
 
+def run_configured_java(classpath: str, bootstrap: str, topic: str, count: int, properties: dict[str, str],
+                        workdir: pathlib.Path, group: str | None = None, jvm_args: tuple[str, ...] = (),
+                        timeout: int = 60) -> tuple[list[str], subprocess.CompletedProcess, dict | None]:
+    """java/ConfiguredProduceConsume: the Java client creates `topic`, produces `count` messages
+    and reads them back (in `group` when given), every client configured with `properties`
+    (written to a properties file, as an application's config would be). Returns the command,
+    the process and its JSON summary ({"ok", "produced", "consumed", "error", "phase"})."""
+    java_dir = pathlib.Path(__file__).resolve().parent / "java"
+    config = workdir / f"client-{uuid.uuid4().hex[:8]}.properties"
+    config.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
+    cmd = ["java", f"-Dlog4j2.configurationFile={java_dir / 'log4j2.properties'}",
+           f"-Dstrata.log.level={os.environ.get('STRATA_COMPAT_JAVA_LOG', 'WARN')}", *jvm_args,
+           "-cp", classpath, "ConfiguredProduceConsume", "--bootstrap", bootstrap, "--topic", topic,
+           "--count", str(count), "--client-config", str(config), "--timeout", str(timeout)]
+    if group is not None:
+        cmd += ["--group", group]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 30)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    return cmd, proc, (json.loads(lines[-1]) if lines else None)
+
+
 def program_report(cmd: list[str], proc: subprocess.CompletedProcess, summary: dict | None, log_name: str) -> str:
     """What a client program (js/, java/) did: exit status, JSON summary, problems, log tail."""
     problems = "\n".join(f"  - {p}" for p in (summary or {}).get("problems", []))

@@ -254,3 +254,11 @@ def tcp_proxy():
     for proxy in proxies:
         proxy.close()
 
+
+
+@pytest.fixture(scope="session")
+def java_classpath(tmp_path_factory) -> str:
+    """Every program under java/ compiled once per run, with the jars install.sh fetched."""
+    from clients import compile_java
+    java_dir = pathlib.Path(__file__).resolve().parent / "java"
+    return compile_java(tmp_path_factory, java_dir, sorted(java_dir.glob("*.java")), "the Java client tests")

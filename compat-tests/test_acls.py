@@ -32,7 +32,7 @@ from kafka.admin import ACLFilter, ACLOperation, ACLPermissionType, ACLResourceP
 from kafka.admin import ResourceType as KpResourceType
 
 from clients import program_report, unique_topic
-from test_java import java_classpath, java_command  # noqa: F401 (fixture)
+from test_java import java_command
 from test_sasl import conf as sasl_conf
 from test_sasl import sasl_broker  # noqa: F401 (fixture)
 

@@ -38,7 +38,7 @@ from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, 
 
 import kafka_wire as kw
 from clients import first_message, new_consumer, tail, unique_topic, wait_for_partitions, wait_until
-from test_java import java_classpath, java_command  # noqa: F401 (a fixture)
+from test_java import java_command
 
 S = ConfigSource
 

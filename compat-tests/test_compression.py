@@ -28,7 +28,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 import kafka_wire
 from clients import (Delivered, consume_partitions, create_topic, new_consumer, produce_all, program_report,
                      unique_topic, wait_for_partitions)
-from test_java import java_classpath, java_command, run_produce_consume  # noqa: F401  (a fixture)
+from test_java import java_command, run_produce_consume
 
 CODECS = ["gzip", "snappy", "lz4", "zstd"]
 CODEC_ID = {"none": 0, "uncompressed": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}

@@ -42,7 +42,7 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 import kafka_wire
 from clients import create_topic, new_consumer, unique_topic, wait_for
 from s3 import tier_config
-from test_java import java_classpath, java_command  # noqa: F401  (java_classpath is a fixture)
+from test_java import java_command
 
 TIMEOUT = 15.0
 

@@ -29,7 +29,7 @@ import uuid
 
 import pytest
 
-from clients import (MemberProcess, check_group_churn, check_group_resumes, compile_java, create_topic, program_report,
+from clients import (MemberProcess, check_group_churn, check_group_resumes, create_topic, program_report,
                      run_group_churn, tail, unique_topic)
 
 JAVA_DIR = pathlib.Path(__file__).resolve().parent / "java"
@@ -39,12 +39,6 @@ PROGRAM_TIMEOUT_S = 90  # the program's own watchdog; the subprocess gets a marg
 
 def _report(cmd: list[str], proc: subprocess.CompletedProcess, summary: dict | None) -> str:
     return program_report(cmd, proc, summary, "client log")
-
-
-@pytest.fixture(scope="session")
-def java_classpath(tmp_path_factory) -> str:
-    # every program under java/ (ProduceConsume, GroupMember, Transactional, ...), compiled once
-    return compile_java(tmp_path_factory, JAVA_DIR, sorted(JAVA_DIR.glob("*.java")), "the Java client tests")
 
 
 def java_command(classpath: str, main_class: str, *args: str) -> list[str]:

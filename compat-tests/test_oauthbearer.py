@@ -43,7 +43,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from certs import TestPki
-from clients import Delivered, compile_java, consume_partitions, tail, unique_topic
+from clients import Delivered, consume_partitions, program_report, run_configured_java, tail, unique_topic
 from conftest import StrataBroker, free_port, strata_binary
 
 ISSUER = "https://idp.strata.test"
@@ -74,7 +74,6 @@ def make_token(sub: str = "alice", lifetime: int = 3600, kid: str = "k1", key=KE
     return jwt.encode(payload, key, algorithm="RS256", headers={"kid": kid})
 
 
-JAVA_DIR = pathlib.Path(__file__).resolve().parent / "java"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 LOGIN_MODULE = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule"
 
@@ -374,30 +373,19 @@ def test_sasl_ssl_listener_with_its_own_jwks(oauth_broker, jwks_file, tmp_path):
     assert "unsigned tokens (alg none) are refused" in broker_log(broker)
 
 
-@pytest.fixture(scope="session")
-def java_classpath(tmp_path_factory) -> str:
-    return compile_java(tmp_path_factory, JAVA_DIR, sorted(JAVA_DIR.glob("*.java")), "the Java OAUTHBEARER test")
-
-
 def test_java_client_with_a_signed_token_from_a_file(oauth_broker, jwks_file, java_classpath, tmp_path):
     broker = oauth_broker(*signed_props(f"file://{jwks_file}"))
     token_file = tmp_path / "token.jwt"
     token_file.write_text(make_token(sub="java-app", scope="kafka"))
-    topic = unique_topic("oauth-java")
-    cmd = ["java",
-           f"-Dlog4j2.configurationFile={JAVA_DIR / 'log4j2.properties'}",
-           "-Dstrata.log.level=WARN",
-           f"-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls=file:{token_file}",
-           "-cp", java_classpath, "OAuthBearerClient",
-           "--bootstrap", broker.bootstrap, "--topic", topic, "--count", "20",
-           "--property", "sasl.login.callback.handler.class="
-                         "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler",
-           "--property", f"sasl.oauthbearer.token.endpoint.url=file:{token_file}",
-           "--property", f"sasl.jaas.config={LOGIN_MODULE} required ;"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    summary = json.loads(lines[-1]) if lines else None
-    report = f"exit {proc.returncode}\nstdout:\n{tail(proc.stdout)}\nstderr:\n{tail(proc.stderr)}"
+    cmd, proc, summary = run_configured_java(java_classpath, broker.bootstrap, unique_topic("oauth-java"), 20, {
+        "security.protocol": "SASL_PLAINTEXT",
+        "sasl.mechanism": "OAUTHBEARER",
+        "sasl.login.callback.handler.class":
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler",
+        "sasl.oauthbearer.token.endpoint.url": f"file:{token_file}",
+        "sasl.jaas.config": f"{LOGIN_MODULE} required ;",
+    }, tmp_path, jvm_args=(f"-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls=file:{token_file}",))
+    report = program_report(cmd, proc, summary, "client log")
     assert proc.returncode == 0 and summary and summary["ok"], report
     assert summary["produced"] == 20 and summary["consumed"] == 20, report
     assert "principal=User:java-app mechanism=OAUTHBEARER" in broker_log(broker)

@@ -41,7 +41,7 @@ from confluent_kafka.admin import AdminClient, NewPartitions
 
 import kafka_wire as kw
 from clients import create_topic, first_message, unique_topic, wait_for_partitions
-from test_java import java_classpath, java_command  # noqa: F401 (fixture)
+from test_java import java_command
 
 API_DESCRIBE_TOPIC_PARTITIONS = 75
 FAST_CONSUMER_GROUPS = ("--override", "group.consumer.heartbeat.interval.ms=500")

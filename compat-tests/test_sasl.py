@@ -37,7 +37,7 @@ from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechan
                                    UserScramCredentialUpsertion)
 
 import kafka_wire
-from clients import compile_java, tail, unique_topic, wait_until
+from clients import program_report, run_configured_java, tail, unique_topic, wait_until
 from certs import TestPki
 from conftest import StrataBroker, free_port, strata_binary
 
@@ -379,31 +379,23 @@ def test_kafkajs_scram_sha_512(sasl_broker):
     assert summary["consumed"] == 20
 
 
-@pytest.fixture(scope="session")
-def java_classpath(tmp_path_factory) -> str:
-    java_dir = HERE / "java"
-    return compile_java(tmp_path_factory, java_dir, sorted(java_dir.glob("*.java")), "the Java client tests")
-
-
-def test_java_scram_sha_512(sasl_broker, java_classpath):
+def test_java_scram_sha_512(sasl_broker, java_classpath, tmp_path):
     broker = sasl_broker()
     upsert_scram(broker, "jack", "jack-secret")
-    java_dir = HERE / "java"
 
     def run(password):
-        cmd = ["java", f"-Dlog4j2.configurationFile={java_dir / 'log4j2.properties'}", "-Dstrata.log.level=WARN",
-               "-cp", java_classpath, "SaslClient", "--bootstrap", broker.bootstrap, "--topic",
-               unique_topic("sasl-java"), "--count", "20", "--mechanism", "SCRAM-SHA-512", "--user", "jack",
-               "--password", password]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-        return proc, (json.loads(lines[-1]) if lines else None)
+        return run_configured_java(java_classpath, broker.bootstrap, unique_topic("sasl-java"), 20, {
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                                f'username="jack" password="{password}";',
+        }, tmp_path)
 
-    proc, summary = run("jack-secret")
-    assert proc.returncode == 0 and summary and summary["ok"], f"{summary}\n{tail(proc.stderr)}"
-    proc, summary = run("wrong")
+    cmd, proc, summary = run("jack-secret")
+    assert proc.returncode == 0 and summary and summary["ok"], program_report(cmd, proc, summary, "client log")
+    cmd, proc, summary = run("wrong")
     assert summary is not None and "SaslAuthenticationException" in summary.get("error", ""), \
-        f"{summary}\n{tail(proc.stderr)}"
+        program_report(cmd, proc, summary, "client log")
     assert "invalid credentials with SASL mechanism SCRAM-SHA-512" in summary["error"]
 
 

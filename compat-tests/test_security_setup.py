@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import pathlib
 import secrets
 import subprocess
@@ -36,14 +35,13 @@ from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType, 
                                    ResourceType)
 
 from certs import TestPki
-from clients import compile_java, program_report, tail, unique_topic, wait_until
+from clients import program_report, run_configured_java, tail, unique_topic, wait_until
 from conftest import REPO_ROOT, StrataBroker, free_port, strata_binary
 from test_acls import consume_until, produce_one
 from test_sasl import login_error
 from test_tls import keystore
 
 HERE = pathlib.Path(__file__).resolve().parent
-JAVA_DIR = HERE / "java"
 EXAMPLE = REPO_ROOT / "config" / "sasl-ssl-example.yaml"
 TIMEOUT = 15
 
@@ -178,28 +176,16 @@ def test_kafkajs_produces_and_reads_in_a_group(setup):
     assert summary["produced"] == summary["consumed"] == 20
 
 
-@pytest.fixture(scope="module")
-def java_classpath(tmp_path_factory) -> str:
-    sources = [JAVA_DIR / "ConfiguredProduceConsume.java", JAVA_DIR / "Json.java"]
-    return compile_java(tmp_path_factory, JAVA_DIR, sources, "the Java client over SASL_SSL")
-
-
 def run_java(setup, java_classpath, tmp_path, topic, group):
     """ConfiguredProduceConsume with the README's client properties."""
-    config = tmp_path / "client.properties"
-    config.write_text("security.protocol=SASL_SSL\n"
-                      "ssl.truststore.type=PEM\n"
-                      f"ssl.truststore.location={setup.ca}\n"
-                      "sasl.mechanism=SCRAM-SHA-512\n"
-                      "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required "
-                      f'username="app" password="{setup.app_password}";\n')
-    cmd = ["java", f"-Dlog4j2.configurationFile={JAVA_DIR / 'log4j2.properties'}",
-           f"-Dstrata.log.level={os.environ.get('STRATA_COMPAT_JAVA_LOG', 'WARN')}",
-           "-cp", java_classpath, "ConfiguredProduceConsume", "--bootstrap", setup.bootstrap, "--topic", topic,
-           "--count", "20", "--client-config", str(config), "--group", group, "--timeout", "60"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    return cmd, proc, (json.loads(lines[-1]) if lines else None)
+    return run_configured_java(java_classpath, setup.bootstrap, topic, 20, {
+        "security.protocol": "SASL_SSL",
+        "ssl.truststore.type": "PEM",
+        "ssl.truststore.location": setup.ca,
+        "sasl.mechanism": "SCRAM-SHA-512",
+        "sasl.jaas.config": "org.apache.kafka.common.security.scram.ScramLoginModule required "
+                            f'username="app" password="{setup.app_password}";',
+    }, tmp_path, group=group)
 
 
 def test_java_client_produces_and_commits_in_a_group(setup, java_classpath, tmp_path):

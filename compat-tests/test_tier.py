@@ -64,7 +64,7 @@ from clients import (Delivered, consume_partitions, create_topic, new_consumer, 
                      wait_for_partitions)
 import kafka_wire
 from s3 import tier_config
-from test_java import java_classpath, run_produce_consume  # noqa: F401  (java_classpath is a fixture)
+from test_java import run_produce_consume
 
 SEGMENT_BYTES = 64 * 1024
 BASE_PROPS = {

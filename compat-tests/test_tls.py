@@ -26,7 +26,6 @@ listener on a second port; the certificates come from `certs.TestPki` (a fresh C
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
@@ -35,16 +34,16 @@ import subprocess
 import time
 
 import pytest
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from certs import TestPki
-from clients import compile_java, create_topic, new_consumer, program_report, tail, unique_topic, wait_for, wait_until
+from clients import (create_topic, new_consumer, program_report, run_configured_java, tail, unique_topic,
+                     wait_for, wait_until)
 from conftest import StrataBroker, free_port, strata_binary
 
-JAVA_DIR = __import__("pathlib").Path(__file__).resolve().parent / "java"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -246,28 +245,15 @@ def test_a_replaced_certificate_is_served_to_new_connections(tls_broker, tmp_pat
     assert f"broker 0 at 127.0.0.1:{ssl_port}" in out
 
 
-@pytest.fixture(scope="module")
-def java_classpath(tmp_path_factory) -> str:
-    sources = [JAVA_DIR / "ConfiguredProduceConsume.java", JAVA_DIR / "Json.java"]
-    return compile_java(tmp_path_factory, JAVA_DIR, sources, "the Java client over SSL")
-
-
 def test_java_client_over_ssl_with_a_pem_truststore(tls_broker, tmp_path, java_classpath):
     pki = TestPki(tmp_path / "pki")
     ks = keystore(pki.dir, pki.server())
     ssl_port = free_port()
     tls_broker(ssl_port, f"ssl.keystore.location={ks}")
-    client_config = tmp_path / "client.properties"
-    client_config.write_text(f"security.protocol=SSL\nssl.truststore.type=PEM\n"
-                             f"ssl.truststore.location={pki.ca_cert}\n")
-    cmd = ["java", f"-Dlog4j2.configurationFile={JAVA_DIR / 'log4j2.properties'}",
-           f"-Dstrata.log.level={os.environ.get('STRATA_COMPAT_JAVA_LOG', 'WARN')}",
-           "-cp", java_classpath, "ConfiguredProduceConsume", "--bootstrap", f"127.0.0.1:{ssl_port}",
-           "--topic", unique_topic("tls-java"), "--count", "200", "--client-config", str(client_config),
-           "--timeout", "60"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    summary = json.loads(lines[-1]) if lines else None
+    cmd, proc, summary = run_configured_java(
+        java_classpath, f"127.0.0.1:{ssl_port}", unique_topic("tls-java"), 200,
+        {"security.protocol": "SSL", "ssl.truststore.type": "PEM", "ssl.truststore.location": pki.ca_cert},
+        tmp_path)
     assert proc.returncode == 0 and summary and summary["ok"], program_report(cmd, proc, summary, "client log")
     assert summary["produced"] == summary["consumed"] == 200
 

@@ -48,7 +48,6 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 import kafka_wire
 from clients import Delivered, JsonLinesProcess, committed_offsets, wait_until, consume_partitions, create_topic, high_watermarks, produce_all, tail, unique_topic
 from conftest import StrataBroker, free_port, strata_binary
-from test_java import java_classpath  # noqa: F401  (a fixture)
 
 JAVA_DIR = pathlib.Path(__file__).resolve().parent / "java"
 IDEMPOTENT_COUNT = 100_000
