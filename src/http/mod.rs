@@ -26,6 +26,10 @@ pub struct HttpState {
     ready: AtomicBool,
     broker: OnceLock<Broker>,
     pub(crate) registry: Registry,
+    /// When the process started, for the console's uptime.
+    pub(crate) started: std::time::Instant,
+    /// The console's throughput and lag history, filled by its sampler.
+    pub(crate) history: console::history::History,
 }
 
 impl HttpState {
@@ -37,6 +41,8 @@ impl HttpState {
                 ready: AtomicBool::new(false),
                 broker: OnceLock::new(),
                 registry,
+                started: std::time::Instant::now(),
+                history: console::history::History::default(),
             }
         })
     }
@@ -60,7 +66,7 @@ pub async fn bind(address: &str) -> anyhow::Result<Option<TcpListener>> {
     let socket = TcpListener::bind(address)
         .await
         .map_err(|e| anyhow::anyhow!("binding the HTTP listener on {address}: {e}"))?;
-    tracing::info!(bound = %socket.local_addr()?, "HTTP listening (/metrics, /health, /ready)");
+    tracing::info!(bound = %socket.local_addr()?, "HTTP listening (console, /metrics, /health, /ready)");
     Ok(Some(socket))
 }
 
@@ -70,7 +76,8 @@ pub fn spawn(
     state: Arc<HttpState>,
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    let app = router(state);
+    let app = router(state.clone());
+    tokio::spawn(console::history::run(state, shutdown.clone()));
     tokio::spawn(async move {
         let stop = async move {
             while !*shutdown.borrow() {

@@ -1,0 +1,157 @@
+"""The web console, seen through a real browser (Debian's chromium driven by Playwright).
+
+A producer writes records with a JSON value and a header, a classic and a KIP-848 consumer
+group each read and commit part of them, then the browser loads the console's pages and
+checks what a user would read there: the broker's version and listener, the topic's
+partitions and configs, a record's key, header and pretty-printed JSON value, and each
+group's state, member assignment and lag. A screenshot of every page goes to the test's tmp
+dir.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import shutil
+import uuid
+
+import pytest
+from confluent_kafka import Producer, TopicPartition
+
+from clients import create_topic, group_consumer, unique_topic, wait_until
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+RECORDS = 5
+COMMITTED = 3
+
+
+@pytest.fixture
+def page():
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            yield browser.new_page(viewport={"width": 1280, "height": 900})
+        finally:
+            browser.close()
+
+
+def consume_and_commit(bootstrap: str, group: str, topic: str, protocol: str):
+    """A member that has read and committed the first COMMITTED records; left open."""
+    consumer = group_consumer(bootstrap, group, protocol)
+    consumer.subscribe([topic])
+    seen = []
+
+    def read_enough():
+        for msg in consumer.consume(num_messages=COMMITTED - len(seen), timeout=0.2):
+            if not msg.error():
+                seen.append(msg)
+        return len(seen) >= COMMITTED
+
+    wait_until(read_enough, 30, f"{group} reads {COMMITTED} records")
+    consumer.commit(offsets=[TopicPartition(topic, 0, COMMITTED)], asynchronous=False)
+    return consumer
+
+
+def test_the_console_shows_topic_message_and_group_lag(strata, page, tmp_path):
+    topic = unique_topic("console")
+    create_topic(strata.bootstrap, topic, 1)
+    before = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=2)
+    producer = Producer({"bootstrap.servers": strata.bootstrap})
+    for i in range(RECORDS):
+        value = json.dumps({"order": 1000 + i, "items": ["tea", "cake"], "paid": True}, separators=(",", ":"))
+        producer.produce(topic, key=f"customer-{i}", value=value, partition=0,
+                         headers=[("source", b"console-test")])
+    assert producer.flush(15) == 0
+    del producer
+    classic = f"console-classic-{uuid.uuid4().hex[:6]}"
+    modern = f"console-848-{uuid.uuid4().hex[:6]}"
+    consumers = [consume_and_commit(strata.bootstrap, classic, topic, "classic"),
+                 consume_and_commit(strata.bootstrap, modern, topic, "consumer")]
+    try:
+        url = strata.http_url
+
+        page.goto(url + "/")
+        assert page.locator("h1").inner_text().startswith("Broker")
+        facts = page.locator("table.facts").first.inner_text()
+        assert "strata 0." in facts and "Data directory" in facts
+        assert strata.bootstrap in page.locator("table").nth(1).inner_text()
+        page.screenshot(path=tmp_path / "console-broker.png", full_page=True)
+
+        page.goto(url + "/topics")
+        page.fill("input[name=q]", topic)
+        page.click("form.filter button")
+        rows = page.locator("#topics tbody tr")
+        assert rows.count() == 1
+        cells = rows.first.locator("td").all_inner_texts()
+        assert cells[0] == topic and cells[1] == "1" and cells[2] == str(RECORDS)
+        page.screenshot(path=tmp_path / "console-topics.png", full_page=True)
+
+        rows.first.locator("a").click()
+        partition = page.locator("#partitions tbody tr").first.locator("td").all_inner_texts()
+        assert partition[0] == "0" and partition[3] == str(RECORDS)  # the high watermark
+        configs = page.locator("#configs").inner_text()
+        assert "cleanup.policy\tdelete\tDEFAULT_CONFIG" in configs
+        page.screenshot(path=tmp_path / "console-topic.png", full_page=True)
+
+        page.locator("#partitions a", has_text="messages").first.click()
+        page.select_option("select[name=from]", "offset")
+        page.fill("input[name=offset]", "1")
+        page.click("form.filter button")
+        first = page.locator(".record").first
+        assert first.locator(".offset").inner_text() == "1"
+        assert page.locator(".record").count() == RECORDS - 1
+        assert first.locator("tr", has_text="Key").locator("pre").inner_text() == "customer-1"
+        value = first.locator("td.value pre")
+        assert value.get_attribute("data-format") == "JSON"
+        # Pretty-printed: one field a line, indented.
+        assert '{\n  "order": 1001,\n  "items": [\n    "tea",\n    "cake"\n  ],\n  "paid": true\n}' \
+            == value.inner_text()
+        headers = first.locator("table.headers").inner_text()
+        assert "source" in headers and "console-test" in headers
+        page.screenshot(path=tmp_path / "console-messages.png", full_page=True)
+
+        # From a time: a moment before the first record was written finds all of them.
+        page.select_option("select[name=from]", "time")
+        page.fill("input[name=time]", before.strftime("%Y-%m-%dT%H:%M:%S"))
+        page.select_option("select[name=format]", "hex")
+        page.click("form.filter button")
+        assert page.locator(".record .offset").all_inner_texts() == [str(i) for i in range(RECORDS)]
+        hex_value = page.locator(".record td.value pre").first
+        assert hex_value.get_attribute("data-format") == "hex"
+        assert hex_value.inner_text().startswith("00000000  7b 22 6f 72 64 65 72 22")  # {"order"
+
+        page.goto(url + "/groups")
+        listed = page.locator("#groups").inner_text()
+        assert classic in listed and modern in listed
+        page.screenshot(path=tmp_path / "console-groups.png", full_page=True)
+
+        for group, kind in [(classic, "classic"), (modern, "consumer")]:
+            page.goto(f"{url}/groups/{group}")
+            assert page.locator("table.facts").inner_text().startswith(f"Type\t{kind}")
+            assert page.locator("#state").inner_text() == "Stable"
+            assert page.locator("#total-lag").inner_text() == str(RECORDS - COMMITTED)
+            offsets = page.locator("#offsets tbody tr").first.locator("td").all_inner_texts()
+            assert offsets[:5] == [topic, "0", str(COMMITTED), str(RECORDS), str(RECORDS - COMMITTED)]
+            assert f"{topic}: 0" in page.locator("#members").inner_text()
+            page.screenshot(path=tmp_path / f"console-group-{kind}.png", full_page=True)
+
+        page.goto(url + "/archive")
+        assert "Archive" in page.locator("h1").inner_text()
+    finally:
+        for c in consumers:
+            c.close()
+
+
+def test_a_topic_with_many_partitions_is_shown_a_page_at_a_time(strata, page, tmp_path):
+    topic = unique_topic("console-wide")
+    create_topic(strata.bootstrap, topic, 250)
+    page.goto(f"{strata.http_url}/topics/{topic}")
+    assert page.locator("#partitions tbody tr").count() == 100
+    assert "Page 1 of 3 (250 rows)" in page.locator(".pager").inner_text()
+    page.click(".pager a[rel=next]")
+    page.click(".pager a[rel=next]")
+    indexes = page.locator("#partitions tbody tr td:first-child").all_inner_texts()
+    assert indexes == [str(i) for i in range(200, 250)]
+    page.screenshot(path=tmp_path / "console-topic-page-3.png", full_page=True)
