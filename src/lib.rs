@@ -37,6 +37,9 @@
 //!   append, read, roll, recovery; `cleaner`: compaction and its `.cleaned`/`.swap` recovery.
 //! * `security`: listeners and their protocols, principals, SASL mechanisms, and the
 //!   authorizer (ACLs with Kafka's StandardAuthorizer semantics, `.strata/acls.yaml`).
+//! * `http`: the HTTP listener beside the Kafka ones — `/health`, `/ready`, `/metrics` —
+//!   and the web `console`: read-only pages rendered on the server, reading partitions
+//!   through the replica manager with bounded budgets, charts from a bounded sampler.
 //! * `config`: YAML with Kafka's property names, every key defaulted.
 //! * `clock`: the one `now_ms`; `checkpoint`: files replaced atomically.
 //! * `alloc`: keeps a hostile length field from aborting the process.
