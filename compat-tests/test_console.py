@@ -63,7 +63,7 @@ def test_the_console_shows_topic_message_and_group_lag(strata, page, tmp_path):
     topic = unique_topic("console")
     create_topic(strata.bootstrap, topic, 1)
     before = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=2)
-    producer = Producer({"bootstrap.servers": strata.bootstrap})
+    producer = Producer({"bootstrap.servers": strata.bootstrap, "enable.idempotence": True})
     for i in range(RECORDS):
         value = json.dumps({"order": 1000 + i, "items": ["tea", "cake"], "paid": True}, separators=(",", ":"))
         producer.produce(topic, key=f"customer-{i}", value=value, partition=0,
@@ -96,6 +96,11 @@ def test_the_console_shows_topic_message_and_group_lag(strata, page, tmp_path):
         rows.first.locator("a").click()
         partition = page.locator("#partitions tbody tr").first.locator("td").all_inner_texts()
         assert partition[0] == "0" and partition[3] == str(RECORDS)  # the high watermark
+        # The idempotent producer: its epoch and the last sequence it wrote, no transaction.
+        producer_row = page.locator("#producers tbody tr").all()
+        assert len(producer_row) == 1
+        cells = producer_row[0].locator("td").all_inner_texts()
+        assert cells[0] == "0" and cells[2] == "0" and cells[3] == str(RECORDS - 1) and cells[5] == "—"
         configs = page.locator("#configs").inner_text()
         assert "cleanup.policy\tdelete\tDEFAULT_CONFIG" in configs
         page.screenshot(path=tmp_path / "console-topic.png", full_page=True)
@@ -116,6 +121,8 @@ def test_the_console_shows_topic_message_and_group_lag(strata, page, tmp_path):
         headers = first.locator("table.headers").inner_text()
         assert "source" in headers and "console-test" in headers
         page.screenshot(path=tmp_path / "console-messages.png", full_page=True)
+        page.click(".pager a[rel=prev]")
+        assert page.locator(".record .offset").all_inner_texts() == [str(i) for i in range(RECORDS)]
 
         # From a time: a moment before the first record was written finds all of them.
         page.select_option("select[name=from]", "time")
@@ -130,6 +137,9 @@ def test_the_console_shows_topic_message_and_group_lag(strata, page, tmp_path):
         page.goto(url + "/groups")
         listed = page.locator("#groups").inner_text()
         assert classic in listed and modern in listed
+        page.fill("input[name=q]", "console-848")
+        page.click("form.filter button")
+        assert page.locator("#groups tbody tr td:first-child").all_inner_texts() == [modern]
         page.screenshot(path=tmp_path / "console-groups.png", full_page=True)
 
         for group, kind in [(classic, "classic"), (modern, "consumer")]:
@@ -193,3 +203,13 @@ def test_the_archive_page_and_reading_archived_records(strata_factory, page, tmp
     wait_until(reads_offset_zero, 15, "the browser reads offset 0 from the archive")
     assert page.locator(".record .offset").all_inner_texts() == ["0", "1", "2"]
     assert page.locator(".record td.value pre").first.inner_text().startswith("archived-00000-")
+    page.click(".pager a[rel=next]")
+
+    def next_page_read():
+        if page.locator(".record").count() == 3:
+            return True
+        page.reload()
+        return False
+
+    wait_until(next_page_read, 15, "the next page of the archive")
+    assert page.locator(".record .offset").all_inner_texts() == ["3", "4", "5"]

@@ -258,15 +258,42 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        rt.block_on(async {
-            broker.create_topic("t", 1, 1, vec![], false).await.unwrap();
-        });
+        let topic = rt
+            .block_on(broker.create_topic("t", 1, 1, vec![], false))
+            .unwrap();
+        let partition = topic.partition(0).unwrap();
         let history = History::default();
         history.sample(&broker, 1_000);
-        assert!(history.throughput().is_empty());
+        assert!(
+            history.throughput().is_empty(),
+            "the first sample is the baseline"
+        );
+        let batch = crate::log::record_batch::tests::make_batch(5_000, &[b"one", b"two", b"three"]);
+        broker
+            .replica_manager
+            .append_records(&topic, &partition, &batch, 1, 5_000, &|_, _| Ok(()))
+            .unwrap();
         history.sample(&broker, 11_000);
+        let committed = crate::broker::groups::CommittedOffset {
+            offset: 1,
+            leader_epoch: -1,
+            metadata: None,
+            commit_timestamp: 15_000,
+        };
+        rt.block_on(
+            broker
+                .groups
+                .commit("g", -1, "", None, 8, vec![("t".into(), 0, committed)]),
+        )
+        .unwrap();
+        history.sample(&broker, 21_000);
         let samples = history.throughput();
-        assert_eq!(samples.len(), 1);
-        assert_eq!(samples[0].records_in, 0);
+        assert_eq!(samples.len(), 2);
+        assert_eq!(samples[0].at_ms, 11_000);
+        assert_eq!(samples[0].records_in, 3);
+        assert_eq!(samples[0].bytes_in, batch.len() as u64);
+        assert_eq!((samples[1].records_in, samples[1].bytes_in), (0, 0));
+        // Lag: high watermark 3 minus the committed 1, from the group's first sample on.
+        assert_eq!(history.lag("g"), vec![(21_000, 2)]);
     }
 }

@@ -382,6 +382,12 @@ pub(super) async fn page(
             r.offset + 1
         )
     });
+    let older_link = records.first().filter(|r| r.offset > start).map(|r| {
+        format!(
+            "{base}?from=offset&offset={}&n={n}&format={fmt}",
+            (r.offset - n as i64).max(start)
+        )
+    });
     let body = html! {
         h1 { "Messages of " a href=(format!("/topics/{}", super::path_segment(&topic))) { (topic) } " partition " (index) }
         p.muted { "Offsets " (start) " to " (hw - 1) " are readable (log start " (start) ", high watermark " (hw) ")." }
@@ -427,7 +433,10 @@ pub(super) async fn page(
                 }
             }
         }
-        @if let Some(link) = next_link { @if at < hw { p.pager { a href=(link) rel="next" { "next records →" } } } }
+        p.pager {
+            @if let Some(link) = older_link { a href=(link) rel="prev" { "← older records" } }
+            @if let Some(link) = next_link { @if at < hw { a href=(link) rel="next" { "newer records →" } } }
+        }
     };
     layout(&format!("{topic}-{index}"), Nav::Topics, None, body).into_response()
 }
