@@ -21,12 +21,12 @@ import uuid
 
 import pytest
 from confluent_kafka import Producer, TopicPartition
+from playwright import sync_api as playwright_api
 
 from clients import create_topic, group_consumer, unique_topic, wait_until
 from s3 import tier_config
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-
+# The system's browser (run.sh installs Debian's chromium); Playwright never downloads one.
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 RECORDS = 5
 COMMITTED = 3
