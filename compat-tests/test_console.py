@@ -151,6 +151,9 @@ def test_the_console_shows_topic_message_and_group_lag(strata, page, tmp_path):
             assert offsets[:5] == [topic, "0", str(COMMITTED), str(RECORDS), str(RECORDS - COMMITTED)]
             assert f"{topic}: 0" in page.locator("#members").inner_text()
             page.screenshot(path=tmp_path / f"console-group-{kind}.png", full_page=True)
+        # The committed offset links to the records the group has not read yet.
+        page.locator("#offsets tbody tr").first.locator("a", has_text=str(COMMITTED)).click()
+        assert page.locator(".record .offset").all_inner_texts() == [str(i) for i in range(COMMITTED, RECORDS)]
 
         page.goto(url + "/archive")
         assert "Archive" in page.locator("h1").inner_text()

@@ -250,7 +250,8 @@ pub(super) async fn group(State(state): State<Arc<HttpState>>, Path(id): Path<St
                     @for (topic, index, committed, hw, lag, metadata, at) in &rows {
                         tr {
                             td { a href=(format!("/topics/{}", path_segment(topic))) { (topic) } }
-                            td.num { (index) } td.num { (committed) }
+                            td.num { (index) }
+                            td.num { a href=(format!("/topics/{}/{index}?from=offset&offset={committed}", path_segment(topic))) title="the records from here" { (committed) } }
                             td.num { @if *hw < 0 { "—" } @else { (hw) } }
                             td.num.lag { @if *lag < 0 { "topic deleted" } @else { (lag) } }
                             td { (metadata) } td { (timestamp(*at)) }
