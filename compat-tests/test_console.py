@@ -32,14 +32,24 @@ RECORDS = 5
 COMMITTED = 3
 
 
-@pytest.fixture
-def page():
+def open_page(javascript: bool):
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:
-            yield browser.new_page(viewport={"width": 1280, "height": 900})
+            context = browser.new_context(viewport={"width": 1280, "height": 900}, java_script_enabled=javascript)
+            yield context.new_page()
         finally:
             browser.close()
+
+
+@pytest.fixture
+def page():
+    yield from open_page(javascript=True)
+
+
+@pytest.fixture
+def page_without_js():
+    yield from open_page(javascript=False)
 
 
 def consume_and_commit(bootstrap: str, group: str, topic: str, protocol: str):
@@ -164,10 +174,15 @@ def test_the_console_shows_topic_message_and_group_lag(strata, page, tmp_path):
             c.close()
 
 
-def test_a_topic_with_many_partitions_is_shown_a_page_at_a_time(strata, page, tmp_path):
+def test_a_topic_with_many_partitions_is_shown_a_page_at_a_time(strata, page_without_js, tmp_path):
+    """With JavaScript turned off: forms and links are all the console needs."""
+    page = page_without_js
     topic = unique_topic("console-wide")
     create_topic(strata.bootstrap, topic, 250)
-    page.goto(f"{strata.http_url}/topics/{topic}")
+    page.goto(f"{strata.http_url}/topics")
+    page.fill("input[name=q]", "console-wide")
+    page.click("form.filter button")
+    page.locator("#topics a", has_text=topic).click()
     assert page.locator("#partitions tbody tr").count() == 100
     assert "Page 1 of 3 (250 rows)" in page.locator(".pager").inner_text()
     page.click(".pager a[rel=next]")
