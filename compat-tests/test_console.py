@@ -233,3 +233,29 @@ def test_the_archive_page_and_reading_archived_records(strata_factory, page, tmp
 
     wait_until(next_page_read, 15, "the next page of the archive")
     assert page.locator(".record .offset").all_inner_texts() == ["3", "4", "5"]
+
+
+def test_the_browser_shows_transaction_markers(strata, page_without_js):
+    """The browser reads as read_uncommitted does: an aborted record is there, and each
+    transaction's end is shown as its marker."""
+    topic = unique_topic("console-txn")
+    create_topic(strata.bootstrap, topic, 1)
+    producer = Producer({"bootstrap.servers": strata.bootstrap, "transactional.id": f"console-{uuid.uuid4().hex[:6]}"})
+    producer.init_transactions(15)
+    producer.begin_transaction()
+    producer.produce(topic, value=b"kept-1", partition=0)
+    producer.produce(topic, value=b"kept-2", partition=0)
+    producer.commit_transaction(15)
+    producer.begin_transaction()
+    producer.produce(topic, value=b"dropped", partition=0)
+    producer.flush(15)
+    producer.abort_transaction(15)
+    del producer
+
+    page = page_without_js
+    page.goto(f"{strata.http_url}/topics/{topic}/0?from=offset&offset=0")
+    entries = page.locator(".record")
+    assert entries.locator(".offset").all_inner_texts() == ["0", "1", "2", "3", "4"]
+    assert [entries.nth(i).locator("td.value pre").inner_text() for i in (0, 1, 3)] == ["kept-1", "kept-2", "dropped"]
+    assert "Transaction marker: COMMIT" in entries.nth(2).inner_text()
+    assert "Transaction marker: ABORT" in entries.nth(4).inner_text()

@@ -6,7 +6,7 @@ use super::{layout, not_found, not_ready, parse_timestamp, timestamp, Nav};
 use crate::broker::replica_manager::{FetchParams, FetchPartition, OffsetSpec};
 use crate::http::HttpState;
 use crate::log::codec::{decompress, Compression};
-use crate::log::record_batch::{batch_size, read_varint, RecordBatch};
+use crate::log::record_batch::{batch_size, marker_type, read_varint, RecordBatch};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
@@ -45,6 +45,9 @@ pub(super) struct Record {
     pub key: Option<Vec<u8>>,
     pub value: Option<Vec<u8>>,
     pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// A transaction marker: "COMMIT" or "ABORT" (or "CONTROL" for another control record),
+    /// with the producer id it ends a transaction of.
+    pub marker: Option<(&'static str, i64)>,
 }
 
 /// The records of a batch's (uncompressed) records section, headers included.
@@ -92,14 +95,15 @@ fn parse_records(batch: &RecordBatch<'_>, mut data: &[u8]) -> Option<Vec<Record>
             key,
             value,
             headers,
+            marker: None,
         });
         data = &data[end..];
     }
     Some(out)
 }
 
-/// The data records of `records` (whole batches) at or after `from`; control batches are
-/// left out. A batch that cannot be read is reported by its base offset.
+/// The records of `records` (whole batches) at or after `from`, a control batch as one
+/// marker entry. A batch that cannot be read is reported by its base offset.
 fn decode(records: &[u8], from: i64, out: &mut Vec<Record>, errors: &mut Vec<String>) -> i64 {
     let mut rest = records;
     let mut next = from;
@@ -114,6 +118,21 @@ fn decode(records: &[u8], from: i64, out: &mut Vec<Record>, errors: &mut Vec<Str
         };
         next = next.max(batch.last_offset() + 1);
         if batch.is_control() {
+            if batch.base_offset() >= from {
+                let kind = match marker_type(&batch) {
+                    Some(true) => "COMMIT",
+                    Some(false) => "ABORT",
+                    None => "CONTROL",
+                };
+                out.push(Record {
+                    offset: batch.base_offset(),
+                    timestamp: batch.max_timestamp(),
+                    key: None,
+                    value: None,
+                    headers: Vec::new(),
+                    marker: Some((kind, batch.producer_id())),
+                });
+            }
             continue;
         }
         let inflated = Compression::from_attributes(batch.attributes())
@@ -415,6 +434,15 @@ pub(super) async fn page(
         @if pending_archive { p.muted { "These offsets are in the archive and are being read; reload in a moment." } }
         @if records.is_empty() && errors.is_empty() && !pending_archive { p.muted { "No records here." } }
         @for r in &records {
+            @if let Some((kind, producer)) = r.marker {
+                div.record.marker id=(format!("offset-{}", r.offset)) {
+                    div.meta {
+                        span { "Offset " strong.offset { (r.offset) } }
+                        span { "Timestamp " (timestamp(r.timestamp)) " UTC" }
+                        span.kind { "Transaction marker: " strong { (kind) } " (producer id " (producer) ")" }
+                    }
+                }
+            } @else {
             div.record id=(format!("offset-{}", r.offset)) {
                 div.meta {
                     span { "Offset " strong.offset { (r.offset) } }
@@ -431,6 +459,7 @@ pub(super) async fn page(
                         } }
                     }
                 }
+            }
             }
         }
         p.pager {
