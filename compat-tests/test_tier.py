@@ -539,6 +539,44 @@ def test_store_unreachable_then_back(strata_factory, tiered_s3, tcp_proxy):
     assert_read_exactly(got, everything, f"everything after the store came back (caught up in {caught_up_s:.1f}s)")
 
 
+def test_a_restart_with_the_store_unreachable_keeps_the_archived_history(strata_factory, tiered_s3, tcp_proxy):
+    """Until its manifest loads, a partition's start is its checkpointed log start (as in
+    Kafka), and a read below the local log waits instead of being out of range: a consumer
+    whose offset is in the archive must not be reset past it."""
+    proxy = tcp_proxy("127.0.0.1", tiered_s3.bucket.port)
+    broker = strata_factory("--config", str(tiered_s3.config(endpoint=proxy.endpoint)))
+    topic = unique_topic("tier-restart-cut")
+    create_topic(broker.bootstrap, topic, 1)
+    d = produce_values(broker.bootstrap, topic, [value_for("r", i) for i in range(2_000)], partition_of=lambda i: 0)
+    st = wait_fully_archived(broker, tiered_s3.archive, topic, [0])[0]
+    local_start = st["local"][0]
+    assert local_start > 0
+    broker.kill()
+    proxy.cut()
+    broker.start()
+    assert watermarks(broker.bootstrap, topic, 0)[0] == 0, "the log start moved up to the local log"
+    # A consumer at offset 10 (in the archive) gets nothing yet, and no reset.
+    consumer = new_consumer(broker.bootstrap, **{"auto.offset.reset": "error"})
+    got, errors = [], []
+    try:
+        consumer.assign([TopicPartition(topic, 0, 10)])
+        waited = time.monotonic() + 3
+        while time.monotonic() < waited:
+            for m in consumer.consume(num_messages=500, timeout=0.3):
+                (errors if m.error() else got).append(m)
+        assert not got and not errors, [e.error() for e in errors]
+        proxy.restore()
+        deadline = time.monotonic() + 60
+        while len(got) < 2_000 - 10 and time.monotonic() < deadline:
+            for m in consumer.consume(num_messages=1000, timeout=0.5):
+                (errors if m.error() else got).append(m)
+    finally:
+        consumer.close()
+    assert not errors, [e.error() for e in errors]
+    assert [m.offset() for m in got] == list(range(10, 2_000))
+    assert all(d.ok[m.value()][:2] == (0, m.offset()) for m in got)
+
+
 def test_kill_during_upload(strata_factory, tiered_s3):
     """Round 0: SIGKILL once the archiver has uploaded a few of the freshly rolled segments
     (the next upload is in flight). Round 1: SIGKILL right after the last ack."""

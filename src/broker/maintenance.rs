@@ -143,6 +143,7 @@ pub fn start_partitions(broker: &Broker, topic: &Arc<Topic>, first: usize) {
     }
     let check = retention_check_interval(broker);
     for p in added {
+        p.expect_manifest();
         let source = Arc::new(super::archive_source::PartitionSource {
             topic: topic.clone(),
             partition: p.clone(),

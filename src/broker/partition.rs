@@ -134,6 +134,10 @@ pub struct Partition {
     remote_end: AtomicI64,
     /// The archive's manifest for this partition, once loaded.
     manifest: Mutex<Option<Manifest>>,
+    /// An archiver runs for this partition and has not loaded its manifest yet: until it
+    /// has, the checkpointed log start is the start (as Kafka's log-start-offset checkpoint
+    /// is), and reads below the local log wait instead of being out of range.
+    awaiting_manifest: std::sync::atomic::AtomicBool,
     /// Wakes the archiver when a segment closes.
     pub rolled: Notify,
     /// Bumped whenever the high watermark moves, so that only the fetches waiting on this
@@ -227,6 +231,7 @@ impl Partition {
             remote_start: AtomicI64::new(-1),
             remote_end: AtomicI64::new(-1),
             manifest: Mutex::new(None),
+            awaiting_manifest: std::sync::atomic::AtomicBool::new(false),
             rolled: Notify::new(),
             high_watermark_moved: watch::channel(()).0,
             unsynced: Mutex::new(Vec::new()),
@@ -285,11 +290,26 @@ impl Partition {
     /// The first offset a consumer can read, archive included.
     pub fn log_start_offset(&self) -> i64 {
         let local = self.local_start.load(Ordering::Acquire);
+        let floor = self.start_floor.load(Ordering::Acquire);
         let held = match self.remote_start.load(Ordering::Acquire) {
             r if r >= 0 => r.min(local),
+            // Everything from the checkpointed start up to the local log is archived:
+            // retention and DeleteRecords move the checkpoint before they delete.
+            _ if self.awaiting_manifest() && floor >= 0 => floor,
             _ => local,
         };
-        held.max(self.start_floor.load(Ordering::Acquire))
+        held.max(floor)
+    }
+
+    /// An archiver is about to load this partition's manifest (see `awaiting_manifest`).
+    pub fn expect_manifest(&self) {
+        if self.manifest().is_none() {
+            self.awaiting_manifest.store(true, Ordering::Release);
+        }
+    }
+
+    pub fn awaiting_manifest(&self) -> bool {
+        self.awaiting_manifest.load(Ordering::Acquire)
     }
 
     /// The first offset read from local disk (Kafka's local log start offset, never below
@@ -388,6 +408,7 @@ impl Partition {
         // uploader is concerned, or it would upload them again.
         self.remote_end.fetch_max(end, Ordering::AcqRel);
         *self.manifest.lock().unwrap_or_else(|p| p.into_inner()) = Some(manifest);
+        self.awaiting_manifest.store(false, Ordering::Release);
     }
 
     /// Forgets the archive (tiering was turned off with `remote.log.delete.on.disable`):
@@ -396,6 +417,7 @@ impl Partition {
         self.remote_start.store(-1, Ordering::Release);
         self.remote_end.store(-1, Ordering::Release);
         *self.manifest.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.awaiting_manifest.store(false, Ordering::Release);
     }
 
     /// Runs `f` on the log and the producers under the partition lock (the cleaner's

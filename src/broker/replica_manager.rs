@@ -275,6 +275,10 @@ impl ReplicaManager {
         wait: Duration,
     ) -> Result<Bytes, ResponseError> {
         let (Some(tier), Some(manifest)) = (self.tier.clone(), partition.manifest()) else {
+            // Just started: the manifest is on its way. No records; the client asks again.
+            if partition.awaiting_manifest() {
+                return Ok(Bytes::new());
+            }
             return Err(ResponseError::OffsetOutOfRange);
         };
         let Some(segment) = manifest.find(at.offset).cloned() else {
