@@ -120,3 +120,13 @@ def test_an_address_that_cannot_be_bound_stops_the_start(tmp_path, strata):
                            "--http-listen", taken], capture_output=True, text=True, timeout=30)
     assert proc.returncode != 0
     assert f"binding the HTTP listener on {taken}" in proc.stderr, proc.stderr
+
+
+def test_with_acls_on_the_console_shows_no_records(strata_factory):
+    broker = strata_factory("--override", "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                            "--override", "super.users=User:ANONYMOUS")
+    topic = unique_topic("http-acl")
+    kcat(broker, "-P", "-t", topic, stdin=b"secret\n")
+    status, body = get(f"{broker.http_url}/topics/{topic}/0")
+    assert status == 403 and "secret" not in body, body
+    assert get(f"{broker.http_url}/topics")[0] == 200

@@ -186,7 +186,8 @@ pub mod defaults {
     pub fn cluster_id() -> String {
         "strata-cluster".into()
     }
-    pub const HTTP_LISTEN: &str = "0.0.0.0:9644";
+    /// Loopback: the console shows records to whoever reaches it.
+    pub const HTTP_LISTEN: &str = "127.0.0.1:9644";
 }
 
 /// The Kafka properties after defaults, file, and overrides, as validated strings, and the

@@ -32,7 +32,8 @@ struct Args {
     /// When acknowledged writes are fsynced: always, interval or os [default: os].
     #[arg(long, env = "STRATA_FLUSH")]
     flush: Option<FlushPolicy>,
-    /// The HTTP listener for /metrics, /health and /ready, or `none` [default: 0.0.0.0:9644].
+    /// The HTTP listener for /metrics, /health, /ready and the console, or `none`
+    /// [default: 127.0.0.1:9644].
     #[arg(long, env = "STRATA_HTTP_LISTEN", value_name = "HOST:PORT|none")]
     http_listen: Option<String>,
     /// A Kafka broker property, as kafka-server-start.sh --override: NAME=VALUE.

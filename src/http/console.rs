@@ -111,6 +111,21 @@ fn not_ready() -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
 }
 
+/// The console has no login: on a broker that checks ACLs it shows no records.
+fn records_withheld() -> Response {
+    let body = layout(
+        "Records not shown",
+        Nav::Topics,
+        None,
+        html! {
+            h1 { "Records not shown" }
+            p { "This broker checks ACLs (authorizer.class.name is set) and the console has no \
+                 login, so it does not show records. Read them with a Kafka client." }
+        },
+    );
+    (StatusCode::FORBIDDEN, body).into_response()
+}
+
 fn not_found(what: &str) -> Response {
     let body = layout(
         "Not found",

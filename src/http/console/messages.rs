@@ -2,7 +2,7 @@
 //! most [`MAX_RECORDS`], at most [`MAX_BYTES`] of batches) through the replica manager, as a
 //! consumer's fetch would, so records below the local log start come from the archive.
 
-use super::{layout, not_found, not_ready, parse_timestamp, timestamp, Nav};
+use super::{layout, not_found, not_ready, parse_timestamp, records_withheld, timestamp, Nav};
 use crate::broker::replica_manager::{FetchParams, FetchPartition, OffsetSpec};
 use crate::http::HttpState;
 use crate::log::codec::{decompress, Compression};
@@ -299,6 +299,9 @@ pub(super) async fn page(
     let Some(broker) = state.broker() else {
         return not_ready();
     };
+    if broker.authorizer.is_some() {
+        return records_withheld();
+    }
     let Some(partition) = broker.partition(&topic, index) else {
         return not_found(&format!("No partition {topic}-{index}."));
     };
