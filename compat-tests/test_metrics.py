@@ -12,6 +12,15 @@
   and the remote segment count match the archive's manifest, nothing is left pending; a
   consumer reading from offset 0 reads the archive (remote reads, chunk cache misses, then
   a cache that holds bytes).
+- test_archive_backlog_while_a_transaction_holds_the_segments: segments closed under an
+  open transaction are not archived: pending segments and bytes equal the closed .log files,
+  the lag in offsets reaches the active segment; after the commit they are archived and the
+  backlog is 0.
+- test_transaction_markers_are_not_records_in_or_out: a committed transaction of 5 records
+  counts 5 records in and, for a read_committed consumer, 5 out; the marker's bytes go out
+  with them but are not counted in.
+- test_cleaner_metrics_count_a_compaction: 30 keys written 4 times and cleaned: a pass, the
+  90 superseded records removed, fewer bytes written than read.
 - test_ready_only_after_recovery: a broker on a data dir of thousands of partitions killed
   with SIGKILL answers /ready 503 while it recovers, then 200, and the Kafka port serves once
   it says 200.
@@ -102,6 +111,29 @@ def test_partition_traffic_matches_what_clients_produce_and_read(strata):
         assert sample(s, "strata_partition_out_records_total", **labels) == wanted[p]
         assert sample(s, "strata_partition_out_bytes_total", **labels) == \
             sample(s, "strata_partition_in_bytes_total", **labels)
+
+
+def test_transaction_markers_are_not_records_in_or_out(strata):
+    topic = unique_topic("traffic-txn")
+    create_topic(strata.bootstrap, topic, 1)
+    producer = Producer({"bootstrap.servers": strata.bootstrap, "transactional.id": unique_topic("txn")})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    for i in range(5):
+        producer.produce(topic, value=b"in-txn-%d" % i, partition=0)
+    producer.commit_transaction(30)
+    labels = dict(topic=topic, partition="0")
+    s = scrape(strata)
+    assert sample(s, "strata_partition_in_records_total", **labels) == 5
+    assert sample(s, "strata_partition_log_end_offset", **labels) == 6  # the commit marker
+    assert 0 < sample(s, "strata_partition_in_bytes_total", **labels) < log_bytes(strata, topic, 0)
+    got = consume_partitions(strata.bootstrap, topic, [0], expected=5, settle=0.5,
+                             **{"isolation.level": "read_committed"})
+    assert len(got[0]) == 5
+    s = scrape(strata)
+    assert sample(s, "strata_partition_out_records_total", **labels) == 5
+    # the marker's batch travels with the records
+    assert sample(s, "strata_partition_out_bytes_total", **labels) == log_bytes(strata, topic, 0)
 
 
 # ---------------------------------------------------------------------------------------------- groups
@@ -203,6 +235,46 @@ def test_archive_metrics_move_as_segments_are_archived(strata_factory):
     assert sample(s, "strata_archive_cache_size_bytes") > 0
     assert sample(s, "strata_archive_cache_size_bytes") <= sample(s, "strata_archive_cache_limit_bytes")
     assert sample(s, "strata_partition_out_records_total", **labels) == n
+    # a second reader finds the chunks cached
+    hits = sample(s, "strata_archive_cache_hits_total")
+    again = consume_partitions(broker.bootstrap, topic, [0], expected=n, settle=0.5)
+    assert len(again[0]) == n
+    assert metric(broker, "strata_archive_cache_hits_total") >= hits + len(segs)
+
+
+def test_archive_backlog_while_a_transaction_holds_the_segments(strata_factory):
+    broker = strata_factory("--override", "log.segment.bytes=16384",
+                            "--override", "log.retention.check.interval.ms=200")
+    topic = unique_topic("archive-backlog")
+    create_topic(broker.bootstrap, topic, 1)
+    labels = dict(topic=topic, partition="0")
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "transactional.id": unique_topic("backlog"),
+                         "batch.size": 4096, "linger.ms": 5})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    for i in range(600):
+        producer.produce(topic, value=b"%04d" % i + b"b" * 196, partition=0)
+        producer.poll(0)
+    assert producer.flush(30) == 0
+    # Segments closed under an open transaction wait: nothing at or past the last stable
+    # offset (0 here) is archived.
+    pdir = broker.data_dir / f"{topic}-0"
+    logs = sorted(p for p in pdir.glob("*.log") if re.fullmatch(r"\d{20}\.log", p.name))
+    assert len(logs) >= 4
+    closed, active = logs[:-1], logs[-1]
+    s = scrape(broker)
+    assert sample(s, "strata_partition_last_stable_offset", **labels) == 0
+    assert sample(s, "strata_partition_archive_pending_segments", **labels) == len(closed)
+    assert sample(s, "strata_partition_archive_pending_bytes", **labels) == sum(p.stat().st_size for p in closed)
+    assert sample(s, "strata_partition_archive_lag_offsets", **labels) == int(active.name[:20])
+    assert sample(s, "strata_partition_remote_segments", **labels) == 0
+
+    producer.commit_transaction(30)
+    wait_until(lambda: metric(broker, "strata_partition_archive_pending_segments", **labels) == 0, 30,
+               "the backlog archived once the transaction committed")
+    s = scrape(broker)
+    assert sample(s, "strata_partition_archive_lag_offsets", **labels) == 0
+    assert sample(s, "strata_partition_remote_segments", **labels) >= len(closed)
 
 
 # ---------------------------------------------------------------------------------------------- /ready
@@ -263,3 +335,23 @@ def test_ready_only_after_recovery(strata_factory):
             return
         partitions *= 2  # recovery was too quick to see: more partitions, not a timed assertion
     pytest.fail(f"/ready never answered 503 during recovery of {total} partitions")
+
+
+# ---------------------------------------------------------------------------------------------- the cleaner
+
+def test_cleaner_metrics_count_a_compaction(strata_factory):
+    from test_compaction import FAST_CLEANER, create_compacted, produce_keyed, roll_with_filler
+
+    broker = strata_factory(*FAST_CLEANER)
+    topic = unique_topic("compact-metrics")
+    create_compacted(broker.bootstrap, topic)
+    records = [(b"key-%02d" % k, b"v%d-" % v + b"x" * 60) for v in range(4) for k in range(30)]
+    produce_keyed(broker.bootstrap, topic, records)
+    roll_with_filler(broker.bootstrap, topic)
+    # 30 keys written 4 times: 90 records are superseded
+    wait_until(lambda: (metric(broker, "strata_cleaner_removed_records_total") or 0) >= 90, 30,
+               "the cleaner removed the superseded records")
+    s = scrape(broker)
+    assert sample(s, "strata_cleaner_passes_total") >= 1
+    assert sample(s, "strata_cleaner_errors_total") == 0
+    assert sample(s, "strata_cleaner_read_bytes_total") > sample(s, "strata_cleaner_written_bytes_total") > 0
