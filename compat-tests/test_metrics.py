@@ -15,12 +15,13 @@
 - test_archive_backlog_while_a_transaction_holds_the_segments: segments closed under an
   open transaction are not archived: pending segments and bytes equal the closed .log files,
   the lag in offsets reaches the active segment; after the commit they are archived and the
-  backlog is 0.
+  backlog is 0. A topic with remote.storage.enable=false shows no backlog.
 - test_transaction_markers_are_not_records_in_or_out: a committed transaction of 5 records
   counts 5 records in and, for a read_committed consumer, 5 out; the marker's bytes go out
   with them but are not counted in.
 - test_cleaner_metrics_count_a_compaction: 30 keys written 4 times and cleaned: a pass, the
-  90 superseded records removed, fewer bytes written than read.
+  90 superseded records removed, fewer bytes written than read; the compacted topic shows no
+  archive backlog (it is never archived).
 - test_ready_only_after_recovery: a broker on a data dir of thousands of partitions killed
   with SIGKILL answers /ready 503 while it recovers, then 200, and the Kafka port serves once
   it says 200.
@@ -276,6 +277,15 @@ def test_archive_backlog_while_a_transaction_holds_the_segments(strata_factory):
     assert sample(s, "strata_partition_archive_lag_offsets", **labels) == 0
     assert sample(s, "strata_partition_remote_segments", **labels) >= len(closed)
 
+    # a topic that is not archived has no backlog
+    local_only = unique_topic("not-archived")
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic(local_only, 1, 1, config={"remote.storage.enable": "false"})])[local_only].result(15)
+    produce_values(broker.bootstrap, local_only, [b"x" * 200 for _ in range(10)])
+    s = scrape(broker)
+    assert sample(s, "strata_partition_in_records_total", topic=local_only, partition="0") == 10
+    assert sample(s, "strata_partition_archive_pending_segments", topic=local_only, partition="0") is None
+
 
 # ---------------------------------------------------------------------------------------------- /ready
 
@@ -355,3 +365,6 @@ def test_cleaner_metrics_count_a_compaction(strata_factory):
     assert sample(s, "strata_cleaner_passes_total") >= 1
     assert sample(s, "strata_cleaner_errors_total") == 0
     assert sample(s, "strata_cleaner_read_bytes_total") > sample(s, "strata_cleaner_written_bytes_total") > 0
+    # a compacted topic is never archived, so it has no archive backlog
+    assert sample(s, "strata_partition_archive_pending_segments", topic=topic, partition="0") is None
+    assert sample(s, "strata_partition_local_size_bytes", topic=topic, partition="0") > 0

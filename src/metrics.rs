@@ -1,9 +1,12 @@
 //! Process-wide counters for `/metrics`, in Prometheus' model (prometheus-client).
 //!
-//! Only what has to be counted as it happens lives here: requests, errors, latencies,
-//! connections. Values that already exist in the broker's state (offsets, sizes, group
-//! lag, the archive's backlog) are read when `/metrics` is scraped instead, so that the
-//! produce and fetch paths pay nothing for them.
+//! Only what has to be counted as it happens and belongs to no one object lives here:
+//! requests, errors, latencies, connections, the log cleaner's passes. Counters that belong
+//! to an object are its own atomics (a partition's bytes and records in and out, the
+//! archive's uploads and reads) and values that already exist in the broker's state
+//! (offsets, sizes, group lag, the archive's backlog) are read when `/metrics` is scraped
+//! (`crate::http::metrics`), so that no label map is looked up on the produce and fetch
+//! paths.
 //!
 //! Everything on a request's path is a pre-created handle (an atomic add, or a histogram
 //! observation under its own uncontended lock); no label map is looked up per request.

@@ -231,7 +231,24 @@ impl Collector for BrokerCollector {
             count(&|t| &t.records_out),
         )?;
         if let Some(tier) = broker.replica_manager.tier() {
-            archive(&mut encoder, tier, &partitions)?;
+            // Partitions of topics that are archived (not those with remote.storage.enable
+            // off, nor compacted ones).
+            let tiered: Vec<_> = topics
+                .iter()
+                .filter(|t| t.is_tiered(&broker.config))
+                .flat_map(|t| {
+                    t.partitions.iter().enumerate().map(|(i, p)| {
+                        (
+                            PartitionLabels {
+                                topic: t.name.clone(),
+                                partition: i.to_string(),
+                            },
+                            p,
+                        )
+                    })
+                })
+                .collect();
+            archive(&mut encoder, tier, &tiered)?;
         }
         groups(&mut encoder, broker)?;
         Ok(())
@@ -275,7 +292,7 @@ fn archive(
     gauges(
         encoder,
         "strata_partition_archive_pending_segments",
-        "Closed local segments not archived yet",
+        "Closed local segments not archived yet (partitions of archived topics)",
         None,
         per(|v| v.0),
     )?;
