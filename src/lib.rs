@@ -8,7 +8,8 @@
 //! * `server`: accepts connections up to a limit; graceful shutdown.
 //! * `connection`: length-prefixed frames on a TcpStream, responses in request order.
 //! * `protocol`: the only place bytes become Kafka messages; `protocol::versions` is the
-//!   one table of supported API versions.
+//!   one table of supported API versions; `protocol::error_codes`: every error code a
+//!   response carries, for `/metrics`.
 //! * `handler`: one module per API family, translating requests to broker calls and back.
 //! * `broker`: the `Broker` handle: topics and their configs, producer ids.
 //! * `broker::replica_manager`: append, fetch (per-partition long poll), offset lookups;

@@ -1,9 +1,12 @@
 //! Process-wide counters for `/metrics`, in Prometheus' model (prometheus-client).
 //!
-//! Only what has to be counted as it happens lives here: requests, errors, latencies,
-//! connections. Values that already exist in the broker's state (offsets, sizes, group
-//! lag, the archive's backlog) are read when `/metrics` is scraped instead, so that the
-//! produce and fetch paths pay nothing for them.
+//! Only what has to be counted as it happens and belongs to no one object lives here:
+//! requests, errors, latencies, connections, the log cleaner's passes. Counters that belong
+//! to an object are its own atomics (a partition's bytes and records in and out, the
+//! archive's uploads and reads) and values that already exist in the broker's state
+//! (offsets, sizes, group lag, the archive's backlog) are read when `/metrics` is scraped
+//! (`crate::http::metrics`), so that no label map is looked up on the produce and fetch
+//! paths.
 //!
 //! Everything on a request's path is a pre-created handle (an atomic add, or a histogram
 //! observation under its own uncontended lock); no label map is looked up per request.
@@ -111,6 +114,19 @@ pub struct Metrics {
     /// Bytes of requests read and not yet answered (Kafka's queued request bytes).
     pub request_bytes_in_flight: Gauge,
     in_flight_raw: AtomicI64,
+    pub cleaner: CleanerMetrics,
+}
+
+/// The log cleaner's work (compacted topics), counted once per pass.
+#[derive(Default)]
+pub struct CleanerMetrics {
+    /// Passes that rewrote at least one group of segments.
+    pub passes: Counter,
+    pub read_bytes: Counter,
+    pub written_bytes: Counter,
+    pub removed_records: Counter,
+    /// Passes that failed (the log is left as it was).
+    pub errors: Counter,
 }
 
 /// Latency buckets in seconds: 100 µs to about 26 s, doubling.
@@ -161,6 +177,7 @@ impl Metrics {
             closed_by_reason,
             request_bytes_in_flight: Gauge::default(),
             in_flight_raw: AtomicI64::new(0),
+            cleaner: CleanerMetrics::default(),
         }
     }
 
@@ -171,16 +188,13 @@ impl Metrics {
 
     /// Counts an error code in a response (not called for code 0).
     pub fn error(&self, key: ApiKey, code: i16) {
-        let error = match kafka_protocol::error::ResponseError::try_from_code(code) {
-            Some(e) => format!("{e:?}"),
-            None => format!("code_{code}"),
-        };
-        self.errors
-            .get_or_create(&ErrorLabels {
-                api: api_name(key).to_string(),
-                error: screaming_snake(&error),
-            })
-            .inc();
+        self.errors.get_or_create(&error_labels(key, code)).inc();
+    }
+
+    /// How often `code` was counted for `key` (tests).
+    #[cfg(test)]
+    pub fn error_count(&self, key: ApiKey, code: i16) -> u64 {
+        self.errors.get_or_create(&error_labels(key, code)).get()
     }
 
     pub fn accepted(&self, listener: &str) {
@@ -246,6 +260,45 @@ impl Metrics {
             prometheus_client::registry::Unit::Bytes,
             self.request_bytes_in_flight.clone(),
         );
+        let c = &self.cleaner;
+        registry.register(
+            "strata_cleaner_passes",
+            "Log cleaner passes that rewrote segments of a compacted partition",
+            c.passes.clone(),
+        );
+        registry.register_with_unit(
+            "strata_cleaner_read",
+            "Bytes the log cleaner read from segments it cleaned",
+            prometheus_client::registry::Unit::Bytes,
+            c.read_bytes.clone(),
+        );
+        registry.register_with_unit(
+            "strata_cleaner_written",
+            "Bytes of cleaned segments the log cleaner wrote",
+            prometheus_client::registry::Unit::Bytes,
+            c.written_bytes.clone(),
+        );
+        registry.register(
+            "strata_cleaner_removed_records",
+            "Records the log cleaner removed (superseded by a newer record with the same key, expired tombstones, aborted records)",
+            c.removed_records.clone(),
+        );
+        registry.register(
+            "strata_cleaner_errors",
+            "Log cleaner passes that failed and left the log as it was",
+            c.errors.clone(),
+        );
+    }
+}
+
+fn error_labels(key: ApiKey, code: i16) -> ErrorLabels {
+    let error = match kafka_protocol::error::ResponseError::try_from_code(code) {
+        Some(e) => format!("{e:?}"),
+        None => format!("code_{code}"),
+    };
+    ErrorLabels {
+        api: api_name(key).to_string(),
+        error: screaming_snake(&error),
     }
 }
 

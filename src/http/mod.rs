@@ -2,8 +2,9 @@
 //! console.
 //!
 //! It runs on the same runtime but never on a Kafka connection's path: a scrape reads
-//! atomics and takes each partition's lock for as long as reading its sizes takes, and a
-//! slow HTTP client only holds its own task.
+//! atomics, takes each partition's lock for as long as reading its sizes and closed
+//! segments takes and the group coordinator's for as long as copying the groups' offsets
+//! takes, and a slow HTTP client only holds its own task.
 
 pub mod console;
 pub mod metrics;

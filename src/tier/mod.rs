@@ -49,6 +49,7 @@ use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -117,11 +118,41 @@ impl Default for CacheLimits {
     }
 }
 
+/// What the archive has done since the broker started, for `/metrics`: atomic adds where
+/// it happens, read when `/metrics` is scraped.
+#[derive(Debug, Default)]
+pub struct TierStats {
+    /// Segments uploaded and listed in their manifest, and their `.log` bytes.
+    pub segments_uploaded: AtomicU64,
+    pub bytes_uploaded: AtomicU64,
+    /// Uploads (objects or the manifest that lists them) that failed; each is retried.
+    pub upload_errors: AtomicU64,
+    /// Fetches served from archived segments, those that failed, and the bytes returned.
+    pub remote_reads: AtomicU64,
+    pub remote_read_errors: AtomicU64,
+    pub remote_read_bytes: AtomicU64,
+    /// Chunks a remote read found in the chunk cache (or arriving by read-ahead), and
+    /// chunks it had to fetch from the store itself.
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+}
+
+impl TierStats {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
 /// The archive: an object store, a key prefix and the read caches.
 pub struct Tier {
     store: Arc<dyn ObjectStore>,
     paths: store::Paths,
     reader: reader::Caches,
+    pub stats: TierStats,
 }
 
 impl Tier {
@@ -157,7 +188,13 @@ impl Tier {
             store,
             paths: store::Paths::new(prefix),
             reader: reader::Caches::new(cache_dir, limits),
+            stats: TierStats::default(),
         }
+    }
+
+    /// Bytes in the chunk cache now, and its limit.
+    pub fn chunk_cache_bytes(&self) -> (u64, u64) {
+        self.reader.chunk_cache_bytes()
     }
 
     /// Records a topic's metadata in the archive, so that an empty broker can restore it.
