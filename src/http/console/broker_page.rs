@@ -37,6 +37,7 @@ pub(super) async fn page(State(state): State<Arc<HttpState>>) -> Response {
     let samples: Vec<Throughput> = state.history.throughput();
     let times: Vec<i64> = samples.iter().map(|s| s.at_ms).collect();
     let bytes_in: Vec<f64> = samples.iter().map(|s| s.bytes_in as f64).collect();
+    let bytes_out: Vec<f64> = samples.iter().map(|s| s.bytes_out as f64).collect();
     let records_in: Vec<f64> = samples.iter().map(|s| s.records_in as f64).collect();
     let consumed: Vec<f64> = samples.iter().map(|s| s.records_consumed as f64).collect();
     let body = html! {
@@ -89,10 +90,11 @@ pub(super) async fn page(State(state): State<Arc<HttpState>>) -> Response {
         }
         @if let Some(last) = samples.last() {
             p { "Last 10 s: " strong { (bytes(last.bytes_in)) } " in, "
+                strong { (bytes(last.bytes_out)) } " out, "
                 strong { (last.records_in) } " records in, "
                 strong { (last.records_consumed) } " records consumed." }
         }
-        (chart(&times, &[("bytes in", "s1", bytes_in)], |v| bytes(v as u64)))
+        (chart(&times, &[("bytes in", "s1", bytes_in), ("bytes out", "s4", bytes_out)], |v| bytes(v as u64)))
         (chart(&times, &[("records in", "s2", records_in), ("records consumed", "s3", consumed)], |v| format!("{v:.0}")))
     };
     layout("Broker", Nav::Broker, Some(10), body).into_response()

@@ -2,13 +2,14 @@
 //! sampled every [`INTERVAL`] into ring buffers of [`POINTS`] samples, so that memory stays
 //! bounded however long the broker runs.
 //!
-//! Throughput comes from the logs themselves (no per-partition byte counters exist yet): each
-//! sample is the growth of every partition's log end offset (records in) and local size
-//! (bytes in), and the advance of the groups' committed offsets (records consumed).
+//! Throughput is the growth of every partition's traffic counters (the ones `/metrics`
+//! shows: bytes and records appended by produce, bytes sent by fetch) and the advance of the
+//! groups' committed offsets (records consumed).
 
 use crate::broker::Broker;
 use maud::{html, Markup};
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::Duration;
 use uuid::Uuid;
@@ -26,6 +27,7 @@ pub struct Throughput {
     pub at_ms: i64,
     pub bytes_in: u64,
     pub records_in: u64,
+    pub bytes_out: u64,
     pub records_consumed: u64,
 }
 
@@ -40,8 +42,9 @@ struct Inner {
     throughput: VecDeque<Throughput>,
     /// Per group: (ms, total lag) samples.
     lag: HashMap<String, VecDeque<(i64, i64)>>,
-    /// Per partition: (log end offset, local bytes) at the previous sample.
-    logs: HashMap<(Uuid, i32), (i64, u64)>,
+    /// Per partition: its traffic counters (records in, bytes in, bytes out) at the
+    /// previous sample.
+    logs: HashMap<(Uuid, i32), (u64, u64, u64)>,
     /// Per (group, topic, partition): the committed offset at the previous sample.
     committed: HashMap<(String, String, i32), i64>,
     primed: bool,
@@ -77,7 +80,15 @@ impl History {
         let mut logs = HashMap::new();
         for topic in broker.topics() {
             for p in &topic.partitions {
-                logs.insert((p.topic_id, p.index), (p.log_end_offset(), p.local_size()));
+                let t = &p.traffic;
+                logs.insert(
+                    (p.topic_id, p.index),
+                    (
+                        t.records_in.load(Ordering::Relaxed),
+                        t.bytes_in.load(Ordering::Relaxed),
+                        t.bytes_out.load(Ordering::Relaxed),
+                    ),
+                );
             }
         }
         let mut committed = HashMap::new();
@@ -101,10 +112,11 @@ impl History {
             at_ms: now_ms,
             ..Default::default()
         };
-        for (key, &(end, size)) in &logs {
-            if let Some(&(prev_end, prev_size)) = inner.logs.get(key) {
-                sample.records_in += (end - prev_end).max(0) as u64;
-                sample.bytes_in += size.saturating_sub(prev_size);
+        for (key, &(records, bytes_in, bytes_out)) in &logs {
+            if let Some(&(r0, i0, o0)) = inner.logs.get(key) {
+                sample.records_in += records.saturating_sub(r0);
+                sample.bytes_in += bytes_in.saturating_sub(i0);
+                sample.bytes_out += bytes_out.saturating_sub(o0);
             }
         }
         for (key, &offset) in &committed {
