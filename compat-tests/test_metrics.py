@@ -30,9 +30,7 @@
 from __future__ import annotations
 
 import json
-import pathlib
 import re
-import signal
 import socket
 import subprocess
 import time
@@ -42,30 +40,11 @@ import urllib.request
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 import kafka_wire
 from clients import (Delivered, consume_partitions, create_topic, group_consumer, poll_values, produce_all,
                      produce_values, unique_topic, wait_until)
-
-
-def get(url: str, timeout: float = 10) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
-
-
-def scrape(broker) -> dict[tuple[str, tuple], float]:
-    """Every sample of /metrics, keyed by (name, sorted labels)."""
-    status, text = get(f"{broker.http_url}/metrics")
-    assert status == 200, text
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return samples
+from test_http import get, scrape
 
 
 def sample(samples, name, **labels) -> float | None:

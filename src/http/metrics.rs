@@ -104,6 +104,25 @@ struct GroupPartitionLabels {
     partition: String,
 }
 
+/// Every partition of `topics` with its labels.
+fn labelled<'a>(
+    topics: impl Iterator<Item = &'a Arc<crate::broker::topics::Topic>>,
+) -> Vec<(PartitionLabels, &'a Arc<Partition>)> {
+    topics
+        .flat_map(|t| {
+            t.partitions.iter().enumerate().map(|(i, p)| {
+                (
+                    PartitionLabels {
+                        topic: t.name.clone(),
+                        partition: i.to_string(),
+                    },
+                    p,
+                )
+            })
+        })
+        .collect()
+}
+
 /// Per-partition state, groups and the archive, read from the broker at each scrape.
 #[derive(Debug)]
 struct BrokerCollector {
@@ -119,20 +138,7 @@ impl Collector for BrokerCollector {
             return Ok(());
         };
         let topics = broker.topics();
-        let partitions: Vec<_> = topics
-            .iter()
-            .flat_map(|t| {
-                t.partitions.iter().enumerate().map(|(i, p)| {
-                    (
-                        PartitionLabels {
-                            topic: t.name.clone(),
-                            partition: i.to_string(),
-                        },
-                        p,
-                    )
-                })
-            })
-            .collect();
+        let partitions = labelled(topics.iter());
         let each = |f: &dyn Fn(&Partition) -> i64| {
             partitions
                 .iter()
@@ -233,21 +239,7 @@ impl Collector for BrokerCollector {
         if let Some(tier) = broker.replica_manager.tier() {
             // Partitions of topics that are archived (not those with remote.storage.enable
             // off, nor compacted ones).
-            let tiered: Vec<_> = topics
-                .iter()
-                .filter(|t| t.is_tiered(&broker.config))
-                .flat_map(|t| {
-                    t.partitions.iter().enumerate().map(|(i, p)| {
-                        (
-                            PartitionLabels {
-                                topic: t.name.clone(),
-                                partition: i.to_string(),
-                            },
-                            p,
-                        )
-                    })
-                })
-                .collect();
+            let tiered = labelled(topics.iter().filter(|t| t.is_tiered(&broker.config)));
             archive(&mut encoder, tier, &tiered)?;
         }
         groups(&mut encoder, broker)?;
