@@ -6,6 +6,8 @@
 - /metrics is Prometheus' text format (parsed with the prometheus_client package): request
   counts and latencies per API and error codes move as kcat produces and reads; connections
   are counted open and closed; the process reports its uptime, RSS and open files.
+- The console's archive page lists failed archive steps (the store's directory replaced by
+  a file).
 - `--http-listen none` runs without it; an explicit address that cannot be bound stops the
   start with a clear error.
 """
@@ -130,3 +132,20 @@ def test_with_acls_on_the_console_shows_no_records(strata_factory):
     status, body = get(f"{broker.http_url}/topics/{topic}/0")
     assert status == 403 and "secret" not in body, body
     assert get(f"{broker.http_url}/topics")[0] == 200
+
+
+def test_the_archive_page_lists_failed_archive_steps(strata_factory, tmp_path):
+    from s3 import tier_config
+    archive = tmp_path / "archive"
+    broker = strata_factory("--config", str(tier_config(tmp_path, "local", local_dir=archive,
+                                                        **{"log.segment.bytes": 4096})))
+    assert get(f"{broker.http_url}/archive")[0] == 200
+    # The store breaks: its directory becomes a file, so every upload fails.
+    archive.rename(tmp_path / "archive-away")
+    archive.write_text("not a directory")
+    topic = unique_topic("http-archive-errors")
+    kcat(broker, "-P", "-t", topic, stdin=b"".join(b"%05d %s\n" % (i, b"x" * 200) for i in range(200)))
+    wait_until(lambda: f"{topic}-" in get(f"{broker.http_url}/archive")[1].split('id="archive-errors"')[-1],
+               30, "a failed archive step on the archive page")
+    errors = get(f"{broker.http_url}/archive")[1].split('id="archive-errors"')[-1]
+    assert "Not a directory" in errors, errors

@@ -74,6 +74,7 @@ pub async fn run(
         match archive_once(&tier, &tp, &source).await {
             Ok(()) => backoff = BACKOFF_MIN,
             Err(e) => {
+                tier.stats.failed(tp.to_string(), e.to_string());
                 let (lag_segments, lag_bytes) = lag(source.as_ref());
                 tracing::warn!(
                     error = %e,

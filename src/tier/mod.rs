@@ -135,9 +135,41 @@ pub struct TierStats {
     /// chunks it had to fetch from the store itself.
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
+    /// The latest failed archive steps (newest last), for the console: bounded, so a store
+    /// that stays down does not grow it.
+    recent_errors: std::sync::Mutex<std::collections::VecDeque<ArchiveError>>,
 }
 
+/// One failed archive step.
+#[derive(Clone, Debug)]
+pub struct ArchiveError {
+    pub at_ms: i64,
+    pub partition: String,
+    pub error: String,
+}
+
+/// Failed steps remembered by `TierStats`.
+const RECENT_ERRORS: usize = 50;
+
 impl TierStats {
+    pub(crate) fn failed(&self, partition: String, error: String) {
+        let mut recent = self.recent_errors.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() == RECENT_ERRORS {
+            recent.pop_front();
+        }
+        recent.push_back(ArchiveError {
+            at_ms: crate::clock::now_ms(),
+            partition,
+            error,
+        });
+    }
+
+    /// The latest failures, newest first.
+    pub fn recent_errors(&self) -> Vec<ArchiveError> {
+        let recent = self.recent_errors.lock().unwrap_or_else(|p| p.into_inner());
+        recent.iter().rev().cloned().collect()
+    }
+
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
@@ -515,5 +547,22 @@ pub(crate) mod test_support {
         }
         tier.put_manifest(tp, &m).await.expect("put manifest");
         m
+    }
+}
+
+#[cfg(test)]
+mod stats_tests {
+    use super::*;
+
+    #[test]
+    fn recent_errors_are_bounded_and_newest_first() {
+        let stats = TierStats::default();
+        for i in 0..(RECENT_ERRORS + 10) {
+            stats.failed("t-0".into(), format!("failure {i}"));
+        }
+        let recent = stats.recent_errors();
+        assert_eq!(recent.len(), RECENT_ERRORS);
+        assert_eq!(recent[0].error, format!("failure {}", RECENT_ERRORS + 9));
+        assert_eq!(recent[RECENT_ERRORS - 1].error, "failure 10");
     }
 }

@@ -1,10 +1,8 @@
 //! `/archive`: per partition of the tiered topics, what is on local disk, what is in the
-//! archive, and the closed segments still waiting for upload.
-//!
-//! The archiver logs its failures and retries; it keeps no record of them, so this page
-//! shows the backlog they leave behind, not the errors themselves.
+//! archive, the closed segments still waiting for upload, and the latest failed archive
+//! steps (kept by the tier, bounded).
 
-use super::{bytes, layout, not_ready, page_range, pager, path_segment, Nav};
+use super::{bytes, layout, not_ready, page_range, pager, path_segment, timestamp, Nav};
 use crate::http::HttpState;
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
@@ -28,13 +26,14 @@ pub(super) async fn page(
     let Some(broker) = state.broker() else {
         return not_ready();
     };
-    if broker.replica_manager.tier().is_none() {
+    let Some(tier) = broker.replica_manager.tier() else {
         let body = html! {
             h1 { "Archive" }
             p.muted { "No archive is configured (the `tier` block of the configuration): segments stay on local disk." }
         };
         return layout("Archive", Nav::Archive, None, body).into_response();
-    }
+    };
+    let errors = tier.stats.recent_errors();
     let needle = query.q.trim().to_lowercase();
     // (topic, partition) of every tiered partition, cheap to list; only a page is read.
     let all: Vec<_> = broker
@@ -87,7 +86,20 @@ pub(super) async fn page(
     let body = html! {
         h1 { "Archive" }
         p.muted { "Closed segments are uploaded in offset order; the backlog is the closed segments not archived yet. "
-            "Upload failures are logged by the broker and retried; the archive keeps no record of them for this page." }
+            "A failed step is retried with backoff; local data stays until it is archived." }
+        h2 { "Recent errors" }
+        @if errors.is_empty() {
+            p.muted #archive-errors { "None since the broker started." }
+        } @else {
+            table #archive-errors {
+                thead { tr { th { "When" } th { "Partition" } th { "Error" } } }
+                tbody {
+                    @for e in &errors {
+                        tr { td { (timestamp(e.at_ms)) } td { (e.partition) } td { (e.error) } }
+                    }
+                }
+            }
+        }
         form.filter method="get" action="/archive" {
             label { "Topic contains " input type="search" name="q" value=(query.q); }
             button type="submit" { "Filter" }
