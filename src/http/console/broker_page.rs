@@ -85,7 +85,8 @@ pub(super) async fn page(State(state): State<Arc<HttpState>>) -> Response {
         }
         h2 { "Throughput" }
         p.muted {
-            "Per 10 s, from the growth of the logs and of the groups' committed offsets over the last "
+            "Per 10 s, bytes and records produced and bytes fetched (the partitions' traffic counters) "
+            "and records consumed (the groups' committed offsets), over the last "
             (super::history::POINTS * super::history::INTERVAL.as_secs() as usize / 60) " minutes."
         }
         @if let Some(last) = samples.last() {
