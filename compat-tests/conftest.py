@@ -28,6 +28,9 @@ import kafka_wire
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 10.0
+# Brokers started by tests without --http-listen take any free port for /metrics, instead of
+# contending for the default one.
+os.environ.setdefault("STRATA_HTTP_LISTEN", "127.0.0.1:0")
 STOP_TIMEOUT_S = 20.0
 
 
@@ -58,17 +61,25 @@ class StrataBroker:
         self.extra_args = tuple(extra_args)
         self.proc: subprocess.Popen | None = None
         self.starts = 0
+        self.http_port = free_port()
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def http_url(self) -> str:
+        """The HTTP listener (/metrics, /health, /ready)."""
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
     def command(self) -> list[str]:
+        http = [] if "--http-listen" in self.extra_args else ["--http-listen", f"127.0.0.1:{self.http_port}"]
         return [str(self.binary),
                 "--listen", self.bootstrap,
                 "--advertised-listener", self.bootstrap,
                 "--data-dir", str(self.data_dir),
+                *http,
                 *self.extra_args]
 
     def is_running(self) -> bool:

@@ -25,6 +25,8 @@ as_root() {
 PYTHON="${PYTHON:-python3}"
 apt_missing=()
 command -v kcat >/dev/null 2>&1 || apt_missing+=(kcat)
+# the console's tests drive Debian's Chromium through Playwright (never a downloaded browser)
+command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
 if ! command -v "$PYTHON" >/dev/null 2>&1 || ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
     # Debian's python3 needs python3-venv for `python3 -m venv`
     apt_missing+=(python3 python3-venv)

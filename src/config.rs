@@ -60,6 +60,10 @@ pub struct Config {
     pub max_connections: usize,
     #[serde(default = "defaults::cluster_id")]
     pub cluster_id: String,
+    /// The HTTP listener (`/metrics`, `/health`, `/ready`): an address or `none`. Unset, it
+    /// is `defaults::HTTP_LISTEN`, and a port already taken there only earns a warning.
+    #[serde(default)]
+    pub http_listen: Option<String>,
     /// Refuse topics that ask for more than one replica, as a one-broker Kafka does. Off
     /// by default: apps written for a cluster create topics with replication factor 3, and
     /// a single broker keeps one replica of them.
@@ -155,7 +159,7 @@ pub struct TierConfig {
     pub index_cache_bytes: Option<u64>,
 }
 
-mod defaults {
+pub mod defaults {
     use super::FlushPolicy;
     use std::path::PathBuf;
     pub fn listen() -> String {
@@ -182,6 +186,8 @@ mod defaults {
     pub fn cluster_id() -> String {
         "strata-cluster".into()
     }
+    /// Loopback: the console shows records to whoever reaches it.
+    pub const HTTP_LISTEN: &str = "127.0.0.1:9644";
 }
 
 /// The Kafka properties after defaults, file, and overrides, as validated strings, and the
@@ -304,6 +310,7 @@ pub struct Overrides {
     pub advertised_listener: Option<String>,
     pub data_dir: Option<PathBuf>,
     pub flush: Option<FlushPolicy>,
+    pub http_listen: Option<String>,
     /// `name=value` pairs: Kafka property names, or Strata's own top-level keys.
     pub properties: Vec<String>,
 }
@@ -316,6 +323,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "flush_interval_ms",
     "max_connections",
     "cluster_id",
+    "http_listen",
     "strict_replication_factor",
     "tier",
 ];
@@ -391,6 +399,9 @@ impl Config {
         }
         if let Some(v) = overrides.flush {
             config.flush = v;
+        }
+        if let Some(v) = overrides.http_listen {
+            config.http_listen = Some(v);
         }
         config.props = resolve_props(&config.kafka)?;
         for u in &mut config.scram_users {

@@ -9,6 +9,7 @@
 use crate::broker::Broker;
 use crate::clock;
 use crate::handler::{self, Boxed, Reply};
+use crate::metrics::{CloseReason, METRICS};
 use crate::protocol::{self, FrameError};
 use crate::security::sasl::{Authenticator, Gate, RawReply};
 use crate::security::{Listener, Session};
@@ -17,6 +18,7 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, ResponseKind};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
@@ -26,13 +28,42 @@ use tracing::Instrument;
 const IN_FLIGHT: usize = 32;
 
 enum Outgoing {
-    Ready(Bytes),
+    Ready(Bytes, Option<Served>),
     Later {
         api_key: ApiKey,
         version: i16,
         correlation_id: i32,
         response: Boxed<ResponseKind>,
+        served: Served,
     },
+}
+
+/// A request on its way to the socket: counted in `/metrics` once its answer is written.
+struct Served {
+    api_key: ApiKey,
+    started: Instant,
+    frame_len: usize,
+}
+
+impl Served {
+    fn new(api_key: ApiKey, started: Instant, frame_len: usize) -> Self {
+        METRICS.in_flight(frame_len as i64);
+        Served {
+            api_key,
+            started,
+            frame_len,
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        METRICS.in_flight(-(self.frame_len as i64));
+        if let Some(m) = METRICS.api(self.api_key) {
+            m.requests.inc();
+            m.latency.observe(self.started.elapsed().as_secs_f64());
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -175,16 +206,18 @@ pub async fn serve<R, W>(
             async move {
                 let mut wr = BufWriter::with_capacity(64 * 1024, wr);
                 while let Some(out) = rx.recv().await {
-                    let bytes = match out {
-                        Outgoing::Ready(b) => Some(b),
+                    let (bytes, served) = match out {
+                        Outgoing::Ready(b, served) => (Some(b), served),
                         Outgoing::Later {
                             api_key,
                             version,
                             correlation_id,
                             response,
+                            served,
                         } => {
                             let body = response.await;
-                            encode(api_key, version, correlation_id, &body)
+                            count_errors(api_key, &body);
+                            (encode(api_key, version, correlation_id, &body), Some(served))
                         }
                     };
                     if let Some(b) = bytes {
@@ -192,6 +225,7 @@ pub async fn serve<R, W>(
                             return;
                         }
                     }
+                    drop(served);
                     if rx.is_empty() && wr.flush().await.is_err() {
                         return;
                     }
@@ -202,11 +236,16 @@ pub async fn serve<R, W>(
             .in_current_span(),
         );
         let mut session = session;
+        METRICS.connections_open.inc();
+        METRICS.accepted(&session.listener.name);
+        let mut reason = CloseReason::Client;
         let mut sasl = if session.listener.protocol.uses_sasl() {
             match broker.sasl.listener(&session.listener.name) {
                 Ok(l) => Some(Authenticator::new(l)),
                 Err(e) => {
                     tracing::error!(error = %e, "SASL is misconfigured on this listener; closing");
+                    METRICS.connections_open.dec();
+                    METRICS.closed(CloseReason::Authentication);
                     return;
                 }
             }
@@ -216,7 +255,10 @@ pub async fn serve<R, W>(
         loop {
             let frame = tokio::select! {
                 biased;
-                _ = shutdown.changed() => break,
+                _ = shutdown.changed() => {
+                    reason = CloseReason::Shutdown;
+                    break;
+                }
                 frame = read_frame(
                     &mut rd,
                     if sasl.as_ref().is_some_and(|a| a.before_first_authentication()) {
@@ -257,13 +299,20 @@ pub async fn serve<R, W>(
                         client = %session.peer,
                         "failed authentication: a {len}-byte frame exceeds sasl.server.max.receive.size ({max}); closing"
                     );
+                    reason = CloseReason::Authentication;
                     break;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "closing connection");
+                    reason = match e {
+                        ReadError::TlsOnPlaintext => CloseReason::Tls,
+                        ReadError::Io(_) => CloseReason::Io,
+                        _ => CloseReason::BadRequest,
+                    };
                     break;
                 }
             };
+            let (started, frame_len) = (Instant::now(), frame.len());
             if let Some(auth) = sasl.as_mut().filter(|a| a.expects_raw_token()) {
                 // Kafka's unframed exchange after SaslHandshake v0: raw tokens both ways.
                 match auth.on_raw_token(&frame, &mut session, clock::now_ms()) {
@@ -271,7 +320,7 @@ pub async fn serve<R, W>(
                         let mut out = Vec::with_capacity(4 + token.len());
                         out.extend_from_slice(&(token.len() as u32).to_be_bytes());
                         out.extend_from_slice(&token);
-                        if tx.send(Outgoing::Ready(out.into())).await.is_err() {
+                        if tx.send(Outgoing::Ready(out.into(), None)).await.is_err() {
                             break;
                         }
                         continue;
@@ -298,13 +347,14 @@ pub async fn serve<R, W>(
                     match reply {
                         Some(bytes) => {
                             tracing::warn!(error = %e, "answering UNSUPPORTED_VERSION");
-                            if tx.send(Outgoing::Ready(bytes)).await.is_err() {
+                            if tx.send(Outgoing::Ready(bytes, None)).await.is_err() {
                                 break;
                             }
                             continue;
                         }
                         None => {
                             tracing::warn!(error = %e, "closing connection on a request that does not decode");
+                            reason = CloseReason::BadRequest;
                             break;
                         }
                     }
@@ -312,6 +362,7 @@ pub async fn serve<R, W>(
             };
             let (api_key, version) = (request.api_key, request.version);
             let correlation_id = request.header.correlation_id;
+            let served = Served::new(api_key, started, frame_len);
             if let Some(auth) = sasl.as_mut() {
                 let gate =
                     auth.on_request(api_key, version, &request.body, &mut session, clock::now_ms());
@@ -319,7 +370,10 @@ pub async fn serve<R, W>(
                     Gate::Pass => (None, false),
                     Gate::Reply(body) => (Some(body), false),
                     Gate::ReplyAndClose(body) => (Some(body), true),
-                    Gate::Close => break,
+                    Gate::Close => {
+                        reason = CloseReason::Authentication;
+                        break;
+                    }
                 };
                 if let Some(body) = body {
                     let Some(bytes) = encode(api_key, version, correlation_id, &body) else {
@@ -330,7 +384,11 @@ pub async fn serve<R, W>(
                         // password guessing without holding up anyone else.
                         tokio::time::sleep(failed_auth_delay).await;
                     }
-                    if tx.send(Outgoing::Ready(bytes)).await.is_err() || close {
+                    count_errors(api_key, &body);
+                    if close {
+                        reason = CloseReason::Authentication;
+                    }
+                    if tx.send(Outgoing::Ready(bytes, Some(served))).await.is_err() || close {
                         break;
                     }
                     continue;
@@ -346,17 +404,22 @@ pub async fn serve<R, W>(
                         correlation_id,
                         "closing the connection: an acks=0 produce failed"
                     );
+                    reason = CloseReason::ProduceError;
                     break;
                 }
-                Reply::Now(body) => match encode(api_key, version, correlation_id, &body) {
-                    Some(b) => Outgoing::Ready(b),
-                    None => break,
-                },
+                Reply::Now(body) => {
+                    count_errors(api_key, &body);
+                    match encode(api_key, version, correlation_id, &body) {
+                        Some(b) => Outgoing::Ready(b, Some(served)),
+                        None => break,
+                    }
+                }
                 Reply::Later(response) => Outgoing::Later {
                     api_key,
                     version,
                     correlation_id,
                     response,
+                    served,
                 },
             };
             if tx.send(out).await.is_err() {
@@ -365,8 +428,46 @@ pub async fn serve<R, W>(
         }
         drop(tx);
         let _ = writer.await;
-        tracing::debug!("connection done");
+        METRICS.connections_open.dec();
+        METRICS.closed(reason);
+        tracing::debug!(reason = reason.as_str(), "connection done");
     }
     .instrument(span)
     .await
+}
+
+/// Counts the error codes of a response in `/metrics`: the request's own code, and each
+/// topic's, partition's, group's or resource's where Kafka answers per item.
+fn count_errors(api_key: ApiKey, body: &ResponseKind) {
+    crate::protocol::error_codes::each(body, &mut |code| {
+        if code != 0 {
+            METRICS.error(api_key, code);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::error_codes::tests::erring;
+
+    #[test]
+    fn an_error_in_a_response_is_counted_under_its_api_and_name() {
+        // NOT_COORDINATOR (16) in an OffsetDelete and a DescribeAcls: codes no other test
+        // of this process produces for these APIs.
+        for key in [ApiKey::OffsetDelete, ApiKey::DescribeAcls] {
+            let before = METRICS.error_count(key, 16);
+            let body = erring(key, 16).expect("served API");
+            count_errors(key, &body);
+            assert_eq!(METRICS.error_count(key, 16), before + 1, "{key:?}");
+        }
+        let ok = erring(ApiKey::Heartbeat, 0).expect("served API");
+        let before = METRICS.error_count(ApiKey::Heartbeat, 0);
+        count_errors(ApiKey::Heartbeat, &ok);
+        assert_eq!(
+            METRICS.error_count(ApiKey::Heartbeat, 0),
+            before,
+            "0 is no error"
+        );
+    }
 }

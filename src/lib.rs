@@ -8,7 +8,8 @@
 //! * `server`: accepts connections up to a limit; graceful shutdown.
 //! * `connection`: length-prefixed frames on a TcpStream, responses in request order.
 //! * `protocol`: the only place bytes become Kafka messages; `protocol::versions` is the
-//!   one table of supported API versions.
+//!   one table of supported API versions; `protocol::error_codes`: every error code a
+//!   response carries, for `/metrics`.
 //! * `handler`: one module per API family, translating requests to broker calls and back.
 //! * `broker`: the `Broker` handle: topics and their configs, producer ids.
 //! * `broker::replica_manager`: append, fetch (per-partition long poll), offset lookups;
@@ -37,6 +38,9 @@
 //!   append, read, roll, recovery; `cleaner`: compaction and its `.cleaned`/`.swap` recovery.
 //! * `security`: listeners and their protocols, principals, SASL mechanisms, and the
 //!   authorizer (ACLs with Kafka's StandardAuthorizer semantics, `.strata/acls.yaml`).
+//! * `http`: the HTTP listener beside the Kafka ones — `/health`, `/ready`, `/metrics` —
+//!   and the web `console`: read-only pages rendered on the server, reading partitions
+//!   through the replica manager with bounded budgets, charts from a bounded sampler.
 //! * `config`: YAML with Kafka's property names, every key defaulted.
 //! * `clock`: the one `now_ms`; `checkpoint`: files replaced atomically.
 //! * `alloc`: keeps a hostile length field from aborting the process.
@@ -48,7 +52,9 @@ pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod handler;
+pub mod http;
 pub mod log;
+pub mod metrics;
 pub mod protocol;
 pub mod security;
 pub mod server;

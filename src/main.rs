@@ -32,6 +32,10 @@ struct Args {
     /// When acknowledged writes are fsynced: always, interval or os [default: os].
     #[arg(long, env = "STRATA_FLUSH")]
     flush: Option<FlushPolicy>,
+    /// The HTTP listener for /metrics, /health, /ready and the console, or `none`
+    /// [default: 127.0.0.1:9644].
+    #[arg(long, env = "STRATA_HTTP_LISTEN", value_name = "HOST:PORT|none")]
+    http_listen: Option<String>,
     /// A Kafka broker property, as kafka-server-start.sh --override: NAME=VALUE.
     #[arg(long = "override", value_name = "NAME=VALUE")]
     overrides: Vec<String>,
@@ -62,6 +66,7 @@ fn main() -> std::process::ExitCode {
             advertised_listener: args.advertised_listener,
             data_dir: args.data_dir,
             flush: args.flush,
+            http_listen: args.http_listen,
             properties: args.overrides,
         },
     ) {
@@ -126,6 +131,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
             tls,
         });
     }
+    // Up before recovery, so that /health answers and /ready says "not yet" meanwhile.
+    let http_state = strata::http::HttpState::new();
+    let (http_stop, http_stop_rx) = tokio::sync::watch::channel(false);
+    let http = match &config.http_listen {
+        Some(address) => strata::http::bind(address).await?,
+        None => match strata::http::bind(strata::config::defaults::HTTP_LISTEN).await {
+            Ok(socket) => socket,
+            Err(e) => {
+                tracing::warn!("{e:#}; running without it (set --http-listen to choose a port)");
+                None
+            }
+        },
+    }
+    .map(|socket| strata::http::spawn(socket, http_state.clone(), http_stop_rx));
     let broker = strata::broker::Broker::open(config)?;
     if let Err(e) = broker.restore_from_archive().await {
         tracing::warn!(error = %e, "could not look for topics to restore in the archive");
@@ -137,7 +156,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
         flush = ?broker.config.flush,
         "strata is serving"
     );
+    http_state.set_ready(broker.clone());
     strata::server::run(bound, broker, shutdown_signal()).await;
+    let _ = http_stop.send(true);
+    if let Some(task) = http {
+        let _ = task.await;
+    }
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //!
 //! No files.
 
+pub mod error_codes;
 pub mod versions;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};

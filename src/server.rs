@@ -5,6 +5,7 @@
 //! No files of its own; the broker flushes its logs at the end of a clean shutdown.
 
 use crate::broker::Broker;
+use crate::metrics::{CloseReason, METRICS};
 use crate::security::tls::TlsServer;
 use crate::security::{Listener, Session};
 use std::future::Future;
@@ -44,6 +45,7 @@ pub async fn run(listeners: Vec<Bound>, broker: Broker, shutdown: impl Future) {
                     let Ok(permit) = limit.clone().try_acquire_owned() else {
                         tracing::warn!(%peer, listener = %bound.listener.name,
                             "connection limit reached; refusing");
+                        METRICS.closed(CloseReason::Limit);
                         continue;
                     };
                     let _ = stream.set_nodelay(true);
@@ -56,7 +58,11 @@ pub async fn run(listeners: Vec<Bound>, broker: Broker, shutdown: impl Future) {
                             None => crate::connection::serve_tcp(broker, stream, peer, listener, stop).await,
                             Some(tls) => {
                                 let mut handshake_stop = stop.clone();
-                                if let Some((stream, principal)) = tls.accept(stream, peer, &mut handshake_stop).await {
+                                let accepted = tls.accept(stream, peer, &mut handshake_stop).await;
+                                if accepted.is_none() {
+                                    METRICS.closed(CloseReason::Tls);
+                                }
+                                if let Some((stream, principal)) = accepted {
                                     let mut session = Session::new(listener, peer);
                                     if let Some(p) = principal {
                                         session.principal = p;

@@ -248,6 +248,11 @@ async fn clean_logs(broker: Broker) {
                         delete_due.insert(key, stats.next_delete_due_ms);
                     }
                     Ok(Ok(Some(stats))) => {
+                        let m = &crate::metrics::METRICS.cleaner;
+                        m.passes.inc();
+                        m.read_bytes.inc_by(stats.bytes_read);
+                        m.written_bytes.inc_by(stats.bytes_written);
+                        m.removed_records.inc_by(stats.records_removed);
                         tracing::info!(
                             topic = %topic.name,
                             partition = key.1,
@@ -264,6 +269,7 @@ async fn clean_logs(broker: Broker) {
                         delete_due.entry(key).or_insert(None);
                     }
                     Ok(Err(e)) => {
+                        crate::metrics::METRICS.cleaner.errors.inc();
                         tracing::warn!(topic = %topic.name, partition = key.1, error = %e, "log cleaning failed; the log is left as it was");
                         delete_due.entry(key).or_insert(None);
                     }

@@ -26,7 +26,7 @@ use kafka_protocol::error::ResponseError;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
@@ -104,6 +104,36 @@ struct State {
     producers: ProducerStates,
 }
 
+/// Bytes and records appended by produce and sent by fetch, for `/metrics`. Counted with
+/// one atomic add per partition per request, outside the partition lock; read when
+/// `/metrics` is scraped.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    pub bytes_in: AtomicU64,
+    pub records_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub records_out: AtomicU64,
+}
+
+impl Traffic {
+    /// Counts the batches of a fetch response's records: all their bytes, and the records
+    /// of data batches (a transaction marker is not a record a consumer sees). Walks batch
+    /// headers only.
+    pub fn sent(&self, records: &[u8]) {
+        if records.is_empty() {
+            return;
+        }
+        let count: u64 = BatchHeaders::new(records)
+            .map_while(Result::ok)
+            .filter(|b| !b.is_control())
+            .map(|b| b.record_count().max(0) as u64)
+            .sum();
+        self.bytes_out
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        self.records_out.fetch_add(count, Ordering::Relaxed);
+    }
+}
+
 pub struct Partition {
     pub topic: String,
     pub topic_id: Uuid,
@@ -150,6 +180,8 @@ pub struct Partition {
     /// First offset of the oldest open transaction (i64::MAX when none), so fetches learn
     /// the last stable offset without taking the partition lock.
     first_unstable: AtomicI64,
+    /// Produced and fetched totals for `/metrics`.
+    pub traffic: Traffic,
 }
 
 impl Partition {
@@ -236,6 +268,7 @@ impl Partition {
             high_watermark_moved: watch::channel(()).0,
             unsynced: Mutex::new(Vec::new()),
             first_unstable: AtomicI64::new(first_unstable),
+            traffic: Traffic::default(),
         })
     }
 
@@ -436,6 +469,17 @@ impl Partition {
     /// Bytes of the partition's local segments (what DescribeLogDirs reports).
     pub fn local_size(&self) -> u64 {
         self.state().log.size()
+    }
+
+    /// (segments, bytes) the archive holds for this partition; (0, 0) before its manifest
+    /// is loaded.
+    pub fn remote_size(&self) -> (usize, u64) {
+        self.manifest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|m| (m.segments.len(), m.segments.iter().map(|s| s.size).sum()))
+            .unwrap_or((0, 0))
     }
 
     /// Bytes on local disk that the archive does not hold (from `remote_end` on).
@@ -653,6 +697,7 @@ impl Partition {
         let mut state = self.state();
         let mut first: Option<AppendInfo> = None;
         let mut last_offset = -1;
+        let (mut bytes_in, mut records_in) = (0u64, 0u64);
         for (b, recompressed) in batches.into_iter().zip(recompressed) {
             let pid = b.producer_id();
             if b.is_transactional() {
@@ -692,6 +737,8 @@ impl Partition {
             let appended =
                 RecordBatch::parse_header(&owned).map_err(|_| ResponseError::CorruptMessage)?;
             state.producers.record_batch(&appended);
+            bytes_in += owned.len() as u64;
+            records_in += appended.record_count().max(0) as u64;
             if appended.is_transactional() {
                 self.first_unstable.store(
                     state.producers.first_unstable().unwrap_or(i64::MAX),
@@ -711,6 +758,12 @@ impl Partition {
         self.log_end.fetch_max(end, Ordering::AcqRel);
         if !self.hw_after_fsync {
             self.advance_high_watermark(end);
+        }
+        if bytes_in > 0 {
+            self.traffic.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
+            self.traffic
+                .records_in
+                .fetch_add(records_in, Ordering::Relaxed);
         }
         let mut info = first.ok_or(ResponseError::InvalidRecord)?;
         info.last_offset = last_offset;

@@ -219,6 +219,11 @@ impl ReplicaManager {
             }
             let now = tokio::time::Instant::now();
             if total >= params.min_bytes || errors || now >= deadline || watches.is_empty() {
+                for (want, data) in partitions.iter().zip(&results) {
+                    if let Ok(p) = &want.partition {
+                        p.traffic.sent(&data.records);
+                    }
+                }
                 return results;
             }
             let any_grew =

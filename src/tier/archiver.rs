@@ -11,7 +11,7 @@
 //! implements; the loop never asks whether its topic still exists — the broker aborts it.
 
 use super::retention::{self, Retention};
-use super::{Manifest, RemoteSegment, Tier, TierError, TopicIdPartition};
+use super::{Manifest, RemoteSegment, Tier, TierError, TierStats, TopicIdPartition};
 use crate::log::txn_index::AbortedTxn;
 use crate::log::ClosedSegment;
 use bytes::Bytes;
@@ -74,6 +74,7 @@ pub async fn run(
         match archive_once(&tier, &tp, &source).await {
             Ok(()) => backoff = BACKOFF_MIN,
             Err(e) => {
+                tier.stats.failed(tp.to_string(), e.to_string());
                 let (lag_segments, lag_bytes) = lag(source.as_ref());
                 tracing::warn!(
                     error = %e,
@@ -146,14 +147,23 @@ pub(crate) async fn archive_once(
         {
             continue;
         }
-        let remote = tier.upload(tp, &seg).await?;
+        let remote = match tier.upload(tp, &seg).await {
+            Ok(r) => r,
+            Err(e) => {
+                TierStats::add(&tier.stats.upload_errors, 1);
+                return Err(e);
+            }
+        };
         manifest.segments.push(remote.clone());
         if let Err(e) = tier.put_manifest(tp, &manifest).await {
             // The objects stay as orphans; the next attempt uses a fresh segment id.
             manifest.segments.pop();
+            TierStats::add(&tier.stats.upload_errors, 1);
             return Err(e);
         }
         source.install_manifest(manifest.clone(), Vec::new());
+        TierStats::add(&tier.stats.segments_uploaded, 1);
+        TierStats::add(&tier.stats.bytes_uploaded, remote.size);
         uploaded += 1;
         tracing::info!(
             base_offset = remote.base_offset,
@@ -389,10 +399,22 @@ pub(crate) mod tests {
         assert_eq!(s.source.local_bases(), before);
         assert!(s.source.installed().segments.is_empty());
         assert_eq!(s.source.remote_end(), -1);
+        let stats = &s.tier.stats;
+        assert_eq!(
+            TierStats::get(&stats.upload_errors),
+            3,
+            "each failure counted"
+        );
+        assert_eq!(TierStats::get(&stats.segments_uploaded), 0);
 
         s.store.fail_puts.store(false, Ordering::Release);
         s.archive_once().await.expect("archive");
         assert_eq!(s.source.installed().segments.len(), 3);
+        assert_eq!(TierStats::get(&stats.segments_uploaded), 3);
+        assert_eq!(
+            TierStats::get(&stats.bytes_uploaded),
+            s.closed.iter().map(|c| c.size).sum::<u64>()
+        );
         assert_eq!(
             s.source.local_bases(),
             vec![s.closed[2].next_offset],

@@ -192,9 +192,12 @@ impl ChunkCache {
         remove_files(gone).await;
     }
 
-    #[cfg(test)]
     pub(super) fn bytes(&self) -> u64 {
         lock(&self.state).bytes
+    }
+
+    pub(super) fn limit(&self) -> u64 {
+        self.limit
     }
 }
 

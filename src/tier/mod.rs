@@ -49,6 +49,7 @@ use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -117,11 +118,73 @@ impl Default for CacheLimits {
     }
 }
 
+/// What the archive has done since the broker started, for `/metrics`: atomic adds where
+/// it happens, read when `/metrics` is scraped.
+#[derive(Debug, Default)]
+pub struct TierStats {
+    /// Segments uploaded and listed in their manifest, and their `.log` bytes.
+    pub segments_uploaded: AtomicU64,
+    pub bytes_uploaded: AtomicU64,
+    /// Uploads (objects or the manifest that lists them) that failed; each is retried.
+    pub upload_errors: AtomicU64,
+    /// Fetches served from archived segments, those that failed, and the bytes returned.
+    pub remote_reads: AtomicU64,
+    pub remote_read_errors: AtomicU64,
+    pub remote_read_bytes: AtomicU64,
+    /// Chunks a remote read found in the chunk cache (or arriving by read-ahead), and
+    /// chunks it had to fetch from the store itself.
+    pub cache_hits: AtomicU64,
+    pub cache_misses: AtomicU64,
+    /// The latest failed archive steps (newest last), for the console: bounded, so a store
+    /// that stays down does not grow it.
+    recent_errors: std::sync::Mutex<std::collections::VecDeque<ArchiveError>>,
+}
+
+/// One failed archive step.
+#[derive(Clone, Debug)]
+pub struct ArchiveError {
+    pub at_ms: i64,
+    pub partition: String,
+    pub error: String,
+}
+
+/// Failed steps remembered by `TierStats`.
+const RECENT_ERRORS: usize = 50;
+
+impl TierStats {
+    pub(crate) fn failed(&self, partition: String, error: String) {
+        let mut recent = self.recent_errors.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() == RECENT_ERRORS {
+            recent.pop_front();
+        }
+        recent.push_back(ArchiveError {
+            at_ms: crate::clock::now_ms(),
+            partition,
+            error,
+        });
+    }
+
+    /// The latest failures, newest first.
+    pub fn recent_errors(&self) -> Vec<ArchiveError> {
+        let recent = self.recent_errors.lock().unwrap_or_else(|p| p.into_inner());
+        recent.iter().rev().cloned().collect()
+    }
+
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
 /// The archive: an object store, a key prefix and the read caches.
 pub struct Tier {
     store: Arc<dyn ObjectStore>,
     paths: store::Paths,
     reader: reader::Caches,
+    pub stats: TierStats,
 }
 
 impl Tier {
@@ -157,7 +220,13 @@ impl Tier {
             store,
             paths: store::Paths::new(prefix),
             reader: reader::Caches::new(cache_dir, limits),
+            stats: TierStats::default(),
         }
+    }
+
+    /// Bytes in the chunk cache now, and its limit.
+    pub fn chunk_cache_bytes(&self) -> (u64, u64) {
+        self.reader.chunk_cache_bytes()
     }
 
     /// Records a topic's metadata in the archive, so that an empty broker can restore it.
@@ -478,5 +547,22 @@ pub(crate) mod test_support {
         }
         tier.put_manifest(tp, &m).await.expect("put manifest");
         m
+    }
+}
+
+#[cfg(test)]
+mod stats_tests {
+    use super::*;
+
+    #[test]
+    fn recent_errors_are_bounded_and_newest_first() {
+        let stats = TierStats::default();
+        for i in 0..(RECENT_ERRORS + 10) {
+            stats.failed("t-0".into(), format!("failure {i}"));
+        }
+        let recent = stats.recent_errors();
+        assert_eq!(recent.len(), RECENT_ERRORS);
+        assert_eq!(recent[0].error, format!("failure {}", RECENT_ERRORS + 9));
+        assert_eq!(recent[RECENT_ERRORS - 1].error, "failure 10");
     }
 }

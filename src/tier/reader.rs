@@ -10,7 +10,7 @@
 //! [`TierError::Corrupt`], and the segment's cached chunks and index are dropped.
 
 use super::cache::{ChunkCache, IndexCache};
-use super::{CacheLimits, RemoteSegment, Tier, TierError, TopicIdPartition};
+use super::{CacheLimits, RemoteSegment, Tier, TierError, TierStats, TopicIdPartition};
 use crate::log::index::OFFSET_ENTRY;
 use crate::log::record_batch::{BatchHeaders, RecordBatch, HEADER_SIZE, LOG_OVERHEAD};
 use crate::log::txn_index::AbortedTxn;
@@ -89,6 +89,11 @@ impl Caches {
             indexes: IndexCache::new(limits.index_cache_bytes),
             prefetching: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// Bytes in the chunk cache now, and its limit.
+    pub(crate) fn chunk_cache_bytes(&self) -> (u64, u64) {
+        (self.chunks.bytes(), self.chunks.limit())
     }
 }
 
@@ -184,14 +189,17 @@ impl Tier {
         seg: &RemoteSegment,
         want: ReadWant,
     ) -> Result<Bytes, TierError> {
+        TierStats::add(&self.stats.remote_reads, 1);
         match self.read_batches(tp, seg, want).await {
             Ok((bytes, pos)) => {
+                TierStats::add(&self.stats.remote_read_bytes, bytes.len() as u64);
                 if !bytes.is_empty() {
                     self.read_ahead(tp, seg, pos + bytes.len() as u64);
                 }
                 Ok(bytes)
             }
             Err(e) => {
+                TierStats::add(&self.stats.remote_read_errors, 1);
                 self.forget(seg.segment_id).await;
                 Err(e)
             }
@@ -402,6 +410,7 @@ impl Tier {
             let lo = start.max(from) - from;
             let hi = end.min(from + chunk) - from;
             if let Some(part) = self.cached(seg.segment_id, n, lo, hi).await {
+                TierStats::add(&self.stats.cache_hits, 1);
                 out.extend_from_slice(&part);
                 n += 1;
                 continue;
@@ -418,8 +427,12 @@ impl Tier {
                 }
             }
             match self.cached(seg.segment_id, n, lo, hi).await {
-                Some(part) => out.extend_from_slice(&part),
+                Some(part) => {
+                    TierStats::add(&self.stats.cache_hits, 1);
+                    out.extend_from_slice(&part)
+                }
                 None => {
+                    TierStats::add(&self.stats.cache_misses, 1);
                     let bytes = self.fetch_chunk(tp, seg, n).await?;
                     let part = bytes.get(lo as usize..hi as usize).ok_or_else(|| {
                         TierError::Corrupt(format!("segment {}: short chunk {n}", seg.segment_id))

@@ -41,6 +41,39 @@ pub enum GroupKind {
     Consumer,
 }
 
+impl GroupKind {
+    /// The states a group of this protocol can be in, as Kafka names them (`/metrics`
+    /// writes one gauge per state).
+    pub fn states(self) -> &'static [&'static str] {
+        match self {
+            GroupKind::Classic => &[
+                "Empty",
+                "PreparingRebalance",
+                "CompletingRebalance",
+                "Stable",
+            ],
+            GroupKind::Consumer => &["Empty", "Assigning", "Reconciling", "Stable"],
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupKind::Classic => "classic",
+            GroupKind::Consumer => "consumer",
+        }
+    }
+}
+
+/// One group as `/metrics` shows it.
+pub struct GroupMetrics {
+    pub id: String,
+    pub kind: GroupKind,
+    pub state: &'static str,
+    pub members: usize,
+    /// (topic, partition, committed offset).
+    pub offsets: Vec<(String, i32, i64)>,
+}
+
 /// Coordinator settings, by their Kafka property names (defaults in `config::KAFKA_PROPERTIES`).
 #[derive(Clone, Debug)]
 pub struct GroupSettings {
@@ -305,6 +338,31 @@ impl GroupCoordinator {
             })
             .collect();
         out.sort();
+        out
+    }
+
+    /// Every group as `/metrics` shows it, copied under the lock (no file is read).
+    pub fn metrics(&self) -> Vec<GroupMetrics> {
+        let mut out: Vec<GroupMetrics> = self
+            .lock()
+            .values()
+            .map(|g| GroupMetrics {
+                id: g.id.clone(),
+                kind: g.kind,
+                state: g.state_name(),
+                members: g.members.len() + g.consumer.members.len(),
+                offsets: g
+                    .offsets
+                    .iter()
+                    .flat_map(|(topic, parts)| {
+                        parts
+                            .iter()
+                            .map(move |(p, c)| (topic.clone(), *p, c.offset))
+                    })
+                    .collect(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
         out
     }
 
