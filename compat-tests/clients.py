@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import os
 import pathlib
@@ -271,6 +272,29 @@ def wait_for(what: str, check, timeout: float = 30.0, interval: float = 0.2):
 # Shared by the group-churn tests of kafka-python (test_group_kafka_python.py), KafkaJS
 # (test_group_kafkajs.py) and the Java client (test_java.py): members join and leave a group
 # while a producer writes, and every message must be processed exactly once.
+
+@contextlib.contextmanager
+def producing_meanwhile(conf: dict, topic: str):
+    """A producer writing b"more" to `topic` in a background thread while the block runs;
+    yields its delivery errors as they come (None for each acknowledged message)."""
+    stop = threading.Event()
+    acked: list = []
+    producer = Producer(conf)
+
+    def keep_producing():
+        while not stop.is_set():
+            producer.produce(topic, value=b"more", on_delivery=lambda e, m: acked.append(e))
+            producer.poll(0.05)
+        producer.flush(10)
+
+    t = threading.Thread(target=keep_producing)
+    t.start()
+    try:
+        yield acked
+    finally:
+        stop.set()
+        t.join(30)
+
 
 def wait_until(predicate, timeout, what):
     """Poll `predicate` until true; `what` (a string, or a function giving one at failure time) names it."""

@@ -28,7 +28,6 @@ import select
 import socket
 import struct
 import subprocess
-import threading
 import time
 
 import pytest
@@ -37,7 +36,7 @@ from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechan
                                    UserScramCredentialUpsertion)
 
 import kafka_wire
-from clients import program_report, run_configured_java, tail, unique_topic, wait_until
+from clients import producing_meanwhile, program_report, run_configured_java, tail, unique_topic, wait_until
 from certs import TestPki
 from conftest import StrataBroker, free_port, strata_binary
 
@@ -215,25 +214,10 @@ def test_confluent_kafka_plain_and_a_wrong_password_beside_it(sasl_broker):
     assert produce_and_consume(broker, topic) == [f"v{i}" for i in range(5)]
 
     # a wrong password while another client keeps producing on the same broker
-    stop = threading.Event()
-    acked = []
-    good = Producer(conf(broker))
-
-    def keep_producing():
-        while not stop.is_set():
-            good.produce(topic, value=b"more", on_delivery=lambda e, m: acked.append(e))
-            good.poll(0.05)
-        good.flush(10)
-
-    t = threading.Thread(target=keep_producing)
-    t.start()
-    try:
+    with producing_meanwhile(conf(broker), topic) as acked:
         error = login_error(broker, password="not-the-secret")
         assert "Authentication failed: Invalid username or password" in error, error
         wait_until(lambda: len([e for e in acked if e is None]) >= 5, 30, "the other client's messages acknowledged")
-    finally:
-        stop.set()
-        t.join(30)
     assert all(e is None for e in acked), acked
     # what the broker wrote (the test's own "===== start" lines hold its command line)
     log = "\n".join(line for line in broker.log_path.read_text(errors="replace").splitlines()

@@ -25,7 +25,6 @@ import json
 import pathlib
 import secrets
 import subprocess
-import threading
 import types
 import uuid
 
@@ -35,7 +34,7 @@ from confluent_kafka.admin import (AclBinding, AclOperation, AclPermissionType, 
                                    ResourceType)
 
 from certs import TestPki
-from clients import program_report, run_configured_java, tail, unique_topic, wait_until
+from clients import producing_meanwhile, program_report, run_configured_java, tail, unique_topic, wait_until
 from conftest import REPO_ROOT, StrataBroker, free_port, strata_binary
 from test_acls import consume_until, produce_one
 from test_sasl import login_error
@@ -249,27 +248,12 @@ def test_the_plaintext_listener_is_anonymous_and_allowed_nothing(setup):
 
 def test_a_wrong_password_fails_while_the_app_keeps_producing(setup):
     topic = unique_topic("app-wrongpw")
-    stop = threading.Event()
-    acked = []
-    good = Producer(setup.conf())
-
-    def keep_producing():
-        while not stop.is_set():
-            good.produce(topic, value=b"more", on_delivery=lambda e, m: acked.append(e))
-            good.poll(0.05)
-        good.flush(10)
-
-    t = threading.Thread(target=keep_producing)
-    t.start()
-    try:
+    with producing_meanwhile(setup.conf(), topic) as acked:
         wrong = {k: v for k, v in setup.conf().items() if not k.startswith("sasl.")}
         error = login_error(types.SimpleNamespace(bootstrap=setup.bootstrap), mechanism="SCRAM-SHA-512",
                             user="app", password="not-" + setup.app_password, **wrong)
         assert "Authentication failed" in error and "SCRAM-SHA-512" in error, error
         delivered = len(acked)
         wait_until(lambda: len(acked) >= delivered + 5, 30, "the app's messages still acknowledged")
-    finally:
-        stop.set()
-        t.join(30)
     assert acked and all(e is None for e in acked), acked
     assert setup.app_password not in setup.broker.log_path.read_text(errors="replace")

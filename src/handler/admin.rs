@@ -81,39 +81,34 @@ pub async fn create_topics(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTop
         };
         let entry = CreatableTopicResult::default().with_name(TopicName(str_bytes(&name)));
         results.push(match result {
-            // Without DESCRIBE_CONFIGS the configs stay out, as Kafka leaves them.
-            Ok(topic) if !ctx.authorize(Operation::DescribeConfigs, ResourceType::Topic, &name) => {
-                entry
-                    .with_topic_id(if req.validate_only {
-                        Uuid::nil()
-                    } else {
-                        topic.id
-                    })
-                    .with_num_partitions(topic.partition_count)
-                    .with_replication_factor(1)
-                    .with_topic_config_error_code(ResponseError::TopicAuthorizationFailed.code())
-            }
             Ok(topic) => {
-                let configs = topic
-                    .all_configs(&broker.config)
-                    .into_iter()
-                    .map(|(k, v, set)| {
-                        CreatableTopicConfigs::default()
-                            .with_name(str_bytes(&k))
-                            .with_value(Some(str_bytes(&v)))
-                            // 1 = dynamic topic config, 5 = default.
-                            .with_config_source(if set { 1 } else { 5 })
-                    })
-                    .collect();
-                entry
+                let created = entry
                     .with_topic_id(if req.validate_only {
                         Uuid::nil()
                     } else {
                         topic.id
                     })
                     .with_num_partitions(topic.partition_count)
-                    .with_replication_factor(1)
-                    .with_configs(Some(configs))
+                    .with_replication_factor(1);
+                // Without DESCRIBE_CONFIGS the configs stay out, as Kafka leaves them.
+                if !ctx.authorize(Operation::DescribeConfigs, ResourceType::Topic, &name) {
+                    created.with_topic_config_error_code(
+                        ResponseError::TopicAuthorizationFailed.code(),
+                    )
+                } else {
+                    let configs = topic
+                        .all_configs(&broker.config)
+                        .into_iter()
+                        .map(|(k, v, set)| {
+                            CreatableTopicConfigs::default()
+                                .with_name(str_bytes(&k))
+                                .with_value(Some(str_bytes(&v)))
+                                // 1 = dynamic topic config, 5 = default.
+                                .with_config_source(if set { 1 } else { 5 })
+                        })
+                        .collect();
+                    created.with_configs(Some(configs))
+                }
             }
             Err((code, msg)) => entry
                 .with_error_code(code.code())
