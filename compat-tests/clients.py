@@ -200,6 +200,19 @@ def topic_id(bootstrap: str, topic: str) -> uuid.UUID:
     return tid
 
 
+def file_sizes(directory: pathlib.Path, suffix: str) -> list[tuple[str, int]]:
+    """(name, size) of the files in `directory` ending in `suffix`. The broker deletes
+    segments while it runs (retention, archiving), so a file listed may be gone when it is
+    measured: such a file is left out."""
+    found = []
+    for p in directory.glob(f"*{suffix}"):
+        try:
+            found.append((p.name, p.stat().st_size))
+        except FileNotFoundError:
+            continue
+    return found
+
+
 def tail(text: str | bytes, lines: int = 80) -> str:
     if isinstance(text, bytes):  # TimeoutExpired carries bytes even with text=True
         text = text.decode(errors="replace")

@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from clients import consume_partitions, unique_topic, wait_for_partitions
+from clients import consume_partitions, file_sizes, unique_topic, wait_for_partitions
 
 FAST_CLEANER = ("--override", "log.cleaner.backoff.ms=200")
 
@@ -31,7 +31,7 @@ def create_compacted(bootstrap, topic, **extra):
 
 
 def log_bytes(broker, topic) -> int:
-    return sum(p.stat().st_size for p in (pathlib.Path(broker.data_dir) / f"{topic}-0").glob("*.log"))
+    return sum(size for _, size in file_sizes(pathlib.Path(broker.data_dir) / f"{topic}-0", ".log"))
 
 
 def produce_keyed(bootstrap, topic, records, **conf):

@@ -42,7 +42,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import kafka_wire
-from clients import (Delivered, consume_partitions, create_topic, group_consumer, poll_values, produce_all,
+from clients import (Delivered, file_sizes, consume_partitions, create_topic, group_consumer, poll_values, produce_all,
                      produce_values, unique_topic, wait_until)
 from test_http import get, scrape
 
@@ -58,7 +58,7 @@ def metric(broker, name, **labels) -> float | None:
 
 def log_bytes(broker, topic: str, partition: int) -> int:
     pdir = broker.data_dir / f"{topic}-{partition}"
-    return sum(p.stat().st_size for p in pdir.glob("*.log") if re.fullmatch(r"\d{20}\.log", p.name))
+    return sum(size for name, size in file_sizes(pdir, ".log") if re.fullmatch(r"\d{20}\.log", name))
 
 
 # ---------------------------------------------------------------------------------------------- traffic

@@ -60,7 +60,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from clients import (Delivered, consume_partitions, create_topic, new_consumer, topic_id, unique_topic, wait_for,
+from clients import (Delivered, file_sizes, consume_partitions, create_topic, new_consumer, topic_id, unique_topic, wait_for,
                      wait_for_partitions)
 import kafka_wire
 from s3 import tier_config
@@ -761,7 +761,7 @@ def test_total_retention_deletes_archived_segments(strata_factory, tiered, limit
             return False, short(st)
         if limit == "bytes":
             pdir = broker.data_dir / f"{topic}-0"
-            local = sum(p.stat().st_size for p in pdir.glob("*.log"))
+            local = sum(size for _, size in file_sizes(pdir, ".log"))
             total = sum(s["size"] for s in segments) + local
             # Kafka's rule: the oldest segment goes only while the log, without it, is still
             # at least retention.bytes; so it settles once dropping one more would go below.
@@ -872,7 +872,7 @@ def test_retention_bytes_counts_archived_bytes_once(strata_factory, tiered):
     wait_for(f"{topic}: every closed segment archived and deleted locally", check, ARCHIVE_TIMEOUT_S, interval=0.05)
     segments = check_manifest(tiered.archive, topic, 0, first_base=None)
     total = sum(s["size"] for s in segments) + sum(
-        p.stat().st_size for p in (broker.data_dir / f"{topic}-0").glob("*.log"))
+        size for _, size in file_sizes(broker.data_dir / f"{topic}-0", ".log"))
     assert total < retention_bytes, f"the test wrote too much: {total} bytes"
     assert sorted(starts) == [0] and segments[0]["base_offset"] == 0, (
         f"archived segments expired though archive + local-only data ({total} bytes) is under "
@@ -924,7 +924,7 @@ def test_retention_applies_to_topics_that_are_not_archived(strata_factory, tmp_p
 
     def settled():
         pdir = broker.data_dir / f"{topic}-0"
-        sizes = sorted((int(p.name[:20]), p.stat().st_size) for p in pdir.glob("*.log"))
+        sizes = sorted((int(name[:20]), size) for name, size in file_sizes(pdir, ".log"))
         total = sum(s for _, s in sizes)
         ok = sizes[0][0] > 0 and total - sizes[0][1] < retention_bytes <= total
         return ok, f"segments {sizes[:3]}... total {total}"
