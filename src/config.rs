@@ -4,8 +4,10 @@
 //!
 //! Reads the YAML file; writes no files.
 
+pub mod connections;
 pub mod listeners;
 mod properties;
+pub use connections::ConnectionSettings;
 pub use listeners::ListenerConfig;
 pub use properties::{
     check_value, is_list, listener_property, split_listener_prefix, validate_value, Kind, Property,
@@ -56,8 +58,9 @@ pub struct Config {
     pub flush: FlushPolicy,
     #[serde(default = "defaults::flush_interval_ms")]
     pub flush_interval_ms: u64,
-    #[serde(default = "defaults::max_connections")]
-    pub max_connections: usize,
+    /// The key `kafka.max.connections` replaced; still read, so that older files load.
+    #[serde(default)]
+    pub max_connections: Option<usize>,
     #[serde(default = "defaults::cluster_id")]
     pub cluster_id: String,
     /// The HTTP listener (`/metrics`, `/health`, `/ready`): an address or `none`. Unset, it
@@ -84,6 +87,9 @@ pub struct Config {
     /// Every listener to bind, from `listeners` or else `listen`.
     #[serde(skip)]
     pub listeners: Vec<ListenerConfig>,
+    /// Connection limits, the idle timeout and the request memory bound.
+    #[serde(skip)]
+    pub connections: ConnectionSettings,
 }
 
 /// One entry of `scram_users`.
@@ -176,9 +182,6 @@ pub mod defaults {
     }
     pub fn flush_interval_ms() -> u64 {
         1000
-    }
-    pub fn max_connections() -> usize {
-        10_000
     }
     pub fn scram_iterations() -> i32 {
         4096
@@ -403,7 +406,16 @@ impl Config {
         if let Some(v) = overrides.http_listen {
             config.http_listen = Some(v);
         }
+        if let Some(n) = config.max_connections {
+            // The old top-level key, for files written before `max.connections`.
+            if !config.kafka.contains_key("max.connections") {
+                config
+                    .kafka
+                    .insert("max.connections".into(), serde_yaml::Value::from(n as u64));
+            }
+        }
         config.props = resolve_props(&config.kafka)?;
+        config.connections = ConnectionSettings::from_props(&config.props)?;
         for u in &mut config.scram_users {
             u.password = resolve_references(&format!("scram_users: {}", u.name), &u.password)?;
         }

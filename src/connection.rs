@@ -4,6 +4,12 @@
 //! produce requests keep their order); a response that waits for the disk is handed to the
 //! writer as a future, so the next requests are handled while the fsync runs.
 //!
+//! What a connection may make the broker hold is bounded: the bytes of requests read and
+//! not yet handled count against the broker-wide `queued.max.request.bytes` (`memory`),
+//! and a connection whose answers are not being read stops being read. An idle connection
+//! holds no buffers (`io`), and one that moves no bytes for `connections.max.idle.ms` while
+//! the broker does nothing for it is closed.
+//!
 //! No files.
 
 use crate::broker::Broker;
@@ -14,18 +20,32 @@ use crate::protocol::{self, FrameError};
 use crate::security::sasl::{Authenticator, Gate, RawReply};
 use crate::security::{Listener, Session};
 use bytes::Bytes;
+use io::{Activity, FrameReader, ReadError, Tracked};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::{ApiKey, ResponseKind};
+pub use memory::RequestMemory;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
-/// Responses queued per connection before the reader waits for the writer.
+pub mod io;
+pub mod memory;
+
+/// Answers queued per connection before the reader waits for the writer.
 const IN_FLIGHT: usize = 32;
+
+/// Bytes of answers a connection may have waiting to be written before it stops reading
+/// requests (beyond the one answer that crossed it): what a client that does not read its
+/// answers can make the broker hold.
+const QUEUED_ANSWER_BYTES: usize = 1 << 20;
+
+/// Small answers ready together are written as one batch of up to this many bytes;
+/// larger answers are written as they are.
+const BATCH_BYTES: usize = 64 * 1024;
 
 enum Outgoing {
     Ready(Bytes, Option<Served>),
@@ -64,66 +84,6 @@ impl Drop for Served {
             m.latency.observe(self.started.elapsed().as_secs_f64());
         }
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    #[error("frame length {0} is negative")]
-    Negative(i32),
-    #[error(
-        "a TLS handshake (ClientHello) arrived on a listener without TLS; the client must \
-         connect without TLS here, or to an SSL / SASL_SSL listener"
-    )]
-    TlsOnPlaintext,
-    #[error("frame length {len} exceeds socket.request.max.bytes ({max})")]
-    TooLarge { len: i32, max: usize },
-    #[error("connection closed in the middle of a {expected}-byte frame ({got} bytes read)")]
-    Torn { expected: usize, got: usize },
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-}
-
-/// `Ok(None)` on a clean close between frames. The length is checked against the limit
-/// before anything is allocated, and the buffer grows only as bytes actually arrive.
-pub async fn read_frame<R: AsyncRead + Unpin>(
-    rd: &mut BufReader<R>,
-    max: usize,
-) -> Result<Option<Bytes>, ReadError> {
-    let mut prefix = [0u8; 4];
-    let mut got = 0;
-    while got < 4 {
-        let n = rd.read(&mut prefix[got..]).await?;
-        if n == 0 {
-            return if got == 0 {
-                Ok(None)
-            } else {
-                Err(ReadError::Torn { expected: 4, got })
-            };
-        }
-        got += n;
-    }
-    let len = protocol::frame_length(prefix);
-    if len < 0 {
-        return Err(ReadError::Negative(len));
-    }
-    if len as usize > max {
-        // A TLS record header (handshake, version 3.x) read as a length: a TLS client.
-        if prefix[0] == 0x16 && prefix[1] == 0x03 {
-            return Err(ReadError::TlsOnPlaintext);
-        }
-        return Err(ReadError::TooLarge { len, max });
-    }
-    let len = len as usize;
-    // Up to 4 MiB up front (a produce request's usual size); beyond that, as bytes arrive.
-    let mut buf = Vec::with_capacity(len.min(4 << 20));
-    (&mut *rd).take(len as u64).read_to_end(&mut buf).await?;
-    if buf.len() != len {
-        return Err(ReadError::Torn {
-            expected: len,
-            got: buf.len(),
-        });
-    }
-    Ok(Some(Bytes::from(buf)))
 }
 
 fn encode(
@@ -167,10 +127,19 @@ pub async fn serve_tcp(
     stream: TcpStream,
     peer: SocketAddr,
     listener: Arc<Listener>,
+    memory: RequestMemory,
     shutdown: watch::Receiver<bool>,
 ) {
     let (rd, wr) = stream.into_split();
-    serve(broker, rd, wr, Session::new(listener, peer), shutdown).await
+    serve(
+        broker,
+        rd,
+        wr,
+        Session::new(listener, peer),
+        memory,
+        shutdown,
+    )
+    .await
 }
 
 /// Serves one connection, whatever carries its bytes (TCP, or TLS over TCP).
@@ -179,261 +148,446 @@ pub async fn serve<R, W>(
     rd: R,
     wr: W,
     session: Session,
-    mut shutdown: watch::Receiver<bool>,
+    memory: RequestMemory,
+    shutdown: watch::Receiver<bool>,
 ) where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let span = tracing::info_span!("conn", peer = %session.peer, listener = %session.listener.name);
-    async move {
-        tracing::debug!("accepted");
-        let max = broker.config.props.int("socket.request.max.bytes").max(0) as usize;
-        // Before and during the first SASL authentication, frames are held to Kafka's
-        // smaller bound, so that an unauthenticated client cannot make the broker buffer much.
-        let max_unauthenticated = max.min(
-            broker.config.props.int("sasl.server.max.receive.size").max(0) as usize,
-        );
-        let failed_auth_delay = std::time::Duration::from_millis(
-            broker
-                .config
-                .props
-                .int("connection.failed.authentication.delay.ms")
-                .max(0) as u64,
-        );
-        let mut rd = BufReader::with_capacity(64 * 1024, rd);
-        let (tx, mut rx) = mpsc::channel::<Outgoing>(IN_FLIGHT);
-        let writer = tokio::spawn(
-            async move {
-                let mut wr = BufWriter::with_capacity(64 * 1024, wr);
-                while let Some(out) = rx.recv().await {
-                    let (bytes, served) = match out {
-                        Outgoing::Ready(b, served) => (Some(b), served),
-                        Outgoing::Later {
-                            api_key,
-                            version,
-                            correlation_id,
-                            response,
-                            served,
-                        } => {
-                            let body = response.await;
-                            count_errors(api_key, &body);
-                            (encode(api_key, version, correlation_id, &body), Some(served))
-                        }
-                    };
-                    if let Some(b) = bytes {
-                        if wr.write_all(&b).await.is_err() {
-                            return;
-                        }
-                    }
-                    drop(served);
-                    if rx.is_empty() && wr.flush().await.is_err() {
-                        return;
+    // Boxed: the connection's task then stays small while the connection is idle, and the
+    // state of the request being handled is allocated only while it is handled.
+    Box::pin(serve_inner(broker, rd, wr, session, memory, shutdown))
+        .instrument(span)
+        .await
+}
+
+async fn serve_inner<R, W>(
+    broker: Broker,
+    rd: R,
+    wr: W,
+    session: Session,
+    memory: RequestMemory,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    tracing::debug!("accepted");
+    let max = broker.config.connections.socket_request_max_bytes;
+    let max_idle = broker.config.connections.max_idle;
+    // Before and during the first SASL authentication, frames are held to Kafka's
+    // smaller bound, so that an unauthenticated client cannot make the broker buffer much.
+    let max_unauthenticated = max.min(
+        broker
+            .config
+            .props
+            .int("sasl.server.max.receive.size")
+            .max(0) as usize,
+    );
+    let activity = Arc::new(Activity::new());
+    let mut rd = FrameReader::new(Tracked::new(rd, activity.clone()));
+    let (tx, rx) = mpsc::channel::<Box<Outgoing>>(IN_FLIGHT);
+    let writer = AbortOnDrop(tokio::spawn(
+        write_answers(Tracked::new(wr, activity.clone()), rx, activity.clone()).in_current_span(),
+    ));
+    METRICS.connections_open.inc();
+    METRICS.accepted(&session.listener.name);
+    let sasl = if session.listener.protocol.uses_sasl() {
+        match broker.sasl.listener(&session.listener.name) {
+            Ok(l) => Some(Box::new(Authenticator::new(l))),
+            Err(e) => {
+                tracing::error!(error = %e, "SASL is misconfigured on this listener; closing");
+                METRICS.connections_open.dec();
+                METRICS.closed(CloseReason::Authentication);
+                return;
+            }
+        }
+    } else {
+        None
+    };
+    let mut conn = Conn {
+        broker,
+        session,
+        sasl,
+        activity: activity.clone(),
+    };
+    let reason = loop {
+        let limit = if conn.before_first_authentication() {
+            max_unauthenticated
+        } else {
+            max
+        };
+        // Room for the answer, answers written, then the frame: a client that does not read
+        // what it is sent is not read from either.
+        let next = async {
+            let permit = tx.reserve().await.ok()?;
+            activity.until_written(QUEUED_ANSWER_BYTES).await;
+            Some((permit, rd.read_frame(limit, &memory, &activity).await))
+        };
+        tokio::pin!(next);
+        let next = loop {
+            let deadline = max_idle.map(|idle| activity.idle_deadline(idle));
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break Err(CloseReason::Shutdown),
+                next = &mut next => break Ok(next),
+                _ = sleep_until(deadline) => {
+                    if max_idle.is_some_and(|idle| activity.is_idle(idle)) {
+                        tracing::debug!(
+                            unsent = activity.unsent(),
+                            "closing: idle for connections.max.idle.ms"
+                        );
+                        break Err(CloseReason::Idle);
                     }
                 }
-                let _ = wr.flush().await;
-                let _ = wr.shutdown().await;
             }
-            .in_current_span(),
-        );
-        let mut session = session;
-        METRICS.connections_open.inc();
-        METRICS.accepted(&session.listener.name);
-        let mut reason = CloseReason::Client;
-        let mut sasl = if session.listener.protocol.uses_sasl() {
-            match broker.sasl.listener(&session.listener.name) {
-                Ok(l) => Some(Authenticator::new(l)),
-                Err(e) => {
-                    tracing::error!(error = %e, "SASL is misconfigured on this listener; closing");
-                    METRICS.connections_open.dec();
-                    METRICS.closed(CloseReason::Authentication);
+        };
+        let (permit, frame) = match next {
+            Ok(Some(next)) => next,
+            // The writer is gone: the socket failed.
+            Ok(None) => break CloseReason::Client,
+            Err(why) => break why,
+        };
+        let (frame, lease) = match frame {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                tracing::debug!("closed by client");
+                break CloseReason::Client;
+            }
+            Err(e) => break conn.read_failed(e),
+        };
+        // Boxed: the state of a request being handled is allocated while it is handled,
+        // not kept in every connection's task.
+        let closing = Box::pin(conn.handle(frame, permit)).await;
+        drop(lease);
+        conn.activity.touch();
+        if let Some(reason) = closing {
+            break reason;
+        }
+    };
+    drop(tx);
+    // The answers already queued are written, unless the client stops reading them (or
+    // the connection was closed for that).
+    let mut writer = writer;
+    if reason == CloseReason::Idle {
+        writer.0.abort();
+    }
+    loop {
+        let deadline = max_idle.map(|idle| activity.idle_deadline(idle));
+        tokio::select! {
+            _ = &mut writer.0 => break,
+            _ = sleep_until(deadline) => {
+                if max_idle.is_some_and(|idle| activity.is_idle(idle)) {
+                    writer.0.abort();
+                }
+            }
+        }
+    }
+    METRICS.connections_open.dec();
+    METRICS.closed(reason);
+    tracing::debug!(reason = reason.as_str(), "connection done");
+}
+
+/// What the handling of one request needs of its connection.
+struct Conn {
+    broker: Broker,
+    session: Session,
+    /// On SASL listeners, the authentication's state (boxed: plaintext connections pay
+    /// nothing for it).
+    sasl: Option<Box<Authenticator>>,
+    activity: Arc<Activity>,
+}
+
+impl Conn {
+    fn before_first_authentication(&self) -> bool {
+        self.sasl
+            .as_ref()
+            .is_some_and(|a| a.before_first_authentication())
+    }
+
+    /// Why a failed read closes the connection, logged as it deserves.
+    fn read_failed(&self, e: ReadError) -> CloseReason {
+        match e {
+            // (UnexpectedEof: a TLS client that closed without close_notify, as most do)
+            ReadError::Io(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::BrokenPipe
+                        | std::io::ErrorKind::UnexpectedEof
+                ) =>
+            {
+                tracing::debug!(error = %e, "connection dropped by client");
+                CloseReason::Client
+            }
+            // A client stopped while sending (killed, or its process ended): nothing of
+            // the partial request was acted on, so it is no more than a drop.
+            e @ ReadError::Torn { .. } => {
+                tracing::debug!(error = %e, "connection dropped by client");
+                CloseReason::Client
+            }
+            ReadError::TooLarge { len, max } if self.before_first_authentication() => {
+                tracing::warn!(
+                    client = %self.session.peer,
+                    "failed authentication: a {len}-byte frame exceeds sasl.server.max.receive.size ({max}); closing"
+                );
+                CloseReason::Authentication
+            }
+            e => {
+                tracing::warn!(error = %e, "closing connection");
+                match e {
+                    ReadError::TlsOnPlaintext => CloseReason::Tls,
+                    ReadError::Io(_) => CloseReason::Io,
+                    _ => CloseReason::BadRequest,
+                }
+            }
+        }
+    }
+
+    /// Handles one request and queues its answer (through `permit`, reserved before the
+    /// frame was read). Some(reason) when the connection is to be closed.
+    async fn handle(
+        &mut self,
+        frame: Bytes,
+        permit: mpsc::Permit<'_, Box<Outgoing>>,
+    ) -> Option<CloseReason> {
+        let activity = &self.activity;
+        let send = |out: Outgoing| {
+            if let Outgoing::Ready(bytes, _) = &out {
+                activity.queued(bytes.len());
+            }
+            permit.send(Box::new(out));
+        };
+        let (started, frame_len) = (Instant::now(), frame.len());
+        if let Some(auth) = self.sasl.as_mut().filter(|a| a.expects_raw_token()) {
+            // Kafka's unframed exchange after SaslHandshake v0: raw tokens both ways.
+            return match auth.on_raw_token(&frame, &mut self.session, clock::now_ms()) {
+                RawReply::Token(token) => {
+                    let mut out = Vec::with_capacity(4 + token.len());
+                    out.extend_from_slice(&(token.len() as u32).to_be_bytes());
+                    out.extend_from_slice(&token);
+                    send(Outgoing::Ready(out.into(), None));
+                    None
+                }
+                RawReply::Close => Some(CloseReason::Client),
+            };
+        }
+        let authenticating = self.sasl.as_ref().is_some_and(|a| a.is_authenticating());
+        let request = match protocol::decode_request(frame) {
+            Ok(r) => r,
+            Err(e) => {
+                let reply = match &e {
+                    FrameError::UnknownApiKey { correlation_id, .. } => {
+                        unsupported(None, *correlation_id)
+                    }
+                    FrameError::UnsupportedVersion {
+                        api_key,
+                        correlation_id,
+                        ..
+                    } => unsupported(Some(*api_key), *correlation_id),
+                    _ => None,
+                };
+                // Before authentication only ApiVersions is answered this way.
+                let reply = reply.filter(|_| {
+                    !authenticating
+                        || matches!(
+                            &e,
+                            FrameError::UnsupportedVersion {
+                                api_key: ApiKey::ApiVersions,
+                                ..
+                            }
+                        )
+                });
+                return match reply {
+                    Some(bytes) => {
+                        tracing::warn!(error = %e, "answering UNSUPPORTED_VERSION");
+                        send(Outgoing::Ready(bytes, None));
+                        None
+                    }
+                    None => {
+                        tracing::warn!(error = %e, "closing connection on a request that does not decode");
+                        Some(CloseReason::BadRequest)
+                    }
+                };
+            }
+        };
+        let (api_key, version) = (request.api_key, request.version);
+        let correlation_id = request.header.correlation_id;
+        let served = Served::new(api_key, started, frame_len);
+        if let Some(auth) = self.sasl.as_mut() {
+            let gate = auth.on_request(
+                api_key,
+                version,
+                &request.body,
+                &mut self.session,
+                clock::now_ms(),
+            );
+            let (body, close) = match gate {
+                Gate::Pass => (None, false),
+                Gate::Reply(body) => (Some(body), false),
+                Gate::ReplyAndClose(body) => (Some(body), true),
+                Gate::Close => return Some(CloseReason::Authentication),
+            };
+            if let Some(body) = body {
+                if close && api_key == ApiKey::SaslAuthenticate {
+                    // Kafka holds a failed authentication's answer back, which slows
+                    // password guessing without holding up anyone else: the writer sends
+                    // it after the delay, and nothing more is read meanwhile.
+                    let delay = self
+                        .broker
+                        .config
+                        .props
+                        .int("connection.failed.authentication.delay.ms")
+                        .max(0) as u64;
+                    send(Outgoing::Later {
+                        api_key,
+                        version,
+                        correlation_id,
+                        response: Box::pin(async move {
+                            tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+                            body
+                        }),
+                        served,
+                    });
+                    return Some(CloseReason::Authentication);
+                }
+                count_errors(api_key, &body);
+                // An answer that does not encode leaves nothing to send: the client would
+                // wait for it forever, so the connection is closed (as before its answer).
+                let Some(bytes) = encode(api_key, version, correlation_id, &body) else {
+                    return Some(CloseReason::Client);
+                };
+                send(Outgoing::Ready(bytes, Some(served)));
+                return close.then_some(CloseReason::Authentication);
+            }
+        }
+        let span = tracing::debug_span!("request", api = ?api_key, version, correlation_id);
+        let reply = handler::dispatch(&self.broker, request, &self.session)
+            .instrument(span)
+            .await;
+        let out = match reply {
+            Reply::Nothing => return None,
+            Reply::Close => {
+                tracing::info!(
+                    client = %self.session.peer,
+                    correlation_id,
+                    "closing the connection: an acks=0 produce failed"
+                );
+                return Some(CloseReason::ProduceError);
+            }
+            Reply::Now(body) => {
+                count_errors(api_key, &body);
+                let Some(bytes) = encode(api_key, version, correlation_id, &body) else {
+                    return Some(CloseReason::Client);
+                };
+                Outgoing::Ready(bytes, Some(served))
+            }
+            Reply::Later(response) => Outgoing::Later {
+                api_key,
+                version,
+                correlation_id,
+                response,
+                served,
+            },
+        };
+        send(out);
+        None
+    }
+}
+
+/// Writes answers in request order. Small answers that are ready together go out in one
+/// write; the batch buffer is dropped whenever the queue is empty, so an idle connection
+/// keeps none.
+async fn write_answers<W: AsyncWrite + Unpin>(
+    mut wr: W,
+    mut rx: mpsc::Receiver<Box<Outgoing>>,
+    activity: Arc<Activity>,
+) {
+    let mut batch: Vec<u8> = Vec::new();
+    while let Some(out) = rx.recv().await {
+        let (bytes, served) = match *out {
+            Outgoing::Ready(b, served) => (Some(b), served),
+            Outgoing::Later {
+                api_key,
+                version,
+                correlation_id,
+                response,
+                served,
+            } => {
+                let body = {
+                    let _busy = activity.busy();
+                    response.await
+                };
+                count_errors(api_key, &body);
+                let bytes = encode(api_key, version, correlation_id, &body);
+                if let Some(b) = &bytes {
+                    activity.queued(b.len());
+                }
+                (bytes, Some(served))
+            }
+        };
+        if let Some(b) = bytes {
+            if b.len() >= BATCH_BYTES || (batch.is_empty() && rx.is_empty()) {
+                if !write_batch(&mut wr, &mut batch, &activity).await
+                    || wr.write_all(&b).await.is_err()
+                {
+                    return;
+                }
+                activity.written(b.len());
+            } else {
+                batch.extend_from_slice(&b);
+            }
+        }
+        drop(served);
+        if rx.is_empty() || batch.len() >= BATCH_BYTES {
+            if !write_batch(&mut wr, &mut batch, &activity).await {
+                return;
+            }
+            if rx.is_empty() {
+                batch = Vec::new();
+                if wr.flush().await.is_err() {
                     return;
                 }
             }
-        } else {
-            None
-        };
-        loop {
-            let frame = tokio::select! {
-                biased;
-                _ = shutdown.changed() => {
-                    reason = CloseReason::Shutdown;
-                    break;
-                }
-                frame = read_frame(
-                    &mut rd,
-                    if sasl.as_ref().is_some_and(|a| a.before_first_authentication()) {
-                        max_unauthenticated
-                    } else {
-                        max
-                    },
-                ) => frame,
-            };
-            let frame = match frame {
-                Ok(Some(f)) => f,
-                Ok(None) => {
-                    tracing::debug!("closed by client");
-                    break;
-                }
-                // (UnexpectedEof: a TLS client that closed without close_notify, as most do)
-                Err(ReadError::Io(e))
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::ConnectionReset
-                            | std::io::ErrorKind::BrokenPipe
-                            | std::io::ErrorKind::UnexpectedEof
-                    ) =>
-                {
-                    tracing::debug!(error = %e, "connection dropped by client");
-                    break;
-                }
-                // A client stopped while sending (killed, or its process ended): nothing of
-                // the partial request was acted on, so it is no more than a drop.
-                Err(e @ ReadError::Torn { .. }) => {
-                    tracing::debug!(error = %e, "connection dropped by client");
-                    break;
-                }
-                Err(ReadError::TooLarge { len, max })
-                    if sasl.as_ref().is_some_and(|a| a.before_first_authentication()) =>
-                {
-                    tracing::warn!(
-                        client = %session.peer,
-                        "failed authentication: a {len}-byte frame exceeds sasl.server.max.receive.size ({max}); closing"
-                    );
-                    reason = CloseReason::Authentication;
-                    break;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "closing connection");
-                    reason = match e {
-                        ReadError::TlsOnPlaintext => CloseReason::Tls,
-                        ReadError::Io(_) => CloseReason::Io,
-                        _ => CloseReason::BadRequest,
-                    };
-                    break;
-                }
-            };
-            let (started, frame_len) = (Instant::now(), frame.len());
-            if let Some(auth) = sasl.as_mut().filter(|a| a.expects_raw_token()) {
-                // Kafka's unframed exchange after SaslHandshake v0: raw tokens both ways.
-                match auth.on_raw_token(&frame, &mut session, clock::now_ms()) {
-                    RawReply::Token(token) => {
-                        let mut out = Vec::with_capacity(4 + token.len());
-                        out.extend_from_slice(&(token.len() as u32).to_be_bytes());
-                        out.extend_from_slice(&token);
-                        if tx.send(Outgoing::Ready(out.into(), None)).await.is_err() {
-                            break;
-                        }
-                        continue;
-                    }
-                    RawReply::Close => break,
-                }
-            }
-            let authenticating = sasl.as_ref().is_some_and(|a| a.is_authenticating());
-            let request = match protocol::decode_request(frame) {
-                Ok(r) => r,
-                Err(e) => {
-                    let reply = match &e {
-                        FrameError::UnknownApiKey { correlation_id, .. } => unsupported(None, *correlation_id),
-                        FrameError::UnsupportedVersion {
-                            api_key, correlation_id, ..
-                        } => unsupported(Some(*api_key), *correlation_id),
-                        _ => None,
-                    };
-                    // Before authentication only ApiVersions is answered this way.
-                    let reply = reply.filter(|_| {
-                        !authenticating
-                            || matches!(&e, FrameError::UnsupportedVersion { api_key: ApiKey::ApiVersions, .. })
-                    });
-                    match reply {
-                        Some(bytes) => {
-                            tracing::warn!(error = %e, "answering UNSUPPORTED_VERSION");
-                            if tx.send(Outgoing::Ready(bytes, None)).await.is_err() {
-                                break;
-                            }
-                            continue;
-                        }
-                        None => {
-                            tracing::warn!(error = %e, "closing connection on a request that does not decode");
-                            reason = CloseReason::BadRequest;
-                            break;
-                        }
-                    }
-                }
-            };
-            let (api_key, version) = (request.api_key, request.version);
-            let correlation_id = request.header.correlation_id;
-            let served = Served::new(api_key, started, frame_len);
-            if let Some(auth) = sasl.as_mut() {
-                let gate =
-                    auth.on_request(api_key, version, &request.body, &mut session, clock::now_ms());
-                let (body, close) = match gate {
-                    Gate::Pass => (None, false),
-                    Gate::Reply(body) => (Some(body), false),
-                    Gate::ReplyAndClose(body) => (Some(body), true),
-                    Gate::Close => {
-                        reason = CloseReason::Authentication;
-                        break;
-                    }
-                };
-                if let Some(body) = body {
-                    let Some(bytes) = encode(api_key, version, correlation_id, &body) else {
-                        break;
-                    };
-                    if close && api_key == ApiKey::SaslAuthenticate {
-                        // Kafka holds a failed authentication's answer back, which slows
-                        // password guessing without holding up anyone else.
-                        tokio::time::sleep(failed_auth_delay).await;
-                    }
-                    count_errors(api_key, &body);
-                    if close {
-                        reason = CloseReason::Authentication;
-                    }
-                    if tx.send(Outgoing::Ready(bytes, Some(served))).await.is_err() || close {
-                        break;
-                    }
-                    continue;
-                }
-            }
-            let span = tracing::debug_span!("request", api = ?api_key, version, correlation_id);
-            let reply = handler::dispatch(&broker, request, &session).instrument(span).await;
-            let out = match reply {
-                Reply::Nothing => continue,
-                Reply::Close => {
-                    tracing::info!(
-                        client = %session.peer,
-                        correlation_id,
-                        "closing the connection: an acks=0 produce failed"
-                    );
-                    reason = CloseReason::ProduceError;
-                    break;
-                }
-                Reply::Now(body) => {
-                    count_errors(api_key, &body);
-                    match encode(api_key, version, correlation_id, &body) {
-                        Some(b) => Outgoing::Ready(b, Some(served)),
-                        None => break,
-                    }
-                }
-                Reply::Later(response) => Outgoing::Later {
-                    api_key,
-                    version,
-                    correlation_id,
-                    response,
-                    served,
-                },
-            };
-            if tx.send(out).await.is_err() {
-                break;
-            }
         }
-        drop(tx);
-        let _ = writer.await;
-        METRICS.connections_open.dec();
-        METRICS.closed(reason);
-        tracing::debug!(reason = reason.as_str(), "connection done");
     }
-    .instrument(span)
-    .await
+    let _ = wr.flush().await;
+    let _ = wr.shutdown().await;
+}
+
+/// Writes and empties `batch`; false if the socket failed.
+async fn write_batch<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    batch: &mut Vec<u8>,
+    activity: &Activity,
+) -> bool {
+    if batch.is_empty() {
+        return true;
+    }
+    if wr.write_all(batch).await.is_err() {
+        return false;
+    }
+    activity.written(batch.len());
+    batch.clear();
+    true
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The writer's task ends with the connection's, however that ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Counts the error codes of a response in `/metrics`: the request's own code, and each

@@ -5,8 +5,11 @@
 //! `protocol`, `clock`, `checkpoint`, `alloc`) may be used from anywhere. A lower layer that
 //! needs something from a higher one owns a small trait that the higher one implements.
 //! In the order a request travels:
-//! * `server`: accepts connections up to a limit; graceful shutdown.
-//! * `connection`: length-prefixed frames on a TcpStream, responses in request order.
+//! * `server`: accepts connections within Kafka's limits (total, per listener, per address);
+//!   graceful shutdown.
+//! * `connection`: length-prefixed frames on a TcpStream, responses in request order;
+//!   `memory` bounds the bytes of requests in flight (`queued.max.request.bytes`), `io`
+//!   reads frames without a buffer per idle connection and judges idleness.
 //! * `protocol`: the only place bytes become Kafka messages; `protocol::versions` is the
 //!   one table of supported API versions; `protocol::error_codes`: every error code a
 //!   response carries, for `/metrics`.

@@ -100,6 +100,8 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    // Before any segment or socket is opened.
+    strata::server::raise_open_file_limit();
     let mut bound = Vec::with_capacity(config.listeners.len());
     for l in &config.listeners {
         let tls = if l.protocol.uses_tls() {

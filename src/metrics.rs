@@ -59,16 +59,22 @@ pub enum CloseReason {
     Tls,
     /// SASL authentication failed, or a request came before it.
     Authentication,
-    /// `max_connections` reached: refused at accept.
+    /// `max.connections` (or a listener's own, or the open-file limit's share) reached:
+    /// closed at accept.
     Limit,
     /// An acks=0 produce failed (Kafka's signal to refresh metadata).
     ProduceError,
     /// Reading or writing the socket failed.
     Io,
+    /// `max.connections.per.ip` (or the address's override) reached: closed at accept.
+    IpLimit,
+    /// Nothing moved for `connections.max.idle.ms` (a client that stopped reading its
+    /// answers included).
+    Idle,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 8] = [
+    pub const ALL: [CloseReason; 10] = [
         CloseReason::Client,
         CloseReason::Shutdown,
         CloseReason::BadRequest,
@@ -77,6 +83,8 @@ impl CloseReason {
         CloseReason::Limit,
         CloseReason::ProduceError,
         CloseReason::Io,
+        CloseReason::IpLimit,
+        CloseReason::Idle,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -89,6 +97,8 @@ impl CloseReason {
             CloseReason::Limit => "limit",
             CloseReason::ProduceError => "produce_error",
             CloseReason::Io => "io",
+            CloseReason::IpLimit => "ip_limit",
+            CloseReason::Idle => "idle",
         }
     }
 }
@@ -113,6 +123,12 @@ pub struct Metrics {
     closed_by_reason: Vec<Counter>,
     /// Bytes of requests read and not yet answered (Kafka's queued request bytes).
     pub request_bytes_in_flight: Gauge,
+    /// Bytes of requests held against `queued.max.request.bytes` (read, not yet handled).
+    pub request_memory_used: Gauge,
+    /// `queued.max.request.bytes` (0 when unbounded).
+    pub request_memory_limit: Gauge,
+    /// Frames that had to wait for request memory before they were read.
+    pub request_memory_waits: Counter,
     pub cleaner: CleanerMetrics,
 }
 
@@ -175,6 +191,9 @@ impl Metrics {
             closed,
             closed_by_reason,
             request_bytes_in_flight: Gauge::default(),
+            request_memory_used: Gauge::default(),
+            request_memory_limit: Gauge::default(),
+            request_memory_waits: Counter::default(),
             cleaner: CleanerMetrics::default(),
         }
     }
@@ -253,6 +272,23 @@ impl Metrics {
             "Bytes of requests read and not yet answered",
             prometheus_client::registry::Unit::Bytes,
             self.request_bytes_in_flight.clone(),
+        );
+        registry.register_with_unit(
+            "strata_request_memory_used",
+            "Bytes of requests read and not yet handled, held against queued.max.request.bytes",
+            prometheus_client::registry::Unit::Bytes,
+            self.request_memory_used.clone(),
+        );
+        registry.register_with_unit(
+            "strata_request_memory_limit",
+            "queued.max.request.bytes (0: unbounded)",
+            prometheus_client::registry::Unit::Bytes,
+            self.request_memory_limit.clone(),
+        );
+        registry.register(
+            "strata_request_memory_waits",
+            "Requests whose reading waited for request memory (queued.max.request.bytes)",
+            self.request_memory_waits.clone(),
         );
         let c = &self.cleaner;
         registry.register(

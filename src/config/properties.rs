@@ -47,6 +47,14 @@ pub const KAFKA_PROPERTIES: &[Property] = &[
     prop("num.partitions", "1", None, Kind::Int),
     prop("default.replication.factor", "1", None, Kind::Int),
     prop("socket.request.max.bytes", "104857600", None, Kind::Int),
+    // Connections and the memory of requests in flight (see `server` and `connection`).
+    // Kafka's defaults, except queued.max.request.bytes: Kafka's -1 leaves request memory
+    // unbounded, Strata holds it to 256 MiB (-1 or 0 still means unbounded).
+    prop("max.connections", "2147483647", None, Kind::Int),
+    prop("max.connections.per.ip", "2147483647", None, Kind::Int),
+    prop("max.connections.per.ip.overrides", "", None, Kind::List),
+    prop("queued.max.request.bytes", "268435456", None, Kind::Int),
+    prop("connections.max.idle.ms", "600000", None, Kind::Int),
     prop("delete.topic.enable", "true", None, Kind::Bool),
     prop(
         "message.max.bytes",
