@@ -55,6 +55,8 @@ pub const KAFKA_PROPERTIES: &[Property] = &[
     prop("max.connections.per.ip.overrides", "", None, Kind::List),
     prop("queued.max.request.bytes", "268435456", None, Kind::Int),
     prop("connections.max.idle.ms", "600000", None, Kind::Int),
+    // The most bytes one Fetch answer carries (at least one batch, as KIP-74 wants).
+    prop("fetch.max.bytes", "57671680", None, Kind::Int),
     prop("delete.topic.enable", "true", None, Kind::Bool),
     prop(
         "message.max.bytes",

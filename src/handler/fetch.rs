@@ -60,11 +60,14 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
     let params = FetchParams {
         max_wait: Duration::from_millis(req.max_wait_ms.max(0) as u64),
         min_bytes: req.min_bytes.max(0) as usize,
+        // Kafka's broker-side cap (`fetch.max.bytes`): what one answer can make the broker
+        // read into memory, whatever the client asks.
         max_bytes: if req.max_bytes <= 0 {
             i32::MAX as usize
         } else {
             req.max_bytes as usize
-        },
+        }
+        .min(broker.config.props.int("fetch.max.bytes").max(0) as usize),
         read_committed: req.isolation_level == 1,
     };
     let mut results = broker
