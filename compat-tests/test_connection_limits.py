@@ -171,7 +171,7 @@ def test_a_frame_over_socket_request_max_bytes_closes_the_connection(strata_fact
     big = connect(broker)
     big.sendall(struct.pack(">i", 1048577) + header)
     assert w.connection_closed_by_peer(big, timeout=5)
-    assert closed(broker, "bad_request") >= 1
+    wait_until(lambda: closed(broker, "bad_request") >= 1, 10, "the close counted")
     assert answers(fits)
 
 

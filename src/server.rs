@@ -75,10 +75,10 @@ pub async fn run(listeners: Vec<Bound>, broker: Broker, shutdown: impl Future) {
                     let slot = match admitted {
                         Ok(slot) => slot,
                         Err(refusal) => {
-                            // Dropping the stream closes the newest connection at once.
-                            drop(stream);
                             METRICS.closed(refusal.reason());
                             refusals.refused(&refusal, peer, &bound.listener.name);
+                            // Dropping the stream closes the newest connection at once.
+                            drop(stream);
                             continue;
                         }
                     };

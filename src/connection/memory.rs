@@ -7,10 +7,11 @@
 //! The reservation is released when the request has been handled and its bytes dropped.
 //!
 //! Waiters are not served in order: a small request goes ahead of a large one that does
-//! not fit yet. Requests of at most `SMALL_REQUEST` bytes (fetches, metadata, heartbeats,
-//! offset commits, small produces) may also use the pool's last `reserve` bytes, which
-//! larger frames may not take: clients that announce large frames and send them slowly
-//! (or never) cannot hold up consumers and group members.
+//! not fit yet. Requests of at most `SMALL_REQUEST` bytes (everything but the largest
+//! produce requests: a batch is at most `message.max.bytes`, about 1 MiB, by default) may
+//! also use the pool's last `reserve` bytes, which larger frames may not take: clients that
+//! announce large frames and send them slowly (or never) cannot hold up ordinary producers,
+//! consumers and group members.
 //!
 //! No files.
 
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 /// Requests up to this size may use the reserve.
-pub const SMALL_REQUEST: usize = 64 * 1024;
+pub const SMALL_REQUEST: usize = 1 << 20;
 
 /// A shared, cheap-to-clone handle on the pool.
 #[derive(Clone, Debug)]
@@ -152,31 +153,32 @@ mod tests {
 
     #[tokio::test]
     async fn small_requests_pass_a_large_one_that_does_not_fit() {
-        let pool = RequestMemory::new(Some(1 << 20), 1 << 20);
-        let held = pool.take(700 << 10).await;
+        let pool = RequestMemory::new(Some(16 << 20), 16 << 20);
+        let held = pool.take(10 << 20).await;
         let large = tokio::spawn({
             let pool = pool.clone();
-            async move { pool.take(600 << 10).await.bytes() }
+            async move { pool.take(8 << 20).await.bytes() }
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
-        // The large one waits; small ones still get in.
+        // The large one waits; smaller ones still get in.
         assert!(pool.try_take(1000).is_some());
+        assert!(pool.try_take(4 << 20).is_some());
         assert!(!large.is_finished());
         drop(held);
-        assert_eq!(large.await.expect("joined"), 600 << 10);
+        assert_eq!(large.await.expect("joined"), 8 << 20);
     }
 
     #[test]
     fn large_frames_leave_the_reserve_to_small_requests() {
-        // 8 MiB pool, 1 MiB frames: the last MiB is for requests of 64 KiB or less.
-        let pool = RequestMemory::new(Some(8 << 20), 1 << 20);
-        let large: Vec<Lease> = (0..7).map_while(|_| pool.try_take(1 << 20)).collect();
-        assert_eq!(large.len(), 7);
-        assert!(pool.try_take(100 << 10).is_none());
-        let small: Vec<Lease> = (0..16)
+        // 64 MiB pool, 4 MiB frames: the last 8 MiB are for requests of 1 MiB or less.
+        let pool = RequestMemory::new(Some(64 << 20), 4 << 20);
+        let large: Vec<Lease> = (0..20).map_while(|_| pool.try_take(4 << 20)).collect();
+        assert_eq!(large.len(), 14);
+        assert!(pool.try_take(2 << 20).is_none());
+        let small: Vec<Lease> = (0..20)
             .map_while(|_| pool.try_take(SMALL_REQUEST))
             .collect();
-        assert_eq!(small.len(), 16);
+        assert_eq!(small.len(), 8);
         assert!(pool.try_take(1).is_none());
     }
 
