@@ -119,10 +119,11 @@ pub fn start_partitions(broker: &Broker, topic: &Arc<Topic>, first: usize) {
         Some(tier) if topic.is_tiered(&broker.config) => tier,
         _ => {
             for p in added {
-                m.spawn_for_topic(
-                    topic.id,
-                    super::local_retention::run(broker.clone(), topic.clone(), p.clone()),
-                );
+                let (b, t, p) = (broker.clone(), topic.clone(), p.clone());
+                m.spawn_for_topic(topic.id, async move {
+                    p.wait_loaded().await;
+                    super::local_retention::run(b, t, p).await
+                });
             }
             return;
         }
@@ -147,12 +148,13 @@ pub fn start_partitions(broker: &Broker, topic: &Arc<Topic>, first: usize) {
         let source = Arc::new(super::archive_source::PartitionSource {
             topic: topic.clone(),
             partition: p.clone(),
-            config: broker.config.clone(),
+            broker: broker.clone(),
         });
-        m.spawn_for_topic(
-            topic.id,
-            crate::tier::archiver::run(tier.clone(), p.topic_id_partition(), source, check),
-        );
+        let (tier, p) = (tier.clone(), p.clone());
+        m.spawn_for_topic(topic.id, async move {
+            p.wait_loaded().await;
+            crate::tier::archiver::run(tier, p.topic_id_partition(), source, check).await
+        });
     }
 }
 
@@ -222,7 +224,8 @@ async fn clean_logs(broker: Broker) {
                 continue;
             }
             let settings = super::compaction::TopicSettings::of(&topic, &broker.config);
-            for p in &topic.partitions {
+            // A log not open yet is cleaned once it is.
+            for p in topic.partitions.iter().filter(|p| p.is_loaded()) {
                 let key = (topic.id, p.index);
                 let now = crate::clock::now_ms();
                 let due = delete_due
@@ -293,7 +296,8 @@ async fn expire_producers(broker: Broker) {
         tick.tick().await;
         let cutoff = crate::clock::now_ms() - max_age;
         for topic in broker.topics() {
-            for p in &topic.partitions {
+            // A log not open yet has no producers in memory to forget.
+            for p in topic.partitions.iter().filter(|p| p.is_loaded()) {
                 let n = p.expire_producers(cutoff);
                 if n > 0 {
                     tracing::debug!(topic = %topic.name, partition = p.index, expired = n, "idle producers forgotten");

@@ -26,7 +26,7 @@ use kafka_protocol::error::ResponseError;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
@@ -104,6 +104,12 @@ struct State {
     producers: ProducerStates,
 }
 
+/// What opening a partition's log needs, kept until it is opened.
+struct PendingOpen {
+    config: LogConfig,
+    start_offset: i64,
+}
+
 /// Bytes and records appended by produce and sent by fetch, for `/metrics`. Counted with
 /// one atomic add per partition per request, outside the partition lock; read when
 /// `/metrics` is scraped.
@@ -139,6 +145,12 @@ pub struct Partition {
     pub topic_id: Uuid,
     pub index: i32,
     state: Mutex<State>,
+    /// How to open the log, until it is opened (`load`); its lock serialises the opening.
+    pending: Mutex<Option<PendingOpen>>,
+    /// The log is open: set once, after `state` and the offsets below hold it.
+    loaded: AtomicBool,
+    /// Wakes the partition's background loops once the log is open.
+    opened: Notify,
     /// Serialises fsyncs so that concurrent producers share one (group commit).
     flush_lock: tokio::sync::Mutex<()>,
     /// Offsets below this are on disk.
@@ -167,7 +179,7 @@ pub struct Partition {
     /// An archiver runs for this partition and has not loaded its manifest yet: until it
     /// has, the checkpointed log start is the start (as Kafka's log-start-offset checkpoint
     /// is), and reads below the local log wait instead of being out of range.
-    awaiting_manifest: std::sync::atomic::AtomicBool,
+    awaiting_manifest: AtomicBool,
     /// Wakes the archiver when a segment closes.
     pub rolled: Notify,
     /// Bumped whenever the high watermark moves, so that only the fetches waiting on this
@@ -185,7 +197,54 @@ pub struct Partition {
 }
 
 impl Partition {
-    /// Opens the partition's log, recovering its tail and replaying producer state.
+    /// The partition, its log not opened yet: no file is touched. The log is opened (and
+    /// its tail recovered) by `load`, which the first use of the partition calls, or the
+    /// start-up loader in the background, so a broker with many partitions serves at once.
+    pub fn unopened(
+        topic: &str,
+        topic_id: Uuid,
+        index: i32,
+        dir: &Path,
+        config: LogConfig,
+        hw_after_fsync: bool,
+        start_offset: i64,
+    ) -> Self {
+        Self {
+            topic: topic.to_string(),
+            topic_id,
+            index,
+            state: Mutex::new(State {
+                log: Log::unopened(dir, config.clone()),
+                producers: ProducerStates::default(),
+            }),
+            pending: Mutex::new(Some(PendingOpen {
+                config,
+                start_offset,
+            })),
+            loaded: AtomicBool::new(false),
+            opened: Notify::new(),
+            flush_lock: tokio::sync::Mutex::new(()),
+            durable_offset: AtomicI64::new(0),
+            log_end: AtomicI64::new(0),
+            high_watermark: AtomicI64::new(0),
+            hw_after_fsync,
+            local_start: AtomicI64::new(0),
+            start_floor: AtomicI64::new(0),
+            start_writer: Mutex::new(()),
+            dir: dir.to_path_buf(),
+            remote_start: AtomicI64::new(-1),
+            remote_end: AtomicI64::new(-1),
+            manifest: Mutex::new(None),
+            awaiting_manifest: AtomicBool::new(false),
+            rolled: Notify::new(),
+            high_watermark_moved: watch::channel(()).0,
+            unsynced: Mutex::new(Vec::new()),
+            first_unstable: AtomicI64::new(i64::MAX),
+            traffic: Traffic::default(),
+        }
+    }
+
+    /// Opens the partition's log now, recovering its tail and replaying producer state.
     pub fn open(
         topic: &str,
         topic_id: Uuid,
@@ -195,6 +254,119 @@ impl Partition {
         hw_after_fsync: bool,
         start_offset: i64,
     ) -> std::io::Result<Self> {
+        let p = Self::unopened(
+            topic,
+            topic_id,
+            index,
+            dir,
+            config,
+            hw_after_fsync,
+            start_offset,
+        );
+        p.load()?;
+        Ok(p)
+    }
+
+    /// Whether the log is open (recovered); `false` until `load` ran.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// Opens and recovers the log unless that is done. Concurrent callers wait for the
+    /// one doing it. Blocking; from an async thread the runtime is told, so that the other
+    /// connections move to another thread meanwhile.
+    pub fn load(&self) -> std::io::Result<()> {
+        if self.is_loaded() {
+            return Ok(());
+        }
+        let on_worker = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if on_worker {
+            tokio::task::block_in_place(|| self.load_now())
+        } else {
+            self.load_now()
+        }
+    }
+
+    fn load_now(&self) -> std::io::Result<()> {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(args) = pending.as_ref() else {
+            // Loaded meanwhile, or the partition was deleted.
+            return Ok(());
+        };
+        let started = Instant::now();
+        let (log, producers, floor) = self.recover(args)?;
+        let end = log.next_offset();
+        let start = log.log_start_offset();
+        let first_unstable = producers.first_unstable().unwrap_or(i64::MAX);
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = State { log, producers };
+        self.durable_offset.store(end, Ordering::Release);
+        self.log_end.store(end, Ordering::Release);
+        self.high_watermark.store(end, Ordering::Release);
+        self.local_start.store(start, Ordering::Release);
+        self.start_floor.fetch_max(floor, Ordering::AcqRel);
+        self.first_unstable.store(first_unstable, Ordering::Release);
+        *pending = None;
+        self.loaded.store(true, Ordering::Release);
+        self.opened.notify_waiters();
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        if elapsed_ms >= 100 {
+            tracing::info!(topic = %self.topic, partition = self.index, elapsed_ms, "opened the log");
+        }
+        Ok(())
+    }
+
+    /// Waits until the log is open (by the start-up loader or a request), without opening
+    /// it: a partition's background loops start their work there.
+    pub async fn wait_loaded(&self) {
+        loop {
+            let opened = self.opened.notified();
+            if self.is_loaded() {
+                return;
+            }
+            opened.await;
+        }
+    }
+
+    /// `load`, for the paths that cannot answer an error: a failure is logged and the
+    /// partition stays without a log (appends fail with KAFKA_STORAGE_ERROR); the next use
+    /// tries again.
+    fn ensure_loaded(&self) {
+        if self.is_loaded() {
+            return;
+        }
+        if let Err(e) = self.load() {
+            tracing::error!(topic = %self.topic, partition = self.index, error = %e, "opening the log failed");
+        }
+    }
+
+    /// `load` for request paths: a log that cannot be opened is Kafka's storage error.
+    pub fn check_online(&self) -> Result<(), ResponseError> {
+        self.load().map_err(|e| {
+            tracing::error!(topic = %self.topic, partition = self.index, error = %e, "opening the log failed");
+            ResponseError::KafkaStorageError
+        })
+    }
+
+    /// Opens the log in `dir` and replays its producers; also returns the checkpointed log
+    /// start. Writes Kafka's `partition.metadata` when it is missing.
+    fn recover(&self, args: &PendingOpen) -> std::io::Result<(Log, ProducerStates, i64)> {
+        let (topic, index, dir) = (self.topic.as_str(), self.index, self.dir.as_path());
+        std::fs::create_dir_all(dir)?;
+        // Not fsynced: derived from the topic's metadata, it is written again by the next
+        // start if a crash loses it.
+        let pm = dir.join("partition.metadata");
+        if !pm.exists() {
+            crate::checkpoint::write_replacing(
+                &pm,
+                format!(
+                    "version: 0\ntopic_id: {}\n",
+                    super::topics::kafka_uuid(self.topic_id)
+                )
+                .as_bytes(),
+                false,
+            )?;
+        }
         // Producer state from the newest snapshot the recovery point vouches for, then the
         // batches after it; without one, from the whole log.
         let (mut producers, from) =
@@ -208,13 +380,17 @@ impl Partition {
                 }
                 None => (ProducerStates::default(), i64::MIN),
             };
-        let (mut log, report) =
-            Log::open_at(dir, config, start_offset, &mut |b: &RecordBatch<'_>| {
+        let (mut log, report) = Log::open_at(
+            dir,
+            args.config.clone(),
+            args.start_offset,
+            &mut |b: &RecordBatch<'_>| {
                 if b.base_offset() < from {
                     return;
                 }
                 producers.replay(b);
-            })?;
+            },
+        )?;
         let floor = crate::log::read_log_start_offset(dir).unwrap_or(0);
         if log.next_offset() < floor {
             // The records up to the checkpointed start were not durable; Kafka then starts
@@ -243,41 +419,23 @@ impl Partition {
                 "recovery truncated a torn or corrupt tail"
             );
         }
-        let end = log.next_offset();
-        let start = log.log_start_offset();
-        let first_unstable = producers.first_unstable().unwrap_or(i64::MAX);
-        Ok(Self {
-            topic: topic.to_string(),
-            topic_id,
-            index,
-            state: Mutex::new(State { log, producers }),
-            flush_lock: tokio::sync::Mutex::new(()),
-            durable_offset: AtomicI64::new(end),
-            log_end: AtomicI64::new(end),
-            high_watermark: AtomicI64::new(end),
-            hw_after_fsync,
-            local_start: AtomicI64::new(start),
-            start_floor: AtomicI64::new(floor),
-            start_writer: Mutex::new(()),
-            dir: dir.to_path_buf(),
-            remote_start: AtomicI64::new(-1),
-            remote_end: AtomicI64::new(-1),
-            manifest: Mutex::new(None),
-            awaiting_manifest: std::sync::atomic::AtomicBool::new(false),
-            rolled: Notify::new(),
-            high_watermark_moved: watch::channel(()).0,
-            unsynced: Mutex::new(Vec::new()),
-            first_unstable: AtomicI64::new(first_unstable),
-            traffic: Traffic::default(),
-        })
+        Ok((log, producers, floor))
     }
 
     /// New roll settings for the log (its topic's configs changed).
     pub fn set_log_config(&self, config: LogConfig) {
-        self.state().log.set_config(config);
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        match pending.as_mut() {
+            Some(p) => p.config = config,
+            None => {
+                drop(pending);
+                self.state().log.set_config(config);
+            }
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
+        self.ensure_loaded();
         // A panic while holding the lock cannot leave the log half-written in a way a later
         // append would make worse than recovery does, so a poisoned lock is still usable.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -294,6 +452,7 @@ impl Partition {
 
     /// Where the next batch goes (written, not necessarily readable yet).
     pub fn log_end_offset(&self) -> i64 {
+        self.ensure_loaded();
         self.log_end.load(Ordering::Acquire)
     }
 
@@ -303,6 +462,7 @@ impl Partition {
     }
 
     pub fn high_watermark(&self) -> i64 {
+        self.ensure_loaded();
         self.high_watermark.load(Ordering::Acquire)
     }
 
@@ -322,6 +482,7 @@ impl Partition {
 
     /// The first offset a consumer can read, archive included.
     pub fn log_start_offset(&self) -> i64 {
+        self.ensure_loaded();
         let local = self.local_start.load(Ordering::Acquire);
         let floor = self.start_floor.load(Ordering::Acquire);
         let held = match self.remote_start.load(Ordering::Acquire) {
@@ -348,6 +509,7 @@ impl Partition {
     /// The first offset read from local disk (Kafka's local log start offset, never below
     /// the log start).
     pub fn local_log_start_offset(&self) -> i64 {
+        self.ensure_loaded();
         self.local_start
             .load(Ordering::Acquire)
             .max(self.start_floor.load(Ordering::Acquire))
@@ -604,6 +766,7 @@ impl Partition {
     /// `maybeIncrementFirstUnstableOffset`): a transaction whose start was deleted does not
     /// hold consumers below it.
     pub fn last_stable_offset(&self) -> i64 {
+        self.ensure_loaded();
         self.first_unstable
             .load(Ordering::Acquire)
             .max(self.start_floor.load(Ordering::Acquire))
@@ -780,7 +943,11 @@ impl Partition {
         if self.durable_offset.load(Ordering::Acquire) >= offset {
             return Ok(());
         }
-        let Some((file, end)) = self.state().log.active_file() else {
+        let active = self.state().log.active_file().map_err(|e| {
+            tracing::error!(topic = %self.topic, partition = self.index, error = %e, "opening the active segment failed");
+            ResponseError::KafkaStorageError
+        })?;
+        let Some((file, end)) = active else {
             return Ok(());
         };
         // Segments rolled since the last fsync hold acknowledged offsets below `end` too.
@@ -896,13 +1063,32 @@ impl Partition {
     /// fsyncs every segment (outside the partition lock: appends go on meanwhile); used on
     /// shutdown and by the interval flusher. Blocking: call it off the async threads.
     pub fn flush(&self) -> std::io::Result<()> {
+        if !self.is_loaded() {
+            return Ok(());
+        }
         let plan = self.state().log.sync_plan();
         self.unsynced_lock().clear();
         plan.sync()?;
-        let end = plan.end_offset;
+        self.flushed(plan.end_offset);
+        Ok(())
+    }
+
+    /// The first step of a flush of many partitions at once (`Broker::flush_all`): what the
+    /// log holds now, to record once the file system is synced. `None` before the log is
+    /// open.
+    pub fn flush_plan(&self) -> Option<Rolled> {
+        if !self.is_loaded() {
+            return None;
+        }
+        let plan = self.state().log.sync_plan();
+        self.unsynced_lock().clear();
+        Some(plan)
+    }
+
+    /// The last step of such a flush: everything up to `end` is on disk.
+    pub fn flushed(&self, end: i64) {
         self.durable_offset.fetch_max(end, Ordering::AcqRel);
         self.advance_high_watermark(end);
-        Ok(())
     }
 
     /// fsyncs the rolled segments that are at least `age` old and moves the recovery point
@@ -941,9 +1127,13 @@ impl Partition {
 
     /// Removes the partition's directory.
     pub fn delete_files(&self) -> std::io::Result<()> {
-        let state = self.state();
-        let dir = state.log.dir().to_path_buf();
-        match std::fs::remove_dir_all(&dir) {
+        // Never opened after this (the topic is gone); an opening under way finishes first.
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let _state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match std::fs::remove_dir_all(&self.dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }

@@ -543,7 +543,7 @@ fn clean_group(
     }
     out.sync()?;
     let modified = group.iter().map(|s| s.modified_ms).max().unwrap_or(0);
-    let log = out.file();
+    let log = out.file()?;
     log.set_modified(SystemTime::UNIX_EPOCH + Duration::from_millis(modified.max(0) as u64))?;
     // Always written, possibly empty: every data file of a swap has its `.swap`.
     let mut index = Vec::with_capacity(txns.kept_index.len() * txn_index::ENTRY);

@@ -14,6 +14,7 @@
 
 pub mod cleaner;
 pub mod codec;
+pub mod file_cache;
 pub mod index;
 pub mod record_batch;
 pub mod segment;
@@ -82,7 +83,24 @@ impl Rolled {
                 Err(e) => return Err(e),
             }
         }
-        match write_recovery_point(&self.dir, self.end_offset) {
+        self.record(true)
+    }
+
+    /// Records that the log is durable up to its end (fsynced with `sync`; without, the
+    /// caller syncs the file system afterwards). A deleted partition has nothing to record.
+    pub fn record(&self, sync: bool) -> io::Result<()> {
+        let written = if sync {
+            write_recovery_point(&self.dir, self.end_offset)
+        } else if read_recovery_point(&self.dir) < self.end_offset {
+            crate::checkpoint::write_replacing(
+                &self.dir.join(RECOVERY_POINT),
+                self.end_offset.to_string().as_bytes(),
+                false,
+            )
+        } else {
+            Ok(())
+        };
+        match written {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             other => other,
         }
@@ -158,7 +176,9 @@ impl ReadSlice {
 pub struct Log {
     dir: PathBuf,
     config: LogConfig,
-    segments: BTreeMap<i64, LogSegment>,
+    /// Boxed: a B-tree node holds eleven values inline, so unboxed segments would cost
+    /// kilobytes per partition even with one segment each.
+    segments: BTreeMap<i64, Box<LogSegment>>,
     log_start_offset: i64,
     next_offset: i64,
 }
@@ -242,12 +262,16 @@ impl Log {
             report.truncated_bytes += rec.truncated_bytes;
             report.rebuilt_indexes += rec.rebuilt_index as usize;
             cut = rec.truncated_bytes > 0 || next.is_some_and(|n| seg.next_offset() < n);
-            segments.insert(base, seg);
+            segments.insert(base, Box::new(seg));
         }
         if segments.is_empty() {
             segments.insert(
                 start_offset,
-                LogSegment::create(dir, start_offset, config.index_interval_bytes)?,
+                Box::new(LogSegment::create(
+                    dir,
+                    start_offset,
+                    config.index_interval_bytes,
+                )?),
             );
         }
         report.segments = segments.len();
@@ -267,6 +291,18 @@ impl Log {
             },
             report,
         ))
+    }
+
+    /// A log with no segment, standing in until the real one is opened: appends to it fail
+    /// and it reads as empty.
+    pub fn unopened(dir: &Path, config: LogConfig) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            config,
+            segments: BTreeMap::new(),
+            log_start_offset: 0,
+            next_offset: 0,
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -291,6 +327,7 @@ impl Log {
         self.segments
             .values_mut()
             .next_back()
+            .map(|s| &mut **s)
             .ok_or_else(|| io::Error::other("log has no segment"))
     }
 
@@ -329,11 +366,11 @@ impl Log {
     }
 
     /// The active segment's file and the offset its data reaches, for a group-commit fsync.
-    pub fn active_file(&self) -> Option<(Arc<File>, i64)> {
-        self.segments
-            .values()
-            .next_back()
-            .map(|s| (s.file(), self.next_offset))
+    pub fn active_file(&self) -> io::Result<Option<(Arc<File>, i64)>> {
+        match self.segments.values().next_back() {
+            Some(s) => Ok(Some((s.file()?, self.next_offset))),
+            None => Ok(None),
+        }
     }
 
     /// Appends a validated batch, writing its base offset; returns the segment rolled away
@@ -373,7 +410,7 @@ impl Log {
         };
         if !self.segments.contains_key(&base) {
             let seg = LogSegment::create(&self.dir, base, interval)?;
-            self.segments.insert(base, seg);
+            self.segments.insert(base, Box::new(seg));
         }
         Ok(rolled)
     }
@@ -392,7 +429,7 @@ impl Log {
         {
             if let Some((position, first_batch)) = seg.find_position(offset, seg.size())? {
                 return Ok(Some(ReadSlice {
-                    file: seg.file(),
+                    file: seg.file()?,
                     position,
                     first_batch,
                     end: seg.size(),
@@ -497,7 +534,7 @@ impl Log {
         if self.segments.len() < 2 {
             return None;
         }
-        let seg = self.segments.pop_first().map(|(_, seg)| seg);
+        let seg = self.segments.pop_first().map(|(_, seg)| *seg);
         self.start_at_first_segment();
         seg
     }
@@ -516,7 +553,7 @@ impl Log {
                 break;
             }
             if let Some(seg) = self.segments.remove(&first) {
-                taken.push(seg);
+                taken.push(*seg);
             }
         }
         self.start_at_first_segment();
@@ -530,7 +567,7 @@ impl Log {
             seg.delete()?;
         }
         let seg = LogSegment::create(&self.dir, offset, self.config.index_interval_bytes)?;
-        self.segments.insert(offset, seg);
+        self.segments.insert(offset, Box::new(seg));
         self.log_start_offset = offset;
         self.next_offset = offset;
         write_recovery_point(&self.dir, offset)
@@ -556,7 +593,7 @@ impl Log {
         }
         let mut seg = group.segment;
         seg.set_suffix("");
-        self.segments.insert(base, seg);
+        self.segments.insert(base, Box::new(seg));
         Ok(true)
     }
 

@@ -4,9 +4,10 @@
 //! Writes the three files (and `.txnindex` through the log). The `.log` is the truth: after a
 //! crash its tail is checked and cut by recovery, and the indexes are rebuilt from it.
 
+use super::file_cache::CachedFile;
 use super::index::{OffsetIndex, TimeIndex};
 use super::record_batch::{self, RecordBatch, HEADER_SIZE, LOG_OVERHEAD};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -29,9 +30,10 @@ pub fn parse_base_offset(name: &str, suffix: &str) -> Option<i64> {
 pub struct LogSegment {
     base_offset: i64,
     dir: PathBuf,
-    /// Shared so reads and fsyncs run without the partition lock; the file only grows while
-    /// the broker runs, so bytes below a size seen under the lock never change.
-    log: Arc<File>,
+    /// Opened on demand (see `file_cache`). Its handles are shared so reads and fsyncs run
+    /// without the partition lock; the file only grows while the broker runs, so bytes
+    /// below a size seen under the lock never change.
+    log: CachedFile,
     size: u64,
     next_offset: i64,
     offset_index: OffsetIndex,
@@ -93,18 +95,15 @@ impl LogSegment {
         suffix: &'static str,
     ) -> io::Result<(Self, bool, bool)> {
         let name = |ext: &str| dir.join(format!("{}{suffix}", file_name(base_offset, ext)));
-        let log = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(create)
-            .open(name(".log"))?;
-        let size = log.metadata()?.len();
+        let (log, handle) = CachedFile::open(&name(".log"), create)?;
+        let size = handle.metadata()?.len();
+        drop(handle);
         let (offset_index, oi_sane) = OffsetIndex::open(&name(".index"), base_offset, size)?;
         let (time_index, ti_sane) = TimeIndex::open(&name(".timeindex"), base_offset)?;
         let seg = Self {
             base_offset,
             dir: dir.to_path_buf(),
-            log: Arc::new(log),
+            log,
             size,
             next_offset: base_offset,
             offset_index,
@@ -142,7 +141,7 @@ impl LogSegment {
             let valid = seg.scan_and_rebuild(&mut rec, on_batch)?;
             if valid < size {
                 rec.truncated_bytes = size - valid;
-                seg.log.set_len(valid)?;
+                seg.log.get()?.set_len(valid)?;
                 seg.size = valid;
             }
         } else {
@@ -208,8 +207,9 @@ impl LogSegment {
     ) -> io::Result<()> {
         let mut pos = 0u64;
         let mut head = [0u8; HEADER_SIZE];
+        let log = self.log.get()?;
         while pos + HEADER_SIZE as u64 <= self.size {
-            self.log.read_exact_at(&mut head, pos)?;
+            log.read_exact_at(&mut head, pos)?;
             let Some(len) = record_batch::batch_size(&head).filter(|&l| l >= HEADER_SIZE as i64)
             else {
                 break;
@@ -248,7 +248,7 @@ impl LogSegment {
         let batch = RecordBatch::parse_header(bytes)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
         let position = self.size as u32;
-        (&*self.log).write_all(bytes)?;
+        (&*self.log.get()?).write_all(bytes)?;
         self.index_batch(&batch, position)?;
         self.size += bytes.len() as u64;
         self.next_offset = batch.last_offset() + 1;
@@ -261,8 +261,9 @@ impl LogSegment {
         let (_, pos) = self.offset_index.lookup(offset);
         let mut pos = pos as u64;
         let mut head = [0u8; HEADER_SIZE];
+        let log = self.log.get()?;
         while pos + HEADER_SIZE as u64 <= size_limit {
-            self.log.read_exact_at(&mut head, pos)?;
+            log.read_exact_at(&mut head, pos)?;
             let base = i64::from_be_bytes(head[..8].try_into().unwrap_or([0; 8]));
             let len = i32::from_be_bytes(head[8..12].try_into().unwrap_or([0; 4])) as i64
                 + LOG_OVERHEAD as i64;
@@ -291,15 +292,16 @@ impl LogSegment {
         let (_, pos) = self.offset_index.lookup(start);
         let mut pos = pos as u64;
         let mut buf = Vec::new();
+        let log = self.log.get()?;
         while pos + HEADER_SIZE as u64 <= self.size {
             let mut head = [0u8; LOG_OVERHEAD];
-            self.log.read_exact_at(&mut head, pos)?;
+            log.read_exact_at(&mut head, pos)?;
             let len = record_batch::batch_size(&head).unwrap_or(0);
             if len < HEADER_SIZE as i64 || pos + len as u64 > self.size {
                 break;
             }
             buf.resize(len as usize, 0);
-            self.log.read_exact_at(&mut buf, pos)?;
+            log.read_exact_at(&mut buf, pos)?;
             if let Ok(batch) = RecordBatch::parse_header(&buf) {
                 if let Some(found) = record_batch::first_offset_at_or_after(&batch, timestamp) {
                     return Ok(Some(found));
@@ -321,7 +323,7 @@ impl LogSegment {
             return Ok(shallow);
         };
         let mut buf = vec![0u8; len as usize];
-        self.log.read_exact_at(&mut buf, pos)?;
+        self.log.get()?.read_exact_at(&mut buf, pos)?;
         match RecordBatch::parse_header(&buf) {
             Ok(batch) if batch.max_timestamp() == self.max_timestamp => Ok(Some((
                 self.max_timestamp,
@@ -331,8 +333,9 @@ impl LogSegment {
         }
     }
 
-    pub fn file(&self) -> Arc<File> {
-        self.log.clone()
+    /// An open handle on the `.log` (opened now if the cache had closed it).
+    pub fn file(&self) -> io::Result<Arc<File>> {
+        self.log.get()
     }
     pub fn base_offset(&self) -> i64 {
         self.base_offset
@@ -373,6 +376,9 @@ impl LogSegment {
     /// rename, so nothing is reopened).
     pub fn set_suffix(&mut self, suffix: &'static str) {
         self.suffix = suffix;
+        self.log.renamed(self.path_of(".log"));
+        self.offset_index.renamed(self.path_of(".index"));
+        self.time_index.renamed(self.path_of(".timeindex"));
     }
 
     /// Overrides the offset the segment's offsets end at: a cleaned segment keeps the
@@ -383,7 +389,7 @@ impl LogSegment {
 
     /// Makes the segment durable: log then indexes.
     pub fn sync(&self) -> io::Result<()> {
-        self.log.sync_data()?;
+        self.log.get()?.sync_data()?;
         self.offset_index.sync()?;
         self.time_index.sync()
     }
@@ -417,6 +423,7 @@ mod tests {
     use super::*;
     use crate::log::record_batch::set_base_offset;
     use crate::log::record_batch::tests::make_batch;
+    use std::fs::OpenOptions;
 
     fn batch_at(offset: i64, values: &[&[u8]]) -> Vec<u8> {
         let mut b = make_batch(1_000 + offset, values);
