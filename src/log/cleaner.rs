@@ -450,10 +450,17 @@ pub fn clean_groups(
 ) -> io::Result<()> {
     let mut txns = TxnTracker::new(aborted.to_vec());
     for group in groups {
-        let Some(cleaned) = clean_group(pass, group, &mut txns, throttle, stats)? else {
-            continue;
-        };
         let base = group[0].base_offset;
+        let cleaned = match clean_group(pass, group, &mut txns, throttle, stats) {
+            Ok(Some(cleaned)) => cleaned,
+            Ok(None) => continue,
+            Err(e) => {
+                // A write that failed (a full disk) leaves no partial cleaned segment
+                // holding space until the next pass; the old segments are untouched.
+                let _ = roll_back(pass.dir, base);
+                return Err(e);
+            }
+        };
         if install(cleaned)? {
             stats.groups += 1;
             // The swap is done: make the renames durable before the commit file goes.

@@ -116,6 +116,15 @@ impl OffsetIndex {
         Ok(())
     }
 
+    /// Keeps the first `n` entries, on disk too: also cuts a partial entry a failed write
+    /// left past them. Memory first, so a failed truncate is retried by the same call.
+    pub fn truncate_entries(&mut self, n: usize) -> io::Result<()> {
+        self.entries.truncate(n);
+        self.file
+            .get()?
+            .set_len((self.entries.len() * OFFSET_ENTRY) as u64)
+    }
+
     pub fn sync(&self) -> io::Result<()> {
         self.file.get()?.sync_data()
     }
@@ -194,6 +203,22 @@ impl TimeIndex {
         self.file.get()?.set_len(0)?;
         self.entries.clear();
         Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// As `OffsetIndex::truncate_entries`.
+    pub fn truncate_entries(&mut self, n: usize) -> io::Result<()> {
+        self.entries.truncate(n);
+        self.file
+            .get()?
+            .set_len((self.entries.len() * TIME_ENTRY) as u64)
     }
 
     pub fn sync(&self) -> io::Result<()> {

@@ -46,6 +46,22 @@ pub struct LogSegment {
     /// Appended to every file name while the segment is the cleaner's output (`.cleaned`,
     /// then `.swap`); empty for a segment of the log.
     suffix: &'static str,
+    /// A failed append whose files could not be cut back (the truncate failed too): they may
+    /// end in a partial batch, so the cut is tried again before the next append, which is
+    /// refused until it succeeds (a restart's recovery also cuts it). Memory already holds
+    /// the state from before the failed append.
+    uncut: Option<AppendMark>,
+}
+
+/// What an append changes, taken before it so a failed one can be put back.
+struct AppendMark {
+    size: u64,
+    next_offset: i64,
+    max_timestamp: i64,
+    offset_of_max_timestamp: i64,
+    bytes_since_last_index: u64,
+    offset_entries: usize,
+    time_entries: usize,
 }
 
 /// What start-up recovery found in a segment.
@@ -114,6 +130,7 @@ impl LogSegment {
             index_interval,
             created: Instant::now(),
             suffix,
+            uncut: None,
         };
         Ok((seg, oi_sane, ti_sane))
     }
@@ -243,16 +260,65 @@ impl LogSegment {
         Ok(())
     }
 
-    /// Appends a batch whose offsets are already assigned.
+    /// Appends a batch whose offsets are already assigned. All or nothing: when a write
+    /// fails (a full disk: ENOSPC, possibly after part of the batch was written) the `.log`
+    /// and both indexes are cut back to their sizes before the append and nothing in memory
+    /// moves, so the segment still ends at a whole batch and the next append can succeed.
     pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if let Some(mark) = self.uncut.take() {
+            if let Err(e) = self.cut_files(&mark) {
+                self.uncut = Some(mark);
+                return Err(e);
+            }
+        }
         let batch = RecordBatch::parse_header(bytes)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
         let position = self.size as u32;
-        (&*self.log.get()?).write_all(bytes)?;
-        self.index_batch(&batch, position)?;
+        let log = self.log.get()?;
+        let mark = self.mark();
+        let written = (&*log)
+            .write_all(bytes)
+            .and_then(|()| self.index_batch(&batch, position));
+        if let Err(e) = written {
+            self.restore(&mark);
+            if let Err(cut) = self.cut_files(&mark) {
+                tracing::error!(segment = %self.log_path().display(), error = %cut, "a failed append could not be cut back; appends wait until it is");
+                self.uncut = Some(mark);
+            }
+            return Err(e);
+        }
         self.size += bytes.len() as u64;
         self.next_offset = batch.last_offset() + 1;
         Ok(())
+    }
+
+    fn mark(&self) -> AppendMark {
+        AppendMark {
+            size: self.size,
+            next_offset: self.next_offset,
+            max_timestamp: self.max_timestamp,
+            offset_of_max_timestamp: self.offset_of_max_timestamp,
+            bytes_since_last_index: self.bytes_since_last_index,
+            offset_entries: self.offset_index.len(),
+            time_entries: self.time_index.len(),
+        }
+    }
+
+    /// Puts the in-memory state back as `mark` saw it.
+    fn restore(&mut self, mark: &AppendMark) {
+        self.size = mark.size;
+        self.next_offset = mark.next_offset;
+        self.max_timestamp = mark.max_timestamp;
+        self.offset_of_max_timestamp = mark.offset_of_max_timestamp;
+        self.bytes_since_last_index = mark.bytes_since_last_index;
+    }
+
+    /// Cuts the three files back to their sizes at `mark`. Readers never saw the cut bytes:
+    /// they read below `size`, which had not moved.
+    fn cut_files(&mut self, mark: &AppendMark) -> io::Result<()> {
+        self.log.get()?.set_len(mark.size)?;
+        self.offset_index.truncate_entries(mark.offset_entries)?;
+        self.time_index.truncate_entries(mark.time_entries)
     }
 
     /// File position of the batch holding `offset`, scanning forward from the index entry.
@@ -419,7 +485,7 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::log::record_batch::set_base_offset;
     use crate::log::record_batch::tests::make_batch;
@@ -514,6 +580,96 @@ mod tests {
         assert_eq!(rec.batches, 3);
         assert_eq!(seg.next_offset(), 3);
         assert_eq!(seg.size(), sizes[2]);
+    }
+
+    /// A file at `path` (a link to a memfd) whose growth a test can stop, as a full disk
+    /// stops it: writes that would extend it then fail, truncating still works.
+    pub(crate) struct StoppableFile(std::os::fd::OwnedFd);
+
+    impl StoppableFile {
+        pub(crate) fn at(path: &Path) -> Self {
+            use std::os::fd::{AsRawFd, FromRawFd};
+            // SAFETY: memfd_create takes a NUL-terminated name and returns a new descriptor
+            // (or -1), which the OwnedFd then owns alone.
+            let fd = unsafe { libc::memfd_create(c"segment".as_ptr(), libc::MFD_ALLOW_SEALING) };
+            assert!(fd >= 0, "memfd_create: {}", io::Error::last_os_error());
+            let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+            std::os::unix::fs::symlink(format!("/proc/self/fd/{}", fd.as_raw_fd()), path)
+                .expect("link");
+            Self(fd)
+        }
+
+        pub(crate) fn stop_growth(&self) {
+            use std::os::fd::AsRawFd;
+            // SAFETY: fcntl on a descriptor this value owns.
+            let r =
+                unsafe { libc::fcntl(self.0.as_raw_fd(), libc::F_ADD_SEALS, libc::F_SEAL_GROW) };
+            assert_eq!(r, 0, "F_SEAL_GROW: {}", io::Error::last_os_error());
+        }
+    }
+
+    fn file_len(dir: &Path, ext: &str) -> u64 {
+        std::fs::metadata(dir.join(file_name(0, ext)))
+            .expect("stat")
+            .len()
+    }
+
+    /// Appends that fail once `stopped` cannot grow any more: each leaves the three files
+    /// and the segment as they were, and recovery then finds nothing to cut.
+    fn failed_appends_change_nothing(stopped: &str) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = StoppableFile::at(&dir.path().join(file_name(0, stopped)));
+        let mut seg = LogSegment::create(dir.path(), 0, 1).expect("create");
+        for i in 0..5 {
+            seg.append(&batch_at(i, &[b"fits"])).expect("append");
+        }
+        let lens = [".log", ".index", ".timeindex"].map(|ext| file_len(dir.path(), ext));
+        let (size, max_ts) = (seg.size(), seg.max_timestamp());
+        file.stop_growth();
+        for i in 5..8 {
+            let err = seg
+                .append(&batch_at(i, &[b"does not fit"]))
+                .expect_err("the disk is full");
+            assert!(!err.to_string().contains("cut back"), "{err}");
+            assert_eq!(seg.size(), size);
+            assert_eq!(seg.next_offset(), 5);
+            assert_eq!(seg.max_timestamp(), max_ts);
+            assert_eq!(
+                [".log", ".index", ".timeindex"].map(|ext| file_len(dir.path(), ext)),
+                lens,
+                "no byte of the failed append stays"
+            );
+        }
+        for o in 0..5 {
+            assert!(seg.find_position(o, seg.size()).expect("io").is_some());
+        }
+        assert_eq!(seg.find_timestamp(1_004).expect("io"), Some((4, 1_004)));
+        drop(seg);
+        // Recovery rewrites the indexes: it reads copies, as the stopped file cannot grow.
+        let copy = tempfile::tempdir().expect("tmp");
+        for ext in [".log", ".index", ".timeindex"] {
+            let name = file_name(0, ext);
+            std::fs::copy(dir.path().join(&name), copy.path().join(&name)).expect("copy");
+        }
+        let (seg, rec) =
+            LogSegment::open(copy.path(), 0, 1, true, None, &mut |_| {}).expect("open");
+        assert_eq!((rec.batches, rec.truncated_bytes), (5, 0));
+        assert_eq!(seg.next_offset(), 5);
+    }
+
+    #[test]
+    fn a_failed_log_write_changes_nothing() {
+        failed_appends_change_nothing(".log");
+    }
+
+    #[test]
+    fn a_failed_offset_index_write_takes_the_batch_back() {
+        failed_appends_change_nothing(".index");
+    }
+
+    #[test]
+    fn a_failed_time_index_write_takes_the_batch_and_its_offset_entry_back() {
+        failed_appends_change_nothing(".timeindex");
     }
 
     #[test]
