@@ -13,7 +13,13 @@
 //! the new start (`log-start-offset`, fsynced) before anyone can see it, then deletes the
 //! local segments wholly below it outside the partition lock; the archiver drops archived
 //! segments below it (manifest first). A crash between the two finds the checkpoint and
-//! finishes the deletion at start-up, so deleted records never come back.
+//! finishes the deletion at start-up, so deleted records never come back. On a full disk
+//! the checkpoint itself needs room: without an archive, the segments wholly below the new
+//! start are deleted first (a crash then finds the log starting at the first one left).
+//!
+//! # A failed write
+//! An append that fails (a full disk) leaves the log as it was (see `Log::append`) and is
+//! answered KAFKA_STORAGE_ERROR; nothing else moves, and the next append tries again.
 
 use super::producer_state::{self, ProducerStates, SequenceCheck};
 use crate::log::codec::{self, Compression};
@@ -410,6 +416,7 @@ impl Partition {
             seg.delete()?;
         }
         remove_snapshots_below(dir, log.log_start_offset());
+        producer_state::remove_temporaries(dir);
         producers.trim_aborted(floor);
         if report.truncated_bytes > 0 {
             tracing::warn!(
@@ -524,21 +531,37 @@ impl Partition {
             let _writer = self.start_writer.lock().unwrap_or_else(|p| p.into_inner());
             let moved = offset > self.log_start_offset();
             if moved {
-                crate::log::write_log_start_offset(&self.dir, offset)?;
+                if let Err(e) = crate::log::write_log_start_offset(&self.dir, offset) {
+                    if e.kind() != std::io::ErrorKind::StorageFull || self.is_archived() {
+                        return Err(e);
+                    }
+                    // A full disk, and the checkpoint needs a block that the segments below
+                    // hold (retention is how a full disk gets room back). Those wholly below
+                    // go first: with nothing archived, a restart before the checkpoint finds
+                    // the log starting at the first segment left, at or below `offset`.
+                    self.delete_local_below(offset)?;
+                    crate::log::write_log_start_offset(&self.dir, offset)?;
+                }
                 self.start_floor.fetch_max(offset, Ordering::AcqRel);
                 self.state().producers.trim_aborted(offset);
                 tracing::info!(topic = %self.topic, partition = self.index, log_start = offset, reason, "log start offset moved");
             }
             moved
         };
-        self.delete_local_below_start()?;
+        self.delete_local_below(self.start_floor.load(Ordering::Acquire))?;
         Ok(moved)
     }
 
-    /// Deletes the local segments wholly below the log start (and the producer snapshots
-    /// with them); the files go after the partition lock is released.
-    fn delete_local_below_start(&self) -> std::io::Result<()> {
-        let floor = self.start_floor.load(Ordering::Acquire);
+    /// Whether an archive holds (or may hold) segments of this partition.
+    fn is_archived(&self) -> bool {
+        self.manifest().is_some()
+            || self.awaiting_manifest()
+            || self.remote_start.load(Ordering::Acquire) >= 0
+    }
+
+    /// Deletes the local segments wholly below `floor` (and the producer snapshots with
+    /// them); the files go after the partition lock is released.
+    fn delete_local_below(&self, floor: i64) -> std::io::Result<()> {
         let (taken, start) = {
             let mut state = self.state();
             let taken = state.log.take_segments_below(floor);
@@ -684,20 +707,46 @@ impl Partition {
         Ok(true)
     }
 
+    /// Makes what the log holds now visible: the log end, and the high watermark unless it
+    /// waits for an fsync. Releases the partition lock first.
+    fn publish_end(&self, state: MutexGuard<'_, State>) {
+        let end = state.log.next_offset();
+        drop(state);
+        self.log_end.fetch_max(end, Ordering::AcqRel);
+        if !self.hw_after_fsync {
+            self.advance_high_watermark(end);
+        }
+    }
+
     /// Appends one batch to the log, rolling and scheduling the rolled segment's fsync.
     fn write(&self, state: &mut State, owned: &mut [u8]) -> Result<(), ResponseError> {
+        self.write_recording_abort(state, owned, None).map(|_| ())
+    }
+
+    /// `write`, with an abort marker's `.txnindex` entry (see `Log::append_recording_abort`);
+    /// returns the `.txnindex` written. A write that fails (a full disk) leaves the log as
+    /// it was and is answered KAFKA_STORAGE_ERROR; the next one tries the disk again.
+    fn write_recording_abort(
+        &self,
+        state: &mut State,
+        owned: &mut [u8],
+        aborted: Option<&crate::log::txn_index::AbortedTxn>,
+    ) -> Result<Option<std::path::PathBuf>, ResponseError> {
         let base = state.log.next_offset();
-        let rolled = state.log.append(owned).map_err(|e| {
-            tracing::error!(topic = %self.topic, partition = self.index, error = %e, "append failed");
-            ResponseError::KafkaStorageError
-        })?;
+        let (rolled, txn_index) = state
+            .log
+            .append_recording_abort(owned, aborted)
+            .map_err(|e| {
+                tracing::error!(topic = %self.topic, partition = self.index, error = %e, "append failed");
+                ResponseError::KafkaStorageError
+            })?;
         if let Some(rolled) = rolled {
             producer_state::write_snapshot(state.log.dir(), base, &state.producers);
             self.rolled.notify_one();
             tracing::debug!(topic = %self.topic, partition = self.index, base, "rolled segment");
             self.unsynced_lock().push((Instant::now(), rolled));
         }
-        Ok(())
+        Ok(txn_index)
     }
 
     /// Writes a transaction marker for a producer (commit or abort) and returns its offset.
@@ -733,31 +782,19 @@ impl Partition {
         commit: bool,
         now_ms: i64,
     ) -> Result<(i64, Option<std::path::PathBuf>), ResponseError> {
-        let mut txn_index = None;
         let mut batch = record_batch::control_batch(producer_id, epoch, commit, now_ms);
         let mut state = self.state();
         let offset = state.log.next_offset();
-        self.write(&mut state, &mut batch)?;
-        if let Some(a) = state.producers.end(producer_id, epoch, offset, commit) {
-            let path = state
-                .log
-                .append_txn_index(a.producer_id, a.first_offset, a.last_offset, a.last_stable_offset)
-                .map_err(|e| {
-                    tracing::error!(topic = %self.topic, partition = self.index, error = %e, "txnindex append failed");
-                    ResponseError::KafkaStorageError
-                })?;
-            txn_index = Some(path);
-        }
+        // The abort's .txnindex entry and the marker are written together or not at all;
+        // the producer state moves only once both are.
+        let aborted = state.producers.abort_to_record(producer_id, offset, commit);
+        let txn_index = self.write_recording_abort(&mut state, &mut batch, aborted.as_ref())?;
+        state.producers.end(producer_id, epoch, offset, commit);
         self.first_unstable.store(
             state.producers.first_unstable().unwrap_or(i64::MAX),
             Ordering::Release,
         );
-        let end = state.log.next_offset();
-        drop(state);
-        self.log_end.fetch_max(end, Ordering::AcqRel);
-        if !self.hw_after_fsync {
-            self.advance_high_watermark(end);
-        }
+        self.publish_end(state);
         Ok((offset, txn_index))
     }
 
@@ -896,7 +933,12 @@ impl Partition {
             if rules.log_append_time {
                 record_batch::set_log_append_time(&mut owned, now_ms);
             }
-            self.write(&mut state, &mut owned)?;
+            if let Err(e) = self.write(&mut state, &mut owned) {
+                // The batches of this request already written stay (whole, and a retrying
+                // idempotent producer finds them as duplicates): they are published.
+                self.publish_end(state);
+                return Err(e);
+            }
             let appended =
                 RecordBatch::parse_header(&owned).map_err(|_| ResponseError::CorruptMessage)?;
             state.producers.record_batch(&appended);
@@ -916,12 +958,7 @@ impl Partition {
             });
             last_offset = appended.last_offset();
         }
-        let end = state.log.next_offset();
-        drop(state);
-        self.log_end.fetch_max(end, Ordering::AcqRel);
-        if !self.hw_after_fsync {
-            self.advance_high_watermark(end);
-        }
+        self.publish_end(state);
         if bytes_in > 0 {
             self.traffic.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
             self.traffic
@@ -951,22 +988,22 @@ impl Partition {
             return Ok(());
         };
         // Segments rolled since the last fsync hold acknowledged offsets below `end` too.
-        let rolled: Vec<Rolled> = std::mem::take(&mut *self.unsynced_lock())
-            .into_iter()
-            .map(|(_, r)| r)
-            .collect();
+        let rolled = std::mem::take(&mut *self.unsynced_lock());
         let synced = tokio::task::spawn_blocking(move || {
-            for r in &rolled {
-                r.sync()?;
-            }
-            file.sync_data()
+            let synced = rolled
+                .iter()
+                .try_for_each(|(_, r)| r.sync())
+                .and_then(|()| file.sync_data());
+            (synced, rolled)
         })
         .await
         .map_err(|_| ResponseError::KafkaStorageError)?;
-        synced.map_err(|e| {
+        if let (Err(e), rolled) = synced {
+            // The rolled segments wait for the next fsync again.
+            self.unsync_again(rolled);
             tracing::error!(topic = %self.topic, partition = self.index, error = %e, "fsync failed");
-            ResponseError::KafkaStorageError
-        })?;
+            return Err(ResponseError::KafkaStorageError);
+        }
         self.durable_offset.fetch_max(end, Ordering::AcqRel);
         self.advance_high_watermark(end);
         Ok(())
@@ -1094,21 +1131,33 @@ impl Partition {
     /// fsyncs the rolled segments that are at least `age` old and moves the recovery point
     /// past them. Blocking: the segment flusher calls it off the async threads.
     pub fn sync_rolled(&self, age: Duration) -> std::io::Result<()> {
-        let due: Vec<Rolled> = {
+        let due: Vec<(Instant, Rolled)> = {
             let mut unsynced = self.unsynced_lock();
             let n = unsynced
                 .iter()
                 .take_while(|(at, _)| at.elapsed() >= age)
                 .count();
-            unsynced.drain(..n).map(|(_, r)| r).collect()
+            unsynced.drain(..n).collect()
         };
-        for r in due {
-            if let Err(e) = r.sync() {
-                tracing::error!(topic = %self.topic, partition = self.index, error = %e, "fsync of a rolled segment failed");
-                return Err(e);
-            }
-        }
-        Ok(())
+        let failed = due
+            .iter()
+            .enumerate()
+            .find_map(|(i, (_, r))| r.sync().err().map(|e| (i, e)));
+        let Some((i, e)) = failed else {
+            return Ok(());
+        };
+        tracing::error!(topic = %self.topic, partition = self.index, error = %e, "fsync of a rolled segment failed");
+        // This one and the rest are tried again on the flusher's next round.
+        self.unsync_again(due.into_iter().skip(i));
+        Err(e)
+    }
+
+    /// Puts rolled segments whose fsync failed back in front of the ones rolled since.
+    fn unsync_again(&self, failed: impl IntoIterator<Item = (Instant, Rolled)>) {
+        let mut unsynced = self.unsynced_lock();
+        let later = std::mem::take(&mut *unsynced);
+        unsynced.extend(failed);
+        unsynced.extend(later);
     }
 
     /// Whether rolled segments wait for their fsync.
