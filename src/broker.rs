@@ -399,6 +399,21 @@ impl Broker {
         Ok(())
     }
 
+    /// `finish_transaction`; when it fails (a full disk), the transaction stays decided and
+    /// is kept to be finished later: by the client's retried EndTxn or InitProducerId, or by
+    /// the transaction loop. The answer is then CONCURRENT_TRANSACTIONS, which clients
+    /// retry, as Kafka answers while a transaction's markers are still on their way.
+    pub async fn finish_or_stall(&self, c: &transactions::Completion) -> Result<(), ResponseError> {
+        match self.finish_transaction(c).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::warn!(transactional_id = %c.id, commit = c.commit, error = ?e, "transaction markers not written; finishing it later");
+                self.txns.stall(c.clone());
+                Err(ResponseError::ConcurrentTransactions)
+            }
+        }
+    }
+
     /// InitProducerId for a transactional id, aborting the previous producer's open
     /// transaction first.
     pub async fn init_transactional(
@@ -408,12 +423,15 @@ impl Broker {
         expected: Option<(i64, i16)>,
     ) -> Result<(i64, i16), ResponseError> {
         let alloc = || self.allocate_producer_id();
+        if let Some(c) = self.txns.take_stalled(id) {
+            self.finish_or_stall(&c).await?;
+        }
         for _ in 0..3 {
             match self.txns.init(id, timeout_ms, expected, &alloc).await? {
                 transactions::InitOutcome::Ready { producer_id, epoch } => {
                     return Ok((producer_id, epoch))
                 }
-                transactions::InitOutcome::AbortFirst(c) => self.finish_transaction(&c).await?,
+                transactions::InitOutcome::AbortFirst(c) => self.finish_or_stall(&c).await?,
             }
         }
         Err(ResponseError::ConcurrentTransactions)

@@ -311,18 +311,19 @@ async fn expire_producers(broker: Broker) {
 /// timeout.
 async fn time_out_transactions(broker: Broker) {
     for c in broker.txns.unfinished() {
-        if let Err(e) = broker.finish_transaction(&c).await {
-            tracing::error!(transactional_id = %c.id, error = ?e, "finishing a transaction after restart");
-        }
+        // A failure keeps the transaction to be finished on a later round.
+        let _ = broker.finish_or_stall(&c).await;
     }
     let mut tick = tokio::time::interval(broker.txns.settings.abort_check_interval);
     loop {
         tick.tick().await;
+        // Transactions whose markers could not be written (a full disk) are tried again.
+        for c in broker.txns.take_all_stalled() {
+            let _ = broker.finish_or_stall(&c).await;
+        }
         let alloc = || broker.allocate_producer_id();
         for c in broker.txns.expire(&alloc).await {
-            if let Err(e) = broker.finish_transaction(&c).await {
-                tracing::error!(transactional_id = %c.id, error = ?e, "aborting a timed-out transaction");
-            }
+            let _ = broker.finish_or_stall(&c).await;
         }
     }
 }
