@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import resource
 import signal
 import socket
 import subprocess
@@ -62,6 +63,8 @@ class StrataBroker:
         self.proc: subprocess.Popen | None = None
         self.starts = 0
         self.http_port = free_port()
+        # RLIMIT_NOFILE (soft and hard) for the process, to run it under a small limit
+        self.open_file_limit: int | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -94,8 +97,11 @@ class StrataBroker:
         with open(self.log_path, "ab") as log:
             log.write(f"\n===== start #{self.starts}: {' '.join(self.command)}\n".encode())
             log.flush()
+            limit = self.open_file_limit
+            preexec = None if limit is None else (
+                lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit)))
             self.proc = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                         env=env, cwd=self.data_dir.parent)
+                                         env=env, cwd=self.data_dir.parent, preexec_fn=preexec)
         self._wait_ready()
         return self
 

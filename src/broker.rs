@@ -135,6 +135,49 @@ impl Broker {
         Ok(broker)
     }
 
+    /// Opens every partition's log not opened yet (start-up recovery), on blocking threads,
+    /// one per core. A log that cannot be opened is logged; its partition answers
+    /// KAFKA_STORAGE_ERROR until it can be.
+    pub async fn open_all_logs(&self) {
+        use futures::StreamExt;
+        const CHUNK: usize = 64;
+        let started = std::time::Instant::now();
+        let pending: Vec<Arc<Partition>> = self
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions.iter().filter(|p| !p.is_loaded()).cloned())
+            .collect();
+        let count = pending.len();
+        let chunks: Vec<Vec<Arc<Partition>>> = pending.chunks(CHUNK).map(|c| c.to_vec()).collect();
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let failed: usize = futures::stream::iter(chunks)
+            .map(|chunk| async move {
+                tokio::task::spawn_blocking(move || {
+                    chunk
+                        .iter()
+                        .filter(|p| match p.load() {
+                            Ok(()) => false,
+                            Err(e) => {
+                                tracing::error!(topic = %p.topic, partition = p.index, error = %e, "opening the log failed");
+                                true
+                            }
+                        })
+                        .count()
+                })
+                .await
+                .unwrap_or(0)
+            })
+            .buffer_unordered(threads)
+            .fold(0, |a, b| async move { a + b })
+            .await;
+        tracing::info!(
+            partitions = count,
+            failed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "opened the partitions' logs"
+        );
+    }
+
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
         self.topics.get(name).map(|t| t.clone())
     }
@@ -356,6 +399,21 @@ impl Broker {
         Ok(())
     }
 
+    /// `finish_transaction`; when it fails (a full disk), the transaction stays decided and
+    /// is kept to be finished later: by the client's retried EndTxn or InitProducerId, or by
+    /// the transaction loop. The answer is then CONCURRENT_TRANSACTIONS, which clients
+    /// retry, as Kafka answers while a transaction's markers are still on their way.
+    pub async fn finish_or_stall(&self, c: &transactions::Completion) -> Result<(), ResponseError> {
+        match self.finish_transaction(c).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::warn!(transactional_id = %c.id, commit = c.commit, error = ?e, "transaction markers not written; finishing it later");
+                self.txns.stall(c.clone());
+                Err(ResponseError::ConcurrentTransactions)
+            }
+        }
+    }
+
     /// InitProducerId for a transactional id, aborting the previous producer's open
     /// transaction first.
     pub async fn init_transactional(
@@ -365,12 +423,15 @@ impl Broker {
         expected: Option<(i64, i16)>,
     ) -> Result<(i64, i16), ResponseError> {
         let alloc = || self.allocate_producer_id();
+        if let Some(c) = self.txns.take_stalled(id) {
+            self.finish_or_stall(&c).await?;
+        }
         for _ in 0..3 {
             match self.txns.init(id, timeout_ms, expected, &alloc).await? {
                 transactions::InitOutcome::Ready { producer_id, epoch } => {
                     return Ok((producer_id, epoch))
                 }
-                transactions::InitOutcome::AbortFirst(c) => self.finish_transaction(&c).await?,
+                transactions::InitOutcome::AbortFirst(c) => self.finish_or_stall(&c).await?,
             }
         }
         Err(ResponseError::ConcurrentTransactions)
@@ -378,15 +439,50 @@ impl Broker {
 
     /// fsyncs every partition with unflushed data. Blocking: call it off the async threads.
     pub fn flush_all(&self) {
-        for topic in self.topics() {
-            for p in &topic.partitions {
-                if p.is_dirty() {
-                    if let Err(e) = p.flush() {
-                        tracing::error!(topic = %p.topic, partition = p.index, error = %e, "flush failed");
-                    }
+        /// Beyond this many partitions to flush, one sync of the file system costs less
+        /// than an fsync per file (five per partition with its recovery point).
+        const FSYNC_PER_FILE_UP_TO: usize = 8;
+        let dirty: Vec<Arc<Partition>> = self
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions.iter().filter(|p| p.is_dirty()).cloned())
+            .collect();
+        if dirty.len() <= FSYNC_PER_FILE_UP_TO {
+            for p in dirty {
+                if let Err(e) = p.flush() {
+                    tracing::error!(topic = %p.topic, partition = p.index, error = %e, "flush failed");
                 }
             }
+            return;
         }
+        let started = std::time::Instant::now();
+        let plans: Vec<_> = dirty
+            .iter()
+            .filter_map(|p| p.flush_plan().map(|plan| (p, plan)))
+            .collect();
+        // Segments first, then the recovery points that vouch for them.
+        let data_dir = &self.config.data_dir;
+        if let Err(e) = crate::checkpoint::sync_file_system(data_dir) {
+            tracing::error!(error = %e, "flush failed");
+            return;
+        }
+        for (p, plan) in &plans {
+            if let Err(e) = plan.record(false) {
+                tracing::error!(topic = %p.topic, partition = p.index, error = %e, "recording the recovery point failed");
+            }
+        }
+        if let Err(e) = crate::checkpoint::sync_file_system(data_dir) {
+            tracing::error!(error = %e, "flush failed");
+            return;
+        }
+        for (p, plan) in &plans {
+            p.flushed(plan.end_offset);
+        }
+        tracing::debug!(
+            partitions = plans.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "flushed"
+        );
     }
 
     /// Restores topics found in the archive but not on local disk: same names, ids,

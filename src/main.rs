@@ -100,8 +100,12 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    // Before any segment or socket is opened.
-    strata::server::raise_open_file_limit();
+    let (limit, cached) = strata::log::file_cache::init_from_limits();
+    tracing::info!(
+        open_file_limit = limit,
+        segment_files_kept_open = cached,
+        "segment files open on demand"
+    );
     let mut bound = Vec::with_capacity(config.listeners.len());
     for l in &config.listeners {
         let tls = if l.protocol.uses_tls() {
@@ -158,7 +162,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
         flush = ?broker.config.flush,
         "strata is serving"
     );
-    http_state.set_ready(broker.clone());
+    http_state.set_broker(broker.clone());
+    // Partitions' logs open in the background; a request for one not open yet opens it.
+    let (b, state) = (broker.clone(), http_state.clone());
+    tokio::spawn(async move {
+        b.open_all_logs().await;
+        state.set_ready(b);
+    });
     strata::server::run(bound, broker, shutdown_signal()).await;
     let _ = http_stop.send(true);
     if let Some(task) = http {

@@ -148,52 +148,23 @@ async fn serve_tls(
     crate::connection::serve(broker, rd, wr, session, memory, stop).await;
 }
 
-/// Raises the soft limit on open files to the hard limit, as far as the system allows, so
-/// that connections and log files are bounded by what the administrator allows and not by
-/// a low default. Returns the soft limit in force afterwards (None if it is unknown).
-pub fn raise_open_file_limit() -> Option<u64> {
-    #[cfg(unix)]
-    {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit and setrlimit only read and write the struct passed.
-        unsafe {
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-                return None;
-            }
-            if lim.rlim_cur < lim.rlim_max {
-                let wanted = libc::rlimit {
-                    rlim_cur: lim.rlim_max,
-                    rlim_max: lim.rlim_max,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
-                    tracing::info!(
-                        from = lim.rlim_cur,
-                        to = lim.rlim_max,
-                        "raised the open-file limit"
-                    );
-                    lim.rlim_cur = lim.rlim_max;
-                }
-            }
-        }
-        #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 everywhere
-        Some(lim.rlim_cur as u64)
-    }
-    #[cfg(not(unix))]
-    None
-}
+/// Open files kept for everything but connections and segment files (the archive's files,
+/// state files, the HTTP listener's sockets, the runtime's own); a quarter of the limit
+/// when that is less.
+const OTHER_FILES: u64 = 1024;
 
-/// The connections the process's open-file limit leaves room for: three quarters of it,
-/// the rest being for log segments, indexes and the broker's own files. A connection past
-/// it is refused like one past `max.connections`, rather than failing `accept` (and
-/// segment opens) with "too many open files".
+/// The connections the process's open-file limit leaves room for: what the segment-file
+/// cache (sized from the same limit, which it raised to the hard limit at start) and
+/// `OTHER_FILES` leave. A connection past it is refused like one past `max.connections`,
+/// rather than `accept` (and segment opens) failing with "too many open files".
 fn file_limit_share() -> usize {
-    match raise_open_file_limit() {
-        Some(limit) if limit < u64::MAX / 2 => (limit - limit / 4) as usize,
-        _ => usize::MAX,
-    }
+    let Some(limit) = crate::log::file_cache::open_file_limit() else {
+        return usize::MAX;
+    };
+    let (_, segment_files, _, _) = crate::log::file_cache::stats();
+    let other = OTHER_FILES.min(limit / 4);
+    let share = limit.saturating_sub(other + segment_files as u64);
+    usize::try_from(share).unwrap_or(usize::MAX).max(1)
 }
 
 /// Why a connection was refused.
@@ -334,8 +305,8 @@ impl RefusalLog {
             ),
             Refusal::Files { limit } => tracing::warn!(
                 %peer, listener, limit, also_refused_since_last_line = also,
-                "connections would leave too few open files for the log (three quarters of \
-                 the open-file limit are for connections): closing the newest connection"
+                "connections would leave too few open files for segment files and the rest \
+                 (see the open-file limit): closing the newest connection"
             ),
             Refusal::PerIp { ip, limit } => tracing::warn!(
                 %peer, listener, limit, also_refused_since_last_line = also,

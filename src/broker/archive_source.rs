@@ -17,8 +17,9 @@ use tokio::sync::Notify;
 pub struct PartitionSource {
     pub topic: Arc<Topic>,
     pub partition: Arc<Partition>,
-    /// For the broker-wide defaults of the retention configs.
-    pub config: Config,
+    /// For the broker-wide defaults of the retention configs: the broker's handle, shared
+    /// (a copy of its configs per partition would cost kilobytes each).
+    pub broker: super::Broker,
 }
 
 impl ArchiveSource for PartitionSource {
@@ -48,7 +49,7 @@ impl ArchiveSource for PartitionSource {
     }
 
     fn retention(&self) -> Retention {
-        retention(&self.topic, &self.config)
+        retention(&self.topic, &self.broker.config)
     }
 
     fn delete_oldest_local_if(

@@ -119,10 +119,11 @@ pub fn start_partitions(broker: &Broker, topic: &Arc<Topic>, first: usize) {
         Some(tier) if topic.is_tiered(&broker.config) => tier,
         _ => {
             for p in added {
-                m.spawn_for_topic(
-                    topic.id,
-                    super::local_retention::run(broker.clone(), topic.clone(), p.clone()),
-                );
+                let (b, t, p) = (broker.clone(), topic.clone(), p.clone());
+                m.spawn_for_topic(topic.id, async move {
+                    p.wait_loaded().await;
+                    super::local_retention::run(b, t, p).await
+                });
             }
             return;
         }
@@ -147,12 +148,13 @@ pub fn start_partitions(broker: &Broker, topic: &Arc<Topic>, first: usize) {
         let source = Arc::new(super::archive_source::PartitionSource {
             topic: topic.clone(),
             partition: p.clone(),
-            config: broker.config.clone(),
+            broker: broker.clone(),
         });
-        m.spawn_for_topic(
-            topic.id,
-            crate::tier::archiver::run(tier.clone(), p.topic_id_partition(), source, check),
-        );
+        let (tier, p) = (tier.clone(), p.clone());
+        m.spawn_for_topic(topic.id, async move {
+            p.wait_loaded().await;
+            crate::tier::archiver::run(tier, p.topic_id_partition(), source, check).await
+        });
     }
 }
 
@@ -222,7 +224,8 @@ async fn clean_logs(broker: Broker) {
                 continue;
             }
             let settings = super::compaction::TopicSettings::of(&topic, &broker.config);
-            for p in &topic.partitions {
+            // A log not open yet is cleaned once it is.
+            for p in topic.partitions.iter().filter(|p| p.is_loaded()) {
                 let key = (topic.id, p.index);
                 let now = crate::clock::now_ms();
                 let due = delete_due
@@ -293,7 +296,8 @@ async fn expire_producers(broker: Broker) {
         tick.tick().await;
         let cutoff = crate::clock::now_ms() - max_age;
         for topic in broker.topics() {
-            for p in &topic.partitions {
+            // A log not open yet has no producers in memory to forget.
+            for p in topic.partitions.iter().filter(|p| p.is_loaded()) {
                 let n = p.expire_producers(cutoff);
                 if n > 0 {
                     tracing::debug!(topic = %topic.name, partition = p.index, expired = n, "idle producers forgotten");
@@ -307,18 +311,19 @@ async fn expire_producers(broker: Broker) {
 /// timeout.
 async fn time_out_transactions(broker: Broker) {
     for c in broker.txns.unfinished() {
-        if let Err(e) = broker.finish_transaction(&c).await {
-            tracing::error!(transactional_id = %c.id, error = ?e, "finishing a transaction after restart");
-        }
+        // A failure keeps the transaction to be finished on a later round.
+        let _ = broker.finish_or_stall(&c).await;
     }
     let mut tick = tokio::time::interval(broker.txns.settings.abort_check_interval);
     loop {
         tick.tick().await;
+        // Transactions whose markers could not be written (a full disk) are tried again.
+        for c in broker.txns.take_all_stalled() {
+            let _ = broker.finish_or_stall(&c).await;
+        }
         let alloc = || broker.allocate_producer_id();
         for c in broker.txns.expire(&alloc).await {
-            if let Err(e) = broker.finish_transaction(&c).await {
-                tracing::error!(transactional_id = %c.id, error = ?e, "aborting a timed-out transaction");
-            }
+            let _ = broker.finish_or_stall(&c).await;
         }
     }
 }

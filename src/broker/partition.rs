@@ -13,7 +13,13 @@
 //! the new start (`log-start-offset`, fsynced) before anyone can see it, then deletes the
 //! local segments wholly below it outside the partition lock; the archiver drops archived
 //! segments below it (manifest first). A crash between the two finds the checkpoint and
-//! finishes the deletion at start-up, so deleted records never come back.
+//! finishes the deletion at start-up, so deleted records never come back. On a full disk
+//! the checkpoint itself needs room: without an archive, the segments wholly below the new
+//! start are deleted first (a crash then finds the log starting at the first one left).
+//!
+//! # A failed write
+//! An append that fails (a full disk) leaves the log as it was (see `Log::append`) and is
+//! answered KAFKA_STORAGE_ERROR; nothing else moves, and the next append tries again.
 
 use super::producer_state::{self, ProducerStates, SequenceCheck};
 use crate::log::codec::{self, Compression};
@@ -26,7 +32,7 @@ use kafka_protocol::error::ResponseError;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
@@ -104,6 +110,12 @@ struct State {
     producers: ProducerStates,
 }
 
+/// What opening a partition's log needs, kept until it is opened.
+struct PendingOpen {
+    config: LogConfig,
+    start_offset: i64,
+}
+
 /// Bytes and records appended by produce and sent by fetch, for `/metrics`. Counted with
 /// one atomic add per partition per request, outside the partition lock; read when
 /// `/metrics` is scraped.
@@ -139,6 +151,12 @@ pub struct Partition {
     pub topic_id: Uuid,
     pub index: i32,
     state: Mutex<State>,
+    /// How to open the log, until it is opened (`load`); its lock serialises the opening.
+    pending: Mutex<Option<PendingOpen>>,
+    /// The log is open: set once, after `state` and the offsets below hold it.
+    loaded: AtomicBool,
+    /// Wakes the partition's background loops once the log is open.
+    opened: Notify,
     /// Serialises fsyncs so that concurrent producers share one (group commit).
     flush_lock: tokio::sync::Mutex<()>,
     /// Offsets below this are on disk.
@@ -167,7 +185,7 @@ pub struct Partition {
     /// An archiver runs for this partition and has not loaded its manifest yet: until it
     /// has, the checkpointed log start is the start (as Kafka's log-start-offset checkpoint
     /// is), and reads below the local log wait instead of being out of range.
-    awaiting_manifest: std::sync::atomic::AtomicBool,
+    awaiting_manifest: AtomicBool,
     /// Wakes the archiver when a segment closes.
     pub rolled: Notify,
     /// Bumped whenever the high watermark moves, so that only the fetches waiting on this
@@ -185,7 +203,54 @@ pub struct Partition {
 }
 
 impl Partition {
-    /// Opens the partition's log, recovering its tail and replaying producer state.
+    /// The partition, its log not opened yet: no file is touched. The log is opened (and
+    /// its tail recovered) by `load`, which the first use of the partition calls, or the
+    /// start-up loader in the background, so a broker with many partitions serves at once.
+    pub fn unopened(
+        topic: &str,
+        topic_id: Uuid,
+        index: i32,
+        dir: &Path,
+        config: LogConfig,
+        hw_after_fsync: bool,
+        start_offset: i64,
+    ) -> Self {
+        Self {
+            topic: topic.to_string(),
+            topic_id,
+            index,
+            state: Mutex::new(State {
+                log: Log::unopened(dir, config.clone()),
+                producers: ProducerStates::default(),
+            }),
+            pending: Mutex::new(Some(PendingOpen {
+                config,
+                start_offset,
+            })),
+            loaded: AtomicBool::new(false),
+            opened: Notify::new(),
+            flush_lock: tokio::sync::Mutex::new(()),
+            durable_offset: AtomicI64::new(0),
+            log_end: AtomicI64::new(0),
+            high_watermark: AtomicI64::new(0),
+            hw_after_fsync,
+            local_start: AtomicI64::new(0),
+            start_floor: AtomicI64::new(0),
+            start_writer: Mutex::new(()),
+            dir: dir.to_path_buf(),
+            remote_start: AtomicI64::new(-1),
+            remote_end: AtomicI64::new(-1),
+            manifest: Mutex::new(None),
+            awaiting_manifest: AtomicBool::new(false),
+            rolled: Notify::new(),
+            high_watermark_moved: watch::channel(()).0,
+            unsynced: Mutex::new(Vec::new()),
+            first_unstable: AtomicI64::new(i64::MAX),
+            traffic: Traffic::default(),
+        }
+    }
+
+    /// Opens the partition's log now, recovering its tail and replaying producer state.
     pub fn open(
         topic: &str,
         topic_id: Uuid,
@@ -195,6 +260,119 @@ impl Partition {
         hw_after_fsync: bool,
         start_offset: i64,
     ) -> std::io::Result<Self> {
+        let p = Self::unopened(
+            topic,
+            topic_id,
+            index,
+            dir,
+            config,
+            hw_after_fsync,
+            start_offset,
+        );
+        p.load()?;
+        Ok(p)
+    }
+
+    /// Whether the log is open (recovered); `false` until `load` ran.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// Opens and recovers the log unless that is done. Concurrent callers wait for the
+    /// one doing it. Blocking; from an async thread the runtime is told, so that the other
+    /// connections move to another thread meanwhile.
+    pub fn load(&self) -> std::io::Result<()> {
+        if self.is_loaded() {
+            return Ok(());
+        }
+        let on_worker = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if on_worker {
+            tokio::task::block_in_place(|| self.load_now())
+        } else {
+            self.load_now()
+        }
+    }
+
+    fn load_now(&self) -> std::io::Result<()> {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(args) = pending.as_ref() else {
+            // Loaded meanwhile, or the partition was deleted.
+            return Ok(());
+        };
+        let started = Instant::now();
+        let (log, producers, floor) = self.recover(args)?;
+        let end = log.next_offset();
+        let start = log.log_start_offset();
+        let first_unstable = producers.first_unstable().unwrap_or(i64::MAX);
+        *self.state.lock().unwrap_or_else(|p| p.into_inner()) = State { log, producers };
+        self.durable_offset.store(end, Ordering::Release);
+        self.log_end.store(end, Ordering::Release);
+        self.high_watermark.store(end, Ordering::Release);
+        self.local_start.store(start, Ordering::Release);
+        self.start_floor.fetch_max(floor, Ordering::AcqRel);
+        self.first_unstable.store(first_unstable, Ordering::Release);
+        *pending = None;
+        self.loaded.store(true, Ordering::Release);
+        self.opened.notify_waiters();
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        if elapsed_ms >= 100 {
+            tracing::info!(topic = %self.topic, partition = self.index, elapsed_ms, "opened the log");
+        }
+        Ok(())
+    }
+
+    /// Waits until the log is open (by the start-up loader or a request), without opening
+    /// it: a partition's background loops start their work there.
+    pub async fn wait_loaded(&self) {
+        loop {
+            let opened = self.opened.notified();
+            if self.is_loaded() {
+                return;
+            }
+            opened.await;
+        }
+    }
+
+    /// `load`, for the paths that cannot answer an error: a failure is logged and the
+    /// partition stays without a log (appends fail with KAFKA_STORAGE_ERROR); the next use
+    /// tries again.
+    fn ensure_loaded(&self) {
+        if self.is_loaded() {
+            return;
+        }
+        if let Err(e) = self.load() {
+            tracing::error!(topic = %self.topic, partition = self.index, error = %e, "opening the log failed");
+        }
+    }
+
+    /// `load` for request paths: a log that cannot be opened is Kafka's storage error.
+    pub fn check_online(&self) -> Result<(), ResponseError> {
+        self.load().map_err(|e| {
+            tracing::error!(topic = %self.topic, partition = self.index, error = %e, "opening the log failed");
+            ResponseError::KafkaStorageError
+        })
+    }
+
+    /// Opens the log in `dir` and replays its producers; also returns the checkpointed log
+    /// start. Writes Kafka's `partition.metadata` when it is missing.
+    fn recover(&self, args: &PendingOpen) -> std::io::Result<(Log, ProducerStates, i64)> {
+        let (topic, index, dir) = (self.topic.as_str(), self.index, self.dir.as_path());
+        std::fs::create_dir_all(dir)?;
+        // Not fsynced: derived from the topic's metadata, it is written again by the next
+        // start if a crash loses it.
+        let pm = dir.join("partition.metadata");
+        if !pm.exists() {
+            crate::checkpoint::write_replacing(
+                &pm,
+                format!(
+                    "version: 0\ntopic_id: {}\n",
+                    super::topics::kafka_uuid(self.topic_id)
+                )
+                .as_bytes(),
+                false,
+            )?;
+        }
         // Producer state from the newest snapshot the recovery point vouches for, then the
         // batches after it; without one, from the whole log.
         let (mut producers, from) =
@@ -208,13 +386,17 @@ impl Partition {
                 }
                 None => (ProducerStates::default(), i64::MIN),
             };
-        let (mut log, report) =
-            Log::open_at(dir, config, start_offset, &mut |b: &RecordBatch<'_>| {
+        let (mut log, report) = Log::open_at(
+            dir,
+            args.config.clone(),
+            args.start_offset,
+            &mut |b: &RecordBatch<'_>| {
                 if b.base_offset() < from {
                     return;
                 }
                 producers.replay(b);
-            })?;
+            },
+        )?;
         let floor = crate::log::read_log_start_offset(dir).unwrap_or(0);
         if log.next_offset() < floor {
             // The records up to the checkpointed start were not durable; Kafka then starts
@@ -234,6 +416,7 @@ impl Partition {
             seg.delete()?;
         }
         remove_snapshots_below(dir, log.log_start_offset());
+        producer_state::remove_temporaries(dir);
         producers.trim_aborted(floor);
         if report.truncated_bytes > 0 {
             tracing::warn!(
@@ -243,41 +426,23 @@ impl Partition {
                 "recovery truncated a torn or corrupt tail"
             );
         }
-        let end = log.next_offset();
-        let start = log.log_start_offset();
-        let first_unstable = producers.first_unstable().unwrap_or(i64::MAX);
-        Ok(Self {
-            topic: topic.to_string(),
-            topic_id,
-            index,
-            state: Mutex::new(State { log, producers }),
-            flush_lock: tokio::sync::Mutex::new(()),
-            durable_offset: AtomicI64::new(end),
-            log_end: AtomicI64::new(end),
-            high_watermark: AtomicI64::new(end),
-            hw_after_fsync,
-            local_start: AtomicI64::new(start),
-            start_floor: AtomicI64::new(floor),
-            start_writer: Mutex::new(()),
-            dir: dir.to_path_buf(),
-            remote_start: AtomicI64::new(-1),
-            remote_end: AtomicI64::new(-1),
-            manifest: Mutex::new(None),
-            awaiting_manifest: std::sync::atomic::AtomicBool::new(false),
-            rolled: Notify::new(),
-            high_watermark_moved: watch::channel(()).0,
-            unsynced: Mutex::new(Vec::new()),
-            first_unstable: AtomicI64::new(first_unstable),
-            traffic: Traffic::default(),
-        })
+        Ok((log, producers, floor))
     }
 
     /// New roll settings for the log (its topic's configs changed).
     pub fn set_log_config(&self, config: LogConfig) {
-        self.state().log.set_config(config);
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        match pending.as_mut() {
+            Some(p) => p.config = config,
+            None => {
+                drop(pending);
+                self.state().log.set_config(config);
+            }
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
+        self.ensure_loaded();
         // A panic while holding the lock cannot leave the log half-written in a way a later
         // append would make worse than recovery does, so a poisoned lock is still usable.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -294,6 +459,7 @@ impl Partition {
 
     /// Where the next batch goes (written, not necessarily readable yet).
     pub fn log_end_offset(&self) -> i64 {
+        self.ensure_loaded();
         self.log_end.load(Ordering::Acquire)
     }
 
@@ -303,6 +469,7 @@ impl Partition {
     }
 
     pub fn high_watermark(&self) -> i64 {
+        self.ensure_loaded();
         self.high_watermark.load(Ordering::Acquire)
     }
 
@@ -322,6 +489,7 @@ impl Partition {
 
     /// The first offset a consumer can read, archive included.
     pub fn log_start_offset(&self) -> i64 {
+        self.ensure_loaded();
         let local = self.local_start.load(Ordering::Acquire);
         let floor = self.start_floor.load(Ordering::Acquire);
         let held = match self.remote_start.load(Ordering::Acquire) {
@@ -348,6 +516,7 @@ impl Partition {
     /// The first offset read from local disk (Kafka's local log start offset, never below
     /// the log start).
     pub fn local_log_start_offset(&self) -> i64 {
+        self.ensure_loaded();
         self.local_start
             .load(Ordering::Acquire)
             .max(self.start_floor.load(Ordering::Acquire))
@@ -362,21 +531,37 @@ impl Partition {
             let _writer = self.start_writer.lock().unwrap_or_else(|p| p.into_inner());
             let moved = offset > self.log_start_offset();
             if moved {
-                crate::log::write_log_start_offset(&self.dir, offset)?;
+                if let Err(e) = crate::log::write_log_start_offset(&self.dir, offset) {
+                    if e.kind() != std::io::ErrorKind::StorageFull || self.is_archived() {
+                        return Err(e);
+                    }
+                    // A full disk, and the checkpoint needs a block that the segments below
+                    // hold (retention is how a full disk gets room back). Those wholly below
+                    // go first: with nothing archived, a restart before the checkpoint finds
+                    // the log starting at the first segment left, at or below `offset`.
+                    self.delete_local_below(offset)?;
+                    crate::log::write_log_start_offset(&self.dir, offset)?;
+                }
                 self.start_floor.fetch_max(offset, Ordering::AcqRel);
                 self.state().producers.trim_aborted(offset);
                 tracing::info!(topic = %self.topic, partition = self.index, log_start = offset, reason, "log start offset moved");
             }
             moved
         };
-        self.delete_local_below_start()?;
+        self.delete_local_below(self.start_floor.load(Ordering::Acquire))?;
         Ok(moved)
     }
 
-    /// Deletes the local segments wholly below the log start (and the producer snapshots
-    /// with them); the files go after the partition lock is released.
-    fn delete_local_below_start(&self) -> std::io::Result<()> {
-        let floor = self.start_floor.load(Ordering::Acquire);
+    /// Whether an archive holds (or may hold) segments of this partition.
+    fn is_archived(&self) -> bool {
+        self.manifest().is_some()
+            || self.awaiting_manifest()
+            || self.remote_start.load(Ordering::Acquire) >= 0
+    }
+
+    /// Deletes the local segments wholly below `floor` (and the producer snapshots with
+    /// them); the files go after the partition lock is released.
+    fn delete_local_below(&self, floor: i64) -> std::io::Result<()> {
         let (taken, start) = {
             let mut state = self.state();
             let taken = state.log.take_segments_below(floor);
@@ -522,20 +707,46 @@ impl Partition {
         Ok(true)
     }
 
+    /// Makes what the log holds now visible: the log end, and the high watermark unless it
+    /// waits for an fsync. Releases the partition lock first.
+    fn publish_end(&self, state: MutexGuard<'_, State>) {
+        let end = state.log.next_offset();
+        drop(state);
+        self.log_end.fetch_max(end, Ordering::AcqRel);
+        if !self.hw_after_fsync {
+            self.advance_high_watermark(end);
+        }
+    }
+
     /// Appends one batch to the log, rolling and scheduling the rolled segment's fsync.
     fn write(&self, state: &mut State, owned: &mut [u8]) -> Result<(), ResponseError> {
+        self.write_recording_abort(state, owned, None).map(|_| ())
+    }
+
+    /// `write`, with an abort marker's `.txnindex` entry (see `Log::append_recording_abort`);
+    /// returns the `.txnindex` written. A write that fails (a full disk) leaves the log as
+    /// it was and is answered KAFKA_STORAGE_ERROR; the next one tries the disk again.
+    fn write_recording_abort(
+        &self,
+        state: &mut State,
+        owned: &mut [u8],
+        aborted: Option<&crate::log::txn_index::AbortedTxn>,
+    ) -> Result<Option<std::path::PathBuf>, ResponseError> {
         let base = state.log.next_offset();
-        let rolled = state.log.append(owned).map_err(|e| {
-            tracing::error!(topic = %self.topic, partition = self.index, error = %e, "append failed");
-            ResponseError::KafkaStorageError
-        })?;
+        let (rolled, txn_index) = state
+            .log
+            .append_recording_abort(owned, aborted)
+            .map_err(|e| {
+                tracing::error!(topic = %self.topic, partition = self.index, error = %e, "append failed");
+                ResponseError::KafkaStorageError
+            })?;
         if let Some(rolled) = rolled {
             producer_state::write_snapshot(state.log.dir(), base, &state.producers);
             self.rolled.notify_one();
             tracing::debug!(topic = %self.topic, partition = self.index, base, "rolled segment");
             self.unsynced_lock().push((Instant::now(), rolled));
         }
-        Ok(())
+        Ok(txn_index)
     }
 
     /// Writes a transaction marker for a producer (commit or abort) and returns its offset.
@@ -571,31 +782,19 @@ impl Partition {
         commit: bool,
         now_ms: i64,
     ) -> Result<(i64, Option<std::path::PathBuf>), ResponseError> {
-        let mut txn_index = None;
         let mut batch = record_batch::control_batch(producer_id, epoch, commit, now_ms);
         let mut state = self.state();
         let offset = state.log.next_offset();
-        self.write(&mut state, &mut batch)?;
-        if let Some(a) = state.producers.end(producer_id, epoch, offset, commit) {
-            let path = state
-                .log
-                .append_txn_index(a.producer_id, a.first_offset, a.last_offset, a.last_stable_offset)
-                .map_err(|e| {
-                    tracing::error!(topic = %self.topic, partition = self.index, error = %e, "txnindex append failed");
-                    ResponseError::KafkaStorageError
-                })?;
-            txn_index = Some(path);
-        }
+        // The abort's .txnindex entry and the marker are written together or not at all;
+        // the producer state moves only once both are.
+        let aborted = state.producers.abort_to_record(producer_id, offset, commit);
+        let txn_index = self.write_recording_abort(&mut state, &mut batch, aborted.as_ref())?;
+        state.producers.end(producer_id, epoch, offset, commit);
         self.first_unstable.store(
             state.producers.first_unstable().unwrap_or(i64::MAX),
             Ordering::Release,
         );
-        let end = state.log.next_offset();
-        drop(state);
-        self.log_end.fetch_max(end, Ordering::AcqRel);
-        if !self.hw_after_fsync {
-            self.advance_high_watermark(end);
-        }
+        self.publish_end(state);
         Ok((offset, txn_index))
     }
 
@@ -604,6 +803,7 @@ impl Partition {
     /// `maybeIncrementFirstUnstableOffset`): a transaction whose start was deleted does not
     /// hold consumers below it.
     pub fn last_stable_offset(&self) -> i64 {
+        self.ensure_loaded();
         self.first_unstable
             .load(Ordering::Acquire)
             .max(self.start_floor.load(Ordering::Acquire))
@@ -733,7 +933,12 @@ impl Partition {
             if rules.log_append_time {
                 record_batch::set_log_append_time(&mut owned, now_ms);
             }
-            self.write(&mut state, &mut owned)?;
+            if let Err(e) = self.write(&mut state, &mut owned) {
+                // The batches of this request already written stay (whole, and a retrying
+                // idempotent producer finds them as duplicates): they are published.
+                self.publish_end(state);
+                return Err(e);
+            }
             let appended =
                 RecordBatch::parse_header(&owned).map_err(|_| ResponseError::CorruptMessage)?;
             state.producers.record_batch(&appended);
@@ -753,12 +958,7 @@ impl Partition {
             });
             last_offset = appended.last_offset();
         }
-        let end = state.log.next_offset();
-        drop(state);
-        self.log_end.fetch_max(end, Ordering::AcqRel);
-        if !self.hw_after_fsync {
-            self.advance_high_watermark(end);
-        }
+        self.publish_end(state);
         if bytes_in > 0 {
             self.traffic.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
             self.traffic
@@ -780,26 +980,30 @@ impl Partition {
         if self.durable_offset.load(Ordering::Acquire) >= offset {
             return Ok(());
         }
-        let Some((file, end)) = self.state().log.active_file() else {
+        let active = self.state().log.active_file().map_err(|e| {
+            tracing::error!(topic = %self.topic, partition = self.index, error = %e, "opening the active segment failed");
+            ResponseError::KafkaStorageError
+        })?;
+        let Some((file, end)) = active else {
             return Ok(());
         };
         // Segments rolled since the last fsync hold acknowledged offsets below `end` too.
-        let rolled: Vec<Rolled> = std::mem::take(&mut *self.unsynced_lock())
-            .into_iter()
-            .map(|(_, r)| r)
-            .collect();
+        let rolled = std::mem::take(&mut *self.unsynced_lock());
         let synced = tokio::task::spawn_blocking(move || {
-            for r in &rolled {
-                r.sync()?;
-            }
-            file.sync_data()
+            let synced = rolled
+                .iter()
+                .try_for_each(|(_, r)| r.sync())
+                .and_then(|()| file.sync_data());
+            (synced, rolled)
         })
         .await
         .map_err(|_| ResponseError::KafkaStorageError)?;
-        synced.map_err(|e| {
+        if let (Err(e), rolled) = synced {
+            // The rolled segments wait for the next fsync again.
+            self.unsync_again(rolled);
             tracing::error!(topic = %self.topic, partition = self.index, error = %e, "fsync failed");
-            ResponseError::KafkaStorageError
-        })?;
+            return Err(ResponseError::KafkaStorageError);
+        }
         self.durable_offset.fetch_max(end, Ordering::AcqRel);
         self.advance_high_watermark(end);
         Ok(())
@@ -896,33 +1100,64 @@ impl Partition {
     /// fsyncs every segment (outside the partition lock: appends go on meanwhile); used on
     /// shutdown and by the interval flusher. Blocking: call it off the async threads.
     pub fn flush(&self) -> std::io::Result<()> {
+        if !self.is_loaded() {
+            return Ok(());
+        }
         let plan = self.state().log.sync_plan();
         self.unsynced_lock().clear();
         plan.sync()?;
-        let end = plan.end_offset;
+        self.flushed(plan.end_offset);
+        Ok(())
+    }
+
+    /// The first step of a flush of many partitions at once (`Broker::flush_all`): what the
+    /// log holds now, to record once the file system is synced. `None` before the log is
+    /// open.
+    pub fn flush_plan(&self) -> Option<Rolled> {
+        if !self.is_loaded() {
+            return None;
+        }
+        let plan = self.state().log.sync_plan();
+        self.unsynced_lock().clear();
+        Some(plan)
+    }
+
+    /// The last step of such a flush: everything up to `end` is on disk.
+    pub fn flushed(&self, end: i64) {
         self.durable_offset.fetch_max(end, Ordering::AcqRel);
         self.advance_high_watermark(end);
-        Ok(())
     }
 
     /// fsyncs the rolled segments that are at least `age` old and moves the recovery point
     /// past them. Blocking: the segment flusher calls it off the async threads.
     pub fn sync_rolled(&self, age: Duration) -> std::io::Result<()> {
-        let due: Vec<Rolled> = {
+        let due: Vec<(Instant, Rolled)> = {
             let mut unsynced = self.unsynced_lock();
             let n = unsynced
                 .iter()
                 .take_while(|(at, _)| at.elapsed() >= age)
                 .count();
-            unsynced.drain(..n).map(|(_, r)| r).collect()
+            unsynced.drain(..n).collect()
         };
-        for r in due {
-            if let Err(e) = r.sync() {
-                tracing::error!(topic = %self.topic, partition = self.index, error = %e, "fsync of a rolled segment failed");
-                return Err(e);
-            }
-        }
-        Ok(())
+        let failed = due
+            .iter()
+            .enumerate()
+            .find_map(|(i, (_, r))| r.sync().err().map(|e| (i, e)));
+        let Some((i, e)) = failed else {
+            return Ok(());
+        };
+        tracing::error!(topic = %self.topic, partition = self.index, error = %e, "fsync of a rolled segment failed");
+        // This one and the rest are tried again on the flusher's next round.
+        self.unsync_again(due.into_iter().skip(i));
+        Err(e)
+    }
+
+    /// Puts rolled segments whose fsync failed back in front of the ones rolled since.
+    fn unsync_again(&self, failed: impl IntoIterator<Item = (Instant, Rolled)>) {
+        let mut unsynced = self.unsynced_lock();
+        let later = std::mem::take(&mut *unsynced);
+        unsynced.extend(failed);
+        unsynced.extend(later);
     }
 
     /// Whether rolled segments wait for their fsync.
@@ -941,9 +1176,13 @@ impl Partition {
 
     /// Removes the partition's directory.
     pub fn delete_files(&self) -> std::io::Result<()> {
-        let state = self.state();
-        let dir = state.log.dir().to_path_buf();
-        match std::fs::remove_dir_all(&dir) {
+        // Never opened after this (the topic is gone); an opening under way finishes first.
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let _state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match std::fs::remove_dir_all(&self.dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }

@@ -167,18 +167,39 @@ impl ProducerStates {
             entry.epoch = epoch;
             entry.batches.clear();
         }
-        let first = self.ongoing.remove(&producer_id)?;
+        let aborted = self.abort_to_record(producer_id, offset, commit);
+        self.ongoing.remove(&producer_id)?;
+        if let Some(a) = aborted {
+            self.aborted.push(a);
+        }
+        aborted
+    }
+
+    /// The aborted transaction `end` would record for a marker at `offset`, without
+    /// recording it: the `.txnindex` entry is written before the marker (see
+    /// `Log::append_recording_abort`), and the state moves only once both are.
+    pub fn abort_to_record(
+        &self,
+        producer_id: i64,
+        offset: i64,
+        commit: bool,
+    ) -> Option<AbortedTxn> {
+        let first = *self.ongoing.get(&producer_id)?;
         if commit {
             return None;
         }
-        let aborted = AbortedTxn {
+        let others_unstable = self
+            .ongoing
+            .iter()
+            .filter(|(pid, _)| **pid != producer_id)
+            .map(|(_, first)| *first)
+            .min();
+        Some(AbortedTxn {
             producer_id,
             first_offset: first,
             last_offset: offset,
-            last_stable_offset: self.first_unstable().unwrap_or(offset + 1),
-        };
-        self.aborted.push(aborted);
-        Some(aborted)
+            last_stable_offset: others_unstable.unwrap_or(offset + 1),
+        })
     }
 
     /// Per producer: the last offset of its last data batch and its epoch. The cleaner keeps
@@ -334,8 +355,16 @@ const SNAPSHOTS_KEPT: usize = 3;
 /// Best effort: a missing or damaged snapshot only means a longer replay at start-up.
 pub fn write_snapshot(dir: &Path, base: i64, producers: &ProducerStates) {
     let path = dir.join(crate::log::segment::file_name(base, ".snapshot"));
-    let written = std::fs::write(&path, producers.to_snapshot());
+    // Under a temporary name first, so that a write cut short (a full disk) never leaves a
+    // partial snapshot; without one, recovery replays from an older snapshot.
+    let tmp = dir.join(format!(
+        "{}{SNAPSHOT_TMP}",
+        crate::log::segment::file_name(base, ".snapshot")
+    ));
+    let written = crate::checkpoint::write_temporary(&tmp, &producers.to_snapshot(), false)
+        .and_then(|()| std::fs::rename(&tmp, &path));
     if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
         tracing::warn!(path = %path.display(), error = %e, "writing a producer snapshot failed");
         return;
     }
@@ -344,6 +373,24 @@ pub fn write_snapshot(dir: &Path, base: i64, producers: &ProducerStates) {
     let excess = all.len().saturating_sub(SNAPSHOTS_KEPT);
     for old in &all[..excess] {
         let _ = std::fs::remove_file(dir.join(crate::log::segment::file_name(*old, ".snapshot")));
+    }
+}
+
+const SNAPSHOT_TMP: &str = ".tmp";
+
+/// Removes snapshots a crash left half-written under their temporary name.
+pub fn remove_temporaries(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.filter_map(|e| e.ok()) {
+        let name = e.file_name();
+        if name
+            .to_string_lossy()
+            .ends_with(&format!(".snapshot{SNAPSHOT_TMP}"))
+        {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 

@@ -159,6 +159,7 @@ impl ReplicaManager {
         if required_acks == -1 && rules.too_few_replicas_for_acks_all {
             return Err(ResponseError::NotEnoughReplicas);
         }
+        partition.check_online()?;
         let info = partition.append(records, &rules, now_ms, in_txn)?;
         let durable_at = partition
             .acks_wait_for_fsync()
@@ -193,7 +194,14 @@ impl ReplicaManager {
             let mut results = Vec::with_capacity(partitions.len());
             for want in partitions {
                 let partition = match &want.partition {
-                    Ok(p) => p,
+                    Ok(p) => match p.check_online() {
+                        Ok(()) => p,
+                        Err(e) => {
+                            errors = true;
+                            results.push(FetchPartitionData::error(e, None));
+                            continue;
+                        }
+                    },
                     Err(e) => {
                         errors = true;
                         results.push(FetchPartitionData::error(*e, None));
@@ -336,6 +344,7 @@ impl ReplicaManager {
         spec: OffsetSpec,
         read_committed: bool,
     ) -> Result<Option<(i64, i64)>, ResponseError> {
+        partition.check_online()?;
         let fetchable = if read_committed {
             partition.last_stable_offset()
         } else {
@@ -408,6 +417,7 @@ impl ReplicaManager {
         if !policy.split(',').any(|p| p.trim() == "delete") {
             return Err(ResponseError::PolicyViolation);
         }
+        partition.check_online()?;
         let hw = partition.high_watermark();
         let target = if offset == -1 { hw } else { offset };
         if target < 0 || target > hw {

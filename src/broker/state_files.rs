@@ -96,7 +96,7 @@ impl StateFiles {
             Ok(result) => result,
             Err(e) => {
                 tracing::error!(key, error = %e, "state file writer failed");
-                Err(ResponseError::KafkaStorageError)
+                Err(ResponseError::NotCoordinator)
             }
         }
     }
@@ -150,7 +150,9 @@ impl Shared {
         let result = self.land_at(key, &path, seq, value);
         result.map_err(|e| {
             tracing::error!(key, path = %path.display(), error = %e, "writing state failed");
-            ResponseError::KafkaStorageError
+            // Kafka's coordinators answer a failed append to their log (KAFKA_STORAGE_ERROR)
+            // with NOT_COORDINATOR, which clients retry after looking the coordinator up.
+            ResponseError::NotCoordinator
         })
     }
 

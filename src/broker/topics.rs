@@ -360,21 +360,23 @@ impl Topic {
     }
 
     /// Opens (creating when missing) partitions `first..partition_count`.
-    fn open_partitions_from(mut self, broker: &Config, first: i32) -> std::io::Result<Self> {
+    fn open_partitions_from(self, broker: &Config, first: i32) -> std::io::Result<Self> {
+        let topic = self.with_unopened_partitions(broker, first);
+        for p in &topic.partitions {
+            p.load()?;
+        }
+        Ok(topic)
+    }
+
+    /// Partitions `first..partition_count` with their logs not opened yet (see
+    /// `Partition::unopened`): a restart reads the topic's metadata only.
+    fn with_unopened_partitions(mut self, broker: &Config, first: i32) -> Self {
         let log_config = self.log_config(broker);
         self.rules = RwLock::new(self.append_rules(broker));
         let mut partitions = Vec::with_capacity(self.partition_count as usize);
         for i in first..self.partition_count {
             let dir = partition_dir(broker, &self.name, i);
-            std::fs::create_dir_all(&dir)?;
-            let pm = dir.join("partition.metadata");
-            if !pm.exists() {
-                write_atomically(
-                    &pm,
-                    format!("version: 0\ntopic_id: {}\n", kafka_uuid(self.id)).as_bytes(),
-                )?;
-            }
-            partitions.push(Arc::new(Partition::open(
+            partitions.push(Arc::new(Partition::unopened(
                 &self.name,
                 self.id,
                 i,
@@ -382,10 +384,10 @@ impl Topic {
                 log_config.clone(),
                 broker.flush == crate::config::FlushPolicy::Always,
                 self.start_offsets.get(i as usize).copied().unwrap_or(0),
-            )?));
+            )));
         }
         self.partitions = partitions;
-        Ok(self)
+        self
     }
 
     /// Writes the topic's metadata, then creates its partitions.
@@ -473,7 +475,7 @@ pub fn kafka_uuid(id: Uuid) -> String {
     out
 }
 
-/// Loads every persisted topic and opens its partitions.
+/// Loads every persisted topic; their partitions' logs are opened later (`Partition::load`).
 pub fn load_all(config: &Config) -> anyhow::Result<Vec<Topic>> {
     let dir = config.data_dir.join(".strata").join("topics");
     let mut topics = Vec::new();
@@ -485,10 +487,8 @@ pub fn load_all(config: &Config) -> anyhow::Result<Vec<Topic>> {
         let text = std::fs::read_to_string(&path)?;
         let file: TopicFile =
             serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        let started = std::time::Instant::now();
         let topic = Topic::new_meta(&file.name, file.id, file.partitions, file.configs)
-            .open_partitions(config)?;
-        tracing::info!(topic = %topic.name, partitions = topic.partition_count, elapsed_ms = started.elapsed().as_millis() as u64, "loaded topic");
+            .with_unopened_partitions(config, 0);
         topics.push(topic);
     }
     Ok(topics)

@@ -7,7 +7,8 @@
 //! # Files
 //! One YAML file per transactional id (a `TxnMeta`) under `<data_dir>/.strata/transactions/`,
 //! written off the async threads before a state change is answered, and removed when an
-//! idle id expires. The producer-id index is rebuilt from them at open.
+//! idle id expires. A change whose file cannot be written (a full disk) is taken back and
+//! answered NOT_COORDINATOR. The producer-id index is rebuilt from them at open.
 //!
 //! # Crash consistency
 //! Each file is replaced whole by a rename (see `state_files`), so a restart finds each
@@ -53,7 +54,7 @@ impl TxnState {
 /// group → topic → partition → offset.
 pub type PendingOffsets = BTreeMap<String, BTreeMap<String, BTreeMap<i32, CommittedOffset>>>;
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxnMeta {
     pub id: String,
     pub producer_id: i64,
@@ -162,11 +163,18 @@ fn unindex(index: &mut HashMap<i64, String>, meta: &TxnMeta) {
     }
 }
 
+/// What a change returned, with its transaction before and after it.
+type Applied<R> = (R, Option<TxnMeta>, Option<TxnMeta>);
+
 /// The transactions of this broker. One std `Mutex` suffices: every critical section is
 /// short and never held across an await or a file write.
 pub struct TxnCoordinator {
     files: StateFiles,
     txns: Mutex<Txns>,
+    /// Decided transactions whose markers could not be written (a full disk): finished by
+    /// whoever takes them out, the client's retried EndTxn or InitProducerId, or the
+    /// transaction loop.
+    stalled: Mutex<HashMap<String, Completion>>,
     pub settings: TxnSettings,
 }
 
@@ -180,6 +188,7 @@ impl TxnCoordinator {
         Ok(Self {
             files,
             txns: Mutex::new(txns),
+            stalled: Mutex::new(HashMap::new()),
             settings,
         })
     }
@@ -196,10 +205,99 @@ impl TxnCoordinator {
             .await
     }
 
-    /// `persist` for callers that cannot await.
-    fn persist_blocking(&self, id: &str) -> Result<(), ResponseError> {
-        self.files
-            .write_blocking(id, || self.lock().by_id.get(id).cloned())
+    /// Runs `f` on the transactions under the lock, then writes `id`'s file if `f` changed
+    /// it. When `f` fails, or the write does (a full disk: the answer is then
+    /// NOT_COORDINATOR, as Kafka's coordinator answers a failed append to its log), the
+    /// change is taken back, so memory never runs ahead of the file.
+    async fn change<R>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut Txns) -> Result<R, ResponseError>,
+    ) -> Result<R, ResponseError> {
+        let (r, before, after) = self.apply(id, f)?;
+        if before != after {
+            if let Err(e) = self.persist(id).await {
+                self.undo(id, before, after);
+                return Err(e);
+            }
+        }
+        Ok(r)
+    }
+
+    /// `change` for callers that cannot await.
+    fn change_blocking<R>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut Txns) -> Result<R, ResponseError>,
+    ) -> Result<R, ResponseError> {
+        let (r, before, after) = self.apply(id, f)?;
+        if before != after {
+            let written = self
+                .files
+                .write_blocking(id, || self.lock().by_id.get(id).cloned());
+            if let Err(e) = written {
+                self.undo(id, before, after);
+                return Err(e);
+            }
+        }
+        Ok(r)
+    }
+
+    /// `f` under the lock, with `id`'s transaction before and after it.
+    fn apply<R>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut Txns) -> Result<R, ResponseError>,
+    ) -> Result<Applied<R>, ResponseError> {
+        let mut txns = self.lock();
+        let before = txns.by_id.get(id).cloned();
+        match f(&mut txns) {
+            Ok(r) => {
+                let after = txns.by_id.get(id).cloned();
+                Ok((r, before, after))
+            }
+            Err(e) => {
+                if txns.by_id.get(id) != before.as_ref() {
+                    Self::restore(&mut txns, id, before);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Puts `before` back unless the transaction changed again since `after` (that later
+    /// change's write then holds this one too).
+    fn undo(&self, id: &str, before: Option<TxnMeta>, after: Option<TxnMeta>) {
+        let mut txns = self.lock();
+        if txns.by_id.get(id) == after.as_ref() {
+            Self::restore(&mut txns, id, before);
+        }
+    }
+
+    fn restore(txns: &mut Txns, id: &str, before: Option<TxnMeta>) {
+        txns.remove(id);
+        if let Some(meta) = before {
+            txns.insert(meta);
+        }
+    }
+
+    /// Keeps a decided transaction whose markers could not be written, to be finished later.
+    pub fn stall(&self, c: Completion) {
+        self.stalled_lock().insert(c.id.clone(), c);
+    }
+
+    /// The stalled transaction of `id`, for the caller to finish (or stall again).
+    pub fn take_stalled(&self, id: &str) -> Option<Completion> {
+        self.stalled_lock().remove(id)
+    }
+
+    /// Every stalled transaction, for the caller to finish (or stall again).
+    pub fn take_all_stalled(&self) -> Vec<Completion> {
+        self.stalled_lock().drain().map(|(_, c)| c).collect()
+    }
+
+    fn stalled_lock(&self) -> MutexGuard<'_, HashMap<String, Completion>> {
+        self.stalled.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Checks the producer id and epoch a request names against the transaction's.
@@ -233,11 +331,9 @@ impl TxnCoordinator {
         if timeout_ms <= 0 || timeout_ms > self.settings.max_timeout_ms {
             return Err(ResponseError::InvalidTransactionTimeout);
         }
-        let outcome = {
-            let mut guard = self.lock();
-            let txns = &mut *guard;
+        self.change(id, |txns| {
             let now = now_ms();
-            match txns.by_id.get_mut(id) {
+            let outcome = match txns.by_id.get_mut(id) {
                 None => {
                     let pid = allocate()?;
                     txns.insert(TxnMeta {
@@ -304,21 +400,20 @@ impl TxnCoordinator {
                         }
                     }
                 }
-            }
-        };
-        self.persist(id).await?;
-        Ok(outcome)
+            };
+            Ok(outcome)
+        })
+        .await
     }
 
     /// Starts the transaction if needed and runs `f` on it; the caller persists it.
     fn ongoing(
-        &self,
+        txns: &mut Txns,
         id: &str,
         producer_id: i64,
         epoch: i16,
         f: impl FnOnce(&mut TxnMeta),
     ) -> Result<(), ResponseError> {
-        let mut txns = self.lock();
         let meta = Self::check(&mut txns.by_id, id, producer_id, epoch)?;
         match meta.state {
             TxnState::PrepareCommit | TxnState::PrepareAbort => {
@@ -345,10 +440,12 @@ impl TxnCoordinator {
         epoch: i16,
         partitions: &[(String, i32)],
     ) -> Result<(), ResponseError> {
-        self.ongoing(id, producer_id, epoch, |m| {
-            m.partitions.extend(partitions.iter().cloned())
-        })?;
-        self.persist(id).await
+        self.change(id, |txns| {
+            Self::ongoing(txns, id, producer_id, epoch, |m| {
+                m.partitions.extend(partitions.iter().cloned())
+            })
+        })
+        .await
     }
 
     /// Transaction protocol 2 (KIP-890): a transactional produce adds its partition to the
@@ -379,10 +476,11 @@ impl TxnCoordinator {
             }
             meta.id.clone()
         };
-        self.ongoing(&id, producer_id, epoch, |m| {
-            m.partitions.insert((topic.to_string(), partition));
-        })?;
-        self.persist_blocking(&id)
+        self.change_blocking(&id, |txns| {
+            Self::ongoing(txns, &id, producer_id, epoch, |m| {
+                m.partitions.insert((topic.to_string(), partition));
+            })
+        })
     }
 
     /// Whether a partition is already in the producer's open transaction.
@@ -406,10 +504,12 @@ impl TxnCoordinator {
         epoch: i16,
         group: &str,
     ) -> Result<(), ResponseError> {
-        self.ongoing(id, producer_id, epoch, |m| {
-            m.groups.insert(group.to_string());
-        })?;
-        self.persist(id).await
+        self.change(id, |txns| {
+            Self::ongoing(txns, id, producer_id, epoch, |m| {
+                m.groups.insert(group.to_string());
+            })
+        })
+        .await
     }
 
     /// TxnOffsetCommit: the offsets become the group's only when the transaction commits.
@@ -426,8 +526,7 @@ impl TxnCoordinator {
             // Protocol 2 sends no AddOffsetsToTxn: the commit itself enrols the group.
             self.add_offsets(id, producer_id, epoch, group).await?;
         }
-        {
-            let mut txns = self.lock();
+        self.change(id, |txns| {
             let meta = Self::check(&mut txns.by_id, id, producer_id, epoch)?;
             if meta.state != TxnState::Ongoing || !meta.groups.contains(group) {
                 return Err(ResponseError::InvalidTxnState);
@@ -437,8 +536,9 @@ impl TxnCoordinator {
                 pending.entry(topic).or_default().insert(partition, o);
             }
             meta.updated_ms = now_ms();
-        }
-        self.persist(id).await
+            Ok(())
+        })
+        .await
     }
 
     /// Produce with a transactional batch: the partition must be in the producer's open
@@ -472,6 +572,10 @@ impl TxnCoordinator {
     /// With protocol 2 (`bump`) the epoch moves on at every end: markers carry the new
     /// epoch, which fences anything the producer still had in flight, and the producer
     /// continues with it. A retry from the epoch before is answered as done.
+    ///
+    /// A retry of an end whose markers could not be written yet (see `stall`) takes the
+    /// transaction over and returns it to finish again; while another finisher has it, the
+    /// answer is CONCURRENT_TRANSACTIONS, as Kafka's while its markers are on their way.
     pub async fn prepare_end(
         &self,
         id: &str,
@@ -481,9 +585,22 @@ impl TxnCoordinator {
         bump_epoch: bool,
         allocate: &Allocate<'_>,
     ) -> Result<(Option<Completion>, i64, i16), ResponseError> {
-        let plan = {
-            let mut guard = self.lock();
-            let txns = &mut *guard;
+        self.change(id, |txns| {
+            if let Some(meta) = txns.by_id.get(id) {
+                let decided = matches!(
+                    (meta.state, commit),
+                    (TxnState::PrepareCommit, true) | (TxnState::PrepareAbort, false)
+                );
+                let current = meta.producer_id == producer_id && meta.epoch == epoch;
+                let before_bump =
+                    bump_epoch && meta.last_producer_id == producer_id && meta.last_epoch == epoch;
+                if decided && (current || before_bump) {
+                    return match self.take_stalled(id) {
+                        Some(c) => Ok((Some(c), meta.producer_id, meta.epoch)),
+                        None => Err(ResponseError::ConcurrentTransactions),
+                    };
+                }
+            }
             if bump_epoch {
                 if let Some(meta) = txns.by_id.get(id) {
                     let done = matches!(
@@ -497,7 +614,7 @@ impl TxnCoordinator {
             }
             let index = &mut txns.by_producer;
             let meta = Self::check(&mut txns.by_id, id, producer_id, epoch)?;
-            match (meta.state, commit) {
+            let plan = match (meta.state, commit) {
                 (TxnState::Ongoing, _) => {
                     meta.state = if commit {
                         TxnState::PrepareCommit
@@ -540,16 +657,15 @@ impl TxnCoordinator {
                     None
                 }
                 _ => return Err(ResponseError::InvalidTxnState),
-            }
-        };
-        self.persist(id).await?;
-        let (pid, e) = self
-            .lock()
-            .by_id
-            .get(id)
-            .map(|m| (m.producer_id, m.epoch))
-            .unwrap_or((producer_id, epoch));
-        Ok((plan, pid, e))
+            };
+            let (pid, e) = txns
+                .by_id
+                .get(id)
+                .map(|m| (m.producer_id, m.epoch))
+                .unwrap_or((producer_id, epoch));
+            Ok((plan, pid, e))
+        })
+        .await
     }
 
     /// Records that the markers are written and the offsets applied.

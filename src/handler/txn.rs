@@ -326,9 +326,7 @@ pub async fn end_txn(ctx: &Ctx<'_>, req: EndTxnRequest) -> EndTxnResponse {
         )
         .await
     {
-        Ok((Some(plan), pid, epoch)) => {
-            broker.finish_transaction(&plan).await.map(|_| (pid, epoch))
-        }
+        Ok((Some(plan), pid, epoch)) => broker.finish_or_stall(&plan).await.map(|_| (pid, epoch)),
         Ok((None, pid, epoch)) => Ok((pid, epoch)),
         Err(e) => Err(e),
     };

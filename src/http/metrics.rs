@@ -104,21 +104,26 @@ struct GroupPartitionLabels {
     partition: String,
 }
 
-/// Every partition of `topics` with its labels.
+/// Every partition of `topics` whose log is open, with its labels (a scrape during
+/// start-up reports the partitions opened so far rather than opening the rest).
 fn labelled<'a>(
     topics: impl Iterator<Item = &'a Arc<crate::broker::topics::Topic>>,
 ) -> Vec<(PartitionLabels, &'a Arc<Partition>)> {
     topics
         .flat_map(|t| {
-            t.partitions.iter().enumerate().map(|(i, p)| {
-                (
-                    PartitionLabels {
-                        topic: t.name.clone(),
-                        partition: i.to_string(),
-                    },
-                    p,
-                )
-            })
+            t.partitions
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.is_loaded())
+                .map(|(i, p)| {
+                    (
+                        PartitionLabels {
+                            topic: t.name.clone(),
+                            partition: i.to_string(),
+                        },
+                        p,
+                    )
+                })
         })
         .collect()
 }

@@ -48,9 +48,15 @@ impl HttpState {
         })
     }
 
-    /// Recovery is done and the Kafka listeners accept connections.
-    pub fn set_ready(&self, broker: Broker) {
+    /// The broker the console and `/metrics` show, from when it serves.
+    pub fn set_broker(&self, broker: Broker) {
         let _ = self.broker.set(broker);
+    }
+
+    /// Recovery is done (every partition's log is open) and the Kafka listeners accept
+    /// connections.
+    pub fn set_ready(&self, broker: Broker) {
+        self.set_broker(broker);
         self.ready.store(true, Ordering::Release);
     }
 

@@ -450,10 +450,17 @@ pub fn clean_groups(
 ) -> io::Result<()> {
     let mut txns = TxnTracker::new(aborted.to_vec());
     for group in groups {
-        let Some(cleaned) = clean_group(pass, group, &mut txns, throttle, stats)? else {
-            continue;
-        };
         let base = group[0].base_offset;
+        let cleaned = match clean_group(pass, group, &mut txns, throttle, stats) {
+            Ok(Some(cleaned)) => cleaned,
+            Ok(None) => continue,
+            Err(e) => {
+                // A write that failed (a full disk) leaves no partial cleaned segment
+                // holding space until the next pass; the old segments are untouched.
+                let _ = roll_back(pass.dir, base);
+                return Err(e);
+            }
+        };
         if install(cleaned)? {
             stats.groups += 1;
             // The swap is done: make the renames durable before the commit file goes.
@@ -543,7 +550,7 @@ fn clean_group(
     }
     out.sync()?;
     let modified = group.iter().map(|s| s.modified_ms).max().unwrap_or(0);
-    let log = out.file();
+    let log = out.file()?;
     log.set_modified(SystemTime::UNIX_EPOCH + Duration::from_millis(modified.max(0) as u64))?;
     // Always written, possibly empty: every data file of a swap has its `.swap`.
     let mut index = Vec::with_capacity(txns.kept_index.len() * txn_index::ENTRY);

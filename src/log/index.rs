@@ -6,7 +6,7 @@
 //! when the segment's max timestamp grows, so both columns are monotonic.
 //! Neither is checksummed: on recovery an index that does not match its log is rebuilt.
 
-use std::fs::{File, OpenOptions};
+use super::file_cache::CachedFile;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -15,40 +15,31 @@ pub const TIME_ENTRY: usize = 12;
 
 /// Sparse map from offset to file position.
 pub struct OffsetIndex {
-    path: PathBuf,
-    file: File,
+    file: CachedFile,
     base_offset: i64,
     entries: Vec<(u32, u32)>,
 }
 
 /// Sparse map from timestamp to the first offset that may hold it.
 pub struct TimeIndex {
-    path: PathBuf,
-    file: File,
+    file: CachedFile,
     base_offset: i64,
     entries: Vec<(i64, u32)>,
 }
 
-fn open_rw(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .open(path)
-}
-
-fn read_all(path: &Path) -> io::Result<Vec<u8>> {
+/// Opens (creating if missing) the index file and reads it whole.
+fn open_and_read(path: &Path) -> io::Result<(CachedFile, Vec<u8>)> {
+    let (file, handle) = CachedFile::open(path, true)?;
     let mut buf = Vec::new();
-    File::open(path)?.read_to_end(&mut buf)?;
-    Ok(buf)
+    (&*handle).read_to_end(&mut buf)?;
+    Ok((file, buf))
 }
 
 impl OffsetIndex {
     /// Opens the index as it is on disk. Returns `None` for entries when the file is not a
     /// whole number of well-ordered entries, so the caller rebuilds it.
     pub fn open(path: &Path, base_offset: i64, log_size: u64) -> io::Result<(Self, bool)> {
-        let file = open_rw(path)?;
-        let raw = read_all(path)?;
+        let (file, raw) = open_and_read(path)?;
         let mut entries = Vec::with_capacity(raw.len() / OFFSET_ENTRY);
         let mut sane = raw.len() % OFFSET_ENTRY == 0;
         for e in raw.chunks_exact(OFFSET_ENTRY) {
@@ -66,7 +57,6 @@ impl OffsetIndex {
         }
         Ok((
             Self {
-                path: path.to_path_buf(),
                 file,
                 base_offset,
                 entries,
@@ -85,7 +75,7 @@ impl OffsetIndex {
         let mut e = [0u8; OFFSET_ENTRY];
         e[..4].copy_from_slice(&rel.to_be_bytes());
         e[4..].copy_from_slice(&position.to_be_bytes());
-        self.file.write_all(&e)?;
+        (&*self.file.get()?).write_all(&e)?;
         self.entries.push((rel, position));
         Ok(())
     }
@@ -121,24 +111,37 @@ impl OffsetIndex {
 
     /// Empties the index on disk and in memory, before a rebuild.
     pub fn reset(&mut self) -> io::Result<()> {
-        self.file.set_len(0)?;
+        self.file.get()?.set_len(0)?;
         self.entries.clear();
         Ok(())
     }
 
+    /// Keeps the first `n` entries, on disk too: also cuts a partial entry a failed write
+    /// left past them. Memory first, so a failed truncate is retried by the same call.
+    pub fn truncate_entries(&mut self, n: usize) -> io::Result<()> {
+        self.entries.truncate(n);
+        self.file
+            .get()?
+            .set_len((self.entries.len() * OFFSET_ENTRY) as u64)
+    }
+
     pub fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
+        self.file.get()?.sync_data()
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
+    }
+
+    /// The file now has this name (the cleaner renames it).
+    pub fn renamed(&mut self, path: PathBuf) {
+        self.file.renamed(path);
     }
 }
 
 impl TimeIndex {
     pub fn open(path: &Path, base_offset: i64) -> io::Result<(Self, bool)> {
-        let file = open_rw(path)?;
-        let raw = read_all(path)?;
+        let (file, raw) = open_and_read(path)?;
         let mut entries = Vec::with_capacity(raw.len() / TIME_ENTRY);
         let mut sane = raw.len() % TIME_ENTRY == 0;
         for e in raw.chunks_exact(TIME_ENTRY) {
@@ -155,7 +158,6 @@ impl TimeIndex {
         }
         Ok((
             Self {
-                path: path.to_path_buf(),
                 file,
                 base_offset,
                 entries,
@@ -175,7 +177,7 @@ impl TimeIndex {
         let mut e = [0u8; TIME_ENTRY];
         e[..8].copy_from_slice(&timestamp.to_be_bytes());
         e[8..].copy_from_slice(&rel.to_be_bytes());
-        self.file.write_all(&e)?;
+        (&*self.file.get()?).write_all(&e)?;
         self.entries.push((timestamp, rel));
         Ok(())
     }
@@ -198,17 +200,38 @@ impl TimeIndex {
     }
 
     pub fn reset(&mut self) -> io::Result<()> {
-        self.file.set_len(0)?;
+        self.file.get()?.set_len(0)?;
         self.entries.clear();
         Ok(())
     }
 
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// As `OffsetIndex::truncate_entries`.
+    pub fn truncate_entries(&mut self, n: usize) -> io::Result<()> {
+        self.entries.truncate(n);
+        self.file
+            .get()?
+            .set_len((self.entries.len() * TIME_ENTRY) as u64)
+    }
+
     pub fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
+        self.file.get()?.sync_data()
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
+    }
+
+    /// The file now has this name (the cleaner renames it).
+    pub fn renamed(&mut self, path: PathBuf) {
+        self.file.renamed(path);
     }
 }
 

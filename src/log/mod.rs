@@ -14,6 +14,7 @@
 
 pub mod cleaner;
 pub mod codec;
+pub mod file_cache;
 pub mod index;
 pub mod record_batch;
 pub mod segment;
@@ -82,9 +83,32 @@ impl Rolled {
                 Err(e) => return Err(e),
             }
         }
-        match write_recovery_point(&self.dir, self.end_offset) {
+        self.record(true)
+    }
+
+    /// Records that the log is durable up to its end (fsynced with `sync`; without, the
+    /// caller syncs the file system afterwards). A deleted partition has nothing to record.
+    pub fn record(&self, sync: bool) -> io::Result<()> {
+        let written = if sync {
+            write_recovery_point(&self.dir, self.end_offset)
+        } else if read_recovery_point(&self.dir) < self.end_offset {
+            crate::checkpoint::write_replacing(
+                &self.dir.join(RECOVERY_POINT),
+                self.end_offset.to_string().as_bytes(),
+                false,
+            )
+        } else {
+            Ok(())
+        };
+        match written {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            other => other,
+            Err(e) => {
+                // The segment is durable all the same; a recovery point left behind (a
+                // full disk) only makes the next start check more of the log.
+                tracing::warn!(dir = %self.dir.display(), error = %e, "moving the recovery point failed");
+                Ok(())
+            }
+            Ok(()) => Ok(()),
         }
     }
 }
@@ -158,7 +182,9 @@ impl ReadSlice {
 pub struct Log {
     dir: PathBuf,
     config: LogConfig,
-    segments: BTreeMap<i64, LogSegment>,
+    /// Boxed: a B-tree node holds eleven values inline, so unboxed segments would cost
+    /// kilobytes per partition even with one segment each.
+    segments: BTreeMap<i64, Box<LogSegment>>,
     log_start_offset: i64,
     next_offset: i64,
 }
@@ -242,12 +268,16 @@ impl Log {
             report.truncated_bytes += rec.truncated_bytes;
             report.rebuilt_indexes += rec.rebuilt_index as usize;
             cut = rec.truncated_bytes > 0 || next.is_some_and(|n| seg.next_offset() < n);
-            segments.insert(base, seg);
+            segments.insert(base, Box::new(seg));
         }
         if segments.is_empty() {
             segments.insert(
                 start_offset,
-                LogSegment::create(dir, start_offset, config.index_interval_bytes)?,
+                Box::new(LogSegment::create(
+                    dir,
+                    start_offset,
+                    config.index_interval_bytes,
+                )?),
             );
         }
         report.segments = segments.len();
@@ -267,6 +297,18 @@ impl Log {
             },
             report,
         ))
+    }
+
+    /// A log with no segment, standing in until the real one is opened: appends to it fail
+    /// and it reads as empty.
+    pub fn unopened(dir: &Path, config: LogConfig) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            config,
+            segments: BTreeMap::new(),
+            log_start_offset: 0,
+            next_offset: 0,
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -291,6 +333,7 @@ impl Log {
         self.segments
             .values_mut()
             .next_back()
+            .map(|s| &mut **s)
             .ok_or_else(|| io::Error::other("log has no segment"))
     }
 
@@ -304,11 +347,29 @@ impl Log {
         last: i64,
         lso: i64,
     ) -> io::Result<PathBuf> {
+        let entry = txn_index::AbortedTxn {
+            producer_id,
+            first_offset: first,
+            last_offset: last,
+            last_stable_offset: lso,
+        };
+        self.write_txn_entry(&entry).map(|(path, _)| path)
+    }
+
+    /// Appends `a` to the active segment's `.txnindex`; returns the file and its length
+    /// before, so that the entry can be taken back. A failed write is cut back here, or
+    /// the next entry would start inside the torn one.
+    fn write_txn_entry(&self, a: &txn_index::AbortedTxn) -> io::Result<(PathBuf, u64)> {
         use std::io::Write;
         let base = self.active_base()?;
-        let mut entry = Vec::with_capacity(34);
+        let mut entry = Vec::with_capacity(txn_index::ENTRY);
         entry.extend_from_slice(&0i16.to_be_bytes());
-        for v in [producer_id, first, last, lso] {
+        for v in [
+            a.producer_id,
+            a.first_offset,
+            a.last_offset,
+            a.last_stable_offset,
+        ] {
             entry.extend_from_slice(&v.to_be_bytes());
         }
         let path = self.dir.join(segment::file_name(base, ".txnindex"));
@@ -316,8 +377,17 @@ impl Log {
             .create(true)
             .append(true)
             .open(&path)?;
-        f.write_all(&entry)?;
-        Ok(path)
+        let len = f.metadata()?.len();
+        // A torn entry a crash left is dropped (reads ignore it) so this one lines up.
+        let before = len - len % txn_index::ENTRY as u64;
+        if before != len {
+            f.set_len(before)?;
+        }
+        if let Err(e) = f.write_all(&entry) {
+            let _ = f.set_len(before);
+            return Err(e);
+        }
+        Ok((path, before))
     }
 
     fn active_base(&self) -> io::Result<i64> {
@@ -329,16 +399,30 @@ impl Log {
     }
 
     /// The active segment's file and the offset its data reaches, for a group-commit fsync.
-    pub fn active_file(&self) -> Option<(Arc<File>, i64)> {
-        self.segments
-            .values()
-            .next_back()
-            .map(|s| (s.file(), self.next_offset))
+    pub fn active_file(&self) -> io::Result<Option<(Arc<File>, i64)>> {
+        match self.segments.values().next_back() {
+            Some(s) => Ok(Some((s.file()?, self.next_offset))),
+            None => Ok(None),
+        }
     }
 
     /// Appends a validated batch, writing its base offset; returns the segment rolled away
     /// from, if this append rolled, so the caller can make it durable outside the lock.
+    /// A failed append leaves the log as it was.
     pub fn append(&mut self, batch: &mut [u8]) -> io::Result<Option<Rolled>> {
+        self.append_recording_abort(batch, None)
+            .map(|(rolled, _)| rolled)
+    }
+
+    /// As `append`; with `aborted` (the batch is an abort marker) the transaction's
+    /// `.txnindex` entry is written first, into the segment that takes the marker. When
+    /// either write fails, neither stays. Also returns the `.txnindex` written, which the
+    /// caller fsyncs.
+    pub fn append_recording_abort(
+        &mut self,
+        batch: &mut [u8],
+        aborted: Option<&txn_index::AbortedTxn>,
+    ) -> io::Result<(Option<Rolled>, Option<PathBuf>)> {
         let offset = self.next_offset;
         record_batch::set_base_offset(batch, offset);
         record_batch::set_partition_leader_epoch(batch, 0);
@@ -353,10 +437,51 @@ impl Log {
         if too_big || too_old || too_far {
             rolled = Some(self.roll()?);
         }
+        let txn_entry = match aborted.map(|a| self.write_txn_entry(a)).transpose() {
+            Ok(written) => written,
+            Err(e) => {
+                if rolled.is_some() {
+                    self.unroll(offset);
+                }
+                return Err(e);
+            }
+        };
         let active = self.active()?;
-        active.append(batch)?;
+        if let Err(e) = active.append(batch) {
+            if let Some((path, before)) = &txn_entry {
+                let untaken = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .and_then(|f| f.set_len(*before));
+                if let Err(e) = untaken {
+                    // Recovery does not check a .txnindex against its log: say so loudly.
+                    tracing::error!(path = %path.display(), error = %e, "an abort's .txnindex entry stays without its marker");
+                }
+            }
+            // A segment rolled for this batch alone goes again, so the log is as before the
+            // append (and the rolled one, left active, is not handed out unsynced).
+            if rolled.is_some() {
+                self.unroll(offset);
+            }
+            return Err(e);
+        }
         self.next_offset = active.next_offset();
-        Ok(rolled)
+        Ok((rolled, txn_entry.map(|(path, _)| path)))
+    }
+
+    /// Removes the empty segment a roll just started at `base`, after the append it was
+    /// for failed. Best effort: an empty last segment left behind is a valid log too.
+    fn unroll(&mut self, base: i64) {
+        if self.segments.len() < 2 || self.active_base().ok() != Some(base) {
+            return;
+        }
+        if let Some(seg) = self.segments.remove(&base) {
+            if seg.size() > 0 {
+                self.segments.insert(base, seg);
+            } else if let Err(e) = seg.delete() {
+                tracing::warn!(dir = %self.dir.display(), base, error = %e, "removing an unused new segment failed");
+            }
+        }
     }
 
     /// Starts a new segment at the log end offset. The old one is not fsynced here (that
@@ -372,8 +497,14 @@ impl Log {
             end_offset: base,
         };
         if !self.segments.contains_key(&base) {
-            let seg = LogSegment::create(&self.dir, base, interval)?;
-            self.segments.insert(base, seg);
+            let seg = LogSegment::create(&self.dir, base, interval).inspect_err(|_| {
+                // Files a failed creation left (a full disk) would be taken for a segment
+                // at the next start.
+                for ext in [".log", ".index", ".timeindex"] {
+                    let _ = std::fs::remove_file(self.dir.join(segment::file_name(base, ext)));
+                }
+            })?;
+            self.segments.insert(base, Box::new(seg));
         }
         Ok(rolled)
     }
@@ -392,7 +523,7 @@ impl Log {
         {
             if let Some((position, first_batch)) = seg.find_position(offset, seg.size())? {
                 return Ok(Some(ReadSlice {
-                    file: seg.file(),
+                    file: seg.file()?,
                     position,
                     first_batch,
                     end: seg.size(),
@@ -497,7 +628,7 @@ impl Log {
         if self.segments.len() < 2 {
             return None;
         }
-        let seg = self.segments.pop_first().map(|(_, seg)| seg);
+        let seg = self.segments.pop_first().map(|(_, seg)| *seg);
         self.start_at_first_segment();
         seg
     }
@@ -516,7 +647,7 @@ impl Log {
                 break;
             }
             if let Some(seg) = self.segments.remove(&first) {
-                taken.push(seg);
+                taken.push(*seg);
             }
         }
         self.start_at_first_segment();
@@ -530,7 +661,7 @@ impl Log {
             seg.delete()?;
         }
         let seg = LogSegment::create(&self.dir, offset, self.config.index_interval_bytes)?;
-        self.segments.insert(offset, seg);
+        self.segments.insert(offset, Box::new(seg));
         self.log_start_offset = offset;
         self.next_offset = offset;
         write_recovery_point(&self.dir, offset)
@@ -556,7 +687,7 @@ impl Log {
         }
         let mut seg = group.segment;
         seg.set_suffix("");
-        self.segments.insert(base, seg);
+        self.segments.insert(base, Box::new(seg));
         Ok(true)
     }
 

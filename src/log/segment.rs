@@ -4,9 +4,10 @@
 //! Writes the three files (and `.txnindex` through the log). The `.log` is the truth: after a
 //! crash its tail is checked and cut by recovery, and the indexes are rebuilt from it.
 
+use super::file_cache::CachedFile;
 use super::index::{OffsetIndex, TimeIndex};
 use super::record_batch::{self, RecordBatch, HEADER_SIZE, LOG_OVERHEAD};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -29,9 +30,10 @@ pub fn parse_base_offset(name: &str, suffix: &str) -> Option<i64> {
 pub struct LogSegment {
     base_offset: i64,
     dir: PathBuf,
-    /// Shared so reads and fsyncs run without the partition lock; the file only grows while
-    /// the broker runs, so bytes below a size seen under the lock never change.
-    log: Arc<File>,
+    /// Opened on demand (see `file_cache`). Its handles are shared so reads and fsyncs run
+    /// without the partition lock; the file only grows while the broker runs, so bytes
+    /// below a size seen under the lock never change.
+    log: CachedFile,
     size: u64,
     next_offset: i64,
     offset_index: OffsetIndex,
@@ -44,6 +46,22 @@ pub struct LogSegment {
     /// Appended to every file name while the segment is the cleaner's output (`.cleaned`,
     /// then `.swap`); empty for a segment of the log.
     suffix: &'static str,
+    /// A failed append whose files could not be cut back (the truncate failed too): they may
+    /// end in a partial batch, so the cut is tried again before the next append, which is
+    /// refused until it succeeds (a restart's recovery also cuts it). Memory already holds
+    /// the state from before the failed append.
+    uncut: Option<AppendMark>,
+}
+
+/// What an append changes, taken before it so a failed one can be put back.
+struct AppendMark {
+    size: u64,
+    next_offset: i64,
+    max_timestamp: i64,
+    offset_of_max_timestamp: i64,
+    bytes_since_last_index: u64,
+    offset_entries: usize,
+    time_entries: usize,
 }
 
 /// What start-up recovery found in a segment.
@@ -93,18 +111,15 @@ impl LogSegment {
         suffix: &'static str,
     ) -> io::Result<(Self, bool, bool)> {
         let name = |ext: &str| dir.join(format!("{}{suffix}", file_name(base_offset, ext)));
-        let log = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(create)
-            .open(name(".log"))?;
-        let size = log.metadata()?.len();
+        let (log, handle) = CachedFile::open(&name(".log"), create)?;
+        let size = handle.metadata()?.len();
+        drop(handle);
         let (offset_index, oi_sane) = OffsetIndex::open(&name(".index"), base_offset, size)?;
         let (time_index, ti_sane) = TimeIndex::open(&name(".timeindex"), base_offset)?;
         let seg = Self {
             base_offset,
             dir: dir.to_path_buf(),
-            log: Arc::new(log),
+            log,
             size,
             next_offset: base_offset,
             offset_index,
@@ -115,6 +130,7 @@ impl LogSegment {
             index_interval,
             created: Instant::now(),
             suffix,
+            uncut: None,
         };
         Ok((seg, oi_sane, ti_sane))
     }
@@ -142,7 +158,7 @@ impl LogSegment {
             let valid = seg.scan_and_rebuild(&mut rec, on_batch)?;
             if valid < size {
                 rec.truncated_bytes = size - valid;
-                seg.log.set_len(valid)?;
+                seg.log.get()?.set_len(valid)?;
                 seg.size = valid;
             }
         } else {
@@ -208,8 +224,9 @@ impl LogSegment {
     ) -> io::Result<()> {
         let mut pos = 0u64;
         let mut head = [0u8; HEADER_SIZE];
+        let log = self.log.get()?;
         while pos + HEADER_SIZE as u64 <= self.size {
-            self.log.read_exact_at(&mut head, pos)?;
+            log.read_exact_at(&mut head, pos)?;
             let Some(len) = record_batch::batch_size(&head).filter(|&l| l >= HEADER_SIZE as i64)
             else {
                 break;
@@ -243,16 +260,65 @@ impl LogSegment {
         Ok(())
     }
 
-    /// Appends a batch whose offsets are already assigned.
+    /// Appends a batch whose offsets are already assigned. All or nothing: when a write
+    /// fails (a full disk: ENOSPC, possibly after part of the batch was written) the `.log`
+    /// and both indexes are cut back to their sizes before the append and nothing in memory
+    /// moves, so the segment still ends at a whole batch and the next append can succeed.
     pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if let Some(mark) = self.uncut.take() {
+            if let Err(e) = self.cut_files(&mark) {
+                self.uncut = Some(mark);
+                return Err(e);
+            }
+        }
         let batch = RecordBatch::parse_header(bytes)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
         let position = self.size as u32;
-        (&*self.log).write_all(bytes)?;
-        self.index_batch(&batch, position)?;
+        let log = self.log.get()?;
+        let mark = self.mark();
+        let written = (&*log)
+            .write_all(bytes)
+            .and_then(|()| self.index_batch(&batch, position));
+        if let Err(e) = written {
+            self.restore(&mark);
+            if let Err(cut) = self.cut_files(&mark) {
+                tracing::error!(segment = %self.log_path().display(), error = %cut, "a failed append could not be cut back; appends wait until it is");
+                self.uncut = Some(mark);
+            }
+            return Err(e);
+        }
         self.size += bytes.len() as u64;
         self.next_offset = batch.last_offset() + 1;
         Ok(())
+    }
+
+    fn mark(&self) -> AppendMark {
+        AppendMark {
+            size: self.size,
+            next_offset: self.next_offset,
+            max_timestamp: self.max_timestamp,
+            offset_of_max_timestamp: self.offset_of_max_timestamp,
+            bytes_since_last_index: self.bytes_since_last_index,
+            offset_entries: self.offset_index.len(),
+            time_entries: self.time_index.len(),
+        }
+    }
+
+    /// Puts the in-memory state back as `mark` saw it.
+    fn restore(&mut self, mark: &AppendMark) {
+        self.size = mark.size;
+        self.next_offset = mark.next_offset;
+        self.max_timestamp = mark.max_timestamp;
+        self.offset_of_max_timestamp = mark.offset_of_max_timestamp;
+        self.bytes_since_last_index = mark.bytes_since_last_index;
+    }
+
+    /// Cuts the three files back to their sizes at `mark`. Readers never saw the cut bytes:
+    /// they read below `size`, which had not moved.
+    fn cut_files(&mut self, mark: &AppendMark) -> io::Result<()> {
+        self.log.get()?.set_len(mark.size)?;
+        self.offset_index.truncate_entries(mark.offset_entries)?;
+        self.time_index.truncate_entries(mark.time_entries)
     }
 
     /// File position of the batch holding `offset`, scanning forward from the index entry.
@@ -261,8 +327,9 @@ impl LogSegment {
         let (_, pos) = self.offset_index.lookup(offset);
         let mut pos = pos as u64;
         let mut head = [0u8; HEADER_SIZE];
+        let log = self.log.get()?;
         while pos + HEADER_SIZE as u64 <= size_limit {
-            self.log.read_exact_at(&mut head, pos)?;
+            log.read_exact_at(&mut head, pos)?;
             let base = i64::from_be_bytes(head[..8].try_into().unwrap_or([0; 8]));
             let len = i32::from_be_bytes(head[8..12].try_into().unwrap_or([0; 4])) as i64
                 + LOG_OVERHEAD as i64;
@@ -291,15 +358,16 @@ impl LogSegment {
         let (_, pos) = self.offset_index.lookup(start);
         let mut pos = pos as u64;
         let mut buf = Vec::new();
+        let log = self.log.get()?;
         while pos + HEADER_SIZE as u64 <= self.size {
             let mut head = [0u8; LOG_OVERHEAD];
-            self.log.read_exact_at(&mut head, pos)?;
+            log.read_exact_at(&mut head, pos)?;
             let len = record_batch::batch_size(&head).unwrap_or(0);
             if len < HEADER_SIZE as i64 || pos + len as u64 > self.size {
                 break;
             }
             buf.resize(len as usize, 0);
-            self.log.read_exact_at(&mut buf, pos)?;
+            log.read_exact_at(&mut buf, pos)?;
             if let Ok(batch) = RecordBatch::parse_header(&buf) {
                 if let Some(found) = record_batch::first_offset_at_or_after(&batch, timestamp) {
                     return Ok(Some(found));
@@ -321,7 +389,7 @@ impl LogSegment {
             return Ok(shallow);
         };
         let mut buf = vec![0u8; len as usize];
-        self.log.read_exact_at(&mut buf, pos)?;
+        self.log.get()?.read_exact_at(&mut buf, pos)?;
         match RecordBatch::parse_header(&buf) {
             Ok(batch) if batch.max_timestamp() == self.max_timestamp => Ok(Some((
                 self.max_timestamp,
@@ -331,8 +399,9 @@ impl LogSegment {
         }
     }
 
-    pub fn file(&self) -> Arc<File> {
-        self.log.clone()
+    /// An open handle on the `.log` (opened now if the cache had closed it).
+    pub fn file(&self) -> io::Result<Arc<File>> {
+        self.log.get()
     }
     pub fn base_offset(&self) -> i64 {
         self.base_offset
@@ -373,6 +442,9 @@ impl LogSegment {
     /// rename, so nothing is reopened).
     pub fn set_suffix(&mut self, suffix: &'static str) {
         self.suffix = suffix;
+        self.log.renamed(self.path_of(".log"));
+        self.offset_index.renamed(self.path_of(".index"));
+        self.time_index.renamed(self.path_of(".timeindex"));
     }
 
     /// Overrides the offset the segment's offsets end at: a cleaned segment keeps the
@@ -383,7 +455,7 @@ impl LogSegment {
 
     /// Makes the segment durable: log then indexes.
     pub fn sync(&self) -> io::Result<()> {
-        self.log.sync_data()?;
+        self.log.get()?.sync_data()?;
         self.offset_index.sync()?;
         self.time_index.sync()
     }
@@ -413,10 +485,11 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::log::record_batch::set_base_offset;
     use crate::log::record_batch::tests::make_batch;
+    use std::fs::OpenOptions;
 
     fn batch_at(offset: i64, values: &[&[u8]]) -> Vec<u8> {
         let mut b = make_batch(1_000 + offset, values);
@@ -507,6 +580,96 @@ mod tests {
         assert_eq!(rec.batches, 3);
         assert_eq!(seg.next_offset(), 3);
         assert_eq!(seg.size(), sizes[2]);
+    }
+
+    /// A file at `path` (a link to a memfd) whose growth a test can stop, as a full disk
+    /// stops it: writes that would extend it then fail, truncating still works.
+    pub(crate) struct StoppableFile(std::os::fd::OwnedFd);
+
+    impl StoppableFile {
+        pub(crate) fn at(path: &Path) -> Self {
+            use std::os::fd::{AsRawFd, FromRawFd};
+            // SAFETY: memfd_create takes a NUL-terminated name and returns a new descriptor
+            // (or -1), which the OwnedFd then owns alone.
+            let fd = unsafe { libc::memfd_create(c"segment".as_ptr(), libc::MFD_ALLOW_SEALING) };
+            assert!(fd >= 0, "memfd_create: {}", io::Error::last_os_error());
+            let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+            std::os::unix::fs::symlink(format!("/proc/self/fd/{}", fd.as_raw_fd()), path)
+                .expect("link");
+            Self(fd)
+        }
+
+        pub(crate) fn stop_growth(&self) {
+            use std::os::fd::AsRawFd;
+            // SAFETY: fcntl on a descriptor this value owns.
+            let r =
+                unsafe { libc::fcntl(self.0.as_raw_fd(), libc::F_ADD_SEALS, libc::F_SEAL_GROW) };
+            assert_eq!(r, 0, "F_SEAL_GROW: {}", io::Error::last_os_error());
+        }
+    }
+
+    fn file_len(dir: &Path, ext: &str) -> u64 {
+        std::fs::metadata(dir.join(file_name(0, ext)))
+            .expect("stat")
+            .len()
+    }
+
+    /// Appends that fail once `stopped` cannot grow any more: each leaves the three files
+    /// and the segment as they were, and recovery then finds nothing to cut.
+    fn failed_appends_change_nothing(stopped: &str) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let file = StoppableFile::at(&dir.path().join(file_name(0, stopped)));
+        let mut seg = LogSegment::create(dir.path(), 0, 1).expect("create");
+        for i in 0..5 {
+            seg.append(&batch_at(i, &[b"fits"])).expect("append");
+        }
+        let lens = [".log", ".index", ".timeindex"].map(|ext| file_len(dir.path(), ext));
+        let (size, max_ts) = (seg.size(), seg.max_timestamp());
+        file.stop_growth();
+        for i in 5..8 {
+            let err = seg
+                .append(&batch_at(i, &[b"does not fit"]))
+                .expect_err("the disk is full");
+            assert!(!err.to_string().contains("cut back"), "{err}");
+            assert_eq!(seg.size(), size);
+            assert_eq!(seg.next_offset(), 5);
+            assert_eq!(seg.max_timestamp(), max_ts);
+            assert_eq!(
+                [".log", ".index", ".timeindex"].map(|ext| file_len(dir.path(), ext)),
+                lens,
+                "no byte of the failed append stays"
+            );
+        }
+        for o in 0..5 {
+            assert!(seg.find_position(o, seg.size()).expect("io").is_some());
+        }
+        assert_eq!(seg.find_timestamp(1_004).expect("io"), Some((4, 1_004)));
+        drop(seg);
+        // Recovery rewrites the indexes: it reads copies, as the stopped file cannot grow.
+        let copy = tempfile::tempdir().expect("tmp");
+        for ext in [".log", ".index", ".timeindex"] {
+            let name = file_name(0, ext);
+            std::fs::copy(dir.path().join(&name), copy.path().join(&name)).expect("copy");
+        }
+        let (seg, rec) =
+            LogSegment::open(copy.path(), 0, 1, true, None, &mut |_| {}).expect("open");
+        assert_eq!((rec.batches, rec.truncated_bytes), (5, 0));
+        assert_eq!(seg.next_offset(), 5);
+    }
+
+    #[test]
+    fn a_failed_log_write_changes_nothing() {
+        failed_appends_change_nothing(".log");
+    }
+
+    #[test]
+    fn a_failed_offset_index_write_takes_the_batch_back() {
+        failed_appends_change_nothing(".index");
+    }
+
+    #[test]
+    fn a_failed_time_index_write_takes_the_batch_and_its_offset_entry_back() {
+        failed_appends_change_nothing(".timeindex");
     }
 
     #[test]

@@ -215,3 +215,47 @@ fn a_segment_older_than_segment_ms_rolls_on_the_next_append() {
         vec![0, 2]
     );
 }
+
+#[test]
+fn an_append_that_fails_in_a_new_segment_takes_the_roll_back() {
+    use segment::tests::StoppableFile;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut log = log_of(dir.path(), 4);
+    let (segments, end) = (log.segment_sizes(), log.next_offset());
+    // The segment the next append rolls to cannot take a byte: a full disk.
+    let next_log = dir.path().join(segment::file_name(end, ".log"));
+    StoppableFile::at(&next_log).stop_growth();
+    assert!(log.append(&mut make_batch(9, &[&[9; 50]])).is_err());
+    assert_eq!(log.segment_sizes(), segments);
+    assert_eq!(log.next_offset(), end);
+    assert!(!next_log.exists(), "the unused segment's files are gone");
+    // Space again: the append rolls as it would have.
+    let rolled = log.append(&mut make_batch(9, &[&[9; 50]])).expect("append");
+    assert!(rolled.is_some());
+    assert_eq!(log.next_offset(), end + 1);
+    drop(log);
+    let (log, report) = Log::open(dir.path(), cfg(300), &mut |_| {}).expect("reopen");
+    assert_eq!((log.next_offset(), report.truncated_bytes), (end + 1, 0));
+}
+
+#[test]
+fn an_abort_marker_that_fails_leaves_no_txnindex_entry() {
+    use segment::tests::StoppableFile;
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = StoppableFile::at(&dir.path().join(segment::file_name(0, ".log")));
+    let (mut log, _) = Log::open(dir.path(), LogConfig::default(), &mut |_| {}).expect("open");
+    log.append(&mut make_batch(1, &[b"a"])).expect("append");
+    let aborted = txn_index::AbortedTxn {
+        producer_id: 7,
+        first_offset: 0,
+        last_offset: 1,
+        last_stable_offset: 2,
+    };
+    file.stop_growth();
+    let mut marker = record_batch::control_batch(7, 0, false, 2);
+    assert!(log
+        .append_recording_abort(&mut marker, Some(&aborted))
+        .is_err());
+    assert_eq!(log.next_offset(), 1);
+    assert!(txn_index::read_all(dir.path()).is_empty());
+}

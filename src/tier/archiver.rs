@@ -71,7 +71,9 @@ pub async fn run(
 ) {
     let mut backoff = BACKOFF_MIN;
     loop {
-        match archive_once(&tier, &tp, &source).await {
+        // Boxed: the pass's future (object store requests and all) exists only while it
+        // runs, so an idle archiver, one per partition, stays small.
+        match Box::pin(archive_once(&tier, &tp, &source)).await {
             Ok(()) => backoff = BACKOFF_MIN,
             Err(e) => {
                 tier.stats.failed(tp.to_string(), e.to_string());

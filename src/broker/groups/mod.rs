@@ -292,17 +292,22 @@ impl GroupCoordinator {
 
     /// Deletes groups with no members, with their committed offsets (Kafka's DeleteGroups).
     pub async fn delete(&self, group_id: &str) -> Result<(), ResponseError> {
-        {
+        let removed = {
             let mut groups = self.lock();
             match groups.get(group_id) {
                 None => return Err(ResponseError::GroupIdNotFound),
                 Some(g) if !g.is_empty() => return Err(ResponseError::NonEmptyGroup),
-                Some(_) => {
-                    groups.remove(group_id);
-                }
+                Some(_) => groups.remove(group_id),
             }
+        };
+        if let Err(e) = self.persist(group_id).await {
+            // Its file is still there (a full disk): so is the group, until a retry.
+            if let Some(group) = removed {
+                self.lock().entry(group_id.to_string()).or_insert(group);
+            }
+            return Err(e);
         }
-        self.persist(group_id).await
+        Ok(())
     }
 
     /// Forgets a deleted topic's committed offsets in every group. Not async, for the

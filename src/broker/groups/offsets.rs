@@ -5,7 +5,8 @@
 //! # Files
 //! `<data_dir>/.strata/groups/<hex of group id>.yaml`, one `OffsetsFile` per group: the
 //! group id, its protocol type, when it became empty, and topic → partition → offset.
-//! A commit is answered only after the file holding it is in place.
+//! A commit is answered only after the file holding it is in place; one whose file cannot
+//! be written (a full disk) is taken back from memory and answered NOT_COORDINATOR.
 //!
 //! # Crash consistency
 //! The file is replaced whole by a rename, so a crash leaves the last answered commit or a
@@ -39,6 +40,9 @@ pub(super) struct OffsetsFile {
     pub(super) empty_since: Option<i64>,
     offsets: BTreeMap<String, BTreeMap<i32, CommittedOffset>>,
 }
+
+/// (topic, partition, the offset stored, the one it replaced).
+type Replaced = (String, i32, CommittedOffset, Option<CommittedOffset>);
 
 impl Group {
     /// Kafka's `validateOffsetCommit` for both protocols; `version` is the OffsetCommit
@@ -104,12 +108,41 @@ impl Group {
         Ok(())
     }
 
-    fn store(&mut self, offsets: Vec<(String, i32, CommittedOffset)>) {
-        for (topic, partition, committed) in offsets {
-            self.offsets
-                .entry(topic)
-                .or_default()
-                .insert(partition, committed);
+    /// Stores the offsets; returns what each replaced, for `unstore`.
+    fn store(&mut self, offsets: Vec<(String, i32, CommittedOffset)>) -> Vec<Replaced> {
+        offsets
+            .into_iter()
+            .map(|(topic, partition, committed)| {
+                let old = self
+                    .offsets
+                    .entry(topic.clone())
+                    .or_default()
+                    .insert(partition, committed.clone());
+                (topic, partition, committed, old)
+            })
+            .collect()
+    }
+
+    /// Takes back what `store` stored, where no later commit replaced it since.
+    fn unstore(&mut self, replaced: Vec<Replaced>) {
+        for (topic, partition, stored, old) in replaced {
+            let Some(parts) = self.offsets.get_mut(&topic) else {
+                continue;
+            };
+            if parts.get(&partition) != Some(&stored) {
+                continue;
+            }
+            match old {
+                Some(old) => {
+                    parts.insert(partition, old);
+                }
+                None => {
+                    parts.remove(&partition);
+                    if parts.is_empty() {
+                        self.offsets.remove(&topic);
+                    }
+                }
+            }
         }
     }
 
@@ -154,7 +187,7 @@ impl GroupCoordinator {
         if group_id.is_empty() {
             return Err(ResponseError::InvalidGroupId);
         }
-        {
+        let replaced = {
             let mut groups = self.lock();
             if !groups.contains_key(group_id) {
                 if generation >= 0 {
@@ -179,9 +212,17 @@ impl GroupCoordinator {
             ) {
                 group.touch(member_id);
             }
-            group.store(offsets);
+            group.store(offsets)
+        };
+        if let Err(e) = self.persist(group_id).await {
+            // Not written (a full disk): OffsetFetch must not return what a restart would
+            // lose, as Kafka keeps a commit pending until its append succeeds.
+            if let Some(group) = self.lock().get_mut(group_id) {
+                group.unstore(replaced);
+            }
+            return Err(e);
         }
-        self.persist(group_id).await
+        Ok(())
     }
 
     /// Offsets of a committed transaction (TxnOffsetCommit), applied at its commit marker:

@@ -245,3 +245,63 @@ async fn a_forgotten_transactional_id_leaves_the_index() {
     drop(c);
     assert!(open(&dir).get("t").is_none(), "its file is gone too");
 }
+
+#[tokio::test]
+async fn a_change_whose_file_cannot_be_written_is_taken_back() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (c, ids) = (open(&dir), Ids::new());
+    let alloc = || ids.next();
+    let (pid, epoch) = init(&c, &ids, "t", 60_000).await;
+    c.add_partitions("t", pid, epoch, &[tp("a", 0)])
+        .await
+        .expect("add");
+    // The directory is gone: every write fails, as on a full disk.
+    std::fs::remove_dir_all(dir.path().join("transactions")).expect("rm");
+    assert_eq!(
+        c.add_partitions("t", pid, epoch, &[tp("a", 1)]).await,
+        Err(ResponseError::NotCoordinator)
+    );
+    assert_eq!(c.get("t").expect("known").partitions.len(), 1);
+    let end = c.prepare_end("t", pid, epoch, true, false, &alloc);
+    assert!(matches!(end.await, Err(ResponseError::NotCoordinator)));
+    assert_eq!(state(&c, "t"), TxnState::Ongoing);
+    // Room again: the retried requests go through.
+    std::fs::create_dir(dir.path().join("transactions")).expect("mkdir");
+    c.add_partitions("t", pid, epoch, &[tp("a", 1)])
+        .await
+        .expect("add");
+    let end = c.prepare_end("t", pid, epoch, true, false, &alloc);
+    let (plan, _, _) = end.await.expect("prepare");
+    assert_eq!(plan.expect("markers to write").partitions.len(), 2);
+    drop(c);
+    assert_eq!(state(&open(&dir), "t"), TxnState::PrepareCommit);
+}
+
+#[tokio::test]
+async fn a_retried_end_takes_over_a_transaction_whose_markers_failed() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (c, ids) = (open(&dir), Ids::new());
+    let alloc = || ids.next();
+    let (pid, epoch) = init(&c, &ids, "t", 60_000).await;
+    c.add_partitions("t", pid, epoch, &[tp("a", 0)])
+        .await
+        .expect("add");
+    let end = c.prepare_end("t", pid, epoch, true, true, &alloc);
+    let (plan, _, bumped) = end.await.expect("prepare");
+    let plan = plan.expect("markers to write");
+    // The markers could not be written; the producer retries from its epoch.
+    c.stall(plan.clone());
+    let end = c.prepare_end("t", pid, epoch, true, true, &alloc);
+    let (again, _, e) = end.await.expect("retry");
+    assert_eq!(again.map(|p| p.epoch), Some(plan.epoch));
+    assert_eq!(e, bumped);
+    // Someone else finishes it now: the next retry waits.
+    let end = c.prepare_end("t", pid, epoch, true, true, &alloc);
+    assert!(matches!(
+        end.await,
+        Err(ResponseError::ConcurrentTransactions)
+    ));
+    c.complete(&plan).await.expect("complete");
+    let end = c.prepare_end("t", pid, epoch, true, true, &alloc);
+    assert!(matches!(end.await, Ok((None, _, _))));
+}
