@@ -8,7 +8,8 @@
 #   fuzz/run.sh campaign [RUNS] [T..]  RUNS inputs (default 10,000,000) per target, one target
 #                                      at a time at nice 19; prints inputs, time, exec/s and
 #                                      findings per target; new corpus entries go to
-#                                      $FUZZ_WORK/<target> (merge them with `cmin`)
+#                                      $FUZZ_WORK/<target> (merge them with `cmin`);
+#                                      MAX_SECONDS caps each target's time
 #   fuzz/run.sh cmin [T..]             merge $FUZZ_WORK/<target> into fuzz/corpus/<target>,
 #                                      minimised (cargo fuzz cmin)
 #   fuzz/run.sh seeds                  add the seed inputs to fuzz/corpus/ (written by the
@@ -100,7 +101,7 @@ campaign)
         log="$FUZZ_WORK/$t-campaign.log"
         start=$(date +%s)
         rc=0
-        run_target "$t" "$log" -runs="$runs" || rc=$?
+        run_target "$t" "$log" -runs="$runs" ${MAX_SECONDS:+-max_total_time=$MAX_SECONDS} || rc=$?
         figures "$t" "$log" "$rc" "$(($(date +%s) - start))"
         [ "$rc" -eq 0 ] || failed=1
     done
