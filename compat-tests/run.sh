@@ -7,7 +7,8 @@
 #   compat-tests/run.sh compat-tests/test_crash.py
 #
 # Environment: PYTHON (interpreter for the venv, default python3),
-#              SKIP_CARGO_TEST=1 (skip `cargo test --release`, for quick iterations).
+#              SKIP_CARGO_TEST=1 (skip `cargo test --release`, for quick iterations),
+#              SKIP_FUZZ=1 (skip the short fuzz run), FUZZ_SECONDS (its time per target).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -69,6 +70,12 @@ cargo build --release
 if [ "${SKIP_CARGO_TEST:-0}" != 1 ]; then
     step "cargo test --release"
     cargo test --release
+fi
+if [ "${SKIP_FUZZ:-0}" != 1 ]; then
+    # Each fuzz target for a short while on the committed corpus: a crash, a hang or an
+    # RSS excess fails the run (the long campaign is `fuzz/run.sh campaign`).
+    step "fuzz/run.sh smoke ${FUZZ_SECONDS:-20}"
+    bash fuzz/run.sh smoke "${FUZZ_SECONDS:-20}"
 fi
 
 # ---------------------------------------------------------------- compatibility tests

@@ -47,6 +47,7 @@
 //! * `config`: YAML with Kafka's property names, every key defaulted.
 //! * `clock`: the one `now_ms`; `checkpoint`: files replaced atomically.
 //! * `alloc`: keeps a hostile length field from aborting the process.
+//! * `fuzzing`: the entry points of the fuzz targets in `fuzz/` (not an interface).
 
 pub mod alloc;
 pub mod broker;
@@ -54,6 +55,8 @@ pub mod checkpoint;
 pub mod clock;
 pub mod config;
 pub mod connection;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handler;
 pub mod http;
 pub mod log;

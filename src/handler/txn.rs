@@ -392,6 +392,11 @@ pub fn describe_producers(
     DescribeProducersResponse::default().with_topics(topics)
 }
 
+/// A ListTransactions `TransactionalIdPattern`, matching whole ids as Kafka's does.
+pub(crate) fn compile_pattern(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::Regex::new(&format!("^(?:{pattern})$"))
+}
+
 pub fn list_transactions(ctx: &Ctx<'_>, req: ListTransactionsRequest) -> ListTransactionsResponse {
     use crate::broker::transactions::TxnState;
     const STATES: [TxnState; 6] = [
@@ -414,7 +419,7 @@ pub fn list_transactions(ctx: &Ctx<'_>, req: ListTransactionsRequest) -> ListTra
         .filter(|p| !p.is_empty())
     {
         None => None,
-        Some(p) => match regex::Regex::new(&format!("^(?:{p})$")) {
+        Some(p) => match compile_pattern(p) {
             Ok(re) => Some(re),
             Err(_) => {
                 return ListTransactionsResponse::default()

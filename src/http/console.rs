@@ -14,9 +14,9 @@
 
 mod archive;
 mod broker_page;
-mod groups;
+pub(crate) mod groups;
 pub mod history;
-mod messages;
+pub(crate) mod messages;
 mod topics;
 
 use super::HttpState;

@@ -293,7 +293,7 @@ impl JoinResult {
 }
 
 /// The topic names in a "consumer" protocol subscription (any version: they come first).
-fn subscription_topics(meta: &[u8]) -> Option<Vec<String>> {
+pub(crate) fn subscription_topics(meta: &[u8]) -> Option<Vec<String>> {
     let mut buf = meta.get(2..)?;
     let mut take = |n: usize| -> Option<&[u8]> {
         let (head, rest) = buf.split_at_checked(n)?;

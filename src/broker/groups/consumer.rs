@@ -622,7 +622,7 @@ fn intersects(a: &Partitions, b: &Partitions) -> bool {
 }
 
 /// Compiles a subscription pattern as Kafka does: RE2 syntax, matching whole topic names.
-fn compile(pattern: &str) -> Result<regex::Regex, String> {
+pub(crate) fn compile(pattern: &str) -> Result<regex::Regex, String> {
     regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
         .size_limit(1 << 20)
         .build()

@@ -17,7 +17,7 @@
 //! rejoin, and the offsets' retention counts from when the group was last seen empty.
 
 mod assignor;
-mod classic;
+pub(crate) mod classic;
 pub mod consumer;
 mod offsets;
 

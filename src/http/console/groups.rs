@@ -124,7 +124,7 @@ type MemberRow = (
 );
 
 /// A classic consumer member's assignment, decoded from the consumer protocol's bytes.
-fn classic_assignment(bytes: &Bytes) -> BTreeMap<String, Vec<i32>> {
+pub(crate) fn classic_assignment(bytes: &Bytes) -> BTreeMap<String, Vec<i32>> {
     let mut out = BTreeMap::new();
     let mut buf = bytes.clone();
     if buf.len() < 2 {
