@@ -1095,7 +1095,8 @@ mod replay {
     #[test]
     fn every_committed_fuzz_input_runs_through_its_target() {
         let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
-        let targets: [(&str, fn(&[u8])); 3] = [
+        type Target = fn(&[u8]);
+        let targets: [(&str, Target); 3] = [
             ("request", request),
             ("record_batch", record_batch),
             ("startup", startup),
