@@ -548,6 +548,7 @@ fn clean_group(
         };
         out.append(&record_batch::empty_batch(start, group_end - 1, None))?;
     }
+    out.seal_time_index()?;
     out.sync()?;
     let modified = group.iter().map(|s| s.modified_ms).max().unwrap_or(0);
     let log = out.file()?;

@@ -263,11 +263,15 @@ impl Log {
                 continue;
             }
             let full = next.is_none_or(|n| n > recovery_point);
-            let (seg, rec) =
+            let (mut seg, rec) =
                 LogSegment::open(dir, base, config.index_interval_bytes, full, next, on_batch)?;
             report.truncated_bytes += rec.truncated_bytes;
             report.rebuilt_indexes += rec.rebuilt_index as usize;
             cut = rec.truncated_bytes > 0 || next.is_some_and(|n| seg.next_offset() < n);
+            if rec.rebuilt_index && next.is_some() && !cut {
+                // A closed segment's rebuilt time index gets its max timestamp entry back.
+                seg.seal_time_index()?;
+            }
             segments.insert(base, Box::new(seg));
         }
         if segments.is_empty() {
@@ -491,6 +495,7 @@ impl Log {
         let base = self.next_offset;
         let interval = self.config.index_interval_bytes;
         let old = self.active()?;
+        old.seal_time_index()?;
         let rolled = Rolled {
             files: segment_files(&old.paths()),
             dir: self.dir.clone(),

@@ -216,7 +216,9 @@ impl LogSegment {
         Ok(pos)
     }
 
-    /// Walks batch headers (no CRC) of a segment whose indexes were trusted.
+    /// Walks batch headers (no CRC) of a segment whose indexes were trusted, taking its max
+    /// timestamp from them: the sparse `.timeindex` can miss the newest batches (segments
+    /// rolled before `seal_time_index` existed have no entry for them).
     fn scan_headers(
         &mut self,
         on_batch: &mut dyn FnMut(&RecordBatch<'_>),
@@ -236,7 +238,13 @@ impl LogSegment {
             let mut header = head;
             header[8..12].copy_from_slice(&((HEADER_SIZE - LOG_OVERHEAD) as i32).to_be_bytes());
             match RecordBatch::parse_header(&header) {
-                Ok(b) => on_batch(&b),
+                Ok(b) => {
+                    if b.max_timestamp() > self.max_timestamp {
+                        self.max_timestamp = b.max_timestamp();
+                        self.offset_of_max_timestamp = b.last_offset();
+                    }
+                    on_batch(&b)
+                }
                 Err(_) => break,
             }
             rec.batches += 1;
@@ -258,6 +266,18 @@ impl LogSegment {
         }
         self.bytes_since_last_index += batch.size() as u64;
         Ok(())
+    }
+
+    /// Records the segment's max timestamp as its last `.timeindex` entry, as Kafka does when
+    /// a segment stops being active (rolled, or written by the cleaner): the entries are
+    /// sparse, and a restart that trusts the segment reads its max timestamp from the last
+    /// one (time lookups, time retention, the archive's manifest).
+    pub fn seal_time_index(&mut self) -> io::Result<()> {
+        if self.max_timestamp < 0 {
+            return Ok(());
+        }
+        self.time_index
+            .maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
     }
 
     /// Appends a batch whose offsets are already assigned. All or nothing: when a write

@@ -259,3 +259,113 @@ fn an_abort_marker_that_fails_leaves_no_txnindex_entry() {
     assert_eq!(log.next_offset(), 1);
     assert!(txn_index::read_all(dir.path()).is_empty());
 }
+
+/// A log of 300-byte segments with one `.index`/`.timeindex` entry per segment (the first
+/// batch), batch i at offset i with timestamp 1000 + i, synced so a restart trusts the closed
+/// segments without rescanning them.
+fn sparse_log(dir: &Path) -> Vec<(i64, i64)> {
+    let (log, closed) = sparse_log_open(dir);
+    log.sync_all().expect("sync");
+    closed
+}
+
+fn sparse_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 300,
+        index_interval_bytes: 4096,
+        ..LogConfig::default()
+    }
+}
+
+/// As `sparse_log`, left as a kill leaves it: no recovery point, so a restart rebuilds the
+/// indexes of every segment.
+fn sparse_log_unsynced(dir: &Path) -> Vec<(i64, i64)> {
+    sparse_log_open(dir).1
+}
+
+/// The log and its closed segments' (base offset, next offset).
+fn sparse_log_open(dir: &Path) -> (Log, Vec<(i64, i64)>) {
+    let (mut log, _) = Log::open(dir, sparse_config(), &mut |_| {}).expect("open");
+    for i in 0..12u8 {
+        log.append(&mut make_batch(1000 + i as i64, &[&[i; 50]]))
+            .expect("append");
+    }
+    assert!(log.segment_count() >= 3);
+    let closed = log
+        .closed_segments()
+        .iter()
+        .map(|s| (s.base_offset, s.next_offset))
+        .collect();
+    (log, closed)
+}
+
+fn reopen_sparse(dir: &Path) -> Log {
+    let (log, report) = Log::open(dir, sparse_config(), &mut |_| {}).expect("reopen");
+    assert_eq!(report.rebuilt_indexes, 1, "closed segments are trusted");
+    log
+}
+
+fn last_time_entry(dir: &Path, base: i64) -> (i64, u32) {
+    let raw = std::fs::read(dir.join(segment::file_name(base, ".timeindex"))).expect("read");
+    let e = &raw[raw.len() - index::TIME_ENTRY..];
+    (
+        i64::from_be_bytes(e[..8].try_into().expect("8 bytes")),
+        u32::from_be_bytes(e[8..].try_into().expect("4 bytes")),
+    )
+}
+
+#[test]
+fn a_rolled_segment_ends_its_time_index_with_its_max_timestamp() {
+    let dir = tempfile::tempdir().expect("tmp");
+    for (base, next) in sparse_log(dir.path()) {
+        let last = next - 1;
+        assert_eq!(
+            last_time_entry(dir.path(), base),
+            (1000 + last, (last - base) as u32),
+            "segment {base}"
+        );
+    }
+}
+
+#[test]
+fn a_closed_segment_whose_indexes_are_rebuilt_keeps_its_max_timestamp_entry() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let closed = sparse_log_unsynced(dir.path());
+    let (log, report) = Log::open(dir.path(), sparse_config(), &mut |_| {}).expect("recover");
+    assert_eq!(
+        report.rebuilt_indexes,
+        closed.len() + 1,
+        "every segment is rescanned"
+    );
+    drop(log);
+    for (base, next) in closed {
+        let last = next - 1;
+        assert_eq!(
+            last_time_entry(dir.path(), base),
+            (1000 + last, (last - base) as u32),
+            "segment {base}"
+        );
+    }
+}
+
+#[test]
+fn a_trusted_segment_finds_its_newest_records_by_time_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let closed = sparse_log(dir.path());
+    // As a segment rolled by an earlier version left it: only the sparse entry.
+    for (base, _) in &closed {
+        let path = dir.path().join(segment::file_name(*base, ".timeindex"));
+        let raw = std::fs::read(&path).expect("read");
+        std::fs::write(&path, &raw[..index::TIME_ENTRY]).expect("write");
+    }
+    let log = reopen_sparse(dir.path());
+    for (s, (base, next)) in log.closed_segments().iter().zip(&closed) {
+        assert_eq!(s.max_timestamp, 1000 + next - 1, "segment {base}");
+    }
+    for i in 0..12 {
+        assert_eq!(
+            log.offset_for_timestamp(1000 + i).expect("io"),
+            Some((i, 1000 + i))
+        );
+    }
+}
