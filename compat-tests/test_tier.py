@@ -38,6 +38,9 @@ What is checked against the archive itself (Strata's layout):
   nothing expires, also while archived segments still have their local copies.
 - test_delete_topic_deletes_its_objects: AdminClient.delete_topics removes every object of
   the topic and leaves other topics' objects alone.
+- test_a_topic_deleted_while_the_store_is_unreachable_stays_deleted (s3): the topic is
+  deleted while the S3 link is cut; after a restart with the link back the broker, which has
+  no topic left, does not restore it from the archive, and its objects are deleted.
 - test_a_damaged_archive_object_is_an_error_and_the_next_fetch_reads_again: a segment object
   cut short, or with a negative batch length, answers KAFKA_STORAGE_ERROR on every fetch (the
   broker neither panics nor answers empty forever); once the object is whole again, the same
@@ -849,6 +852,41 @@ def test_delete_topic_deletes_its_objects(strata_factory, tiered):
         "the other topic's objects changed")
     got = consume_partitions(broker.bootstrap, kept, [0, 1], expected=3_000, timeout=60)
     assert sum(len(v) for v in got.values()) == 3_000
+
+
+def test_a_topic_deleted_while_the_store_is_unreachable_stays_deleted(strata_factory, tiered_s3, tcp_proxy):
+    """The deletion of a deleted topic's objects is recorded before its local files go: when
+    the store cannot be reached at the time, a restart (which, with no topic left, restores
+    whatever the archive holds) does not bring the topic back, and the objects go once the
+    store answers again."""
+    proxy = tcp_proxy("127.0.0.1", tiered_s3.bucket.port)
+    broker = strata_factory("--config", str(tiered_s3.config(endpoint=proxy.endpoint)))
+    archive = tiered_s3.archive  # read directly from moto, not through the proxy
+    topic = unique_topic("tier-deleted")
+    create_topic(broker.bootstrap, topic, 1)
+    produce_values(broker.bootstrap, topic, [value_for("d", i) for i in range(3_000)], partition_of=lambda i: 0)
+    wait_fully_archived(broker, archive, topic, [0])
+    tdir = archive.topic_dir(topic)
+
+    proxy.cut()
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.delete_topics([topic], operation_timeout=15, request_timeout=15)[topic].result(timeout=20)
+    time.sleep(1.0)
+    assert archive.objects(f"{tdir}/"), "the topic's objects went although the store was cut off"
+    broker.stop()
+    proxy.restore()
+    broker.start()
+
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    assert topic not in admin.list_topics(timeout=10).topics, "the deleted topic came back from the archive"
+
+    def gone():
+        left = sorted(archive.objects(f"{tdir}/"))
+        return not left, f"{len(left)} objects left: {left[:4]}"
+    wait_for(f"{topic}: objects deleted once the store answers", gone, 30)
+    broker.stop()
+    broker.start()
+    assert topic not in admin.list_topics(timeout=10).topics
 
 
 def test_retention_bytes_counts_archived_bytes_once(strata_factory, tiered):

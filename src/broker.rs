@@ -5,6 +5,7 @@
 //! Writes no files itself: topics, partitions, producer ids, groups and transactions each
 //! keep their own (see those modules).
 
+pub mod archive_deletions;
 pub mod archive_source;
 pub mod compaction;
 pub mod configs;
@@ -328,23 +329,31 @@ impl Broker {
         self.topic_ids.remove(&topic.id);
         self.maintenance.stop_topic(topic.id);
         let (t, config) = (topic.clone(), self.config.clone());
-        let deleted = tokio::task::spawn_blocking(move || t.delete_files(&config))
-            .await
-            .map_err(std::io::Error::other)
-            .and_then(|r| r);
+        let archived = self.tier.is_some();
+        let deleted = tokio::task::spawn_blocking(move || {
+            if archived {
+                // Before the metadata goes, so that no crash forgets the objects.
+                archive_deletions::record(&config.data_dir, &t.name, t.id)?;
+            }
+            t.delete_files(&config)
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
         if let Err(e) = deleted {
             tracing::error!(topic = name, error = %e, "deleting topic files");
             return Err(ResponseError::KafkaStorageError);
         }
         tracing::info!(topic = name, "deleted topic");
         self.groups.forget_topic(name).await;
-        if let Some(tier) = self.tier.clone() {
-            let (name, id) = (topic.name.clone(), topic.id);
-            tokio::spawn(async move {
-                if let Err(e) = tier.delete_topic(&name, id).await {
-                    tracing::warn!(topic = %name, error = %e, "deleting the topic's archived objects failed");
-                }
-            });
+        if archived {
+            maintenance::delete_archived_topic(
+                self,
+                archive_deletions::PendingDeletion {
+                    name: topic.name.clone(),
+                    id: topic.id,
+                },
+            );
         }
         Ok(topic.id)
     }
@@ -496,6 +505,11 @@ impl Broker {
         if !self.topics.is_empty() {
             return Ok(());
         }
+        let deleted: std::collections::HashSet<Uuid> =
+            archive_deletions::load(&self.config.data_dir)
+                .into_iter()
+                .map(|p| p.id)
+                .collect();
         for archived in crate::tier::restore::find_topics(&tier).await? {
             let topic = match Topic::from_meta_yaml(&archived.meta_yaml) {
                 Ok(t) => t,
@@ -505,6 +519,10 @@ impl Broker {
                 }
             };
             if self.topic(&topic.name).is_some() || self.topic_by_id(topic.id).is_some() {
+                continue;
+            }
+            if deleted.contains(&topic.id) {
+                tracing::info!(topic = %topic.name, "not restoring a deleted topic whose objects are still being deleted");
                 continue;
             }
             if archived.manifests.len() != topic.partition_count as usize {
@@ -572,4 +590,66 @@ pub fn test_broker() -> (tempfile::TempDir, Broker) {
     };
     let config = Config::load(None, overrides).expect("config");
     (dir, Broker::open(config).expect("broker"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The local-directory archive's copy of a topic's `topic.yaml`.
+    fn archived_meta(dir: &std::path::Path, name: &str, id: Uuid) -> std::path::PathBuf {
+        dir.join("tier")
+            .join("strata")
+            .join(format!("{name}-{id}"))
+            .join("topic.yaml")
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn start_up_resumes_recorded_archive_deletions_of_deleted_topics_only() {
+        let (dir, broker) = test_broker();
+        let tier = broker.tier.clone().expect("the default local archive");
+        let kept = broker
+            .create_topic("kept", 1, 1, Vec::new(), false)
+            .await
+            .expect("create");
+        let gone = Uuid::from_u128(42);
+        for (name, id) in [("kept", kept.id), ("gone", gone)] {
+            tier.put_topic(name, id, format!("name: {name}\n"))
+                .await
+                .expect("put");
+            // What DeleteTopics records first; for "kept" a kill came before its metadata went.
+            archive_deletions::record(dir.path(), name, id).expect("record");
+        }
+        broker.maintenance.stop_all();
+        drop(broker);
+
+        let restarted = Broker::open(kept_config(dir.path())).expect("reopen");
+        restarted.spawn_maintenance();
+        assert!(archive_deletions::load(dir.path())
+            .iter()
+            .all(|p| p.id != kept.id));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while archived_meta(dir.path(), "gone", gone).exists()
+            || !archive_deletions::load(dir.path()).is_empty()
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the deleted topic's objects are still there"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(
+            archived_meta(dir.path(), "kept", kept.id).exists(),
+            "a topic that was never deleted lost its archived objects"
+        );
+        restarted.maintenance.stop_all();
+    }
+
+    fn kept_config(dir: &std::path::Path) -> Config {
+        let overrides = crate::config::Overrides {
+            data_dir: Some(dir.to_path_buf()),
+            ..Default::default()
+        };
+        Config::load(None, overrides).expect("config")
+    }
 }

@@ -30,6 +30,7 @@
 //! * `broker::maintenance`: every background loop, each with a handle that stops it;
 //!   `broker::local_retention`: retention of topics that are not archived;
 //!   `broker::archive_source`: the broker's side of `tier::archiver::ArchiveSource`;
+//!   `broker::archive_deletions`: deleted topics whose archived objects are still to go;
 //!   `broker::compaction`: which partitions are due a cleaning, one pass over a partition.
 //! * `tier`: the archive — `store` (object store connection and paths), `manifest` (the
 //!   truth of what is remote), `reader` (remote reads, read-ahead), `cache` (index and chunk

@@ -84,10 +84,24 @@ impl Maintenance {
     }
 }
 
-/// Starts the broker-wide loops and every loaded topic's loops.
+/// Starts the broker-wide loops and every loaded topic's loops, and resumes the deletions
+/// of deleted topics' archived objects that a stop or a crash interrupted.
 pub fn start(broker: &Broker) {
     for topic in broker.topics() {
         start_topic(broker, &topic);
+    }
+    let data_dir = &broker.config.data_dir;
+    for pending in super::archive_deletions::load(data_dir) {
+        if broker.topic_by_id(pending.id).is_none() {
+            delete_archived_topic(broker, pending);
+            continue;
+        }
+        // Recorded by a DeleteTopics that a kill stopped before the topic's metadata went:
+        // the topic was never deleted, and its objects are its data.
+        tracing::info!(topic = %pending.name, "the topic of an interrupted deletion is still there; keeping its archived objects");
+        if let Err(e) = super::archive_deletions::done(data_dir, pending.id) {
+            tracing::warn!(topic = %pending.name, error = %e, "forgetting an interrupted archive deletion failed");
+        }
     }
     let m = &broker.maintenance;
     if broker.config.flush == FlushPolicy::Interval {
@@ -101,6 +115,32 @@ pub fn start(broker: &Broker) {
     if broker.config.props.bool("log.cleaner.enable") {
         m.spawn(clean_logs(broker.clone()));
     }
+}
+
+/// Deletes a deleted topic's archived objects, retrying with backoff until the store has let
+/// them all go, then forgets the recorded deletion (`archive_deletions`). A broker-wide
+/// loop: the topic's own loops are stopped already. Aborted mid-way (shutdown), it starts
+/// over at the next start-up.
+pub fn delete_archived_topic(broker: &Broker, pending: super::archive_deletions::PendingDeletion) {
+    let Some(tier) = broker.tier.clone() else {
+        return;
+    };
+    let data_dir = broker.config.data_dir.clone();
+    broker.maintenance.spawn(async move {
+        crate::tier::archiver::delete_topic_objects(&tier, &pending.name, pending.id).await;
+        let id = pending.id;
+        match tokio::task::spawn_blocking(move || super::archive_deletions::done(&data_dir, id))
+            .await
+        {
+            Ok(Ok(())) => {
+                tracing::info!(topic = %pending.name, "deleted the topic's archived objects")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(topic = %pending.name, error = %e, "forgetting a finished archive deletion failed; it runs again at the next start")
+            }
+            Err(e) => tracing::warn!(topic = %pending.name, error = %e, "archive deletion task failed"),
+        }
+    });
 }
 
 /// Starts a topic's loops: its partitions' archivers when the topic is archived, else

@@ -108,6 +108,16 @@ pub async fn record_topic(tier: &Tier, name: &str, id: Uuid, meta_yaml: String) 
     }
 }
 
+/// Deletes every object of a deleted topic, retrying with backoff until it succeeds.
+pub async fn delete_topic_objects(tier: &Tier, name: &str, id: Uuid) {
+    let mut backoff = BACKOFF_MIN;
+    while let Err(e) = tier.delete_topic(name, id).await {
+        tracing::warn!(topic = name, error = %e, "deleting the topic's archived objects failed; retrying");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
 /// Closed segments not archived yet: (count, bytes).
 fn lag(source: &dyn ArchiveSource) -> (usize, u64) {
     let remote_end = source.remote_end();

@@ -240,8 +240,9 @@ impl Tier {
         Ok(())
     }
 
-    /// Deletes every object of a topic, manifests first so that no manifest ever names a
-    /// deleted object.
+    /// Deletes every object of a topic: its `topic.yaml` first, so that a restore never
+    /// finds a half-deleted topic, then the manifests, so that no manifest ever names a
+    /// deleted object, then the rest. Safe to repeat after an interruption.
     pub async fn delete_topic(&self, topic: &str, id: Uuid) -> anyhow::Result<()> {
         let prefix = ObjectPath::from(self.paths.topic_dir(topic, id));
         let mut listing = self.store.list(Some(&prefix));
@@ -249,7 +250,13 @@ impl Tier {
         while let Some(meta) = listing.next().await {
             keys.push(meta?.location);
         }
-        keys.sort_by_key(|k| !k.as_ref().ends_with(store::MANIFEST));
+        keys.sort_by_key(|k| {
+            let k = k.as_ref();
+            (
+                !k.ends_with(store::TOPIC_META),
+                !k.ends_with(store::MANIFEST),
+            )
+        });
         for k in keys {
             self.store.delete(&k).await?;
         }
