@@ -416,7 +416,6 @@ impl Partition {
             seg.delete()?;
         }
         remove_snapshots_below(dir, log.log_start_offset());
-        producer_state::remove_temporaries(dir);
         producers.trim_aborted(floor);
         if report.truncated_bytes > 0 {
             tracing::warn!(

@@ -351,16 +351,16 @@ impl ProducerStates {
 
 const SNAPSHOTS_KEPT: usize = 3;
 
+/// A snapshot being written, renamed to `<base>.snapshot` once whole.
+const SNAPSHOT_TEMPORARY: &str = ".snapshot.tmp";
+
 /// Writes `<base>.snapshot`, the producer state as of `base`, and keeps the newest few.
-/// Best effort: a missing or damaged snapshot only means a longer replay at start-up.
+/// Written under a temporary name and renamed, so a kill mid-write leaves no torn snapshot
+/// behind, only a temporary that the next start-up removes. Best effort: a missing
+/// snapshot only means a longer replay at start-up.
 pub fn write_snapshot(dir: &Path, base: i64, producers: &ProducerStates) {
     let path = dir.join(crate::log::segment::file_name(base, ".snapshot"));
-    // Under a temporary name first, so that a write cut short (a full disk) never leaves a
-    // partial snapshot; without one, recovery replays from an older snapshot.
-    let tmp = dir.join(format!(
-        "{}{SNAPSHOT_TMP}",
-        crate::log::segment::file_name(base, ".snapshot")
-    ));
+    let tmp = dir.join(crate::log::segment::file_name(base, SNAPSHOT_TEMPORARY));
     let written = crate::checkpoint::write_temporary(&tmp, &producers.to_snapshot(), false)
         .and_then(|()| std::fs::rename(&tmp, &path));
     if let Err(e) = written {
@@ -373,24 +373,6 @@ pub fn write_snapshot(dir: &Path, base: i64, producers: &ProducerStates) {
     let excess = all.len().saturating_sub(SNAPSHOTS_KEPT);
     for old in &all[..excess] {
         let _ = std::fs::remove_file(dir.join(crate::log::segment::file_name(*old, ".snapshot")));
-    }
-}
-
-const SNAPSHOT_TMP: &str = ".tmp";
-
-/// Removes snapshots a crash left half-written under their temporary name.
-pub fn remove_temporaries(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.filter_map(|e| e.ok()) {
-        let name = e.file_name();
-        if name
-            .to_string_lossy()
-            .ends_with(&format!(".snapshot{SNAPSHOT_TMP}"))
-        {
-            let _ = std::fs::remove_file(e.path());
-        }
     }
 }
 
@@ -408,7 +390,18 @@ pub fn snapshot_offsets(dir: &Path) -> Vec<i64> {
 
 /// The newest whole snapshot at or below `limit` (offsets past the recovery point may be
 /// cut by recovery, so a snapshot there could describe batches that no longer exist).
+/// Called when the partition opens: temporaries of writes a kill cut short go first.
 pub fn latest_snapshot(dir: &Path, limit: i64) -> Option<(i64, ProducerStates)> {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.filter_map(|e| e.ok()) {
+            if e.file_name()
+                .to_string_lossy()
+                .ends_with(SNAPSHOT_TEMPORARY)
+            {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     let mut offsets = snapshot_offsets(dir);
     offsets.sort_unstable_by(|a, b| b.cmp(a));
     offsets.into_iter().filter(|o| *o <= limit).find_map(|o| {
@@ -502,6 +495,35 @@ mod tests {
         let mut flipped = bytes;
         flipped[12] ^= 1;
         assert!(ProducerStates::from_snapshot(&flipped).is_none());
+    }
+
+    #[test]
+    fn a_snapshot_is_renamed_into_place_and_a_cut_short_one_is_swept_away() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut s = ProducerStates::default();
+        s.update(7, 0, meta(0, 9, 0));
+        write_snapshot(dir.path(), 10, &s);
+        // What a kill in the middle of writing the snapshot at 20 leaves.
+        let cut = dir
+            .path()
+            .join(crate::log::segment::file_name(20, SNAPSHOT_TEMPORARY));
+        std::fs::write(&cut, &s.to_snapshot()[..5]).expect("write");
+        assert_eq!(snapshot_offsets(dir.path()), vec![10]);
+        let (at, loaded) = latest_snapshot(dir.path(), 100).expect("a whole snapshot");
+        assert_eq!(at, 10);
+        assert_eq!(
+            loaded.check(7, 0, 0, 9),
+            Ok(SequenceCheck::Duplicate(meta(0, 9, 0)))
+        );
+        assert!(!cut.exists(), "the temporary is removed at start-up");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(
+            names,
+            vec![std::ffi::OsString::from("00000000000000000010.snapshot")]
+        );
     }
 
     #[test]
