@@ -689,8 +689,13 @@ class LogChecker:
         for tdir in sorted(p for p in root.iterdir() if p.is_dir()):
             name = by_dir.get(tdir.name)
             if name is None:
-                if not any(p.is_file() for p in tdir.rglob("*")):
-                    continue                        # what a local-directory store leaves of a deleted prefix
+                files = [p for p in tdir.rglob("*") if p.is_file()]
+                staging = [p for p in files if "#" in p.name]
+                r.counts["store staging files"] += len(staging)
+                if len(files) == len(staging):
+                    # empty directories, and the staging files of puts a kill cut short, which
+                    # the local-directory store lists as no object: all a deleted topic leaves
+                    continue
                 if tdir.name[-36:] in pending:
                     r.counts["archived topics being deleted"] += 1
                 else:
@@ -799,7 +804,8 @@ class LogChecker:
             orphans = [n for n in os.listdir(pdir) if n not in listed and n != "manifest.json"]
         except FileNotFoundError:
             orphans = []
-        r.counts["orphan objects"] += len(orphans)
+        r.counts["store staging files"] += sum("#" in n for n in orphans)
+        r.counts["orphan objects"] += sum("#" not in n for n in orphans)
         if view is not None and segments:
             self._check_coverage(r, where, view, segments, start)
 

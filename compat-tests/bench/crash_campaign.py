@@ -57,6 +57,7 @@ import argparse
 import collections
 import dataclasses
 import gc
+import logging
 import os
 import pathlib
 import random
@@ -111,7 +112,12 @@ BROKER_PROPS = {
     "log.cleaner.backoff.ms": 200,
     "transaction.abort.timed.out.transaction.cleanup.interval.ms": 1000,
 }
-QUIET = {"log_level": 0}       # librdkafka logs every refused connection while the broker is down
+# librdkafka logs every refused connection while the broker is down, and a left-behind
+# transactional producer's fencing at level 0
+_SILENT = logging.getLogger("crash_campaign.librdkafka")
+_SILENT.addHandler(logging.NullHandler())
+_SILENT.propagate = False
+QUIET = {"log_level": 0, "logger": _SILENT}
 
 
 # ---------------------------------------------------------------------------------------------- the model
