@@ -66,3 +66,9 @@ pub mod protocol;
 pub mod security;
 pub mod server;
 pub mod tier;
+
+/// Unit tests run on the broker's own allocator, as the binary does (`src/main.rs`): the
+/// fuzz corpus they replay holds requests with hostile length fields.
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOC: alloc::LazyLargeAlloc = alloc::LazyLargeAlloc;
