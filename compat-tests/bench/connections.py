@@ -36,13 +36,11 @@ import threading
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-CLIENT_ID = b"strata-bench-connections"
+sys.path.insert(0, str(REPO / "compat-tests"))
+import kafka_wire  # noqa: E402
+from conftest import free_port  # noqa: E402
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+CLIENT_ID = "strata-bench-connections"
 
 
 def status(pid):
@@ -60,30 +58,13 @@ def open_fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def uvarint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def compact_string(s):
-    return uvarint(len(s) + 1) + s
-
-
 def api_versions_v3(correlation_id):
     # Request header v2: api_key, api_version, correlation_id, client_id (nullable string),
     # tagged fields; body v3: client_software_name, client_software_version (compact
     # strings), tagged fields.
-    head = struct.pack(">hhih", 18, 3, correlation_id, len(CLIENT_ID)) + CLIENT_ID + b"\0"
-    body = compact_string(b"strata-bench") + compact_string(b"1.0") + b"\0"
-    payload = head + body
-    return struct.pack(">i", len(payload)) + payload
+    head = kafka_wire.header_v2(18, 3, correlation_id, CLIENT_ID)
+    body = kafka_wire.compact_string("strata-bench") + kafka_wire.compact_string("1.0") + b"\0"
+    return kafka_wire.frame(head + body)
 
 
 def api_versions_ok(frame, correlation_id):
@@ -109,7 +90,7 @@ class Broker:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
                     s.sendall(api_versions_v3(1))
-                    if api_versions_ok(recv_frame(s), 1):
+                    if api_versions_ok(kafka_wire.recv_frame(s), 1):
                         return
             except OSError:
                 time.sleep(0.05)
@@ -124,21 +105,6 @@ class Broker:
         self.proc.wait(timeout=60)
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def recv_exact(s, n):
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError("closed")
-        buf += chunk
-    return bytes(buf)
-
-
-def recv_frame(s):
-    (size,) = struct.unpack(">i", recv_exact(s, 4))
-    return recv_exact(s, size)
 
 
 # ------------------------------------------------------------------------------- idle connections
@@ -203,7 +169,7 @@ def fetch_v4(correlation_id, topic, max_bytes):
     t = topic.encode()
     body = struct.pack(">iiiib", -1, 0, 0, max_bytes, 0)
     body += struct.pack(">ih", 1, len(t)) + t + struct.pack(">i", 1) + struct.pack(">iqi", 0, 0, max_bytes)
-    head = struct.pack(">hhih", 1, 4, correlation_id, len(CLIENT_ID)) + CLIENT_ID
+    head = kafka_wire.header_v1(1, 4, correlation_id, CLIENT_ID)
     return struct.pack(">i", len(head) + len(body)) + head + body
 
 
@@ -230,7 +196,7 @@ def hostile_part(binary, seconds):
         frame_max = 100 << 20
 
         def sender():
-            head = struct.pack(">hhih", 18, 0, 1, len(CLIENT_ID)) + CLIENT_ID
+            head = kafka_wire.header_v1(18, 0, 1, CLIENT_ID)
             chunk = b"\0" * (1 << 20)
             try:
                 with socket.create_connection(("127.0.0.1", broker.port)) as s:
