@@ -161,7 +161,7 @@ fn file_limit_share() -> usize {
     let Some(limit) = crate::log::file_cache::open_file_limit() else {
         return usize::MAX;
     };
-    let (_, segment_files, _, _) = crate::log::file_cache::stats();
+    let (_, segment_files) = crate::log::file_cache::stats();
     let other = OTHER_FILES.min(limit / 4);
     let share = limit.saturating_sub(other + segment_files as u64);
     usize::try_from(share).unwrap_or(usize::MAX).max(1)

@@ -22,10 +22,6 @@ const RESERVED: u64 = 1024;
 /// The cache never holds fewer files than this, whatever the limit says.
 const MIN_CAPACITY: usize = 32;
 
-/// Cache hits and misses, for `/metrics`.
-static HITS: AtomicU64 = AtomicU64::new(0);
-static MISSES: AtomicU64 = AtomicU64::new(0);
-
 struct Cache {
     open: Mutex<LruCache<u64, Arc<File>>>,
     capacity: AtomicUsize,
@@ -101,16 +97,11 @@ pub fn set_capacity(capacity: usize) {
     drop(evicted);
 }
 
-/// (files open, capacity, hits, misses), for `/metrics`.
-pub fn stats() -> (usize, usize, u64, u64) {
+/// (files open, capacity).
+pub fn stats() -> (usize, usize) {
     let c = cache();
     let open = c.open.lock().map(|o| o.len()).unwrap_or(0);
-    (
-        open,
-        c.capacity.load(Ordering::Relaxed),
-        HITS.load(Ordering::Relaxed),
-        MISSES.load(Ordering::Relaxed),
-    )
+    (open, c.capacity.load(Ordering::Relaxed))
 }
 
 fn next_id() -> u64 {
@@ -158,10 +149,8 @@ impl CachedFile {
             .unwrap_or_else(|p| p.into_inner())
             .get(&self.id)
         {
-            HITS.fetch_add(1, Ordering::Relaxed);
             return Ok(f.clone());
         }
-        MISSES.fetch_add(1, Ordering::Relaxed);
         let file = self.open_uncached(false)?;
         Ok(self.insert(file))
     }
@@ -233,7 +222,7 @@ mod tests {
             })
             .collect();
         // Other tests share the cache: only bound what this one adds.
-        let (open, capacity, _, _) = stats();
+        let (open, capacity) = stats();
         assert!(open <= capacity, "{open} > {capacity}");
         for (i, f) in files.iter().enumerate() {
             let h = f.get().expect("reopen");
