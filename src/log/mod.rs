@@ -366,16 +366,7 @@ impl Log {
     fn write_txn_entry(&self, a: &txn_index::AbortedTxn) -> io::Result<(PathBuf, u64)> {
         use std::io::Write;
         let base = self.active_base()?;
-        let mut entry = Vec::with_capacity(txn_index::ENTRY);
-        entry.extend_from_slice(&0i16.to_be_bytes());
-        for v in [
-            a.producer_id,
-            a.first_offset,
-            a.last_offset,
-            a.last_stable_offset,
-        ] {
-            entry.extend_from_slice(&v.to_be_bytes());
-        }
+        let entry = txn_index::encode(a);
         let path = self.dir.join(segment::file_name(base, ".txnindex"));
         let mut f = std::fs::OpenOptions::new()
             .create(true)
@@ -392,6 +383,30 @@ impl Log {
             return Err(e);
         }
         Ok((path, before))
+    }
+
+    /// Adds aborted transactions to the `.txnindex` of the segments holding their markers,
+    /// each file replaced whole with its entries in marker order: start-up restoring
+    /// entries that a kill between a marker and its entry kept from being written.
+    pub fn restore_txn_index(&self, missing: &[txn_index::AbortedTxn]) -> io::Result<()> {
+        let mut by_segment: BTreeMap<i64, Vec<txn_index::AbortedTxn>> = BTreeMap::new();
+        for a in missing {
+            if let Some((&base, _)) = self.segments.range(..=a.last_offset).next_back() {
+                by_segment.entry(base).or_default().push(*a);
+            }
+        }
+        for (base, mut entries) in by_segment {
+            let path = self.dir.join(segment::file_name(base, ".txnindex"));
+            match std::fs::read(&path) {
+                Ok(body) => entries.extend(txn_index::parse(&body)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            entries.sort_by_key(|a| a.last_offset);
+            let body: Vec<u8> = entries.iter().flat_map(txn_index::encode).collect();
+            crate::checkpoint::write_replacing(&path, &body, false)?;
+        }
+        Ok(())
     }
 
     fn active_base(&self) -> io::Result<i64> {

@@ -19,6 +19,23 @@ pub struct AbortedTxn {
     pub last_stable_offset: i64,
 }
 
+/// One entry as the file holds it.
+pub fn encode(a: &AbortedTxn) -> [u8; ENTRY] {
+    let mut e = [0u8; ENTRY];
+    for (i, v) in [
+        a.producer_id,
+        a.first_offset,
+        a.last_offset,
+        a.last_stable_offset,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        e[2 + 8 * i..10 + 8 * i].copy_from_slice(&v.to_be_bytes());
+    }
+    e
+}
+
 /// Entries of a `.txnindex` file; a torn last entry is ignored.
 pub fn parse(body: &[u8]) -> Vec<AbortedTxn> {
     body.chunks_exact(ENTRY)

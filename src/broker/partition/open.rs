@@ -180,13 +180,7 @@ impl Partition {
         // batches after it; without one, from the whole log.
         let (mut producers, from) =
             match producer_state::latest_snapshot(dir, crate::log::read_recovery_point(dir)) {
-                Some((offset, mut states)) => {
-                    states.aborted = crate::log::txn_index::read_all(dir)
-                        .into_iter()
-                        .filter(|a| a.last_offset < offset)
-                        .collect();
-                    (states, offset)
-                }
+                Some((offset, states)) => (states, offset),
                 None => (ProducerStates::default(), i64::MIN),
             };
         let (mut log, report) = Log::open_at(
@@ -219,6 +213,39 @@ impl Partition {
             seg.delete()?;
         }
         remove_snapshots_below(dir, log.log_start_offset());
+        // Aborted transactions, from the replay and from every local `.txnindex`. The replay
+        // misses one whose records lie below the local log start (archived and deleted
+        // locally) while its marker is local, unless a snapshot carried it open; the files
+        // miss one whose entry a kill kept from being written after its marker, which gets
+        // it now (else the archived copy of the segment would lack it too). Entries past a
+        // recovered tail are not taken.
+        let end = log.next_offset();
+        let key = |a: &crate::log::txn_index::AbortedTxn| (a.producer_id, a.last_offset);
+        let on_disk = crate::log::txn_index::read_all(dir);
+        let written: std::collections::HashSet<(i64, i64)> = on_disk.iter().map(key).collect();
+        let replayed: std::collections::HashSet<(i64, i64)> =
+            producers.aborted.iter().map(key).collect();
+        let unwritten: Vec<_> = producers
+            .aborted
+            .iter()
+            .filter(|a| !written.contains(&key(a)))
+            .copied()
+            .collect();
+        if !unwritten.is_empty() {
+            tracing::warn!(
+                topic,
+                partition = index,
+                entries = unwritten.len(),
+                "restoring .txnindex entries a crash kept from being written"
+            );
+            log.restore_txn_index(&unwritten)?;
+        }
+        producers.aborted.extend(
+            on_disk
+                .into_iter()
+                .filter(|a| a.last_offset < end && !replayed.contains(&key(a))),
+        );
+        producers.aborted.sort_by_key(|a| a.last_offset);
         producers.trim_aborted(floor);
         if report.truncated_bytes > 0 {
             tracing::warn!(

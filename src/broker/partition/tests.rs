@@ -74,7 +74,8 @@ fn undecodable_records_are_a_corrupt_message() {
     );
 }
 
-use crate::log::record_batch::tests::{make_batch, make_idempotent_batch};
+use crate::log::record_batch::tests::{make_batch, make_idempotent_batch, make_keyed_batch};
+use crate::log::txn_index;
 
 fn open(dir: &Path) -> Partition {
     let config = LogConfig {
@@ -208,4 +209,77 @@ fn the_last_stable_offset_never_stays_below_the_log_start() {
     assert_eq!(p.last_stable_offset(), 1);
     p.advance_log_start(2, "test").expect("advance");
     assert_eq!(p.last_stable_offset(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_abort_whose_records_left_the_local_log_is_still_known_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = open(dir.path());
+    let record: &[u8] = &[1; 100];
+    append(
+        &p,
+        &make_keyed_batch(0, &[(b"k", Some(record))], 7, 0, 0, true),
+    )
+    .expect("append");
+    for i in 0..3u8 {
+        append(&p, &make_batch(i as i64, &[&[i; 100]])).expect("append");
+    }
+    let marker = p.append_marker(7, 0, false, 1_000).await.expect("abort");
+    assert!(
+        log_files(dir.path())[1] <= marker,
+        "the marker is in a later segment"
+    );
+    // The segment holding the transaction's record goes (archived, past local retention).
+    assert!(p
+        .delete_oldest_local_if(|_: &ClosedSegment, _: u64| true)
+        .expect("delete"));
+    assert_eq!(p.aborted_between(0, marker + 1), vec![(7, 0)]);
+    drop(p);
+    // No recovery point yet, so no snapshot is trusted: the restart replays the local log,
+    // which holds the marker but not the record.
+    let p = open(dir.path());
+    assert_eq!(p.aborted_between(0, marker + 1), vec![(7, 0)]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_abort_marker_without_its_txnindex_entry_gets_it_at_start_up() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = open(dir.path());
+    let record: &[u8] = &[1; 20];
+    for (seq, commit) in [(0, false), (1, true), (2, false)] {
+        append(
+            &p,
+            &make_keyed_batch(0, &[(b"k", Some(record))], 7, 0, seq, true),
+        )
+        .expect("append");
+        p.append_marker(7, 0, commit, 1_000).await.expect("marker");
+    }
+    let aborted = p.aborted_between(0, p.high_watermark());
+    assert_eq!(aborted, vec![(7, 0), (7, 4)]);
+    drop(p);
+    // A kill between the last marker and its entry: the entry never reached the file.
+    let last = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "txnindex"))
+        .find(|p| {
+            let body = std::fs::read(p).expect("read");
+            txn_index::parse(&body)
+                .last()
+                .is_some_and(|a| a.first_offset == 4)
+        })
+        .expect("the .txnindex holding the last abort");
+    let body = std::fs::read(&last).expect("read");
+    std::fs::write(&last, &body[..body.len() - txn_index::ENTRY]).expect("write");
+
+    let p = open(dir.path());
+    assert_eq!(p.aborted_between(0, p.high_watermark()), aborted);
+    assert_eq!(
+        std::fs::read(&last).expect("read"),
+        body,
+        "the entry is back in the file"
+    );
+    drop(p);
+    let p = open(dir.path());
+    assert_eq!(p.aborted_between(0, p.high_watermark()), aborted);
 }
