@@ -234,7 +234,17 @@ impl Tier {
         let log_path = seg.paths[0].clone();
         let size = seg.size;
         let target = self.paths.segment(tp, remote, ".log");
-        if size > MULTIPART_THRESHOLD {
+        let linked = match &self.local {
+            Some(fs) => {
+                let dest = fs.path_to_filesystem(&target)?;
+                let path = log_path.clone();
+                tokio::task::spawn_blocking(move || link_segment(&path, size, &dest)).await??
+            }
+            None => None,
+        };
+        if let Some(crc) = linked {
+            remote.crc32c = crc;
+        } else if size > MULTIPART_THRESHOLD {
             let mut upload = WriteMultipart::new_with_chunk_size(
                 self.store.put_multipart(&target).await?,
                 PART_SIZE,
@@ -291,6 +301,59 @@ impl Tier {
     }
 }
 
+/// Archives a closed segment's `.log` into a local-directory store by a hard link: no byte
+/// is copied or written twice. Copying it (what an upload does) doubled the disk writes of
+/// a produce run and took the CPU the appends needed: a 3 GB run with the default local
+/// archive fell from about 1,300 MB/s to 600–800 once the first segment closed.
+///
+/// The link shares the segment's data, which never changes once closed (compaction and
+/// retention replace or unlink files, they do not write into them); it is made durable
+/// first, so a crash cannot leave a torn tail that recovery would cut in both places.
+/// Returns the CRC-32C of the data, or `None` when a link cannot be made here (another
+/// file system, a segment whose file is not its closed size), for the caller to copy.
+pub(crate) fn link_segment(
+    log: &std::path::Path,
+    size: u64,
+    dest: &std::path::Path,
+) -> std::io::Result<Option<u32>> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(log)?;
+    if f.metadata()?.len() != size {
+        return Ok(None);
+    }
+    f.sync_data()?;
+    let mut crc = 0u32;
+    const CHUNK: u64 = 4 << 20;
+    let mut buf = vec![0u8; CHUNK as usize];
+    let mut left = size;
+    while left > 0 {
+        let n = f.read(&mut buf[..left.min(CHUNK) as usize])?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "segment shorter than its size",
+            ));
+        }
+        crc = crc32c::crc32c_append(crc, &buf[..n]);
+        left -= n as u64;
+    }
+    let Some(parent) = dest.parent() else {
+        return Ok(None);
+    };
+    std::fs::create_dir_all(parent)?;
+    if let Err(e) = std::fs::hard_link(log, dest) {
+        tracing::debug!(segment = %log.display(), error = %e, "archive by link not possible; copying");
+        return Ok(None);
+    }
+    std::fs::File::open(parent)?.sync_all()?;
+    // The segment after this one must survive a crash too: were the log to end at this
+    // segment after a restart, appends would go into the archived file.
+    if let Some(dir) = log.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(Some(crc))
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -331,6 +394,99 @@ pub(crate) mod tests {
         pub(crate) async fn archive_once(&self) -> Result<(), TierError> {
             let source: Arc<dyn ArchiveSource> = self.source.clone();
             archive_once(&self.tier, &tp(), &source).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_local_directory_store_archives_segments_by_link_with_their_crc() {
+        let (logdir, bucket, cache) = (
+            tempfile::tempdir().expect("tmp"),
+            tempfile::tempdir().expect("tmp"),
+            tempfile::tempdir().expect("tmp"),
+        );
+        let log = make_log(logdir.path(), 16 << 10, 100, 500);
+        let closed = log.closed_segments();
+        let fs = object_store::local::LocalFileSystem::new_with_prefix(bucket.path())
+            .expect("local store");
+        let mut tier = Tier::new(
+            Arc::new(
+                object_store::local::LocalFileSystem::new_with_prefix(bucket.path())
+                    .expect("local store"),
+            ),
+            "strata".into(),
+            cache.path().to_path_buf(),
+            crate::tier::CacheLimits::default(),
+        );
+        tier.local = Some(fs);
+        let tier = Arc::new(tier);
+        let source = Arc::new(FakeSource::new(log));
+        source.stable.store(i64::MAX, Ordering::Release);
+        let dyn_source: Arc<dyn ArchiveSource> = source.clone();
+        archive_once(&tier, &tp(), &dyn_source)
+            .await
+            .expect("archive");
+        let m = source.installed();
+        assert_eq!(m.segments.len(), closed.len());
+        use std::os::unix::fs::MetadataExt;
+        for (remote, local) in m.segments.iter().zip(&closed) {
+            let object = tier.paths.segment(&tp(), remote, ".log");
+            let file = tier
+                .local
+                .as_ref()
+                .expect("local")
+                .path_to_filesystem(&object)
+                .expect("path");
+            let (a, b) = (
+                std::fs::metadata(&file).expect("object"),
+                std::fs::metadata(&local.paths[0]).expect("segment"),
+            );
+            assert_eq!(
+                (a.dev(), a.ino()),
+                (b.dev(), b.ino()),
+                "one file, two names"
+            );
+            let body = std::fs::read(&local.paths[0]).expect("read");
+            assert_eq!(remote.crc32c, crc32c::crc32c(&body));
+            let got = tier
+                .store
+                .get(&object)
+                .await
+                .expect("get")
+                .bytes()
+                .await
+                .expect("bytes");
+            assert_eq!(&got[..], &body[..]);
+        }
+        // Deleting the local segment leaves the archived data whole.
+        std::fs::remove_file(&closed[0].paths[0]).expect("rm");
+        let object = tier.paths.segment(&tp(), &m.segments[0], ".log");
+        let got = tier.store.get(&object).await.expect("get").bytes().await;
+        assert_eq!(got.expect("bytes").len() as u64, closed[0].size);
+    }
+
+    #[test]
+    fn a_segment_not_at_its_closed_size_or_on_another_file_system_is_copied_instead() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let log = dir.path().join("00000000000000000000.log");
+        std::fs::write(&log, b"0123456789").expect("write");
+        let dest = dir.path().join("bucket/t/0/x.log");
+        assert_eq!(link_segment(&log, 9, &dest).expect("link"), None);
+        assert!(!dest.exists());
+        assert_eq!(
+            link_segment(&log, 10, &dest).expect("link"),
+            Some(crc32c::crc32c(b"0123456789"))
+        );
+        // /dev/shm is another file system than the temporary directory on most machines.
+        let other = std::path::Path::new("/dev/shm");
+        if other.is_dir() {
+            let elsewhere = tempfile::tempdir_in(other).expect("tmp");
+            let a = std::fs::metadata(dir.path()).map(|m| std::os::unix::fs::MetadataExt::dev(&m));
+            let b = std::fs::metadata(elsewhere.path())
+                .map(|m| std::os::unix::fs::MetadataExt::dev(&m));
+            if a.ok() != b.ok() {
+                let dest = elsewhere.path().join("x.log");
+                assert_eq!(link_segment(&log, 10, &dest).expect("link"), None);
+            }
         }
     }
 

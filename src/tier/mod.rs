@@ -182,6 +182,9 @@ impl TierStats {
 /// The archive: an object store, a key prefix and the read caches.
 pub struct Tier {
     store: Arc<dyn ObjectStore>,
+    /// The same store when it is a local directory: a closed segment's `.log` is then
+    /// archived by a hard link instead of a copy (see `archiver::link_segment`).
+    local: Option<object_store::local::LocalFileSystem>,
     paths: store::Paths,
     reader: reader::Caches,
     pub stats: TierStats,
@@ -206,7 +209,11 @@ impl Tier {
             ..defaults
         };
         let prefix = t.prefix.clone().unwrap_or_else(|| "strata".into());
-        Ok(Some(Arc::new(Tier::new(store, prefix, cache_dir, limits))))
+        let mut tier = Tier::new(store, prefix, cache_dir, limits);
+        if t.store == crate::config::TierStore::Local {
+            tier.local = Some(store::local_store(config)?);
+        }
+        Ok(Some(Arc::new(tier)))
     }
 
     /// A tier on any store (tests use `object_store::memory::InMemory`).
@@ -218,6 +225,7 @@ impl Tier {
     ) -> Tier {
         Tier {
             store,
+            local: None,
             paths: store::Paths::new(prefix),
             reader: reader::Caches::new(cache_dir, limits),
             stats: TierStats::default(),

@@ -23,14 +23,7 @@ pub fn connect(config: &Config) -> anyhow::Result<Option<Arc<dyn ObjectStore>>> 
         return Ok(None);
     }
     let store: Arc<dyn ObjectStore> = match t.store {
-        TierStore::Local => {
-            let dir = t
-                .local_dir
-                .clone()
-                .unwrap_or_else(|| config.data_dir.join("tier"));
-            std::fs::create_dir_all(&dir)?;
-            Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&dir)?)
-        }
+        TierStore::Local => Arc::new(local_store(config)?),
         TierStore::S3 => {
             let bucket = t
                 .bucket
@@ -65,6 +58,17 @@ pub fn connect(config: &Config) -> anyhow::Result<Option<Arc<dyn ObjectStore>>> 
         TierStore::None => return Ok(None),
     };
     Ok(Some(store))
+}
+
+/// The local-directory store of the config (`store: local`), created if missing.
+pub fn local_store(config: &Config) -> anyhow::Result<object_store::local::LocalFileSystem> {
+    let dir = config
+        .tier
+        .local_dir
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("tier"));
+    std::fs::create_dir_all(&dir)?;
+    Ok(object_store::local::LocalFileSystem::new_with_prefix(&dir)?)
 }
 
 /// Where each object lives under the key prefix.
