@@ -408,6 +408,10 @@ impl LogSegment {
         let Some((pos, len)) = self.find_position(self.offset_of_max_timestamp, self.size)? else {
             return Ok(shallow);
         };
+        // A damaged length must not size the buffer past the segment.
+        if pos + len > self.size {
+            return Ok(shallow);
+        }
         let mut buf = vec![0u8; len as usize];
         self.log.get()?.read_exact_at(&mut buf, pos)?;
         match RecordBatch::parse_header(&buf) {

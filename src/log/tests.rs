@@ -369,3 +369,38 @@ fn a_trusted_segment_finds_its_newest_records_by_time_after_a_restart() {
         );
     }
 }
+
+#[test]
+fn a_damaged_length_at_the_max_timestamp_batch_gives_the_segment_figures_not_a_huge_read() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (mut log, _) = Log::open(dir.path(), cfg(1 << 20), &mut |_| {}).expect("open");
+    for i in 0..3u8 {
+        log.append(&mut make_batch(1000 + i as i64, &[&[i; 50]]))
+            .expect("append");
+    }
+    let max = log.max_timestamp().expect("io").expect("some");
+    // The last batch (which carries the max timestamp) now claims 1 GiB.
+    let path = dir.path().join(segment::file_name(0, ".log"));
+    let body = std::fs::read(&path).expect("read");
+    let last = body.len() - {
+        let mut pos = 0usize;
+        let mut last_len = 0usize;
+        while pos < body.len() {
+            let len =
+                i32::from_be_bytes(body[pos + 8..pos + 12].try_into().expect("4")) as usize + 12;
+            last_len = len;
+            pos += len;
+        }
+        last_len
+    };
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open");
+        f.write_all_at(&(1i32 << 30).to_be_bytes(), (last + 8) as u64)
+            .expect("write");
+    }
+    assert_eq!(log.max_timestamp().expect("io"), Some(max));
+}
