@@ -6,6 +6,8 @@ Every broker here runs with `listeners=SASL_PLAINTEXT://127.0.0.1:PORT` and PLAI
 
 - kcat, confluent-kafka, kafka-python, kafkajs and the Java client log in and produce/consume;
   kcat and confluent-kafka also over SASL_SSL (certificates from `certs.TestPki`).
+- Per-listener mechanisms (`listener.name.<name>.sasl.enabled.mechanisms`): each listener
+  accepts its own and refuses the other's with UNSUPPORTED_SASL_MECHANISM.
 - SCRAM credentials made with confluent-kafka's AdminClient are usable at once, described with
   mechanism and iterations, kept across a restart, and gone when deleted; Kafka's errors for bad
   alterations.
@@ -31,7 +33,7 @@ import subprocess
 import time
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialDeletion,
                                    UserScramCredentialUpsertion)
 
@@ -53,17 +55,22 @@ ERR_SASL_AUTHENTICATION_FAILED = 58
 
 @pytest.fixture
 def sasl_broker(request, tmp_path):
-    """start(*extra_args, yaml=None, ssl_port=None) -> a broker with SASL_PLAINTEXT on broker.port
-    (and SASL_SSL on ssl_port)."""
+    """start(*extra_args, yaml=None, ssl_port=None, listeners=None) -> a broker with SASL_PLAINTEXT
+    on broker.port (and SASL_SSL on ssl_port); `listeners`, when given, replaces that list, with
+    "{port}" standing for broker.port."""
     brokers: list[StrataBroker] = []
     request.node._strata_brokers = brokers
 
-    def start(*extra_args: str, yaml: str | None = None, ssl_port: int | None = None) -> StrataBroker:
+    def start(*extra_args: str, yaml: str | None = None, ssl_port: int | None = None,
+              listeners: str | None = None) -> StrataBroker:
         n = len(brokers)
         data_dir = tmp_path / f"sasl-data{n}"
         data_dir.mkdir()
         port = free_port()
-        listeners = f"SASL_PLAINTEXT://127.0.0.1:{port}"
+        if listeners is not None:
+            listeners = listeners.format(port=port)
+        else:
+            listeners = f"SASL_PLAINTEXT://127.0.0.1:{port}"
         if ssl_port is not None:
             listeners += f",SASL_SSL://127.0.0.1:{ssl_port}"
         args = ["--override", f"listeners={listeners}", "--override", f"advertised.listeners={listeners}",
@@ -328,6 +335,71 @@ def test_sasl_ssl_with_plain_and_scram(sasl_broker, tmp_path):
     # the principal is SASL's, on the SASL_SSL listener
     log = re.sub(r"\x1b\[[0-9;]*m", "", broker.log_path.read_text(errors="replace"))
     assert re.search(r"listener=SASL_SSL.*authentication succeeded.*principal=User:kim", log), tail(log)
+
+
+def client_errors(config, until, timeout=20.0) -> list:
+    """The errors a fresh confluent-kafka producer with this configuration reports, once one
+    of them satisfies `until`."""
+    errors = []
+    p = Producer({**config, "error_cb": errors.append})
+
+    def seen():
+        p.poll(0.2)
+        return any(until(e) for e in errors)
+
+    try:
+        wait_until(seen, timeout, lambda: f"the client's error (errors so far: {[e.str() for e in errors]})")
+    finally:
+        p.close()
+    return errors
+
+
+def test_each_listener_offers_its_own_mechanisms(sasl_broker):
+    """`listener.name.<name>.sasl.enabled.mechanisms`: PLAIN on one listener, SCRAM-SHA-512 on
+    the other; a client asking a listener for the other one's mechanism is refused with
+    UNSUPPORTED_SASL_MECHANISM, and the answer lists that listener's mechanisms only."""
+    outside_port = free_port()
+    broker = sasl_broker(
+        "--override", "listener.security.protocol.map=INSIDE:SASL_PLAINTEXT,OUTSIDE:SASL_PLAINTEXT",
+        "--override", "listener.name.inside.sasl.enabled.mechanisms=PLAIN",
+        "--override", "listener.name.outside.sasl.enabled.mechanisms=SCRAM-SHA-512",
+        listeners=f"INSIDE://127.0.0.1:{{port}},OUTSIDE://127.0.0.1:{outside_port}")
+    inside, outside = broker.bootstrap, f"127.0.0.1:{outside_port}"
+    upsert_scram(broker, "lee", "lee-secret")  # as the PLAIN admin, on the inside listener
+    topic = unique_topic("sasl-per-listener")
+
+    def login(bootstrap, mechanism):
+        user, password = ("alice", "alice-secret") if mechanism == "PLAIN" else ("lee", "lee-secret")
+        return {**conf(broker, mechanism, user, password), "bootstrap.servers": bootstrap}
+
+    for bootstrap, mechanism, offered in [(inside, "SCRAM-SHA-512", "PLAIN"), (outside, "PLAIN", "SCRAM-SHA-512")]:
+        errors = client_errors(login(bootstrap, mechanism), lambda e: e.code() == KafkaError._AUTHENTICATION)
+        refused = [e.str() for e in errors if e.code() == KafkaError._AUTHENTICATION]
+        assert any(f"SASL {mechanism} mechanism handshake failed: Broker: Unsupported SASL mechanism: "
+                   f"broker's supported mechanisms: {offered}" in e for e in refused), refused
+
+    for bootstrap, mechanism, value in [(inside, "PLAIN", b"by-plain"), (outside, "SCRAM-SHA-512", b"by-scram")]:
+        p = Producer(login(bootstrap, mechanism))
+        p.produce(topic, value=value)
+        assert p.flush(30) == 0, f"{mechanism} on {bootstrap}: message left unacknowledged"
+        p.close()
+    c = Consumer({**login(outside, "SCRAM-SHA-512"), "group.id": f"{topic}-g", "auto.offset.reset": "earliest"})
+    c.assign([TopicPartition(topic, 0, 0)])
+    got = []
+    deadline = time.monotonic() + 30
+    while len(got) < 2 and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            got.append(m.value())
+    c.close()
+    assert got == [b"by-plain", b"by-scram"]
+
+    # the broker's own answer, per listener
+    for port, asked, offered in [(broker.port, "SCRAM-SHA-512", ["PLAIN"]), (outside_port, "PLAIN", ["SCRAM-SHA-512"])]:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.settimeout(5)
+            assert sasl_handshake(s, asked) == (ERR_UNSUPPORTED_SASL_MECHANISM, offered)
+            assert kafka_wire.connection_closed_by_peer(s, timeout=5)
 
 
 def test_kafka_python_scram_sha_512(sasl_broker):
