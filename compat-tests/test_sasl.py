@@ -15,7 +15,8 @@ Every broker here runs with `listeners=SASL_PLAINTEXT://127.0.0.1:PORT` and PLAI
   log names the client's address and user, never the password; the failed answer is held back
   by `connection.failed.authentication.delay.ms` while others log in.
 - Hand-built frames: a request before authentication closes the connection; the pre-KIP-43
-  unframed exchange; an unsupported mechanism; SaslHandshake on a PLAINTEXT listener.
+  unframed exchange; an unsupported mechanism; SaslHandshake on a PLAINTEXT listener;
+  SaslAuthenticate v0 (no session lifetime) and v2 (flexible), succeeding and failing.
 - KIP-368 re-authentication: librdkafka keeps producing across re-authentications, a
   re-authentication as another user fails, and a client that does not re-authenticate is
   disconnected once its session expired.
@@ -177,6 +178,35 @@ def read_sasl_authenticate(sock, correlation_id=2):
     auth = payload[pos + 4:pos + 4 + blen]
     pos += 4 + blen
     (lifetime,) = struct.unpack(">q", payload[pos:pos + 8])
+    return error, message, auth, lifetime
+
+
+def sasl_authenticate_at(sock, token: bytes, version: int, correlation_id=2):
+    """SaslAuthenticate v0, v1 or v2 (flexible: compact fields, tagged-field sections):
+    (error, message, auth_bytes, session_lifetime_ms or None for v0). The answer is read to
+    its last byte: a field the version does not have would be left over."""
+    if version >= 2:
+        body = kafka_wire.header_v2(API_SASL_AUTHENTICATE, version, correlation_id)
+        body += kafka_wire.uvarint(len(token) + 1) + token + kafka_wire.uvarint(0)
+    else:
+        body = kafka_wire.header_v1(API_SASL_AUTHENTICATE, version, correlation_id)
+        body += struct.pack(">i", len(token)) + token
+    sock.sendall(kafka_wire.frame(body))
+    r = kafka_wire.Reader(kafka_wire.recv_frame(sock))
+    assert r.int32() == correlation_id
+    if version >= 2:
+        r.skip_tags()  # response header v1
+    error = r.int16()
+    if version >= 2:
+        message = r.compact_string()
+        auth = r.take(r.uvarint() - 1)
+    else:
+        message = r.string()
+        auth = r.take(r.int32())
+    lifetime = r.int64() if version >= 1 else None
+    if version >= 2:
+        r.skip_tags()
+    assert r.remaining() == 0, f"{r.remaining()} bytes left after a v{version} SaslAuthenticate answer"
     return error, message, auth, lifetime
 
 
@@ -524,6 +554,29 @@ def test_failed_authenticate_answers_the_reason_and_closes(sasl_broker):
         assert time.monotonic() - sent >= 1.9, "connection.failed.authentication.delay.ms was not applied"
         assert (error, message) == (ERR_SASL_AUTHENTICATION_FAILED,
                                     "Authentication failed: Invalid username or password")
+        assert kafka_wire.connection_closed_by_peer(s, timeout=5)
+
+
+def test_sasl_authenticate_v0_and_v2_frames(sasl_broker):
+    """v0 has no session_lifetime_ms; v2 is flexible and carries it."""
+    broker = sasl_broker("--override", "connections.max.reauth.ms=45000")
+    with connect(broker) as s:
+        sasl_handshake(s, "PLAIN")
+        assert sasl_authenticate_at(s, plain_token("alice", "alice-secret"), version=0) == (0, None, b"", None)
+        assert metadata_v1(s, 3)
+    with connect(broker) as s:
+        sasl_handshake(s, "PLAIN")
+        assert sasl_authenticate_at(s, plain_token("alice", "wrong"), version=0) == (
+            ERR_SASL_AUTHENTICATION_FAILED, "Authentication failed: Invalid username or password", b"", None)
+        assert kafka_wire.connection_closed_by_peer(s, timeout=5)
+    with connect(broker) as s:
+        sasl_handshake(s, "PLAIN")
+        assert sasl_authenticate_at(s, plain_token("alice", "alice-secret"), version=2) == (0, None, b"", 45000)
+        assert metadata_v1(s, 3)
+    with connect(broker) as s:
+        sasl_handshake(s, "PLAIN")
+        assert sasl_authenticate_at(s, plain_token("nobody", "x"), version=2) == (
+            ERR_SASL_AUTHENTICATION_FAILED, "Authentication failed: Invalid username or password", b"", 0)
         assert kafka_wire.connection_closed_by_peer(s, timeout=5)
 
 
