@@ -16,6 +16,8 @@ listener on a second port; the certificates come from `certs.TestPki` (a fresh C
   truststore) from --override values on one line (as a server.properties gives them) and from
   YAML block scalars (an encrypted key); confluent-kafka produces and consumes, with a client
   certificate checked against the inline truststore; one from another CA is refused.
+- test_acls_apply_to_the_principal_a_certificate_maps_to: under ACLs, the principal mapped
+  from alice's certificate may produce, bob's (no ACL) gets TOPIC_AUTHORIZATION_FAILED.
 - test_wrong_protocol_on_either_port_fails_clearly: plaintext on the TLS port and TLS on the
   plaintext port each fail with a clear broker log line, and a good client keeps working.
 - test_a_replaced_certificate_is_served_to_new_connections: new cert+key files (another
@@ -38,8 +40,9 @@ import subprocess
 import time
 
 import pytest
-from confluent_kafka import KafkaException, Producer
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AclOperation, AdminClient
+from confluent_kafka.admin import ResourceType as AclResource
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -48,6 +51,7 @@ from certs import TestPki
 from clients import (Delivered, create_topic, new_consumer, program_report, run_configured_java, tail,
                      unique_topic, wait_for, wait_until)
 from conftest import StrataBroker, free_port, strata_binary
+from test_acls import AUTHORIZER, Acls, allow, produce_one
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -289,6 +293,32 @@ def test_inline_pem_stores_from_overrides_and_yaml(tls_broker, tmp_path):
         # (the test's own "===== start" line holds the command line)
         written = [line for line in broker_log(b).splitlines() if not line.startswith("===== start")]
         assert not [line for line in written if "BEGIN" in line], "a PEM value was logged"
+
+
+def test_acls_apply_to_the_principal_a_certificate_maps_to(tls_broker, tmp_path):
+    """mTLS under ACLs: ssl.principal.mapping.rules turns CN=alice,... into User:alice, whose
+    ACLs let her produce; bob's certificate maps to User:bob, who has none."""
+    pki = TestPki(tmp_path / "pki")
+    ks = keystore(pki.dir, pki.server())
+    alice, bob = pki.client("CN=alice,OU=apps,O=Strata"), pki.client("CN=bob,OU=apps,O=Strata")
+    ssl_port = free_port()
+    # the PLAINTEXT listener's User:ANONYMOUS administers; SSL clients are who their certificates say
+    broker = tls_broker(ssl_port, f"ssl.keystore.location={ks}", f"ssl.truststore.location={pki.ca_cert}",
+                        "ssl.client.auth=required", "ssl.principal.mapping.rules=RULE:^CN=([^,]+),.*$/$1/L,DEFAULT",
+                        AUTHORIZER, "super.users=User:ANONYMOUS")
+    ssl_bootstrap = f"127.0.0.1:{ssl_port}"
+    topic = unique_topic("tls-acl")
+    create_topic(broker.bootstrap, topic, 1)
+    Acls(broker.bootstrap).grant(allow(AclResource.TOPIC, topic, AclOperation.WRITE, principal="User:alice"),
+                                 allow(AclResource.TOPIC, topic, AclOperation.DESCRIBE, principal="User:alice"))
+
+    err, errors = produce_one(ssl_bootstrap, topic, b"from-alice", **ssl_conf(pki, alice))
+    assert err is None, (err, errors)
+    err, errors = produce_one(ssl_bootstrap, topic, b"from-bob", **ssl_conf(pki, bob))
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, (err, errors)
+    assert consume_values(broker.bootstrap, topic, 1, {}) == [b"from-alice"]
+    log = broker_log(broker)
+    assert "principal=User:alice" in log and "principal=User:bob" in log, tail(log)
 
 
 def test_wrong_protocol_on_either_port_fails_clearly(tls_broker, tmp_path):
