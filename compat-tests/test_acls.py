@@ -399,6 +399,23 @@ def test_metadata_shows_only_topics_the_client_may_describe(acl_broker):
     assert set(cluster.authorized_operations) == {AclOperation.ALTER, AclOperation.DESCRIBE}
 
 
+def test_cluster_authorized_operations_need_describe_on_the_cluster(acl_broker):
+    """As Kafka: a principal that may not DESCRIBE the cluster is told no operations at all,
+    even those it holds there."""
+    acls = Acls(acl_broker.bootstrap)
+    acls.grant(allow(ResourceType.BROKER, "kafka-cluster", AclOperation.IDEMPOTENT_WRITE))
+    cluster = acls.admin.describe_cluster(include_authorized_operations=True).result(timeout=TIMEOUT)
+    assert set(cluster.authorized_operations) == {AclOperation.ALTER, AclOperation.DESCRIBE,
+                                                  AclOperation.IDEMPOTENT_WRITE}
+    acls.revoke(MANAGE_ACLS)  # ALTER, and the DESCRIBE it implied
+    # librdkafka shows 0 and "not asked" alike (None); kafka-python shows 0 as no operations.
+    kp_admin = KafkaAdminClient(bootstrap_servers=acl_broker.bootstrap)
+    try:
+        assert kp_admin.describe_cluster()["authorized_operations"] == []
+    finally:
+        kp_admin.close()
+
+
 def test_allow_everyone_if_no_acl_found_opens_resources_without_acls(strata_factory):
     broker = strata_factory("--override", AUTHORIZER, "--override", "allow.everyone.if.no.acl.found=true")
     bootstrap = broker.bootstrap
