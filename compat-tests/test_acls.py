@@ -25,7 +25,8 @@ import kafka.errors
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType, AdminClient,
-                                   NewTopic, ResourcePatternType, ResourceType)
+                                   AlterConfigOpType, ConfigEntry, ConfigResource, NewTopic, ResourcePatternType,
+                                   ResourceType)
 
 from kafka import KafkaAdminClient
 from kafka.admin import ACLFilter, ACLOperation, ACLPermissionType, ACLResourcePatternType, ResourcePatternFilter
@@ -296,6 +297,43 @@ def test_a_regex_subscription_leaves_out_topics_the_member_may_not_describe(acl_
         assert error_code(hidden.value) == KafkaError.TOPIC_AUTHORIZATION_FAILED, hidden.value
     finally:
         consumer.close()
+
+
+def test_group_config_operations_are_checked_and_reported(acl_broker):
+    """Kafka 4's group configs: DESCRIBE_CONFIGS / ALTER_CONFIGS on the group (else
+    GROUP_AUTHORIZATION_FAILED), and both among a group's authorized operations."""
+    bootstrap = acl_broker.bootstrap
+    acls = Acls(bootstrap)
+    topic, group = unique_topic("acl-group-configs"), f"g-{uuid.uuid4().hex[:6]}"
+    acls.create_topic(topic)
+    acls.grant(*grants_for_app(topic, group))
+    resource = ConfigResource(ResourceType.GROUP, group)
+    change = ConfigResource(ResourceType.GROUP, group, incremental_configs=[
+        ConfigEntry("consumer.session.timeout.ms", "50000", incremental_operation=AlterConfigOpType.SET)])
+
+    with pytest.raises(KafkaException) as e:
+        acls.admin.describe_configs([resource], request_timeout=TIMEOUT)[resource].result(timeout=TIMEOUT)
+    assert error_code(e.value) == KafkaError.GROUP_AUTHORIZATION_FAILED
+    with pytest.raises(KafkaException) as e:
+        acls.admin.incremental_alter_configs([change], request_timeout=TIMEOUT)[change].result(timeout=TIMEOUT)
+    assert error_code(e.value) == KafkaError.GROUP_AUTHORIZATION_FAILED
+
+    acls.grant(allow(ResourceType.GROUP, group, AclOperation.ALTER_CONFIGS))  # implies DESCRIBE_CONFIGS
+    acls.admin.incremental_alter_configs([change], request_timeout=TIMEOUT)[change].result(timeout=TIMEOUT)
+    described = acls.admin.describe_configs([resource], request_timeout=TIMEOUT)[resource].result(timeout=TIMEOUT)
+    assert described["consumer.session.timeout.ms"].value == "50000"
+
+    assert produce_one(bootstrap, topic, b"hello")[0] is None
+    consumer = group_consumer(bootstrap, group)
+    try:
+        consumer.subscribe([topic])
+        consume_until(consumer, want_values=[b"hello"])
+        found = acls.admin.describe_consumer_groups([group], include_authorized_operations=True,
+                                                    request_timeout=TIMEOUT)[group].result(timeout=TIMEOUT)
+    finally:
+        consumer.close()
+    assert set(found.authorized_operations) == {AclOperation.READ, AclOperation.DESCRIBE,
+                                                AclOperation.DESCRIBE_CONFIGS, AclOperation.ALTER_CONFIGS}
 
 
 @pytest.mark.parametrize("protocol", ["classic", "consumer"])
