@@ -8,6 +8,9 @@ a JWKS read from a `file:` URL, or fetched from a small HTTP server the test run
 - test_expired_and_wrong_audience_tokens_fail_while_another_client_works: each bad token
   fails with librdkafka's authentication error carrying Kafka's `{"status":"invalid_token"}`,
   the broker's log names the reason, and a client holding a good token keeps producing.
+- test_a_token_from_another_issuer_fails_while_a_right_one_works: with
+  `sasl.oauthbearer.expected.issuer` set, a token from another issuer (or with no `iss`)
+  fails with `{"status":"invalid_token"}` while a client with the right issuer produces.
 - test_rotated_key_is_picked_up_on_an_unknown_kid: the JWKS file gains a new key; a token
   signed with it is accepted after the broker re-reads the keys (a retry of the client).
 - test_token_refresh_and_reauthentication: a short-lived token; librdkafka fetches a new one
@@ -71,6 +74,7 @@ def make_token(sub: str = "alice", lifetime: int = 3600, kid: str = "k1", key=KE
     now = int(time.time())
     payload = {"sub": sub, "iat": now, "exp": now + lifetime, "iss": ISSUER, "aud": AUDIENCE}
     payload.update(claims)
+    payload = {k: v for k, v in payload.items() if v is not None}  # a claim given as None is left out
     return jwt.encode(payload, key, algorithm="RS256", headers={"kid": kid})
 
 
@@ -277,6 +281,32 @@ def test_expired_and_wrong_audience_tokens_fail_while_another_client_works(oauth
     good.produce(topic, value=b"after", partition=0, on_delivery=delivered.callback)
     assert good.flush(30) == 0 and b"after" in delivered.ok, delivered.failed
     good.close()
+
+
+def test_a_token_from_another_issuer_fails_while_a_right_one_works(oauth_broker, jwks_file):
+    broker = oauth_broker(*signed_props(f"file://{jwks_file}"))
+    topic = unique_topic("oauth-issuer")
+    # signed with the right key, for the right audience, but issued by someone else
+    foreign = TokenSource(lambda: make_token(sub="mallory", iss="https://idp.elsewhere.test"))
+    with_issuer = Producer(dict(client_conf(broker.bootstrap, TokenSource(lambda: make_token(sub="alice"))),
+                                acks="all"))
+    error = authentication_error(client_conf(broker.bootstrap, foreign))
+    assert "SASL authentication error" in error and '{"status":"invalid_token"}' in error, error
+    delivered = Delivered()
+    with_issuer.produce(topic, value=b"from-alice", partition=0, on_delivery=delivered.callback)
+    assert with_issuer.flush(30) == 0 and b"from-alice" in delivered.ok, delivered.failed
+    with_issuer.close()
+    # no issuer at all fails too
+    without = TokenSource(lambda: make_token(sub="mallory", iss=None))
+    error = authentication_error(client_conf(broker.bootstrap, without))
+    assert '{"status":"invalid_token"}' in error, error
+
+    log = broker_log(broker)
+    assert (f"Issuer (iss) claim value (https://idp.elsewhere.test) doesn't match expected value of {ISSUER}"
+            in log), tail(log)
+    assert "No Issuer (iss) claim present" in log, tail(log)
+    assert "principal=User:alice mechanism=OAUTHBEARER" in log
+    assert "User:mallory" not in log
 
 
 def test_rotated_key_is_picked_up_on_an_unknown_kid(oauth_broker, jwks_file):

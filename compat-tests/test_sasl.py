@@ -6,6 +6,8 @@ Every broker here runs with `listeners=SASL_PLAINTEXT://127.0.0.1:PORT` and PLAI
 
 - kcat, confluent-kafka, kafka-python, kafkajs and the Java client log in and produce/consume;
   kcat and confluent-kafka also over SASL_SSL (certificates from `certs.TestPki`).
+- Per-listener mechanisms (`listener.name.<name>.sasl.enabled.mechanisms`): each listener
+  accepts its own and refuses the other's with UNSUPPORTED_SASL_MECHANISM.
 - SCRAM credentials made with confluent-kafka's AdminClient are usable at once, described with
   mechanism and iterations, kept across a restart, and gone when deleted; Kafka's errors for bad
   alterations.
@@ -13,7 +15,8 @@ Every broker here runs with `listeners=SASL_PLAINTEXT://127.0.0.1:PORT` and PLAI
   log names the client's address and user, never the password; the failed answer is held back
   by `connection.failed.authentication.delay.ms` while others log in.
 - Hand-built frames: a request before authentication closes the connection; the pre-KIP-43
-  unframed exchange; an unsupported mechanism; SaslHandshake on a PLAINTEXT listener.
+  unframed exchange; an unsupported mechanism; SaslHandshake on a PLAINTEXT listener;
+  SaslAuthenticate v0 (no session lifetime) and v2 (flexible), succeeding and failing.
 - KIP-368 re-authentication: librdkafka keeps producing across re-authentications, a
   re-authentication as another user fails, and a client that does not re-authenticate is
   disconnected once its session expired.
@@ -31,7 +34,7 @@ import subprocess
 import time
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (AdminClient, ScramCredentialInfo, ScramMechanism, UserScramCredentialDeletion,
                                    UserScramCredentialUpsertion)
 
@@ -53,17 +56,22 @@ ERR_SASL_AUTHENTICATION_FAILED = 58
 
 @pytest.fixture
 def sasl_broker(request, tmp_path):
-    """start(*extra_args, yaml=None, ssl_port=None) -> a broker with SASL_PLAINTEXT on broker.port
-    (and SASL_SSL on ssl_port)."""
+    """start(*extra_args, yaml=None, ssl_port=None, listeners=None) -> a broker with SASL_PLAINTEXT
+    on broker.port (and SASL_SSL on ssl_port); `listeners`, when given, replaces that list, with
+    "{port}" standing for broker.port."""
     brokers: list[StrataBroker] = []
     request.node._strata_brokers = brokers
 
-    def start(*extra_args: str, yaml: str | None = None, ssl_port: int | None = None) -> StrataBroker:
+    def start(*extra_args: str, yaml: str | None = None, ssl_port: int | None = None,
+              listeners: str | None = None) -> StrataBroker:
         n = len(brokers)
         data_dir = tmp_path / f"sasl-data{n}"
         data_dir.mkdir()
         port = free_port()
-        listeners = f"SASL_PLAINTEXT://127.0.0.1:{port}"
+        if listeners is not None:
+            listeners = listeners.format(port=port)
+        else:
+            listeners = f"SASL_PLAINTEXT://127.0.0.1:{port}"
         if ssl_port is not None:
             listeners += f",SASL_SSL://127.0.0.1:{ssl_port}"
         args = ["--override", f"listeners={listeners}", "--override", f"advertised.listeners={listeners}",
@@ -170,6 +178,35 @@ def read_sasl_authenticate(sock, correlation_id=2):
     auth = payload[pos + 4:pos + 4 + blen]
     pos += 4 + blen
     (lifetime,) = struct.unpack(">q", payload[pos:pos + 8])
+    return error, message, auth, lifetime
+
+
+def sasl_authenticate_at(sock, token: bytes, version: int, correlation_id=2):
+    """SaslAuthenticate v0, v1 or v2 (flexible: compact fields, tagged-field sections):
+    (error, message, auth_bytes, session_lifetime_ms or None for v0). The answer is read to
+    its last byte: a field the version does not have would be left over."""
+    if version >= 2:
+        body = kafka_wire.header_v2(API_SASL_AUTHENTICATE, version, correlation_id)
+        body += kafka_wire.uvarint(len(token) + 1) + token + kafka_wire.uvarint(0)
+    else:
+        body = kafka_wire.header_v1(API_SASL_AUTHENTICATE, version, correlation_id)
+        body += struct.pack(">i", len(token)) + token
+    sock.sendall(kafka_wire.frame(body))
+    r = kafka_wire.Reader(kafka_wire.recv_frame(sock))
+    assert r.int32() == correlation_id
+    if version >= 2:
+        r.skip_tags()  # response header v1
+    error = r.int16()
+    if version >= 2:
+        message = r.compact_string()
+        auth = r.take(r.uvarint() - 1)
+    else:
+        message = r.string()
+        auth = r.take(r.int32())
+    lifetime = r.int64() if version >= 1 else None
+    if version >= 2:
+        r.skip_tags()
+    assert r.remaining() == 0, f"{r.remaining()} bytes left after a v{version} SaslAuthenticate answer"
     return error, message, auth, lifetime
 
 
@@ -330,6 +367,71 @@ def test_sasl_ssl_with_plain_and_scram(sasl_broker, tmp_path):
     assert re.search(r"listener=SASL_SSL.*authentication succeeded.*principal=User:kim", log), tail(log)
 
 
+def client_errors(config, until, timeout=20.0) -> list:
+    """The errors a fresh confluent-kafka producer with this configuration reports, once one
+    of them satisfies `until`."""
+    errors = []
+    p = Producer({**config, "error_cb": errors.append})
+
+    def seen():
+        p.poll(0.2)
+        return any(until(e) for e in errors)
+
+    try:
+        wait_until(seen, timeout, lambda: f"the client's error (errors so far: {[e.str() for e in errors]})")
+    finally:
+        p.close()
+    return errors
+
+
+def test_each_listener_offers_its_own_mechanisms(sasl_broker):
+    """`listener.name.<name>.sasl.enabled.mechanisms`: PLAIN on one listener, SCRAM-SHA-512 on
+    the other; a client asking a listener for the other one's mechanism is refused with
+    UNSUPPORTED_SASL_MECHANISM, and the answer lists that listener's mechanisms only."""
+    outside_port = free_port()
+    broker = sasl_broker(
+        "--override", "listener.security.protocol.map=INSIDE:SASL_PLAINTEXT,OUTSIDE:SASL_PLAINTEXT",
+        "--override", "listener.name.inside.sasl.enabled.mechanisms=PLAIN",
+        "--override", "listener.name.outside.sasl.enabled.mechanisms=SCRAM-SHA-512",
+        listeners=f"INSIDE://127.0.0.1:{{port}},OUTSIDE://127.0.0.1:{outside_port}")
+    inside, outside = broker.bootstrap, f"127.0.0.1:{outside_port}"
+    upsert_scram(broker, "lee", "lee-secret")  # as the PLAIN admin, on the inside listener
+    topic = unique_topic("sasl-per-listener")
+
+    def login(bootstrap, mechanism):
+        user, password = ("alice", "alice-secret") if mechanism == "PLAIN" else ("lee", "lee-secret")
+        return {**conf(broker, mechanism, user, password), "bootstrap.servers": bootstrap}
+
+    for bootstrap, mechanism, offered in [(inside, "SCRAM-SHA-512", "PLAIN"), (outside, "PLAIN", "SCRAM-SHA-512")]:
+        errors = client_errors(login(bootstrap, mechanism), lambda e: e.code() == KafkaError._AUTHENTICATION)
+        refused = [e.str() for e in errors if e.code() == KafkaError._AUTHENTICATION]
+        assert any(f"SASL {mechanism} mechanism handshake failed: Broker: Unsupported SASL mechanism: "
+                   f"broker's supported mechanisms: {offered}" in e for e in refused), refused
+
+    for bootstrap, mechanism, value in [(inside, "PLAIN", b"by-plain"), (outside, "SCRAM-SHA-512", b"by-scram")]:
+        p = Producer(login(bootstrap, mechanism))
+        p.produce(topic, value=value)
+        assert p.flush(30) == 0, f"{mechanism} on {bootstrap}: message left unacknowledged"
+        p.close()
+    c = Consumer({**login(outside, "SCRAM-SHA-512"), "group.id": f"{topic}-g", "auto.offset.reset": "earliest"})
+    c.assign([TopicPartition(topic, 0, 0)])
+    got = []
+    deadline = time.monotonic() + 30
+    while len(got) < 2 and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            got.append(m.value())
+    c.close()
+    assert got == [b"by-plain", b"by-scram"]
+
+    # the broker's own answer, per listener
+    for port, asked, offered in [(broker.port, "SCRAM-SHA-512", ["PLAIN"]), (outside_port, "PLAIN", ["SCRAM-SHA-512"])]:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.settimeout(5)
+            assert sasl_handshake(s, asked) == (ERR_UNSUPPORTED_SASL_MECHANISM, offered)
+            assert kafka_wire.connection_closed_by_peer(s, timeout=5)
+
+
 def test_kafka_python_scram_sha_512(sasl_broker):
     from kafka import KafkaConsumer, KafkaProducer
     broker = sasl_broker()
@@ -452,6 +554,29 @@ def test_failed_authenticate_answers_the_reason_and_closes(sasl_broker):
         assert time.monotonic() - sent >= 1.9, "connection.failed.authentication.delay.ms was not applied"
         assert (error, message) == (ERR_SASL_AUTHENTICATION_FAILED,
                                     "Authentication failed: Invalid username or password")
+        assert kafka_wire.connection_closed_by_peer(s, timeout=5)
+
+
+def test_sasl_authenticate_v0_and_v2_frames(sasl_broker):
+    """v0 has no session_lifetime_ms; v2 is flexible and carries it."""
+    broker = sasl_broker("--override", "connections.max.reauth.ms=45000")
+    with connect(broker) as s:
+        sasl_handshake(s, "PLAIN")
+        assert sasl_authenticate_at(s, plain_token("alice", "alice-secret"), version=0) == (0, None, b"", None)
+        assert metadata_v1(s, 3)
+    with connect(broker) as s:
+        sasl_handshake(s, "PLAIN")
+        assert sasl_authenticate_at(s, plain_token("alice", "wrong"), version=0) == (
+            ERR_SASL_AUTHENTICATION_FAILED, "Authentication failed: Invalid username or password", b"", None)
+        assert kafka_wire.connection_closed_by_peer(s, timeout=5)
+    with connect(broker) as s:
+        sasl_handshake(s, "PLAIN")
+        assert sasl_authenticate_at(s, plain_token("alice", "alice-secret"), version=2) == (0, None, b"", 45000)
+        assert metadata_v1(s, 3)
+    with connect(broker) as s:
+        sasl_handshake(s, "PLAIN")
+        assert sasl_authenticate_at(s, plain_token("nobody", "x"), version=2) == (
+            ERR_SASL_AUTHENTICATION_FAILED, "Authentication failed: Invalid username or password", b"", 0)
         assert kafka_wire.connection_closed_by_peer(s, timeout=5)
 
 

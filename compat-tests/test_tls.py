@@ -12,6 +12,12 @@ listener on a second port; the certificates come from `certs.TestPki` (a fresh C
   ssl.client.auth=requested (with and without a client certificate).
 - test_mtls_required_maps_the_certificate_to_a_principal: with ssl.client.auth=required a
   client with a certificate works and is logged as the mapped principal; one without fails.
+- test_inline_pem_stores_from_overrides_and_yaml: KIP-651's inline PEM (key, chain,
+  truststore) from --override values on one line (as a server.properties gives them) and from
+  YAML block scalars (an encrypted key); confluent-kafka produces and consumes, with a client
+  certificate checked against the inline truststore; one from another CA is refused.
+- test_acls_apply_to_the_principal_a_certificate_maps_to: under ACLs, the principal mapped
+  from alice's certificate may produce, bob's (no ACL) gets TOPIC_AUTHORIZATION_FAILED.
 - test_wrong_protocol_on_either_port_fails_clearly: plaintext on the TLS port and TLS on the
   plaintext port each fail with a clear broker log line, and a good client keeps working.
 - test_a_replaced_certificate_is_served_to_new_connections: new cert+key files (another
@@ -34,15 +40,18 @@ import subprocess
 import time
 
 import pytest
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AclOperation, AdminClient
+from confluent_kafka.admin import ResourceType as AclResource
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+import kafka_wire
 from certs import TestPki
-from clients import (create_topic, new_consumer, program_report, run_configured_java, tail, unique_topic,
-                     wait_for, wait_until)
+from clients import (Delivered, create_topic, new_consumer, program_report, run_configured_java, tail,
+                     unique_topic, wait_for, wait_until)
 from conftest import StrataBroker, free_port, strata_binary
+from test_acls import AUTHORIZER, Acls, allow, produce_one
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -68,11 +77,12 @@ def broker_log(broker) -> str:
 
 @pytest.fixture
 def tls_broker(request, tmp_path):
-    """start(ssl_port, *overrides) -> a broker with PLAINTEXT on broker.port and SSL on ssl_port."""
+    """start(ssl_port, *overrides, yaml=None) -> a broker with PLAINTEXT on broker.port and SSL on
+    ssl_port; `yaml`, when given, is its config file."""
     brokers: list[StrataBroker] = []
     request.node._strata_brokers = brokers
 
-    def start(ssl_port: int, *overrides: str, advertised: str | None = None) -> StrataBroker:
+    def start(ssl_port: int, *overrides: str, advertised: str | None = None, yaml: str | None = None) -> StrataBroker:
         port = free_port()
         n = len(brokers)
         data_dir = tmp_path / f"data{n}"
@@ -82,6 +92,10 @@ def tls_broker(request, tmp_path):
             args += ["--override", f"advertised.listeners={advertised.format(port=port, ssl_port=ssl_port)}"]
         for o in overrides:
             args += ["--override", o]
+        if yaml is not None:
+            config = tmp_path / f"strata{n}.yaml"
+            config.write_text(yaml)
+            args += ["--config", str(config)]
         broker = StrataBroker(strata_binary(), port, data_dir, tmp_path / f"strata{n}.log", tuple(args))
         brokers.append(broker)
         return broker.start()
@@ -198,6 +212,113 @@ def test_mtls_required_maps_the_certificate_to_a_principal(tls_broker, tmp_path)
     other = TestPki(tmp_path / "other", name="other").client("CN=mallory,OU=dev,O=Strata")
     metadata_fails(ssl_bootstrap, ssl_conf(pki, other))
     assert consume_values(ssl_bootstrap, topic, 2, ssl_conf(pki, alice)) == [b"a", b"b"]
+
+
+def one_line(pem: str) -> str:
+    """A PEM value as a Kafka server.properties gives it when its lines are continued with
+    `\\`: one line, the line breaks become spaces."""
+    return " ".join(pem.split())
+
+
+def foreign_certificate_refused(port, pki, client) -> bool:
+    """Python's ssl presents `client`'s certificate whatever CAs the broker names; True when
+    the broker then ends the connection instead of answering ApiVersions."""
+    ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+    ctx.load_cert_chain(str(client.cert), str(client.key))
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                s.sendall(kafka_wire.api_versions_v0_request(1))
+                kafka_wire.recv_frame(s)
+    except (ssl.SSLError, ConnectionError, OSError):
+        return True
+    return False
+
+
+def produce_values(bootstrap, topic, values, conf, timeout=20.0):
+    delivered = Delivered()
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", **conf})
+    for v in values:
+        producer.produce(topic, value=v, partition=0, on_delivery=delivered.callback)
+    assert producer.flush(timeout) == 0 and not delivered.failed, delivered.failed
+    producer.close()
+
+
+def test_inline_pem_stores_from_overrides_and_yaml(tls_broker, tmp_path):
+    """KIP-651: ssl.keystore.certificate.chain, ssl.keystore.key and
+    ssl.truststore.certificates hold the PEM itself."""
+    pki = TestPki(tmp_path / "pki")
+    server, alice = pki.server(), pki.client("CN=alice,O=Strata")
+    mallory = TestPki(tmp_path / "other", name="other").client("CN=mallory,O=Strata")
+    # --override, each value on one line as server.properties gives it; client certificates
+    # required and checked against the inline truststore
+    ssl_port = free_port()
+    broker = tls_broker(ssl_port, f"ssl.keystore.certificate.chain={one_line(server.cert.read_text())}",
+                        f"ssl.keystore.key={one_line(server.key.read_text())}",
+                        f"ssl.truststore.certificates={one_line(pki.ca_cert.read_text())}",
+                        "ssl.client.auth=required")
+    ssl_bootstrap = f"127.0.0.1:{ssl_port}"
+    topic = unique_topic("tls-inline")
+    values = [f"inline-{i}".encode() for i in range(10)]
+    produce_values(ssl_bootstrap, topic, values, ssl_conf(pki, alice))
+    assert consume_values(ssl_bootstrap, topic, len(values), ssl_conf(pki, alice)) == values
+    wait_until(lambda: "principal=User:CN=alice,O=Strata" in broker_log(broker), 10, "alice's principal in the log")
+    # a certificate from a CA the inline truststore does not hold is refused: librdkafka does
+    # not even offer it (the broker names only the inline CA), Python's ssl sends it anyway
+    metadata_fails(ssl_bootstrap, ssl_conf(pki, mallory))
+    assert foreign_certificate_refused(ssl_port, pki, mallory)
+    wait_until(lambda: re.search(r"TLS handshake failed; closing peer=127.0.0.1:\d+ listener=SSL "
+                                 r"error=invalid peer certificate: UnknownIssuer", broker_log(broker)), 10,
+               "the refused certificate in the broker log")
+    assert "principal=User:CN=mallory" not in broker_log(broker)
+
+    # YAML block scalars keep the line breaks; the key is encrypted, opened with ssl.key.password
+    encrypted_key = serialization.load_pem_private_key(server.key.read_bytes(), None).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"inline key pass")).decode()
+
+    def block(pem: str) -> str:
+        return "|\n" + "".join(f"    {line}\n" for line in pem.splitlines())
+
+    yaml_port = free_port()
+    from_yaml = tls_broker(yaml_port, yaml=(
+        "kafka:\n"
+        f"  ssl.keystore.certificate.chain: {block(server.cert.read_text())}"
+        f"  ssl.keystore.key: {block(encrypted_key)}"
+        "  ssl.key.password: inline key pass\n"))
+    yaml_bootstrap = f"127.0.0.1:{yaml_port}"
+    produce_values(yaml_bootstrap, topic, values, ssl_conf(pki))
+    assert consume_values(yaml_bootstrap, topic, len(values), ssl_conf(pki)) == values
+    for b in (broker, from_yaml):
+        # (the test's own "===== start" line holds the command line)
+        written = [line for line in broker_log(b).splitlines() if not line.startswith("===== start")]
+        assert not [line for line in written if "BEGIN" in line], "a PEM value was logged"
+
+
+def test_acls_apply_to_the_principal_a_certificate_maps_to(tls_broker, tmp_path):
+    """mTLS under ACLs: ssl.principal.mapping.rules turns CN=alice,... into User:alice, whose
+    ACLs let her produce; bob's certificate maps to User:bob, who has none."""
+    pki = TestPki(tmp_path / "pki")
+    ks = keystore(pki.dir, pki.server())
+    alice, bob = pki.client("CN=alice,OU=apps,O=Strata"), pki.client("CN=bob,OU=apps,O=Strata")
+    ssl_port = free_port()
+    # the PLAINTEXT listener's User:ANONYMOUS administers; SSL clients are who their certificates say
+    broker = tls_broker(ssl_port, f"ssl.keystore.location={ks}", f"ssl.truststore.location={pki.ca_cert}",
+                        "ssl.client.auth=required", "ssl.principal.mapping.rules=RULE:^CN=([^,]+),.*$/$1/L,DEFAULT",
+                        AUTHORIZER, "super.users=User:ANONYMOUS")
+    ssl_bootstrap = f"127.0.0.1:{ssl_port}"
+    topic = unique_topic("tls-acl")
+    create_topic(broker.bootstrap, topic, 1)
+    Acls(broker.bootstrap).grant(allow(AclResource.TOPIC, topic, AclOperation.WRITE, principal="User:alice"),
+                                 allow(AclResource.TOPIC, topic, AclOperation.DESCRIBE, principal="User:alice"))
+
+    err, errors = produce_one(ssl_bootstrap, topic, b"from-alice", **ssl_conf(pki, alice))
+    assert err is None, (err, errors)
+    err, errors = produce_one(ssl_bootstrap, topic, b"from-bob", **ssl_conf(pki, bob))
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, (err, errors)
+    assert consume_values(broker.bootstrap, topic, 1, {}) == [b"from-alice"]
+    log = broker_log(broker)
+    assert "principal=User:alice" in log and "principal=User:bob" in log, tail(log)
 
 
 def test_wrong_protocol_on_either_port_fails_clearly(tls_broker, tmp_path):

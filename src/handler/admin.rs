@@ -169,14 +169,7 @@ pub async fn delete_topics(ctx: &Ctx<'_>, req: DeleteTopicsRequest) -> DeleteTop
 
 pub fn describe_cluster(ctx: &Ctx<'_>, req: DescribeClusterRequest) -> DescribeClusterResponse {
     let b = ctx.broker;
-    let ops = if req.include_cluster_authorized_operations {
-        ctx.authorized_operations(
-            ResourceType::Cluster,
-            crate::security::authorizer::acl::CLUSTER_NAME,
-        )
-    } else {
-        i32::MIN
-    };
+    let ops = ctx.cluster_authorized_operations(req.include_cluster_authorized_operations);
     DescribeClusterResponse::default()
         .with_endpoint_type(1)
         .with_cluster_id(str_bytes(&b.config.cluster_id))

@@ -144,13 +144,9 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
             .with_port(ctx.session.listener.advertised_port)])
         .with_cluster_id(Some(str_bytes(&broker.config.cluster_id)))
         .with_controller_id(BrokerId(broker.node_id))
-        .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
-            ctx.authorized_operations(
-                ResourceType::Cluster,
-                crate::security::authorizer::acl::CLUSTER_NAME,
-            )
-        } else {
-            i32::MIN
-        })
+        // Only v8–v10 have the field; v11 (KIP-700) moved it to DescribeCluster.
+        .with_cluster_authorized_operations(ctx.cluster_authorized_operations(
+            req.include_cluster_authorized_operations && (8..=10).contains(&ctx.version),
+        ))
         .with_topics(topics)
 }

@@ -113,6 +113,20 @@ impl Ctx<'_> {
             ),
         }
     }
+
+    /// `cluster_authorized_operations` as Kafka fills it (`AuthHelper`, DescribeCluster and
+    /// Metadata v8–v10): the schema default `i32::MIN` when the client did not ask, 0 when
+    /// the principal may not DESCRIBE the cluster (whatever else it may do there), else the
+    /// cluster operations it may perform.
+    pub fn cluster_authorized_operations(&self, requested: bool) -> i32 {
+        if !requested {
+            i32::MIN
+        } else if !self.authorize_cluster(Operation::Describe) {
+            0
+        } else {
+            self.authorized_operations(ResourceType::Cluster, CLUSTER_NAME)
+        }
+    }
 }
 
 /// Routes a decoded request to its handler. The versions table already refused anything
@@ -450,6 +464,116 @@ mod tests {
                 _ => self,
             }
         }
+    }
+
+    /// A broker under `StandardAuthorizer` where User:ANONYMOUS holds `ops` on the cluster.
+    fn broker_allowing_on_the_cluster(ops: &[Operation]) -> (tempfile::TempDir, Broker) {
+        use crate::security::authorizer::acl::{AclBinding, PatternType, Permission};
+        let dir = tempfile::tempdir().expect("tmp");
+        let overrides = crate::config::Overrides {
+            data_dir: Some(dir.path().to_path_buf()),
+            properties: vec![format!(
+                "authorizer.class.name={}",
+                crate::security::authorizer::STANDARD_AUTHORIZER
+            )],
+            ..Default::default()
+        };
+        let broker = Broker::open(crate::config::Config::load(None, overrides).expect("config"))
+            .expect("broker");
+        let acls: Vec<AclBinding> = ops
+            .iter()
+            .map(|&operation| AclBinding {
+                resource_type: ResourceType::Cluster,
+                resource_name: CLUSTER_NAME.into(),
+                pattern_type: PatternType::Literal,
+                principal: "User:ANONYMOUS".into(),
+                host: "*".into(),
+                operation,
+                permission: Permission::Allow,
+            })
+            .collect();
+        broker
+            .authorizer
+            .as_ref()
+            .expect("an authorizer")
+            .create(&acls)
+            .expect("stored");
+        (dir, broker)
+    }
+
+    /// (DescribeCluster's, Metadata's) cluster_authorized_operations at `version` of Metadata.
+    async fn cluster_operations(broker: &Broker, metadata_version: i16) -> (i32, i32) {
+        let described = answer(
+            broker,
+            ApiKey::DescribeCluster,
+            1,
+            RequestKind::DescribeCluster(
+                DescribeClusterRequest::default().with_include_cluster_authorized_operations(true),
+            ),
+        )
+        .await;
+        let Some(ResponseKind::DescribeCluster(described)) = described else {
+            panic!("no DescribeCluster answer");
+        };
+        let metadata = answer(
+            broker,
+            ApiKey::Metadata,
+            metadata_version,
+            RequestKind::Metadata(
+                MetadataRequest::default()
+                    .with_topics(Some(vec![]))
+                    .with_include_cluster_authorized_operations(true),
+            ),
+        )
+        .await;
+        let Some(ResponseKind::Metadata(metadata)) = metadata else {
+            panic!("no Metadata answer");
+        };
+        (
+            described.cluster_authorized_operations,
+            metadata.cluster_authorized_operations,
+        )
+    }
+
+    #[tokio::test]
+    async fn cluster_authorized_operations_need_describe_on_the_cluster_as_in_kafka() {
+        let bits = |ops: &[Operation]| ops.iter().fold(0, |b, op| b | (1 << op.code()));
+        // Operations on the cluster, but not DESCRIBE: Kafka answers 0.
+        let (_dir, broker) =
+            broker_allowing_on_the_cluster(&[Operation::IdempotentWrite, Operation::Create]);
+        assert_eq!(cluster_operations(&broker, 10).await, (0, 0));
+        // With DESCRIBE: every operation the principal may perform.
+        let (_dir, broker) = broker_allowing_on_the_cluster(&[
+            Operation::IdempotentWrite,
+            Operation::Create,
+            Operation::Describe,
+        ]);
+        let allowed = bits(&[
+            Operation::IdempotentWrite,
+            Operation::Create,
+            Operation::Describe,
+        ]);
+        assert_eq!(cluster_operations(&broker, 8).await, (allowed, allowed));
+        // Metadata v11+ has no such field (a v11+ frame cannot even carry the flag): the
+        // schema default, whatever the decoded request holds.
+        let session = Session::local("localhost", 9092);
+        let ctx = Ctx {
+            broker: &broker,
+            version: 12,
+            client_id: "t",
+            session: &session,
+        };
+        let asked = MetadataRequest::default()
+            .with_topics(Some(vec![]))
+            .with_include_cluster_authorized_operations(true);
+        let v12 = metadata::handle(&ctx, asked).await;
+        assert_eq!(v12.cluster_authorized_operations, i32::MIN);
+        // Not asked for: the schema default.
+        assert_eq!(ctx.cluster_authorized_operations(false), i32::MIN);
+        // Without an authorizer: every cluster operation.
+        let (_dir, open) = crate::broker::test_broker();
+        let every = ResourceType::Cluster.all_operations_bits();
+        assert_eq!(cluster_operations(&open, 9).await, (every, every));
     }
 
     #[tokio::test]

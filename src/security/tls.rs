@@ -162,8 +162,8 @@ impl Settings {
                 (text.clone(), text)
             }
             None if !self.keystore_chain.trim().is_empty() => (
-                self.keystore_chain.clone().into_bytes(),
-                self.keystore_key.clone().into_bytes(),
+                pem_lines(&self.keystore_chain).into_bytes(),
+                pem_lines(&self.keystore_key).into_bytes(),
             ),
             None => {
                 return Err(
@@ -176,7 +176,7 @@ impl Settings {
         };
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&chain_pem)
             .collect::<Result<_, _>>()
-            .map_err(|e| format!("keystore certificate chain: {e}"))?;
+            .map_err(|e| format!("keystore certificate chain: {}", pem_error(&e)))?;
         let Some(leaf) = chain.first() else {
             return Err("the keystore holds no CERTIFICATE block".into());
         };
@@ -222,7 +222,7 @@ impl Settings {
             Some(path) => std::fs::read(path)
                 .map_err(|e| format!("ssl.truststore.location {}: {e}", path.display()))?,
             None if !self.truststore_certificates.trim().is_empty() => {
-                self.truststore_certificates.clone().into_bytes()
+                pem_lines(&self.truststore_certificates).into_bytes()
             }
             None => {
                 return Err(
@@ -234,7 +234,7 @@ impl Settings {
         };
         let mut roots = RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(&pem) {
-            let cert = cert.map_err(|e| format!("truststore: {e}"))?;
+            let cert = cert.map_err(|e| format!("truststore: {}", pem_error(&e)))?;
             roots
                 .add(cert)
                 .map_err(|e| format!("truststore certificate: {e}"))?;
@@ -243,6 +243,66 @@ impl Settings {
             return Err("the truststore holds no CERTIFICATE block".into());
         }
         Ok(roots)
+    }
+}
+
+/// An inline PEM value (`ssl.keystore.certificate.chain`, `ssl.keystore.key`,
+/// `ssl.truststore.certificates`) in the line form the PEM reader wants. Kafka reads a
+/// block's base64 with any whitespace in it, line breaks or not, so a value joined into one
+/// line (`-----BEGIN CERTIFICATE----- MIIB... -----END CERTIFICATE-----`, what a properties
+/// file's continued lines give) works there; here each block is rewritten with its base64 in
+/// lines of 64. Text outside the blocks is dropped, as Kafka ignores it; a block with
+/// RFC 1421 headers (`Proc-Type:`, a legacy encrypted key) and an unfinished block are kept
+/// as they are, for the reader to report.
+fn pem_lines(text: &str) -> String {
+    const BEGIN: &str = "-----BEGIN ";
+    const DASHES: &str = "-----";
+    let mut out = String::with_capacity(text.len() + text.len() / 64 + 64);
+    let mut rest = text;
+    while let Some(start) = rest.find(BEGIN) {
+        let block = &rest[start..];
+        let after = &block[BEGIN.len()..];
+        let Some(label_len) = after.find(DASHES) else {
+            out.push_str(block);
+            return out;
+        };
+        let label = after[..label_len].trim();
+        let body_and_rest = &after[label_len + DASHES.len()..];
+        let end_marker = format!("-----END {label}-----");
+        let Some(body_len) = body_and_rest.find(&end_marker) else {
+            out.push_str(block);
+            return out;
+        };
+        let body = &body_and_rest[..body_len];
+        let block_len = BEGIN.len() + label_len + DASHES.len() + body_len + end_marker.len();
+        if body.contains(':') {
+            out.push_str(&block[..block_len]);
+            out.push('\n');
+        } else {
+            let base64: Vec<u8> = body.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+            out.push_str(&format!("-----BEGIN {label}-----\n"));
+            for line in base64.chunks(64) {
+                out.push_str(&String::from_utf8_lossy(line));
+                out.push('\n');
+            }
+            out.push_str(&end_marker);
+            out.push('\n');
+        }
+        rest = &block[block_len..];
+    }
+    out
+}
+
+/// What is wrong with a PEM text, without the bytes the reader's own message quotes: those
+/// can be a private key's.
+fn pem_error(e: &rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error;
+    match e {
+        Error::MissingSectionEnd { .. } => "a BEGIN line without its END line".into(),
+        Error::IllegalSectionStart { .. } => "a malformed BEGIN line".into(),
+        Error::Base64Decode(_) => "a block that is not valid base64".into(),
+        Error::NoItemsFound => "no PEM block of the expected kind".into(),
+        other => other.to_string(),
     }
 }
 
@@ -263,7 +323,7 @@ fn private_key(pem: &[u8], password: &str) -> Result<PrivateKeyDer<'static>, Str
     const END: &str = "-----END ENCRYPTED PRIVATE KEY-----";
     let Some(start) = text.find(BEGIN) else {
         return PrivateKeyDer::from_pem_slice(pem)
-            .map_err(|e| format!("keystore private key: {e}"));
+            .map_err(|e| format!("keystore private key: {}", pem_error(&e)));
     };
     let end = text[start..]
         .find(END)
@@ -941,6 +1001,78 @@ mod tests {
         );
         let err = private_key(pem, "").expect_err("needs a password");
         assert!(err.contains("ssl.key.password"), "{err}");
+    }
+
+    /// A PEM text as a properties file's continued lines give it: one line, the line breaks
+    /// turned into spaces.
+    fn one_line(pem: &str) -> String {
+        pem.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn inline_pem_is_read_with_or_without_its_line_breaks() {
+        let pem = include_str!("testdata/server.pem");
+        let encrypted = include_str!("testdata/encrypted-key.pem");
+        let chain_end = pem
+            .find("-----BEGIN CERTIFICATE-----")
+            .expect("a certificate");
+        let (key, chain) = pem.split_at(chain_end);
+        let load = |chain: &str, key: &str, password: &str| {
+            let c = crate::config::Config::load(
+                None,
+                crate::config::Overrides {
+                    properties: vec![
+                        format!("ssl.keystore.certificate.chain={chain}"),
+                        format!("ssl.keystore.key={key}"),
+                        format!("ssl.key.password={password}"),
+                        format!("ssl.truststore.certificates={chain}"),
+                        "ssl.client.auth=required".into(),
+                    ],
+                    ..Default::default()
+                },
+            )
+            .expect("load");
+            TlsServer::new(&c.props, "SSL", true).map(|s| s.describe())
+        };
+        let as_given = load(chain, key, "").expect("the PEM as written");
+        assert_eq!(
+            load(&one_line(chain), &one_line(key), "").expect("one line"),
+            as_given
+        );
+        // what surrounds the blocks (openssl's "Bag Attributes", a comment) is ignored
+        let noisy = format!("Bag Attributes\n    friendlyName: broker\n{chain}trailing text");
+        assert_eq!(load(&noisy, key, "").expect("noisy"), as_given);
+        assert!(load(&one_line(chain), &one_line(encrypted), "broker-secret").is_ok());
+        assert_eq!(
+            pem_lines(&one_line(pem)),
+            pem,
+            "a 64-column PEM comes back as it was"
+        );
+    }
+
+    #[test]
+    fn a_malformed_key_is_reported_without_its_bytes() {
+        let pem = include_str!("testdata/server.pem");
+        let key_end = pem
+            .find("-----BEGIN CERTIFICATE-----")
+            .expect("a certificate");
+        let key = one_line(&pem[..key_end]);
+        let secret = &key[28..60];
+        let mut bad_base64: Vec<String> = pem_lines(&key).lines().map(String::from).collect();
+        bad_base64[2].push('!');
+        for broken in [
+            key.clone(),
+            key.replace("-----END PRIVATE KEY-----", ""),
+            bad_base64.join("\n"),
+        ] {
+            let err = private_key(broken.as_bytes(), "").expect_err("refused");
+            assert!(
+                !err.contains(secret) && !err.contains("77, 73, 71"),
+                "{err}"
+            );
+        }
+        let unfinished = pem_lines(&key.replace("-----END PRIVATE KEY-----", ""));
+        assert!(unfinished.starts_with("-----BEGIN PRIVATE KEY-----"));
     }
 
     #[test]

@@ -246,3 +246,27 @@ fn acls_survive_a_reopen_and_invalid_ones_are_refused() {
         .expect("ok")
         .is_none());
 }
+
+#[test]
+fn group_operations_include_the_group_config_operations_as_in_kafka_4() {
+    // AclEntry.supportedOperations(GROUP): READ, DESCRIBE, DELETE, DESCRIBE_CONFIGS,
+    // ALTER_CONFIGS.
+    let bits = |ops: &[Operation]| ops.iter().fold(0, |b, op| b | (1 << op.code()));
+    assert_eq!(
+        Group.all_operations_bits(),
+        bits(&[Read, Describe, Delete, DescribeConfigs, AlterConfigs])
+    );
+    let a = authorizer(
+        tempfile::tempdir().expect("tmp").path(),
+        Default::default(),
+        &[
+            allow(Group, "g", Literal, Read),
+            allow(Group, "g", Literal, AlterConfigs),
+        ],
+    );
+    assert_eq!(
+        a.authorized_operations(&alice(), "h", Group, "g"),
+        bits(&[Read, Describe, DescribeConfigs, AlterConfigs])
+    );
+    assert_eq!(a.authorized_operations(&alice(), "h", Group, "other"), 0);
+}
