@@ -10,7 +10,11 @@
 //! holds no buffers (`io`), and one that moves no bytes for `connections.max.idle.ms` while
 //! the broker does nothing for it is closed.
 //!
-//! No files.
+//! On a plaintext socket a Fetch answer's records go from the segment files to the socket
+//! without passing through the broker's memory (`zero_copy`): the answer holds the open
+//! files until it is written, and its bytes count as unsent answers meanwhile.
+//!
+//! Files: reads the segment files a Fetch answer carries; opens none.
 
 use crate::broker::Broker;
 use crate::clock;
@@ -27,13 +31,15 @@ pub use memory::RequestMemory;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
+use zero_copy::{Piece, Sink};
 
 pub mod io;
 pub mod memory;
+pub mod zero_copy;
 
 /// Answers queued per connection before the reader waits for the writer.
 const IN_FLIGHT: usize = 32;
@@ -49,6 +55,8 @@ const BATCH_BYTES: usize = 64 * 1024;
 
 enum Outgoing {
     Ready(Bytes, Option<Served>),
+    /// An answer with records still in segment files.
+    Pieces(Vec<Piece>, Served),
     Later {
         api_key: ApiKey,
         version: i16,
@@ -99,6 +107,39 @@ fn encode(
             None
         }
     }
+}
+
+/// An encoded answer.
+enum Answer {
+    Bytes(Bytes),
+    Pieces(Vec<Piece>),
+}
+
+/// A Fetch answer with records in segment files: spliced around them, or — where the
+/// splicing encoder does not place every field of the answer — read into memory and
+/// encoded whole. Err: the connection is to be closed (a file no longer holds its range,
+/// or the answer does not encode).
+fn encode_spliced(
+    version: i16,
+    correlation_id: i32,
+    mut body: Box<ResponseKind>,
+    files: Vec<Option<crate::log::FileRange>>,
+) -> Result<Answer, CloseReason> {
+    if let ResponseKind::Fetch(resp) = &*body {
+        match protocol::spliced::encode_fetch(version, correlation_id, resp, files.clone(), |r| {
+            r.len
+        }) {
+            Ok(pieces) => return Ok(Answer::Pieces(pieces)),
+            Err(e) => tracing::debug!(error = %e, "answer read into memory"),
+        }
+    }
+    if let Err(e) = handler::fetch::fill_records(&mut body, files) {
+        tracing::warn!(error = %e, "records no longer readable; closing the connection");
+        return Err(CloseReason::Io);
+    }
+    encode(ApiKey::Fetch, version, correlation_id, &body)
+        .map(Answer::Bytes)
+        .ok_or(CloseReason::Client)
 }
 
 /// What Kafka answers to a request it cannot serve at that version.
@@ -152,7 +193,7 @@ pub async fn serve<R, W>(
     shutdown: watch::Receiver<bool>,
 ) where
     R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
+    W: Sink + Send + 'static,
 {
     let span = tracing::info_span!("conn", peer = %session.peer, listener = %session.listener.name);
     // Boxed: the connection's task then stays small while the connection is idle, and the
@@ -171,7 +212,7 @@ async fn serve_inner<R, W>(
     mut shutdown: watch::Receiver<bool>,
 ) where
     R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
+    W: Sink + Send + 'static,
 {
     tracing::debug!("accepted");
     let max = broker.config.connections.socket_request_max_bytes;
@@ -354,8 +395,10 @@ impl Conn {
     ) -> Option<CloseReason> {
         let activity = &self.activity;
         let send = |out: Outgoing| {
-            if let Outgoing::Ready(bytes, _) = &out {
-                activity.queued(bytes.len());
+            match &out {
+                Outgoing::Ready(bytes, _) => activity.queued(bytes.len()),
+                Outgoing::Pieces(pieces, _) => activity.queued(zero_copy::len(pieces)),
+                Outgoing::Later { .. } => {}
             }
             permit.send(Box::new(out));
         };
@@ -483,6 +526,14 @@ impl Conn {
                 };
                 Outgoing::Ready(bytes, Some(served))
             }
+            Reply::Spliced { body, files } => {
+                count_errors(api_key, &body);
+                match encode_spliced(version, correlation_id, body, files) {
+                    Ok(Answer::Pieces(pieces)) => Outgoing::Pieces(pieces, served),
+                    Ok(Answer::Bytes(bytes)) => Outgoing::Ready(bytes, Some(served)),
+                    Err(reason) => return Some(reason),
+                }
+            }
             Reply::Later(response) => Outgoing::Later {
                 api_key,
                 version,
@@ -499,7 +550,7 @@ impl Conn {
 /// Writes answers in request order. Small answers that are ready together go out in one
 /// write; the batch buffer is dropped whenever the queue is empty, so an idle connection
 /// keeps none.
-async fn write_answers<W: AsyncWrite + Unpin>(
+async fn write_answers<W: Sink>(
     mut wr: W,
     mut rx: mpsc::Receiver<Box<Outgoing>>,
     activity: Arc<Activity>,
@@ -508,6 +559,23 @@ async fn write_answers<W: AsyncWrite + Unpin>(
     while let Some(out) = rx.recv().await {
         let (bytes, served) = match *out {
             Outgoing::Ready(b, served) => (Some(b), served),
+            Outgoing::Pieces(pieces, served) => {
+                // In order: what is batched goes first.
+                if !write_batch(&mut wr, &mut batch, &activity).await {
+                    return;
+                }
+                if let Err(e) = zero_copy::write_pieces(&mut wr, &pieces, &activity).await {
+                    match e.kind() {
+                        std::io::ErrorKind::UnexpectedEof => {
+                            tracing::warn!(error = %e, "closing the connection in the middle of an answer")
+                        }
+                        _ => tracing::debug!(error = %e, "answer not written"),
+                    }
+                    return;
+                }
+                activity.written(zero_copy::len(&pieces));
+                (None, Some(served))
+            }
             Outgoing::Later {
                 api_key,
                 version,
@@ -557,11 +625,7 @@ async fn write_answers<W: AsyncWrite + Unpin>(
 }
 
 /// Writes and empties `batch`; false if the socket failed.
-async fn write_batch<W: AsyncWrite + Unpin>(
-    wr: &mut W,
-    batch: &mut Vec<u8>,
-    activity: &Activity,
-) -> bool {
+async fn write_batch<W: Sink>(wr: &mut W, batch: &mut Vec<u8>, activity: &Activity) -> bool {
     if batch.is_empty() {
         return true;
     }
@@ -603,7 +667,114 @@ fn count_errors(api_key: ApiKey, body: &ResponseKind) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::FileRange;
     use crate::protocol::error_codes::tests::erring;
+    use tokio::io::AsyncReadExt;
+    use zero_copy::tests::{segment_file, tcp_pair};
+
+    /// A writer on a plaintext socket, and what the connection's reader would hold of it.
+    async fn writer() -> (
+        tokio::net::TcpStream,
+        mpsc::Sender<Box<Outgoing>>,
+        Arc<Activity>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (client, server) = tcp_pair().await;
+        let (_rd, wr) = server.into_split();
+        let activity = Arc::new(Activity::new());
+        let (tx, rx) = mpsc::channel::<Box<Outgoing>>(IN_FLIGHT);
+        let task = tokio::spawn(write_answers(
+            Tracked::new(wr, activity.clone()),
+            rx,
+            activity.clone(),
+        ));
+        (client, tx, activity, task)
+    }
+
+    fn fetch_served() -> Served {
+        Served::new(ApiKey::Fetch, Instant::now(), 0)
+    }
+
+    #[tokio::test]
+    async fn file_ranges_count_as_unsent_answers_until_written() {
+        let (mut client, tx, activity, _task) = writer().await;
+        let (file, bytes) = segment_file(16 << 20);
+        let pieces = vec![
+            Piece::Bytes(Bytes::from_static(b"x")),
+            Piece::Records(FileRange {
+                file,
+                offset: 0,
+                len: bytes.len() as u64,
+            }),
+        ];
+        let len = zero_copy::len(&pieces);
+        activity.queued(len);
+        let small = Bytes::from_static(b"small answer");
+        activity.queued(small.len());
+        tx.send(Box::new(Outgoing::Ready(small.clone(), None)))
+            .await
+            .expect("queued");
+        tx.send(Box::new(Outgoing::Pieces(pieces, fetch_served())))
+            .await
+            .expect("queued");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        // The client reads nothing: what the socket does not hold is still unsent, so the
+        // reader stops reading requests.
+        assert!(
+            activity.unsent() > QUEUED_ANSWER_BYTES,
+            "unsent {}",
+            activity.unsent()
+        );
+        let mut got = vec![0u8; small.len() + len];
+        client.read_exact(&mut got).await.expect("read");
+        assert!(
+            got[..small.len()] == small[..],
+            "the small answer goes first"
+        );
+        assert!(got[small.len() + 1..] == bytes[..], "the records");
+        tokio::time::timeout(std::time::Duration::from_secs(5), activity.until_written(0))
+            .await
+            .expect("all written");
+    }
+
+    #[tokio::test]
+    async fn an_answer_whose_file_was_cut_closes_the_connection_before_anything_else_is_sent() {
+        let (mut client, tx, _activity, task) = writer().await;
+        let (file, bytes) = segment_file(1 << 20);
+        let pieces = vec![
+            Piece::Bytes(Bytes::from_static(b"head")),
+            Piece::Records(FileRange {
+                file: file.clone(),
+                offset: 0,
+                len: 1 << 20,
+            }),
+            Piece::Bytes(Bytes::from_static(b"tail")),
+        ];
+        // The file shrinks after the fetch found the range.
+        file.set_len(300_000).expect("cut");
+        tx.send(Box::new(Outgoing::Pieces(pieces, fetch_served())))
+            .await
+            .expect("queued");
+        let _ = tx
+            .send(Box::new(Outgoing::Ready(
+                Bytes::from_static(b"next answer"),
+                None,
+            )))
+            .await;
+        tokio::time::timeout(std::time::Duration::from_secs(5), task)
+            .await
+            .expect("the writer stops")
+            .expect("join");
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.expect("read");
+        let mut expected = b"head".to_vec();
+        expected.extend_from_slice(&bytes[..300_000]);
+        assert!(
+            got == expected,
+            "{} bytes: not the answer's bytes up to the cut, then the end",
+            got.len()
+        );
+    }
 
     #[test]
     fn an_error_in_a_response_is_counted_under_its_api_and_name() {

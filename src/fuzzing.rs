@@ -431,6 +431,11 @@ fn partition_dir(data: &[u8]) {
     for offset in [p.log_start_offset(), 0, 50, 100, p.high_watermark() - 1] {
         if let Ok(data) = p.read(offset, 1 << 16, true, true) {
             read_batches(&data.records);
+            // What a plaintext fetch sends from the file: the same bytes.
+            if let Ok(found) = p.read_file(offset, 1 << 16, true, true) {
+                let sent = found.and_then(|(range, _)| range.read().ok());
+                assert_eq!(sent.unwrap_or_default(), data.records, "read_file != read");
+            }
         }
     }
     let _ = p.offset_for_timestamp(0);

@@ -9,10 +9,12 @@
 //!   graceful shutdown.
 //! * `connection`: length-prefixed frames on a TcpStream, responses in request order;
 //!   `memory` bounds the bytes of requests in flight (`queued.max.request.bytes`), `io`
-//!   reads frames without a buffer per idle connection and judges idleness.
+//!   reads frames without a buffer per idle connection and judges idleness; `zero_copy`
+//!   sends Fetch records from the segment files with sendfile on plaintext sockets.
 //! * `protocol`: the only place bytes become Kafka messages; `protocol::versions` is the
 //!   one table of supported API versions; `protocol::error_codes`: every error code a
-//!   response carries, for `/metrics`.
+//!   response carries, for `/metrics`; `protocol::spliced`: a Fetch response as pieces
+//!   around records that stay in their files.
 //! * `handler`: one module per API family, translating requests to broker calls and back.
 //! * `broker`: the `Broker` handle: topics and their configs, producer ids.
 //! * `broker::replica_manager`: append, fetch (per-partition long poll), offset lookups;

@@ -3,6 +3,7 @@
 //! No files.
 
 pub mod error_codes;
+pub mod spliced;
 pub mod versions;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};

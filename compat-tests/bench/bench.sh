@@ -43,7 +43,9 @@
 # sized to take TARGET_SECS=7 s, at most MAX_RUN_MB=3000 MB), RUN_CAP
 # (seconds, a run is stopped with SIGINT after this and reports what it did,
 # 20), LAT_COUNT
-# (latency msgs, 5000), LAT_RATE (msgs/s, 1000), LINGER_MS (producer
+# (latency msgs, 5000), LAT_RATE (msgs/s, 1000), CONSUME_RUNS (reads of the
+# 1 KiB topic from the beginning, each its own row with the broker's CPU
+# seconds, 1), LINGER_MS (producer
 # linger.ms for throughput runs, 5 = librdkafka's default; rdkafka_performance
 # itself would set 1000), SETTLE (1 = `sync` before each measured run, 0 =
 # don't), LONGPOLL_CONNS (500) and LONGPOLL_WAIT_MS (500) for --longpoll,
@@ -113,6 +115,7 @@ RUN_CAP=${RUN_CAP:-20}
 LAT_COUNT=${LAT_COUNT:-5000}
 LAT_RATE=${LAT_RATE:-1000}
 LINGER_MS=${LINGER_MS:-5}
+CONSUME_RUNS=${CONSUME_RUNS:-1}
 LONGPOLL_CONNS=${LONGPOLL_CONNS:-500}
 LONGPOLL_WAIT_MS=${LONGPOLL_WAIT_MS:-500}
 
@@ -455,34 +458,49 @@ produce_run() {
     if [[ ${#drop[@]} -gt 0 ]]; then drop_topics "${drop[@]}"; fi
 }
 
-consume_run() { # LABEL TOPIC EXPECTED   (deletes TOPIC after the run)
-    local label=$1 topic=$2 expected=$3
-    local logf=$LOGS/consume-$topic.log status summary
+consume_run() { # LABEL TOPIC EXPECTED   (reads TOPIC CONSUME_RUNS times, then deletes it)
+    local label=$1 topic=$2 expected=$3 run
     if [[ $expected -le 0 ]]; then
         ROWS_TP+=("$(printf '%-44s %12s %10s %11s %9s  %s' "$label" - - - - "skipped (nothing produced)")")
         return
     fi
+    for run in $(seq 1 "$CONSUME_RUNS"); do
+        if [[ $CONSUME_RUNS -gt 1 ]]; then
+            consume_once "$label #$run" "$topic" "$expected" "$run" || break
+        else
+            consume_once "$label" "$topic" "$expected" "$run" || break
+        fi
+    done
+    drop_topics "$topic"
+}
+
+consume_once() { # LABEL TOPIC EXPECTED RUN -> false if the read failed
+    local label=$1 topic=$2 expected=$3 run=$4
+    local logf=$LOGS/consume-$topic-$run.log status summary cpu0 cpu1 cpu=""
     log "consume: $label ($expected msgs from the beginning, cap $((RUN_CAP * 2))s)"
+    cpu0=$("${HELPER[@]}" cpu "${BROKER_PID:-0}")
     status=$(run_capped $((RUN_CAP * 2)) "$logf" "$PERF" "${PERF_X[@]}" -C -t "$topic" -b "$BOOTSTRAP" -p 0 \
         -o beginning -c "$expected" -e)
+    cpu1=$("${HELPER[@]}" cpu "${BROKER_PID:-0}")
+    if [[ $cpu0 != NA && $cpu1 != NA ]]; then
+        cpu=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN{printf "broker CPU %.2f s", b-a}')
+    fi
     summary=$("${HELPER[@]}" consume-summary "$logf")
     if [[ $summary == NA ]]; then
         ROWS_TP+=("$(printf '%-44s %12s %10s %11s %9s  %s' "$label" - - - - "FAILED")")
         note "$label: no summary ($status): $(error_excerpt "$logf")"
-        drop_topics "$topic"
-        return
+        return 1
     fi
-    local msgs ms mps mbs flag=""
+    local msgs ms mps mbs flag=$cpu
     read -r msgs ms mps mbs <<<"$summary"
-    [[ $status == capped ]] && flag="capped at $((RUN_CAP * 2))s"
-    [[ $status == rc=* ]] && flag="exit $status"
+    [[ $status == capped ]] && flag="${flag:+$flag, }capped at $((RUN_CAP * 2))s"
+    [[ $status == rc=* ]] && flag="${flag:+$flag, }exit $status"
     if [[ $msgs != "$expected" ]]; then
         flag="${flag:+$flag, }got $msgs of $expected"
         note "$label: consumed $msgs of $expected messages ($status): $(error_excerpt "$logf")"
     fi
     ROWS_TP+=("$(printf '%-44s %12s %10s %11s %9s  %s' "$label" "$mps" "$mbs" "$msgs" \
         "$(awk -v m="$ms" 'BEGIN{printf "%.1f", m/1000}')" "$flag")")
-    drop_topics "$topic"
 }
 
 # latency_run TAG : acks=-1, LAT_RATE msgs/s, 100 B, linger.ms=0.

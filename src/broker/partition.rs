@@ -24,7 +24,7 @@
 use super::producer_state::{self, ProducerStates, SequenceCheck};
 use crate::log::codec::{self, Compression};
 use crate::log::record_batch::{self, BatchHeaders, RecordBatch};
-use crate::log::{ClosedSegment, Rolled};
+use crate::log::{ClosedSegment, FileRange, ReadSlice, Rolled, WholeBatches};
 use crate::log::{Log, LogConfig};
 use crate::tier::Manifest;
 use bytes::Bytes;
@@ -105,6 +105,13 @@ pub struct FetchData {
     pub log_start_offset: i64,
 }
 
+/// See `Partition::locate`.
+struct Located {
+    slice: ReadSlice,
+    want: usize,
+    upper: i64,
+}
+
 struct State {
     log: Log,
     producers: ProducerStates,
@@ -140,9 +147,14 @@ impl Traffic {
             .filter(|b| !b.is_control())
             .map(|b| b.record_count().max(0) as u64)
             .sum();
-        self.bytes_out
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
-        self.records_out.fetch_add(count, Ordering::Relaxed);
+        self.sent_counted(records.len() as u64, count);
+    }
+
+    /// Counts `bytes` of batches holding `records` data records, counted by whoever
+    /// walked their headers (records sent from a file are not read here).
+    pub fn sent_counted(&self, bytes: u64, records: u64) {
+        self.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+        self.records_out.fetch_add(records, Ordering::Relaxed);
     }
 }
 
@@ -795,43 +807,16 @@ impl Partition {
     ) -> Result<FetchData, ResponseError> {
         let hw = self.high_watermark();
         let start = self.log_start_offset();
-        if offset < start || offset > hw {
-            return Err(ResponseError::OffsetOutOfRange);
-        }
-        let upper = if committed {
-            self.last_stable_offset()
-        } else {
-            hw
-        };
-        if offset < self.local_log_start_offset() {
-            return Err(ResponseError::OffsetMovedToTieredStorage);
-        }
-        let empty = FetchData {
+        let mut data = FetchData {
             records: Bytes::new(),
             high_watermark: hw,
             log_start_offset: start,
         };
-        if offset >= upper {
-            return Ok(empty);
-        }
-        let slice = self
-            .state()
-            .log
-            .read(offset)
-            .map_err(|_| ResponseError::KafkaStorageError)?;
-        let Some(slice) = slice else {
-            return Ok(empty);
+        let Some(found) = self.locate(offset, max_bytes, min_one, committed, hw, start)? else {
+            return Ok(data);
         };
-        let available = (slice.end - slice.position) as usize;
+        let (slice, want, upper) = (found.slice, found.want, found.upper);
         let first = slice.first_batch as usize;
-        let want = if first > max_bytes {
-            if !min_one {
-                return Ok(empty);
-            }
-            first
-        } else {
-            max_bytes.min(available)
-        };
         let bytes = read_exact(&slice.file, slice.position, want)?;
         // Cut at the last whole batch below the high watermark (or the last stable offset);
         // the first is whole by construction and holds `offset`, which is below it.
@@ -845,11 +830,90 @@ impl Partition {
         }
         let mut bytes = Bytes::from(bytes);
         bytes.truncate(whole.max(first.min(bytes.len())));
-        Ok(FetchData {
-            records: bytes,
-            high_watermark: hw,
-            log_start_offset: start,
-        })
+        data.records = bytes;
+        Ok(data)
+    }
+
+    /// What `read` returns, as a range of the segment file instead of bytes in memory:
+    /// found by reading batch headers only, for a connection that sends it from the page
+    /// cache. `None` where `read` returns no records.
+    pub fn read_file(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        committed: bool,
+    ) -> Result<Option<(FileRange, WholeBatches)>, ResponseError> {
+        let (hw, start) = (self.high_watermark(), self.log_start_offset());
+        let Some(found) = self.locate(offset, max_bytes, min_one, committed, hw, start)? else {
+            return Ok(None);
+        };
+        let slice = found.slice;
+        let mut whole = slice
+            .whole_batches(found.want as u64, found.upper)
+            .map_err(|e| {
+                tracing::error!(error = %e, "read failed");
+                ResponseError::KafkaStorageError
+            })?;
+        // As `read`: the first batch is sent whole even if its header did not parse.
+        if whole.len < slice.first_batch {
+            whole.len = slice.first_batch.min(found.want as u64);
+        }
+        if whole.len == 0 {
+            return Ok(None);
+        }
+        let range = FileRange {
+            file: slice.file,
+            offset: slice.position,
+            len: whole.len,
+        };
+        Ok(Some((range, whole)))
+    }
+
+    /// Where a read from `offset` starts, how many bytes it may take, and the offset no
+    /// batch it returns may start at; `None` when it returns no records.
+    fn locate(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        committed: bool,
+        hw: i64,
+        start: i64,
+    ) -> Result<Option<Located>, ResponseError> {
+        if offset < start || offset > hw {
+            return Err(ResponseError::OffsetOutOfRange);
+        }
+        let upper = if committed {
+            self.last_stable_offset()
+        } else {
+            hw
+        };
+        if offset < self.local_log_start_offset() {
+            return Err(ResponseError::OffsetMovedToTieredStorage);
+        }
+        if offset >= upper {
+            return Ok(None);
+        }
+        let slice = self
+            .state()
+            .log
+            .read(offset)
+            .map_err(|_| ResponseError::KafkaStorageError)?;
+        let Some(slice) = slice else {
+            return Ok(None);
+        };
+        let available = (slice.end - slice.position) as usize;
+        let first = slice.first_batch as usize;
+        let want = if first > max_bytes {
+            if !min_one {
+                return Ok(None);
+            }
+            first
+        } else {
+            max_bytes.min(available)
+        };
+        Ok(Some(Located { slice, want, upper }))
     }
 
     /// (offset, timestamp) of the first record at or after `timestamp`.

@@ -11,8 +11,9 @@
 //!
 //! Owns no files: the logs are the partitions', the archive's objects the tier's.
 
-use super::partition::{AppendInfo, Partition};
+use super::partition::{AppendInfo, Partition, Traffic};
 use super::Topic;
+use crate::log::FileRange;
 use crate::tier::{ReadWant, Tier};
 use bytes::Bytes;
 use dashmap::DashSet;
@@ -35,6 +36,9 @@ pub struct FetchParams {
     pub max_bytes: usize,
     /// isolation_level 1: nothing at or past the last stable offset.
     pub read_committed: bool,
+    /// The connection sends segment bytes from the page cache (a plaintext socket): local
+    /// records are answered as file ranges, not read into memory.
+    pub zero_copy: bool,
 }
 
 /// One partition of a fetch: the partition (or the error to answer for it) and where to read.
@@ -54,7 +58,47 @@ pub struct FetchPartitionData {
     /// With read_committed: (producer id, first offset) of aborted transactions that the
     /// returned records may belong to.
     pub aborted_transactions: Option<Vec<(i64, i64)>>,
-    pub records: Bytes,
+    pub records: FetchedRecords,
+}
+
+/// The records a fetch answers for one partition.
+#[derive(Debug)]
+pub enum FetchedRecords {
+    /// In memory: read from a local segment for a connection that needs the bytes (TLS
+    /// encrypts them), or from the archive.
+    Bytes(Bytes),
+    /// Whole batches of a local segment, left in the file for the connection to send from
+    /// the page cache; `records` data records among them.
+    File { range: FileRange, records: u64 },
+}
+
+impl FetchedRecords {
+    pub fn len(&self) -> usize {
+        match self {
+            Self::Bytes(b) => b.len(),
+            Self::File { range, .. } => range.len as usize,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Counts them in the partition's traffic.
+    fn count_sent(&self, traffic: &Traffic) {
+        match self {
+            Self::Bytes(b) => traffic.sent(b),
+            Self::File { range, records } => traffic.sent_counted(range.len, *records),
+        }
+    }
+
+    /// The bytes, read from the file if they are still there.
+    pub fn into_bytes(self) -> std::io::Result<Bytes> {
+        match self {
+            Self::Bytes(b) => Ok(b),
+            Self::File { range, .. } => range.read(),
+        }
+    }
 }
 
 impl FetchPartitionData {
@@ -73,7 +117,7 @@ impl FetchPartitionData {
             last_stable_offset: lso,
             log_start_offset: start,
             aborted_transactions: None,
-            records: Bytes::new(),
+            records: FetchedRecords::Bytes(Bytes::new()),
         }
     }
 }
@@ -216,6 +260,7 @@ impl ReplicaManager {
                     // larger than the limits.
                     min_one: total == 0,
                     read_committed: params.read_committed,
+                    zero_copy: params.zero_copy,
                 };
                 let data = self.read(partition, read, remote_wait).await;
                 if data.error.is_some() {
@@ -229,7 +274,7 @@ impl ReplicaManager {
             if total >= params.min_bytes || errors || now >= deadline || watches.is_empty() {
                 for (want, data) in partitions.iter().zip(&results) {
                     if let Ok(p) = &want.partition {
-                        p.traffic.sent(&data.records);
+                        data.records.count_sent(&p.traffic);
                     }
                 }
                 return results;
@@ -251,12 +296,27 @@ impl ReplicaManager {
         at: ReadAt,
         remote_wait: Duration,
     ) -> FetchPartitionData {
-        let local = partition.read(at.offset, at.max_bytes, at.min_one, at.read_committed);
+        let local = if at.zero_copy {
+            partition
+                .read_file(at.offset, at.max_bytes, at.min_one, at.read_committed)
+                .map(|found| match found {
+                    Some((range, whole)) => FetchedRecords::File {
+                        range,
+                        records: whole.records,
+                    },
+                    None => FetchedRecords::Bytes(Bytes::new()),
+                })
+        } else {
+            partition
+                .read(at.offset, at.max_bytes, at.min_one, at.read_committed)
+                .map(|d| FetchedRecords::Bytes(d.records))
+        };
         let records = match local {
-            Err(ResponseError::OffsetMovedToTieredStorage) => {
-                self.read_from_archive(partition, at, remote_wait).await
-            }
-            other => other.map(|d| d.records),
+            Err(ResponseError::OffsetMovedToTieredStorage) => self
+                .read_from_archive(partition, at, remote_wait)
+                .await
+                .map(FetchedRecords::Bytes),
+            other => other,
         };
         match records {
             Ok(records) => {
@@ -455,6 +515,7 @@ struct ReadAt {
     max_bytes: usize,
     min_one: bool,
     read_committed: bool,
+    zero_copy: bool,
 }
 
 #[cfg(test)]
@@ -540,6 +601,7 @@ mod fetch_tests {
             min_bytes: 1,
             max_bytes: 1 << 20,
             read_committed: false,
+            zero_copy: false,
         };
         let b = broker.clone();
         let started = std::time::Instant::now();

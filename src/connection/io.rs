@@ -127,6 +127,10 @@ impl<T> Tracked<T> {
     pub fn new(inner: T, activity: std::sync::Arc<Activity>) -> Self {
         Tracked { inner, activity }
     }
+
+    pub fn get_ref(&self) -> &T {
+        &self.inner
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {

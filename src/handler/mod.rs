@@ -42,6 +42,13 @@ pub enum Reply {
     /// Ready once the future resolves (an acknowledgement waiting for the disk). Later
     /// requests on the connection are handled meanwhile, but answered after it.
     Later(Boxed<ResponseKind>),
+    /// A Fetch answer some of whose records are still in segment files: `files` has one
+    /// entry per partition, in the order of the response; where it holds a range, that
+    /// partition's `records` is None and the connection writes the range in its place.
+    Spliced {
+        body: Box<ResponseKind>,
+        files: Vec<Option<crate::log::FileRange>>,
+    },
     /// acks=0 produce: Kafka sends nothing.
     Nothing,
     /// acks=0 produce that failed somewhere: Kafka closes the connection, the one signal
@@ -153,7 +160,7 @@ pub async fn dispatch(broker: &Broker, frame: RequestFrame, session: &Session) -
             now(ResponseKind::Metadata(metadata::handle(&ctx, req).await))
         }
         RequestKind::Produce(req) => produce::handle(&ctx, req).await,
-        RequestKind::Fetch(req) => now(ResponseKind::Fetch(fetch::handle(&ctx, req).await)),
+        RequestKind::Fetch(req) => fetch::handle(&ctx, req).await,
         RequestKind::ListOffsets(req) => now(ResponseKind::ListOffsets(
             list_offsets::handle(&ctx, req).await,
         )),
@@ -321,6 +328,10 @@ mod tests {
         let body = match reply {
             Reply::Now(b) => *b,
             Reply::Later(f) => f.await,
+            Reply::Spliced { mut body, files } => {
+                fetch::fill_records(&mut body, files).expect("records read");
+                *body
+            }
             Reply::Nothing | Reply::Close => return None,
         };
         encode_response(api_key, version, 7, &body)

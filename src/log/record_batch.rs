@@ -208,6 +208,43 @@ pub fn set_log_append_time(buf: &mut [u8], now: i64) {
     buf[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// What a batch's first `HEADER_SIZE` bytes say, for walking the batches of a file without
+/// reading their records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchHead {
+    pub base_offset: i64,
+    /// The whole batch's size, header included.
+    pub size: u64,
+    pub is_control: bool,
+    pub record_count: i32,
+}
+
+/// Reads a batch header from the start of `buf` (at least `HEADER_SIZE` bytes), with the
+/// checks `RecordBatch::parse_header` makes of the header (magic 2, a length that covers
+/// the header).
+pub fn peek_header(buf: &[u8]) -> Result<BatchHead, BatchError> {
+    if buf.len() < HEADER_SIZE {
+        return Err(BatchError::TooShort(buf.len()));
+    }
+    let magic = buf[MAGIC_OFFSET] as i8;
+    if magic != 2 {
+        return Err(BatchError::Magic(magic));
+    }
+    let size = i32_at(buf, LENGTH_OFFSET) as i64 + LOG_OVERHEAD as i64;
+    if size < HEADER_SIZE as i64 {
+        return Err(BatchError::LengthMismatch(size, buf.len()));
+    }
+    let header = RecordBatch {
+        buf: &buf[..HEADER_SIZE],
+    };
+    Ok(BatchHead {
+        base_offset: header.base_offset(),
+        size: size as u64,
+        is_control: header.is_control(),
+        record_count: header.record_count(),
+    })
+}
+
 /// Iterates the batches of a buffer by their headers, stopping at the first incomplete one.
 pub struct BatchHeaders<'a> {
     buf: &'a [u8],

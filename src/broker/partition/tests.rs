@@ -283,3 +283,94 @@ async fn an_abort_marker_without_its_txnindex_entry_gets_it_at_start_up() {
     let p = open(dir.path());
     assert_eq!(p.aborted_between(0, p.high_watermark()), aborted);
 }
+
+/// Data records in `records`, as the traffic counters count them.
+fn data_records(records: &[u8]) -> u64 {
+    BatchHeaders::new(records)
+        .map_while(Result::ok)
+        .filter(|b| !b.is_control())
+        .map(|b| b.record_count().max(0) as u64)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_range_holds_what_a_read_into_memory_returns() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = LogConfig {
+        segment_bytes: 6000,
+        index_interval_bytes: 64,
+        ..LogConfig::default()
+    };
+    let p = Partition::open("t", Uuid::nil(), 0, dir.path(), config, false, 0).expect("open");
+    // Small batches and large ones, several records each, over several segments.
+    for i in 0..40u8 {
+        let size = if i % 5 == 0 { 2500 } else { 30 + i as usize };
+        let values: Vec<Vec<u8>> = (0..=i % 4).map(|j| vec![i ^ j; size]).collect();
+        let values: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+        append(&p, &make_batch(i as i64, &values)).expect("append");
+        if i == 20 {
+            // A committed transaction: its marker is a control batch, not records.
+            let txn = make_keyed_batch(0, &[(b"k", Some(&[7; 40]))], 7, 0, 0, true);
+            append(&p, &txn).expect("append");
+            p.append_marker(7, 0, true, 1_000).await.expect("commit");
+        }
+    }
+    // A transaction left open: read_committed stops before it.
+    append(
+        &p,
+        &make_keyed_batch(0, &[(b"k", Some(&[9; 40]))], 9, 0, 0, true),
+    )
+    .expect("append");
+    for i in 0..3u8 {
+        append(&p, &make_batch(i as i64, &[&[i; 100]])).expect("append");
+    }
+    assert!(p.last_stable_offset() < p.high_watermark());
+    let mut ranges = 0;
+    for committed in [false, true] {
+        for offset in 0..=p.high_watermark() {
+            for max_bytes in [0, 1, 61, 100, 700, 2600, 5000, 1 << 20] {
+                for min_one in [true, false] {
+                    let memory = p.read(offset, max_bytes, min_one, committed);
+                    let file = p.read_file(offset, max_bytes, min_one, committed);
+                    let case = format!(
+                        "offset {offset} max {max_bytes} min_one {min_one} committed {committed}"
+                    );
+                    match (memory, file) {
+                        (Ok(m), Ok(None)) => assert!(m.records.is_empty(), "{case}"),
+                        (Ok(m), Ok(Some((range, whole)))) => {
+                            ranges += 1;
+                            assert_eq!(range.read().expect("read"), m.records, "{case}");
+                            assert_eq!(whole.len, range.len, "{case}");
+                            assert_eq!(whole.records, data_records(&m.records), "{case}");
+                        }
+                        (Err(a), Err(b)) => assert_eq!(a, b, "{case}"),
+                        (m, f) => panic!(
+                            "{case}: {:?} vs {:?}",
+                            m.map(|d| d.records.len()),
+                            f.map(|f| f.map(|r| r.0.len))
+                        ),
+                    }
+                }
+            }
+        }
+    }
+    assert!(ranges > 100, "only {ranges} ranges compared");
+}
+
+#[test]
+fn a_range_found_before_its_segment_is_deleted_is_still_read_whole() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = open(dir.path());
+    for i in 0..12u8 {
+        append(&p, &make_batch(i as i64, &[&[i; 50]])).expect("append");
+    }
+    let expected = p.read(0, 1 << 20, true, false).expect("read").records;
+    let (range, _) = p
+        .read_file(0, 1 << 20, true, false)
+        .expect("read")
+        .expect("records");
+    // Retention (or DeleteRecords) deletes the segment while the answer waits to be sent.
+    assert!(p.advance_log_start(7, "test").expect("advance"));
+    assert!(log_files(dir.path())[0] > 0, "the first segment is deleted");
+    assert_eq!(range.read().expect("read"), expected);
+}

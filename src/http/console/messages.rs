@@ -360,6 +360,7 @@ pub(super) async fn page(
         min_bytes: 0,
         max_bytes: MAX_BYTES,
         read_committed: false,
+        zero_copy: false,
     };
     // Several reads at most: a page of small records spans few batches.
     for _ in 0..8 {
@@ -388,8 +389,15 @@ pub(super) async fn page(
             pending_archive = at < partition.local_log_start_offset();
             break;
         }
-        read += data.records.len();
-        let next = decode(&data.records, at, &mut records, &mut errors);
+        let bytes = match data.records.into_bytes() {
+            Ok(b) => b,
+            Err(e) => {
+                errors.push(format!("reading at offset {at}: {e}"));
+                break;
+            }
+        };
+        read += bytes.len();
+        let next = decode(&bytes, at, &mut records, &mut errors);
         if next <= at {
             break;
         }
