@@ -69,9 +69,12 @@ def test_partition_traffic_matches_what_clients_produce_and_read(strata):
     n, size = 200, 100
     delivered = Delivered()
     producer = Producer({"bootstrap.servers": strata.bootstrap, "linger.ms": 20, "compression.type": "none"})
-    produce_all(producer, [(None, b"%03d" % i + b"x" * (size - 3), None) for i in range(n)], delivered, topic)
+    # keyed, so that both partitions get records (keyless ones may all stick to one)
+    produce_all(producer, [(b"k%03d" % i, b"%03d" % i + b"x" * (size - 3), None) for i in range(n)],
+                delivered, topic)
     assert not delivered.failed
     wanted = {p: sum(1 for (pp, _) in delivered.ok.values() if pp == p) for p in (0, 1)}
+    assert all(wanted.values()), wanted
 
     s = scrape(strata)
     for p in (0, 1):
