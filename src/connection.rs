@@ -705,6 +705,7 @@ mod tests {
                 file,
                 offset: 0,
                 len: bytes.len() as u64,
+                pin: None,
             }),
         ];
         let len = zero_copy::len(&pieces);
@@ -747,6 +748,7 @@ mod tests {
                 file: file.clone(),
                 offset: 0,
                 len: 1 << 20,
+                pin: None,
             }),
             Piece::Bytes(Bytes::from_static(b"tail")),
         ];

@@ -866,6 +866,7 @@ impl Partition {
             file: slice.file,
             offset: slice.position,
             len: whole.len,
+            pin: None,
         };
         Ok(Some((range, whole)))
     }

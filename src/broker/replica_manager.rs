@@ -296,14 +296,23 @@ impl ReplicaManager {
         at: ReadAt,
         remote_wait: Duration,
     ) -> FetchPartitionData {
-        let local = if at.zero_copy {
+        // Past the bound of files held open by answers, records go in memory.
+        let pin = if at.zero_copy {
+            crate::log::file_cache::pin()
+        } else {
+            None
+        };
+        let local = if let Some(pin) = pin {
             partition
                 .read_file(at.offset, at.max_bytes, at.min_one, at.read_committed)
                 .map(|found| match found {
-                    Some((range, whole)) => FetchedRecords::File {
-                        range,
-                        records: whole.records,
-                    },
+                    Some((mut range, whole)) => {
+                        range.pin = Some(Arc::new(pin));
+                        FetchedRecords::File {
+                            range,
+                            records: whole.records,
+                        }
+                    }
                     None => FetchedRecords::Bytes(Bytes::new()),
                 })
         } else {

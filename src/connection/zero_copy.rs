@@ -202,6 +202,7 @@ pub(crate) mod tests {
             file: file.clone(),
             offset,
             len,
+            pin: None,
         })
     }
 

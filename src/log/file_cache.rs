@@ -203,6 +203,33 @@ impl Drop for CachedFile {
     }
 }
 
+/// Answers on their way out hold segment files open past the cache (a zero-copy fetch sends
+/// from the file). Their number is bounded too, by the cache's capacity, so that fetches of
+/// many partitions cannot take the process past its open-file limit; beyond it, answers
+/// carry their records in memory.
+static PINNED: AtomicUsize = AtomicUsize::new(0);
+
+/// One answer's hold on a segment file, counted until dropped.
+#[derive(Debug)]
+pub struct Pinned(());
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        PINNED.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A hold on one more file, if the bound allows it.
+pub fn pin() -> Option<Pinned> {
+    let cap = cache().capacity.load(Ordering::Relaxed);
+    PINNED
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < cap).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| Pinned(()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

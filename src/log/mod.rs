@@ -240,6 +240,8 @@ pub struct FileRange {
     pub file: Arc<File>,
     pub offset: u64,
     pub len: u64,
+    /// Counts the open file against the bound of `file_cache::pin`.
+    pub pin: Option<Arc<file_cache::Pinned>>,
 }
 
 impl FileRange {
