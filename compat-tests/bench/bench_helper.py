@@ -20,6 +20,9 @@ Subcommands:
   rss PID                        prints "VmRSS_kB VmHWM_kB" from /proc/PID/status
   cpu PID                        prints the CPU time (user + system, seconds)
                                  PID has used so far, from /proc/PID/stat, or NA
+
+The other benchmark scripts import percentile, cpu_seconds, memory_kib and
+open_fds from here, so every figure they print is computed the same way.
 """
 
 import math
@@ -30,6 +33,41 @@ import struct
 import subprocess
 import sys
 import time
+
+
+def percentile(values, q):
+    """Nearest-rank percentile (q in 0..1): the smallest value with at least q of
+    the samples at or below it; NaN for no samples."""
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = int(math.ceil(q * len(s) - 1e-9))
+    return s[min(len(s), max(1, k)) - 1]
+
+
+def cpu_seconds(pid):
+    """CPU time (user + system, seconds) PID has used so far, from /proc/PID/stat."""
+    with open("/proc/%s/stat" % pid) as f:
+        stat = f.read()
+    # fields after the parenthesised command name; utime and stime are fields 14
+    # and 15 of the whole line (11 and 12 after the name)
+    fields = stat[stat.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_kib(pid):
+    """(VmRSS, VmHWM) of PID in KiB, from /proc/PID/status."""
+    out = {}
+    with open("/proc/%s/status" % pid) as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(rest.split()[0])
+    return out["VmRSS"], out["VmHWM"]
+
+
+def open_fds(pid):
+    return len(os.listdir("/proc/%s/fd" % pid))
 
 
 def api_versions_request(correlation_id):
@@ -233,38 +271,22 @@ def cmd_pct(argv):
     vals.sort()
 
     def q(p):
-        # nearest-rank percentile: smallest value with at least p of the
-        # samples at or below it
-        k = int(math.ceil(p * len(vals) - 1e-9))
-        k = min(len(vals), max(1, k))
-        return vals[k - 1] / 1000.0
+        return percentile(vals, p) / 1000.0
 
     print("%d %.2f %.2f %.2f %.2f" % (len(vals), q(0.50), q(0.99), q(0.999), vals[-1] / 1000.0))
 
 
 def cmd_rss(argv):
-    rss = hwm = "NA"
     try:
-        with open("/proc/%s/status" % argv[0]) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    rss = line.split()[1]
-                elif line.startswith("VmHWM:"):
-                    hwm = line.split()[1]
-    except OSError:
-        pass
+        rss, hwm = memory_kib(argv[0])
+    except (OSError, KeyError, ValueError):
+        rss = hwm = "NA"
     print(rss, hwm)
 
 
 def cmd_cpu(argv):
     try:
-        with open("/proc/%s/stat" % argv[0]) as f:
-            stat = f.read()
-        # fields after the parenthesised command name; utime and stime are
-        # fields 14 and 15 of the whole line (11 and 12 after the name)
-        fields = stat[stat.rindex(")") + 2:].split()
-        ticks = int(fields[11]) + int(fields[12])
-        print("%.2f" % (ticks / os.sysconf("SC_CLK_TCK")))
+        print("%.2f" % cpu_seconds(argv[0]))
     except (OSError, ValueError, IndexError):
         print("NA")
 

@@ -27,6 +27,8 @@ import time
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from bench_helper import percentile
+
 
 def free_port():
     with socket.socket() as s:
@@ -97,12 +99,6 @@ def latency_run(bootstrap, topic, seconds, stop=None):
     return sorted(lat)
 
 
-def pct(values, q):
-    if not values:
-        return float("nan")
-    return values[min(len(values) - 1, int(q * len(values)))]
-
-
 def dir_bytes(path):
     return sum(f.stat().st_size for f in pathlib.Path(path).glob("*.log"))
 
@@ -162,10 +158,10 @@ def main():
         print(f"cleaning: {before / 1e6:.0f} MB of log in {ms / 1000:.2f} s = {before / 1e3 / max(ms, 1):.0f} MB/s "
               f"({read / 1e6:.0f} MB read by the pass, {read / 1e3 / max(ms, 1):.0f} MB/s); "
               f"log {before / 1e6:.0f} MB -> {after / 1e6:.1f} MB")
-        print(f"produce latency while cleaning:            p50 {pct(during, .5):.2f} ms, "
-              f"p99 {pct(during, .99):.2f} ms ({len(during)} msgs)")
-        print(f"produce latency cleaner idle:              p50 {pct(idle, .5):.2f} ms, "
-              f"p99 {pct(idle, .99):.2f} ms ({len(idle)} msgs)")
+        print(f"produce latency while cleaning:            p50 {percentile(during, 0.5):.2f} ms, "
+              f"p99 {percentile(during, 0.99):.2f} ms ({len(during)} msgs)")
+        print(f"produce latency cleaner idle:              p50 {percentile(idle, 0.5):.2f} ms, "
+              f"p99 {percentile(idle, 0.99):.2f} ms ({len(idle)} msgs)")
     finally:
         proc.terminate()
         proc.wait(60)

@@ -38,24 +38,10 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "compat-tests"))
 import kafka_wire  # noqa: E402
+from bench_helper import memory_kib, open_fds  # noqa: E402
 from conftest import free_port  # noqa: E402
 
 CLIENT_ID = "strata-bench-connections"
-
-
-def status(pid):
-    """VmRSS and VmHWM of the process, in KiB."""
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, rest = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                out[key] = int(rest.split()[0])
-    return out["VmRSS"], out["VmHWM"]
-
-
-def open_fds(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def api_versions_v3(correlation_id):
@@ -138,20 +124,20 @@ async def idle_part(binary, count):
     pid = broker.proc.pid
     try:
         time.sleep(0.5)
-        before, _ = status(pid)
+        before, _ = memory_kib(pid)
         conns = []
         sem = asyncio.Semaphore(256)
         start = time.monotonic()
         await asyncio.gather(*(open_one(broker.port, i, sem, conns) for i in range(count)))
         opened_s = time.monotonic() - start
         await asyncio.sleep(2)
-        after, hwm = status(pid)
+        after, hwm = memory_kib(pid)
         fds = open_fds(pid)
         ok = await still_served(conns, 100)
         for _, writer in conns:
             writer.close()
         await asyncio.sleep(2)
-        closed_rss, _ = status(pid)
+        closed_rss, _ = memory_kib(pid)
     finally:
         broker.stop()
     per_conn = (after - before) / count
@@ -192,7 +178,7 @@ def hostile_part(binary, seconds):
             p.poll(0)
         p.flush(60)
         time.sleep(0.5)
-        base_rss, _ = status(pid)
+        base_rss, _ = memory_kib(pid)
         frame_max = 100 << 20
 
         def sender():
@@ -265,7 +251,7 @@ def hostile_part(binary, seconds):
         remaining = seconds - (time.monotonic() - start)
         if remaining > 0:
             time.sleep(remaining)
-        rss, hwm = status(pid)
+        rss, hwm = memory_kib(pid)
     finally:
         stop.set()
         for t in threads:

@@ -12,7 +12,6 @@ restart.
 
 from __future__ import annotations
 
-import os
 import pathlib
 import resource
 import signal
@@ -30,18 +29,12 @@ from confluent_kafka.admin import AdminClient, NewTopic
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 import kafka_wire  # noqa: E402
+from bench_helper import memory_kib, open_fds  # noqa: E402
 from conftest import StrataBroker, free_port, strata_binary  # noqa: E402
 
 
 def rss_mib(pid: int) -> float:
-    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def open_files(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
+    return memory_kib(pid)[0] / 1024
 
 
 def create_all(bootstrap: str, names: list[str], partitions: int) -> float:
@@ -171,26 +164,26 @@ def main() -> None:
     try:
         pid = broker.proc.pid
         print(f"{topics} topics x {partitions} partitions = {total:,} partitions; open-file limit {soft}/{hard}")
-        print(f"empty broker: RSS {rss_mib(pid):.0f} MiB, {open_files(pid)} open files")
+        print(f"empty broker: RSS {rss_mib(pid):.0f} MiB, {open_fds(pid)} open files")
         created = create_all(broker.bootstrap, names, partitions)
-        print(f"created in {created:.1f} s: RSS {rss_mib(pid):.0f} MiB, {open_files(pid)} open files")
+        print(f"created in {created:.1f} s: RSS {rss_mib(pid):.0f} MiB, {open_fds(pid)} open files")
         wrote = produce_all(broker.bootstrap, names, partitions, b"first")
-        print(f"wrote a record to each in {wrote:.1f} s: {open_files(pid)} open files")
+        print(f"wrote a record to each in {wrote:.1f} s: {open_fds(pid)} open files")
         took, got = read_all(broker.bootstrap, names, partitions, 1)
-        print(f"read back {got:,} records in {took:.1f} s: {open_files(pid)} open files")
+        print(f"read back {got:,} records in {took:.1f} s: {open_fds(pid)} open files")
         time.sleep(10)
-        print(f"idle: RSS {rss_mib(pid):.0f} MiB, {open_files(pid)} open files")
+        print(f"idle: RSS {rss_mib(pid):.0f} MiB, {open_fds(pid)} open files")
         report_metadata(broker.bootstrap)
         for how in ("stop", "kill"):
             first, ready = restart(broker, how)
             pid = broker.proc.pid
             print(f"restart after {'SIGTERM' if how == 'stop' else 'SIGKILL'}: first answer {first:.2f} s, "
-                  f"/ready {first + ready:.2f} s; RSS {rss_mib(pid):.0f} MiB, {open_files(pid)} open files")
+                  f"/ready {first + ready:.2f} s; RSS {rss_mib(pid):.0f} MiB, {open_fds(pid)} open files")
         wrote = produce_all(broker.bootstrap, names, partitions, b"second")
         took, got = read_all(broker.bootstrap, names, partitions, 2)
         print(f"after the restarts: wrote one more to each and read back {got:,} records in {wrote + took:.1f} s")
         time.sleep(10)
-        print(f"idle: RSS {rss_mib(pid):.0f} MiB, {open_files(pid)} open files")
+        print(f"idle: RSS {rss_mib(pid):.0f} MiB, {open_fds(pid)} open files")
         report_metadata(broker.bootstrap)
     finally:
         broker.shutdown_quietly()

@@ -37,6 +37,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+from bench_helper import cpu_seconds, percentile  # noqa: E402
 from conftest import StrataBroker, free_port, strata_binary  # noqa: E402
 
 PERF = HERE / ".cache" / "bin" / "rdkafka_performance"
@@ -64,18 +65,6 @@ def background_threshold_mib() -> int:
         if k == "nr_dirty_background_threshold":
             return int(v) * os.sysconf("SC_PAGE_SIZE") // (1 << 20)
     return 0
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def pct(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
 class LatencyProbe(threading.Thread):
@@ -176,7 +165,7 @@ def show(r: dict) -> None:
     def lat(v: list[float]) -> str:
         if not v:
             return "-"
-        return f"p50 {statistics.median(v):.2f} p99 {pct(v, 99):.2f} max {max(v):.1f} ms ({len(v)})"
+        return f"p50 {statistics.median(v):.2f} p99 {percentile(v, 0.99):.2f} max {max(v):.1f} ms ({len(v)})"
     crossed = "never" if r["crossed"] is None else f"at {r['crossed']:.1f} s"
     print(f"  {r['label']:<10} {r['mbs']:7.0f} MB/s in {r['seconds']:.1f} s, broker CPU "
           f"{r['cpu']:.1f} s ({100 * r['cpu'] / r['seconds']:.0f}% of a core); dirty peak "
