@@ -50,7 +50,8 @@
 //! * `config`: YAML with Kafka's property names, every key defaulted.
 //! * `clock`: the one `now_ms`; `checkpoint`: files replaced atomically.
 //! * `alloc`: keeps a hostile length field from aborting the process.
-//! * `fuzzing`: the entry points of the fuzz targets in `fuzz/` (not an interface).
+//! * `fuzzing`: the entry points of the fuzz targets in `fuzz/`, one module per target
+//!   (not an interface).
 
 pub mod alloc;
 pub mod broker;
