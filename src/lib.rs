@@ -41,7 +41,8 @@
 //!   bucket, as plain data).
 //! * `log`: Kafka's on-disk format — `segment` (`.log` + `.index` + `.timeindex`), `index`,
 //!   `record_batch`, `codec` (the records inside a batch, all four codecs), `txn_index`;
-//!   append, read, roll, recovery; `cleaner`: compaction and its `.cleaned`/`.swap` recovery.
+//!   append, read (`read`: the file ranges a read hands out), roll, recovery; `cleaner`:
+//!   compaction and its `.cleaned`/`.swap` recovery.
 //! * `security`: listeners and their protocols, principals, SASL mechanisms, and the
 //!   authorizer (ACLs with Kafka's StandardAuthorizer semantics, `.strata/acls.yaml`).
 //! * `http`: the HTTP listener beside the Kafka ones — `/health`, `/ready`, `/metrics` —
@@ -50,7 +51,8 @@
 //! * `config`: YAML with Kafka's property names, every key defaulted.
 //! * `clock`: the one `now_ms`; `checkpoint`: files replaced atomically.
 //! * `alloc`: keeps a hostile length field from aborting the process.
-//! * `fuzzing`: the entry points of the fuzz targets in `fuzz/` (not an interface).
+//! * `fuzzing`: the entry points of the fuzz targets in `fuzz/`, one module per target
+//!   (not an interface).
 
 pub mod alloc;
 pub mod broker;
