@@ -238,8 +238,7 @@ mod tests {
             index_interval_bytes: 64,
             ..LogConfig::default()
         };
-        let p =
-            Partition::open("t", uuid::Uuid::nil(), 0, dir.path(), config, false, 0).expect("open");
+        let p = Partition::open("t", dir.path(), config).expect("open");
         write(&p, 6);
         // Records younger than min.compaction.lag.ms are not cleanable.
         assert!(run(&p, &settings(0.5, 3_600_000, i64::MAX)).is_none());

@@ -32,8 +32,7 @@ fn open_partition(generation: u64) -> Partition {
         segment_ms: u64::MAX / 2,
         index_interval_bytes: 256,
     };
-    Partition::open("fuzz", uuid::Uuid::nil(), 0, &dir, config, false, 0)
-        .expect("a fresh partition opens")
+    Partition::open("fuzz", &dir, config).expect("a fresh partition opens")
 }
 
 /// Appends `records` as a Produce for a topic whose rules `rules_byte` picks, on a real

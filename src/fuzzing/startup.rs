@@ -95,7 +95,7 @@ fn partition_dir(data: &[u8]) {
         segment_ms: u64::MAX / 2,
         index_interval_bytes: 256,
     };
-    let Ok(p) = Partition::open("fuzz", uuid::Uuid::nil(), 0, &dir, config, false, 0) else {
+    let Ok(p) = Partition::open("fuzz", &dir, config) else {
         return;
     };
     for offset in [p.log_start_offset(), 0, 50, 100, p.high_watermark() - 1] {
@@ -273,8 +273,7 @@ pub(super) mod seeds {
             index_interval_bytes: 256,
         };
         {
-            let p = Partition::open("t", uuid::Uuid::nil(), 0, &dir, config.clone(), false, 0)
-                .expect("partition");
+            let p = Partition::open("t", &dir, config.clone()).expect("partition");
             let rules = AppendRules {
                 max_message_bytes: 1 << 20,
                 log_append_time: false,

@@ -83,7 +83,7 @@ fn open(dir: &Path) -> Partition {
         index_interval_bytes: 64,
         ..LogConfig::default()
     };
-    Partition::open("t", Uuid::nil(), 0, dir, config, false, 0).expect("open")
+    Partition::open("t", dir, config).expect("open")
 }
 
 fn plain_rules() -> AppendRules {
@@ -301,7 +301,7 @@ async fn a_file_range_holds_what_a_read_into_memory_returns() {
         index_interval_bytes: 64,
         ..LogConfig::default()
     };
-    let p = Partition::open("t", Uuid::nil(), 0, dir.path(), config, false, 0).expect("open");
+    let p = Partition::open("t", dir.path(), config).expect("open");
     // Small batches and large ones, several records each, over several segments.
     for i in 0..40u8 {
         let size = if i % 5 == 0 { 2500 } else { 30 + i as usize };
