@@ -176,11 +176,8 @@ mod tests {
 
     fn rules() -> AppendRules {
         AppendRules {
-            max_message_bytes: 1 << 20,
-            log_append_time: false,
-            compression: None,
-            too_few_replicas_for_acks_all: false,
             compact: true,
+            ..AppendRules::default()
         }
     }
 

@@ -58,6 +58,20 @@ pub struct AppendRules {
     pub compact: bool,
 }
 
+/// A topic created with Kafka's defaults: `max.message.bytes` 1048588, CreateTime,
+/// `compression.type` producer, `cleanup.policy` delete.
+impl Default for AppendRules {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 1_048_588,
+            log_append_time: false,
+            compression: None,
+            too_few_replicas_for_acks_all: false,
+            compact: false,
+        }
+    }
+}
+
 /// Where an accepted batch landed.
 #[derive(Clone, Copy, Debug)]
 pub struct AppendInfo {

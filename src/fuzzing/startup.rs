@@ -125,13 +125,7 @@ fn partition_dir(data: &[u8]) {
         }],
     );
     if let Ok(batch) = batch {
-        let rules = AppendRules {
-            max_message_bytes: 1 << 20,
-            log_append_time: false,
-            compression: None,
-            too_few_replicas_for_acks_all: false,
-            compact: false,
-        };
+        let rules = AppendRules::default();
         let _ = p.append(&batch, &rules, NOW_MS, &|_, _| Ok(()));
     }
 }
@@ -274,13 +268,7 @@ pub(super) mod seeds {
         };
         {
             let p = Partition::open("t", &dir, config.clone()).expect("partition");
-            let rules = AppendRules {
-                max_message_bytes: 1 << 20,
-                log_append_time: false,
-                compression: None,
-                too_few_replicas_for_acks_all: false,
-                compact: false,
-            };
+            let rules = AppendRules::default();
             for (_, b) in batches().iter().filter(|(n, _)| {
                 !n.contains("transactional") && !n.contains("idempotent") && !n.contains("marker")
             }) {

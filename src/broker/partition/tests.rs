@@ -23,10 +23,8 @@ fn gzip_batch(n: usize) -> Vec<u8> {
 fn rules(compression: Option<Compression>, max_message_bytes: usize) -> AppendRules {
     AppendRules {
         max_message_bytes,
-        log_append_time: false,
         compression,
-        too_few_replicas_for_acks_all: false,
-        compact: false,
+        ..AppendRules::default()
     }
 }
 
@@ -87,13 +85,7 @@ fn open(dir: &Path) -> Partition {
 }
 
 fn plain_rules() -> AppendRules {
-    AppendRules {
-        max_message_bytes: 1 << 20,
-        log_append_time: false,
-        compression: None,
-        too_few_replicas_for_acks_all: false,
-        compact: false,
-    }
+    AppendRules::default()
 }
 
 fn append(p: &Partition, batch: &[u8]) -> Result<AppendInfo, ResponseError> {
