@@ -245,6 +245,20 @@ pub fn peek_header(buf: &[u8]) -> Result<BatchHead, BatchError> {
     })
 }
 
+/// CRC-32C of a whole batch of `size` bytes from its header alone: the batch's own
+/// checksum covers everything past the attributes' offset, and the header holds the bytes
+/// before it, so the two combine without the records being read. `header` is at least
+/// `HEADER_SIZE` bytes (see `peek_header`).
+pub fn whole_batch_crc(header: &[u8], size: u64) -> u32 {
+    let stored = i32_at(header, CRC_OFFSET) as u32;
+    let covered = (size as usize).saturating_sub(ATTRIBUTES_OFFSET);
+    crc32c::crc32c_combine(
+        crc32c::crc32c(&header[..ATTRIBUTES_OFFSET]),
+        stored,
+        covered,
+    )
+}
+
 /// Iterates the batches of a buffer by their headers, stopping at the first incomplete one.
 pub struct BatchHeaders<'a> {
     buf: &'a [u8],
