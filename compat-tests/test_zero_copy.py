@@ -15,6 +15,11 @@ Every broker here has a PLAINTEXT listener and an SSL listener (a fresh test CA 
   deleted while fetches read them. Every record a consumer gets is the one produced at its
   offset, offsets only go up (a consumer that falls below the log start resets to it), both
   consumers reach the end, and the log start did move.
+- test_records_stay_exact_while_the_cleaner_replaces_segments: a compacted topic in 16 KiB
+  segments, written in rounds of 40 keys while readers on both listeners read it from the
+  beginning again and again, as the cleaner (every 200 ms) swaps cleaned segments in under
+  their fetches. Every record any read returns is the one produced at its offset, and the
+  cleaner did remove most of the older values.
 """
 
 from __future__ import annotations
@@ -26,11 +31,12 @@ import time
 
 import pytest
 from confluent_kafka import KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KpTopicPartition
 
 from certs import TestPki
-from clients import create_topic, new_consumer, unique_topic
+from clients import create_topic, new_consumer, unique_topic, wait_for_partitions
 from conftest import StrataBroker, free_port, strata_binary
 
 SIZES = [10, 100, 1000, 4000, 20_000, 200_000]
@@ -232,3 +238,59 @@ def test_records_stay_exact_while_segments_roll_and_retention_deletes_them(broke
         wrong = [k for k, d in got.items() if produced.at.get(k) != d]
         assert not wrong, f"{name}: {len(wrong)} records differ from what was produced, first {wrong[:3]}"
         assert max(off for _, off in got) == until[0] - 1, f"{name} did not reach the end"
+
+
+def test_records_stay_exact_while_the_cleaner_replaces_segments(broker_with_tls):
+    broker, ssl_bootstrap, tls = broker_with_tls("log.cleaner.backoff.ms=200")
+    topic = unique_topic("zero-copy-compact")
+    config = {"cleanup.policy": "compact", "segment.bytes": "16384", "min.cleanable.dirty.ratio": "0.01",
+              "min.compaction.lag.ms": "0"}
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic(topic, 1, 1, config=config)])[topic].result(15)
+    wait_for_partitions(broker.bootstrap, topic, 1)
+    produced = Produced()
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 2, "acks": "all"})
+    rng = random.Random(7)
+    reads: list[dict] = []
+    failures: list[BaseException] = []
+    writing = threading.Event()
+    writing.set()
+
+    def reader(bootstrap, conf):
+        try:
+            while writing.is_set():
+                until = {0: end_offsets(broker.bootstrap, topic, [0])[0][1]}
+                if until[0] > 0:
+                    reads.append(read_confluent(bootstrap, topic, [0], until, conf, timeout=60))
+        except BaseException as e:  # reported by the test thread
+            failures.append(e)
+
+    threads = [threading.Thread(target=reader, args=(broker.bootstrap, {})),
+               threading.Thread(target=reader, args=(ssl_bootstrap, tls))]
+    for t in threads:
+        t.start()
+    total = 0
+    for _ in range(10):
+        for _ in range(400):
+            key = f"key-{rng.randrange(40)}".encode()
+            producer.produce(topic, key=key, value=rng.randbytes(rng.randrange(50, 3000)),
+                             on_delivery=produced.callback(None))
+            producer.poll(0)
+            total += 1
+        assert producer.flush(30) == 0
+        time.sleep(0.5)
+    writing.clear()
+    for t in threads:
+        t.join(120)
+    assert not failures, failures[0]
+    assert not produced.errors, produced.errors[:3]
+    assert len(produced.at) == total
+    assert len(reads) >= 4, f"only {len(reads)} reads finished"
+    for got in reads:
+        wrong = [k for k, d in got.items() if produced.at.get(k) != d]
+        assert not wrong, f"{len(wrong)} records differ from what was produced at their offsets, first {wrong[:3]}"
+    # The cleaner ran under those reads: at most a few versions of each of the 40 keys stay in
+    # the cleaned segments (and the active one).
+    final = read_confluent(broker.bootstrap, topic, [0], {0: total}, {})
+    assert len(final) < total / 2, f"{len(final)} of {total} records left: the cleaner did not run"
+    assert all(produced.at.get(k) == d for k, d in final.items())
