@@ -183,7 +183,7 @@ impl TierStats {
 pub struct Tier {
     store: Arc<dyn ObjectStore>,
     /// The same store when it is a local directory: a closed segment's `.log` is then
-    /// archived by a hard link instead of a copy (see `archiver::link_segment`).
+    /// archived by a hard link instead of a copy (see `archiver::link`).
     local: Option<object_store::local::LocalFileSystem>,
     paths: store::Paths,
     reader: reader::Caches,
