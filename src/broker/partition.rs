@@ -505,9 +505,11 @@ impl Partition {
         }
     }
 
-    /// Appends one batch to the log, rolling and scheduling the rolled segment's fsync.
-    fn write(&self, state: &mut State, owned: &mut [u8]) -> Result<(), ResponseError> {
-        self.write_recording_abort(state, owned, None).map(|_| ())
+    /// Appends one batch to the log, rolling and scheduling the rolled segment's fsync. The
+    /// batch is its header `head` (given its offset here) and the records `rest`.
+    fn write(&self, state: &mut State, head: &mut [u8], rest: &[u8]) -> Result<(), ResponseError> {
+        self.write_recording_abort(state, head, rest, None)
+            .map(|_| ())
     }
 
     /// `write`, with an abort marker's `.txnindex` entry (see `Log::append_recording_abort`);
@@ -516,13 +518,14 @@ impl Partition {
     fn write_recording_abort(
         &self,
         state: &mut State,
-        owned: &mut [u8],
+        head: &mut [u8],
+        rest: &[u8],
         aborted: Option<&crate::log::txn_index::AbortedTxn>,
     ) -> Result<Option<std::path::PathBuf>, ResponseError> {
         let base = state.log.next_offset();
         let (rolled, txn_index) = state
             .log
-            .append_recording_abort(owned, aborted)
+            .append_recording_abort(head, rest, aborted)
             .map_err(|e| {
                 tracing::error!(topic = %self.topic, partition = self.index, error = %e, "append failed");
                 ResponseError::KafkaStorageError
@@ -575,7 +578,9 @@ impl Partition {
         // The abort's .txnindex entry and the marker are written together or not at all;
         // the producer state moves only once both are.
         let aborted = state.producers.abort_to_record(producer_id, offset, commit);
-        let txn_index = self.write_recording_abort(&mut state, &mut batch, aborted.as_ref())?;
+        let at = record_batch::HEADER_SIZE.min(batch.len());
+        let (head, rest) = batch.split_at_mut(at);
+        let txn_index = self.write_recording_abort(&mut state, head, rest, aborted.as_ref())?;
         state.producers.end(producer_id, epoch, offset, commit);
         self.first_unstable.store(
             state.producers.first_unstable().unwrap_or(i64::MAX),
@@ -716,20 +721,26 @@ impl Partition {
                     continue;
                 }
             }
-            let mut owned = recompressed.unwrap_or_else(|| b.bytes().to_vec());
+            // The header is patched in a copy of its own (offset, epoch, LogAppendTime); the
+            // records are written from the request: copying a batch whole cost a memmove of
+            // every byte produced under the partition lock.
+            let bytes = recompressed.as_deref().unwrap_or(b.bytes());
+            let (head, rest) = bytes.split_at(record_batch::HEADER_SIZE.min(bytes.len()));
+            let mut head: [u8; record_batch::HEADER_SIZE] =
+                head.try_into().map_err(|_| ResponseError::CorruptMessage)?;
             if rules.log_append_time {
-                record_batch::set_log_append_time(&mut owned, now_ms);
+                record_batch::set_log_append_time(&mut head, rest, now_ms);
             }
-            if let Err(e) = self.write(&mut state, &mut owned) {
+            if let Err(e) = self.write(&mut state, &mut head, rest) {
                 // The batches of this request already written stay (whole, and a retrying
                 // idempotent producer finds them as duplicates): they are published.
                 self.publish_end(state);
                 return Err(e);
             }
-            let appended =
-                RecordBatch::parse_header(&owned).map_err(|_| ResponseError::CorruptMessage)?;
+            let appended = record_batch::BatchHeader::parse(&head)
+                .map_err(|_| ResponseError::CorruptMessage)?;
             state.producers.record_batch(&appended);
-            bytes_in += owned.len() as u64;
+            bytes_in += bytes.len() as u64;
             records_in += appended.record_count().max(0) as u64;
             if appended.is_transactional() {
                 self.first_unstable.store(

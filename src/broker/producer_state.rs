@@ -56,7 +56,7 @@ fn in_sequence(last_seq: i32, next_first: i32) -> bool {
 impl ProducerStates {
     /// Records a data batch just written to the log: its producer's sequences, and the
     /// start of its transaction when it is transactional.
-    pub fn record_batch(&mut self, b: &RecordBatch<'_>) {
+    pub fn record_batch(&mut self, b: &record_batch::BatchHeader<'_>) {
         let pid = b.producer_id();
         if pid < 0 {
             return;

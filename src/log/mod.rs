@@ -408,24 +408,33 @@ impl Log {
     /// from, if this append rolled, so the caller can make it durable outside the lock.
     /// A failed append leaves the log as it was.
     pub fn append(&mut self, batch: &mut [u8]) -> io::Result<Option<Rolled>> {
-        self.append_recording_abort(batch, None)
+        let (head, rest) = batch.split_at_mut(record_batch::HEADER_SIZE.min(batch.len()));
+        self.append_recording_abort(head, rest, None)
             .map(|(rolled, _)| rolled)
     }
 
     /// As `append`; with `aborted` (the batch is an abort marker) the transaction's
     /// `.txnindex` entry is written first, into the segment that takes the marker. When
     /// either write fails, neither stays. Also returns the `.txnindex` written, which the
-    /// caller fsyncs.
+    /// caller fsyncs. The batch comes in two parts: `head`, its header, which takes the
+    /// batch's offset, and `rest`, the records, which are written as they are.
     pub fn append_recording_abort(
         &mut self,
-        batch: &mut [u8],
+        head: &mut [u8],
+        rest: &[u8],
         aborted: Option<&txn_index::AbortedTxn>,
     ) -> io::Result<(Option<Rolled>, Option<PathBuf>)> {
+        if head.len() < record_batch::HEADER_SIZE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "batch shorter than its header",
+            ));
+        }
         let offset = self.next_offset;
-        record_batch::set_base_offset(batch, offset);
-        record_batch::set_partition_leader_epoch(batch, 0);
+        record_batch::set_base_offset(head, offset);
+        record_batch::set_partition_leader_epoch(head, 0);
         let mut rolled = None;
-        let size = batch.len() as u64;
+        let size = (head.len() + rest.len()) as u64;
         let config = self.config.clone();
         let active = self.active()?;
         let too_big = active.size() > 0 && active.size() + size > config.segment_bytes;
@@ -445,7 +454,7 @@ impl Log {
             }
         };
         let active = self.active()?;
-        if let Err(e) = active.append(batch) {
+        if let Err(e) = active.append_parts(head, rest) {
             if let Some((path, before)) = &txn_entry {
                 let untaken = std::fs::OpenOptions::new()
                     .write(true)

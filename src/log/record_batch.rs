@@ -69,10 +69,26 @@ pub fn batch_size(buf: &[u8]) -> Option<i64> {
     Some(i32_at(buf, LENGTH_OFFSET) as i64 + LOG_OVERHEAD as i64)
 }
 
-/// A batch whose header has been bounds-checked; accessors cannot panic.
+/// A batch whose header has been bounds-checked; accessors cannot panic. Its header fields
+/// are `BatchHeader`'s, reached through `Deref`.
 #[derive(Clone, Copy, Debug)]
 pub struct RecordBatch<'a> {
     buf: &'a [u8],
+    header: BatchHeader<'a>,
+}
+
+/// The first `HEADER_SIZE` bytes of a batch, read without the records behind them: what an
+/// append needs once it has patched a header apart from the request's records.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchHeader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> std::ops::Deref for RecordBatch<'a> {
+    type Target = BatchHeader<'a>;
+    fn deref(&self) -> &BatchHeader<'a> {
+        &self.header
+    }
 }
 
 impl<'a> RecordBatch<'a> {
@@ -102,19 +118,14 @@ impl<'a> RecordBatch<'a> {
 
     /// Header-only view: enough for offsets and sizes, without touching the records.
     pub fn parse_header(buf: &'a [u8]) -> Result<Self, BatchError> {
-        if buf.len() < HEADER_SIZE {
-            return Err(BatchError::TooShort(buf.len()));
-        }
-        let magic = buf[MAGIC_OFFSET] as i8;
-        if magic != 2 {
-            return Err(BatchError::Magic(magic));
-        }
-        let len = i32_at(buf, LENGTH_OFFSET) as i64 + LOG_OVERHEAD as i64;
-        if len < HEADER_SIZE as i64 || len > buf.len() as i64 {
-            return Err(BatchError::LengthMismatch(len, buf.len()));
+        let header = BatchHeader::parse(buf)?;
+        let len = header.size();
+        if len > buf.len() {
+            return Err(BatchError::LengthMismatch(len as i64, buf.len()));
         }
         Ok(Self {
-            buf: &buf[..len as usize],
+            buf: &buf[..len],
+            header,
         })
     }
 
@@ -123,6 +134,37 @@ impl<'a> RecordBatch<'a> {
     }
     pub fn size(&self) -> usize {
         self.buf.len()
+    }
+    /// The records section (compressed when the attributes say so).
+    pub fn records(&self) -> &'a [u8] {
+        &self.buf[HEADER_SIZE..]
+    }
+}
+
+impl<'a> BatchHeader<'a> {
+    /// The header at the start of `buf` (at least `HEADER_SIZE` bytes; the records may or may
+    /// not follow), with the checks every reader makes: magic 2, a length that covers the
+    /// header.
+    pub fn parse(buf: &'a [u8]) -> Result<Self, BatchError> {
+        if buf.len() < HEADER_SIZE {
+            return Err(BatchError::TooShort(buf.len()));
+        }
+        let magic = buf[MAGIC_OFFSET] as i8;
+        if magic != 2 {
+            return Err(BatchError::Magic(magic));
+        }
+        let len = i32_at(buf, LENGTH_OFFSET) as i64 + LOG_OVERHEAD as i64;
+        if len < HEADER_SIZE as i64 {
+            return Err(BatchError::LengthMismatch(len, buf.len()));
+        }
+        Ok(Self {
+            buf: &buf[..HEADER_SIZE],
+        })
+    }
+
+    /// The whole batch's size, records included, as its length field says.
+    pub fn size(&self) -> usize {
+        (i32_at(self.buf, LENGTH_OFFSET) as i64 + LOG_OVERHEAD as i64) as usize
     }
     pub fn base_offset(&self) -> i64 {
         i64_at(self.buf, 0)
@@ -182,10 +224,6 @@ impl<'a> RecordBatch<'a> {
     pub fn record_count(&self) -> i32 {
         i32_at(self.buf, RECORD_COUNT_OFFSET)
     }
-    /// The records section (compressed when the attributes say so).
-    pub fn records(&self) -> &'a [u8] {
-        &self.buf[HEADER_SIZE..]
-    }
 }
 
 /// Fields the broker owns in a batch it accepts.
@@ -200,12 +238,15 @@ pub fn set_partition_leader_epoch(buf: &mut [u8], epoch: i32) {
 
 /// Marks the batch as LogAppendTime with `now` as its max timestamp and re-seals the CRC,
 /// exactly as Kafka's broker does for topics with `message.timestamp.type=LogAppendTime`.
-pub fn set_log_append_time(buf: &mut [u8], now: i64) {
-    let attrs = i16_at(buf, ATTRIBUTES_OFFSET) | TIMESTAMP_TYPE_BIT;
-    buf[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attrs.to_be_bytes());
-    buf[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&now.to_be_bytes());
-    let crc = crc32c::crc32c(&buf[ATTRIBUTES_OFFSET..]);
-    buf[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+/// `head` is the batch up to wherever the caller split it (at least its header), `rest`
+/// what follows: an append patches a header of its own and leaves the records where the
+/// request put them.
+pub fn set_log_append_time(head: &mut [u8], rest: &[u8], now: i64) {
+    let attrs = i16_at(head, ATTRIBUTES_OFFSET) | TIMESTAMP_TYPE_BIT;
+    head[ATTRIBUTES_OFFSET..ATTRIBUTES_OFFSET + 2].copy_from_slice(&attrs.to_be_bytes());
+    head[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&now.to_be_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&head[ATTRIBUTES_OFFSET..]), rest);
+    head[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// What a batch's first `HEADER_SIZE` bytes say, for walking the batches of a file without
@@ -234,7 +275,7 @@ pub fn peek_header(buf: &[u8]) -> Result<BatchHead, BatchError> {
     if size < HEADER_SIZE as i64 {
         return Err(BatchError::LengthMismatch(size, buf.len()));
     }
-    let header = RecordBatch {
+    let header = BatchHeader {
         buf: &buf[..HEADER_SIZE],
     };
     Ok(BatchHead {

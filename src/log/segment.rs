@@ -14,6 +14,23 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Writes `head` and then `rest` at the end of `file` (opened to append), normally with a
+/// single `writev`; short writes continue where they stopped.
+fn write_all_two(mut file: &File, head: &[u8], rest: &[u8]) -> io::Result<()> {
+    let mut parts = [io::IoSlice::new(head), io::IoSlice::new(rest)];
+    let mut left = &mut parts[..];
+    io::IoSlice::advance_slices(&mut left, 0);
+    while !left.is_empty() {
+        match file.write_vectored(left) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => io::IoSlice::advance_slices(&mut left, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 pub fn file_name(base_offset: i64, suffix: &str) -> String {
     format!("{base_offset:020}{suffix}")
 }
@@ -253,7 +270,11 @@ impl LogSegment {
         Ok(())
     }
 
-    fn index_batch(&mut self, batch: &RecordBatch<'_>, position: u32) -> io::Result<()> {
+    fn index_batch(
+        &mut self,
+        batch: &record_batch::BatchHeader<'_>,
+        position: u32,
+    ) -> io::Result<()> {
         if batch.max_timestamp() > self.max_timestamp {
             self.max_timestamp = batch.max_timestamp();
             self.offset_of_max_timestamp = batch.last_offset();
@@ -285,20 +306,34 @@ impl LogSegment {
     /// and both indexes are cut back to their sizes before the append and nothing in memory
     /// moves, so the segment still ends at a whole batch and the next append can succeed.
     pub fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let (head, rest) = bytes.split_at(HEADER_SIZE.min(bytes.len()));
+        self.append_parts(head, rest)
+    }
+
+    /// `append` of a batch held in two parts, `head` (its header, patched by the log) and
+    /// `rest` (the records, still in the request that brought them), written by one
+    /// `writev` instead of being copied together first.
+    pub fn append_parts(&mut self, head: &[u8], rest: &[u8]) -> io::Result<()> {
         if let Some(mark) = self.uncut.take() {
             if let Err(e) = self.cut_files(&mark) {
                 self.uncut = Some(mark);
                 return Err(e);
             }
         }
-        let batch = RecordBatch::parse_header(bytes)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
+        let batch = record_batch::BatchHeader::parse(head).map_err(|e| invalid(e.to_string()))?;
+        let len = head.len() + rest.len();
+        if batch.size() != len {
+            return Err(invalid(format!(
+                "batch length field {} does not match the {len} bytes present",
+                batch.size()
+            )));
+        }
         let position = self.size as u32;
         let log = self.log.get()?;
         let mark = self.mark();
-        let written = (&*log)
-            .write_all(bytes)
-            .and_then(|()| self.index_batch(&batch, position));
+        let written =
+            write_all_two(&log, head, rest).and_then(|()| self.index_batch(&batch, position));
         if let Err(e) = written {
             self.restore(&mark);
             if let Err(cut) = self.cut_files(&mark) {
@@ -307,7 +342,7 @@ impl LogSegment {
             }
             return Err(e);
         }
-        self.size += bytes.len() as u64;
+        self.size += len as u64;
         self.next_offset = batch.last_offset() + 1;
         Ok(())
     }
@@ -553,6 +588,32 @@ pub(crate) mod tests {
             );
         }
         assert_eq!(seg.find_position(off, seg.size()).expect("io"), None);
+    }
+
+    #[test]
+    fn a_batch_appended_in_two_parts_is_stored_as_one_and_a_wrong_length_is_refused() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut seg = LogSegment::create(dir.path(), 0, 1).expect("create");
+        let mut whole = Vec::new();
+        let mut off = 0;
+        for split in [HEADER_SIZE, HEADER_SIZE + 1, usize::MAX] {
+            let b = batch_at(off, &[b"first", b"second"]);
+            let at = split.min(b.len());
+            seg.append_parts(&b[..at], &b[at..]).expect("append");
+            whole.extend_from_slice(&b);
+            off += 2;
+        }
+        // Header and records that do not add up to the length field: nothing is written.
+        let b = batch_at(off, &[b"x"]);
+        let err = seg
+            .append_parts(&b[..HEADER_SIZE], &b[HEADER_SIZE + 1..])
+            .expect_err("short");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(seg.append_parts(&b[..10], &b[10..]).is_err());
+        assert_eq!(seg.next_offset(), off);
+        let on_disk = std::fs::read(seg.log_path()).expect("read");
+        assert_eq!(on_disk, whole);
+        assert_eq!(seg.size(), whole.len() as u64);
     }
 
     #[test]

@@ -253,8 +253,9 @@ fn an_abort_marker_that_fails_leaves_no_txnindex_entry() {
     };
     file.stop_growth();
     let mut marker = record_batch::control_batch(7, 0, false, 2);
+    let (head, rest) = marker.split_at_mut(record_batch::HEADER_SIZE);
     assert!(log
-        .append_recording_abort(&mut marker, Some(&aborted))
+        .append_recording_abort(head, rest, Some(&aborted))
         .is_err());
     assert_eq!(log.next_offset(), 1);
     assert!(txn_index::read_all(dir.path()).is_empty());

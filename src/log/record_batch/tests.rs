@@ -164,7 +164,8 @@ fn magic_one_is_refused() {
 fn base_offset_is_outside_the_crc_but_log_append_time_reseals_it() {
     let mut b = make_batch(1000, &[b"x", b"y"]);
     set_base_offset(&mut b, 42);
-    set_log_append_time(&mut b, 5000);
+    let (head, rest) = b.split_at_mut(HEADER_SIZE);
+    set_log_append_time(head, rest, 5000);
     let batch = RecordBatch::validate(&b).expect("still valid");
     assert_eq!(batch.base_offset(), 42);
     assert_eq!(batch.last_offset(), 43);
@@ -214,7 +215,8 @@ fn timestamp_search_looks_inside_compressed_batches() {
         assert_eq!(offset_of_max_timestamp(&batch), 22);
         // LogAppendTime: every record carries the batch's time.
         let mut lat = b.clone();
-        set_log_append_time(&mut lat, 9000);
+        let (head, rest) = lat.split_at_mut(HEADER_SIZE);
+        set_log_append_time(head, rest, 9000);
         let batch = RecordBatch::validate(&lat).unwrap();
         assert_eq!(first_offset_at_or_after(&batch, 1600), Some((20, 9000)));
         assert_eq!(offset_of_max_timestamp(&batch), 20);
