@@ -21,6 +21,7 @@ pub mod segment;
 pub mod txn_index;
 
 mod read;
+pub(crate) use read::HeaderWalk;
 pub use read::{FileRange, ReadSlice, WholeBatches};
 
 use record_batch::RecordBatch;

@@ -27,7 +27,71 @@ pub struct ReadSlice {
 const SMALL_BATCH: u64 = 4096;
 
 /// What one read takes when walking small batches.
-const HEADER_WINDOW: usize = 16 * 1024;
+const HEADER_WINDOW: u64 = 16 * 1024;
+
+/// Walks the batch headers of a segment file from one position up to an end, reading the
+/// headers and not the records between them: a window at a time while the batches passed
+/// are small, a header alone after a large one. The one place that windowing lives, for
+/// the fetches that send a range of the file and for the CRC of a segment archived by link.
+pub(crate) struct HeaderWalk<'a> {
+    file: &'a File,
+    pos: u64,
+    end: u64,
+    /// Bytes read from `window_at`; never past `end`.
+    window: Vec<u8>,
+    window_at: u64,
+    /// Size of the batch last passed, which picks what the next read takes.
+    last_size: u64,
+}
+
+impl<'a> HeaderWalk<'a> {
+    /// A walk from `start` to `end`. With `window_first` the first read takes a window (the
+    /// batches ahead are not known); without, the first header is read alone.
+    pub(crate) fn new(file: &'a File, start: u64, end: u64, window_first: bool) -> Self {
+        Self {
+            file,
+            pos: start,
+            end,
+            window: Vec::new(),
+            window_at: start,
+            last_size: if window_first { 0 } else { u64::MAX },
+        }
+    }
+
+    /// The bytes at the current position: at least `record_batch::HEADER_SIZE`, up to the
+    /// end of what has been read. `None` when fewer than a header's bytes remain before the
+    /// end. The bytes are not checked to be a header: that is the caller's parse.
+    pub(crate) fn header(&mut self) -> io::Result<Option<&[u8]>> {
+        use std::os::unix::fs::FileExt;
+        let header = record_batch::HEADER_SIZE as u64;
+        if self.pos + header > self.end {
+            return Ok(None);
+        }
+        // The walk only moves forward: the window holds the header unless it ends first.
+        if self.pos + header > self.window_at + self.window.len() as u64 {
+            let n = if self.last_size < SMALL_BATCH {
+                HEADER_WINDOW
+            } else {
+                header
+            };
+            self.window.resize(n.min(self.end - self.pos) as usize, 0);
+            self.file.read_exact_at(&mut self.window, self.pos)?;
+            self.window_at = self.pos;
+        }
+        Ok(Some(&self.window[(self.pos - self.window_at) as usize..]))
+    }
+
+    /// Moves past the batch at the current position, of `size` bytes.
+    pub(crate) fn advance(&mut self, size: u64) {
+        self.pos += size;
+        self.last_size = size;
+    }
+
+    /// The current position in the file.
+    pub(crate) fn position(&self) -> u64 {
+        self.pos
+    }
+}
 
 /// Whole batches found by `ReadSlice::whole_batches`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,42 +109,23 @@ impl ReadSlice {
     /// records. Stops, as a walk of the bytes in memory does, at the first batch that does
     /// not fit, does not start below `upper`, or whose header is not a batch's.
     pub fn whole_batches(&self, want: u64, upper: i64) -> io::Result<WholeBatches> {
-        use record_batch::HEADER_SIZE;
-        use std::os::unix::fs::FileExt;
-        let header = HEADER_SIZE as u64;
         let end = self.position + want.min(self.end.saturating_sub(self.position));
-        let mut pos = self.position;
+        let mut walk = HeaderWalk::new(&self.file, self.position, end, false);
         let mut records = 0u64;
-        let mut window: Vec<u8> = Vec::new();
-        let mut window_at = 0u64;
-        let mut last_size = u64::MAX;
-        while pos + header <= end {
-            let held = window_at + window.len() as u64;
-            if pos < window_at || pos + header > held {
-                let n = if last_size < SMALL_BATCH {
-                    HEADER_WINDOW as u64
-                } else {
-                    header
-                };
-                window.resize(n.min(end - pos) as usize, 0);
-                self.file.read_exact_at(&mut window, pos)?;
-                window_at = pos;
-            }
-            let at = (pos - window_at) as usize;
-            let Ok(head) = record_batch::peek_header(&window[at..]) else {
+        while let Some(bytes) = walk.header()? {
+            let Ok(head) = record_batch::peek_header(bytes) else {
                 break;
             };
-            if head.size > end - pos || head.base_offset >= upper {
+            if head.size > end - walk.position() || head.base_offset >= upper {
                 break;
             }
             if !head.is_control {
                 records += head.record_count.max(0) as u64;
             }
-            pos += head.size;
-            last_size = head.size;
+            walk.advance(head.size);
         }
         Ok(WholeBatches {
-            len: pos - self.position,
+            len: walk.position() - self.position,
             records,
         })
     }
@@ -123,5 +168,133 @@ impl ReadSlice {
             .read_exact_at(&mut b, self.position)
             .expect("read");
         b
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::codec::{self, BatchSpec, Record};
+    use crate::log::record_batch::HEADER_SIZE;
+
+    /// (position, size, base offset, records) of each batch written.
+    type Layout = Vec<(u64, u64, i64, u64)>;
+
+    /// Small batches well past two windows, a large batch, small ones again, and the
+    /// first 30 bytes of one more batch (a torn tail).
+    fn segment() -> (Vec<u8>, Layout) {
+        let mut bytes = Vec::new();
+        let mut layout = Vec::new();
+        let mut next = 0i64;
+        let sizes = (0..300)
+            .map(|i| 20 + i % 90)
+            .chain([40_000])
+            .chain((0..60).map(|i| 1 + i * 7));
+        for (i, value_len) in sizes.enumerate() {
+            let count = 1 + i % 3;
+            let records: Vec<Record> = (0..count)
+                .map(|j| Record {
+                    attributes: 0,
+                    timestamp_delta: j as i64,
+                    offset_delta: j as i32,
+                    key: None,
+                    value: Some(bytes::Bytes::from(vec![i as u8; value_len])),
+                    headers: vec![],
+                })
+                .collect();
+            let batch =
+                codec::encode_batch(&BatchSpec::new(next, 1_000), &records).expect("encode");
+            layout.push((bytes.len() as u64, batch.len() as u64, next, count as u64));
+            bytes.extend(batch);
+            next += count as i64;
+        }
+        let torn = codec::encode_batch(&BatchSpec::new(next, 1_000), &[]).expect("encode");
+        bytes.extend(&torn[..30]);
+        (bytes, layout)
+    }
+
+    fn write(bytes: &[u8]) -> (tempfile::TempDir, File) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("00000000000000000000.log");
+        std::fs::write(&path, bytes).expect("write");
+        let file = File::open(&path).expect("open");
+        (dir, file)
+    }
+
+    /// Each header the walk hands out is the file's bytes at that batch, at least a header
+    /// and never past the end, across window boundaries, around a large batch and up to a
+    /// tail too short for a header; the bytes are handed out unparsed, a damaged one too.
+    #[test]
+    fn a_header_walk_hands_out_each_batch_header_up_to_its_end() {
+        let (mut bytes, layout) = segment();
+        let damaged = layout.len() - 5;
+        bytes[layout[damaged].0 as usize + 16] = 7; // its magic
+        let (_dir, file) = write(&bytes);
+        let total = bytes.len() as u64;
+        for window_first in [true, false] {
+            for (from, end) in [
+                (0, total),
+                (3, total),
+                (150, total - 100),
+                (299, total),
+                (300, layout[320].0 + 60),
+            ] {
+                let start = layout[from].0;
+                let mut walk = HeaderWalk::new(&file, start, end, window_first);
+                let mut seen = 0;
+                for &(pos, size, _, _) in &layout[from..] {
+                    if pos + HEADER_SIZE as u64 > end {
+                        break;
+                    }
+                    assert_eq!(walk.position(), pos);
+                    let got = walk.header().expect("io").expect("a header");
+                    assert!(got.len() >= HEADER_SIZE);
+                    assert!(pos + got.len() as u64 <= end);
+                    assert_eq!(got, &bytes[pos as usize..pos as usize + got.len()]);
+                    walk.advance(size);
+                    seen += 1;
+                }
+                assert!(seen > 0);
+                assert_eq!(walk.header().expect("io"), None, "from {from} to {end}");
+            }
+        }
+    }
+
+    /// The whole batches of a range, as a walk of the bytes in memory finds them: up to
+    /// `want`, below `upper`, and never past a damaged header.
+    #[test]
+    fn whole_batches_stop_where_a_walk_of_the_bytes_stops() {
+        let (mut bytes, layout) = segment();
+        let damaged = 330;
+        bytes[layout[damaged].0 as usize + 16] = 7;
+        let (_dir, file) = write(&bytes);
+        let file = Arc::new(file);
+        let total = bytes.len() as u64;
+        for from in [0, 1, 200, 299, 300, 301, 329, 330, layout.len() - 1] {
+            let (position, first_batch, _, _) = layout[from];
+            let slice = ReadSlice {
+                file: file.clone(),
+                position,
+                first_batch,
+                end: total,
+            };
+            for want in [0, 60, 61, 500, 16 * 1024, 17_000, 50_000, 1 << 20] {
+                for upper in [0, 150, 301, 400, i64::MAX] {
+                    let mut expected = WholeBatches { len: 0, records: 0 };
+                    for (i, &(pos, size, base, records)) in layout.iter().enumerate().skip(from) {
+                        if i == damaged || pos + size - position > want || base >= upper {
+                            break;
+                        }
+                        expected.len += size;
+                        expected.records += records;
+                    }
+                    assert_eq!(
+                        slice.whole_batches(want, upper).expect("io"),
+                        expected,
+                        "from {from} want {want} upper {upper}"
+                    );
+                }
+            }
+        }
     }
 }

@@ -48,29 +48,15 @@ pub(crate) fn link_segment(
 /// not the gigabyte of records behind them. `None` when a header does not parse or a batch
 /// runs past `size`: the caller then reads the bytes.
 fn crc_from_headers(f: &std::fs::File, size: u64) -> std::io::Result<Option<u32>> {
-    use crate::log::record_batch::{self, HEADER_SIZE};
-    use std::os::unix::fs::FileExt;
-    /// Small batches are read a window at a time, a large one by its header alone.
-    const WINDOW: u64 = 16 << 10;
-    let header = HEADER_SIZE as u64;
-    let mut window = Vec::new();
-    let mut window_at = 0u64;
-    let (mut pos, mut crc, mut last_size) = (0u64, 0u32, 0u64);
-    while pos < size {
-        if pos + header > size {
+    use crate::log::{record_batch, HeaderWalk};
+    let mut walk = HeaderWalk::new(f, 0, size, true);
+    let mut crc = 0u32;
+    while walk.position() < size {
+        let pos = walk.position();
+        // Fewer than a header's bytes left before `size`: a torn tail.
+        let Some(head) = walk.header()? else {
             return Ok(None);
-        }
-        if pos < window_at || pos + header > window_at + window.len() as u64 {
-            let want = if last_size < WINDOW / 4 {
-                WINDOW
-            } else {
-                header
-            };
-            window.resize(want.min(size - pos) as usize, 0);
-            f.read_exact_at(&mut window, pos)?;
-            window_at = pos;
-        }
-        let head = &window[(pos - window_at) as usize..];
+        };
         let Ok(batch) = record_batch::peek_header(head) else {
             return Ok(None);
         };
@@ -79,8 +65,7 @@ fn crc_from_headers(f: &std::fs::File, size: u64) -> std::io::Result<Option<u32>
         }
         let whole = record_batch::whole_batch_crc(head, batch.size);
         crc = crc32c::crc32c_combine(crc, whole, batch.size as usize);
-        pos += batch.size;
-        last_size = batch.size;
+        walk.advance(batch.size);
     }
     Ok(Some(crc))
 }
@@ -137,9 +122,10 @@ mod tests {
         }
     }
 
-    /// A segment of small batches (read a window at a time) and large ones (read by their
-    /// headers): the CRC combined from their checksums is the CRC of its bytes, with the
-    /// base offsets and leader epochs the broker wrote (outside the batches' own checksums).
+    /// A segment of small batches (read a window at a time, over several windows) and large
+    /// ones (read by their headers): the CRC combined from their checksums is the CRC of its
+    /// bytes, with the base offsets and leader epochs the broker wrote (outside the batches'
+    /// own checksums).
     #[test]
     fn a_linked_segment_crc_from_batch_headers_is_the_crc_of_its_bytes() {
         use crate::log::codec::{self, BatchSpec, Record};
@@ -147,17 +133,16 @@ mod tests {
         let log = dir.path().join("00000000000000000000.log");
         let mut bytes = Vec::new();
         let mut next = 0i64;
-        for (i, value_len) in [10usize, 200, 9_000, 30, 70_000, 5, 5_000, 1]
-            .iter()
-            .enumerate()
-        {
+        let small = (0..300).map(|i| 20 + i % 90);
+        let sizes = [10usize, 200, 9_000, 30, 70_000, 5, 5_000, 1];
+        for (i, value_len) in sizes.iter().copied().chain(small).enumerate() {
             let records: Vec<Record> = (0..3)
                 .map(|j| Record {
                     attributes: 0,
                     timestamp_delta: j,
                     offset_delta: j as i32,
                     key: None,
-                    value: Some(bytes::Bytes::from(vec![i as u8; *value_len])),
+                    value: Some(bytes::Bytes::from(vec![i as u8; value_len])),
                     headers: vec![],
                 })
                 .collect();
@@ -173,8 +158,14 @@ mod tests {
             crc_from_headers(&f, size).expect("io"),
             Some(crc32c::crc32c(&bytes))
         );
-        // A size that cuts the last batch, or a damaged header, is read through instead.
+        // A size that cuts the last batch, a tail too short for a header, or a damaged
+        // header, is read through instead.
         assert_eq!(crc_from_headers(&f, size - 1).expect("io"), None);
+        let mut torn = bytes.clone();
+        torn.extend([0u8; 30]);
+        std::fs::write(&log, &torn).expect("write");
+        let f = std::fs::File::open(&log).expect("open");
+        assert_eq!(crc_from_headers(&f, size + 30).expect("io"), None);
         let mut damaged = bytes.clone();
         damaged[16] = 7; // the first batch's magic
         std::fs::write(&log, &damaged).expect("write");
