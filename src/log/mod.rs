@@ -530,11 +530,12 @@ impl Log {
                 std::ops::Bound::Unbounded,
             )))
         {
-            if let Some((position, first_batch)) = seg.find_position(offset, seg.size())? {
+            if let Some(found) = seg.find_position(offset, seg.size())? {
                 return Ok(Some(ReadSlice {
                     file: seg.file()?,
-                    position,
-                    first_batch,
+                    position: found.position,
+                    first_batch: found.size,
+                    first_header: found.header,
                     end: seg.size(),
                 }));
             }

@@ -17,6 +17,9 @@ pub struct ReadSlice {
     pub position: u64,
     /// Size of that first batch (KIP-74: it is returned whole even past max_bytes).
     pub first_batch: u64,
+    /// That first batch's header, as the read that found the batch read it: the walk of
+    /// whole batches starts from it instead of reading it again.
+    pub first_header: [u8; record_batch::HEADER_SIZE],
     /// End of the segment's data as seen under the lock.
     pub end: u64,
 }
@@ -45,16 +48,29 @@ pub(crate) struct HeaderWalk<'a> {
 }
 
 impl<'a> HeaderWalk<'a> {
-    /// A walk from `start` to `end`. With `window_first` the first read takes a window (the
-    /// batches ahead are not known); without, the first header is read alone.
-    pub(crate) fn new(file: &'a File, start: u64, end: u64, window_first: bool) -> Self {
+    /// A walk from `start` to `end` whose first read takes a window: the batches ahead are
+    /// not known.
+    pub(crate) fn new(file: &'a File, start: u64, end: u64) -> Self {
         Self {
             file,
             pos: start,
             end,
             window: Vec::new(),
             window_at: start,
-            last_size: if window_first { 0 } else { u64::MAX },
+            last_size: 0,
+        }
+    }
+
+    /// A walk from `start` to `end` that starts with `header`, the bytes at `start` read
+    /// already (by the lookup that found the batch there): its first header costs no read.
+    pub(crate) fn seeded(file: &'a File, start: u64, end: u64, header: &[u8]) -> Self {
+        Self {
+            file,
+            pos: start,
+            end,
+            window: header[..header.len().min(end.saturating_sub(start) as usize)].to_vec(),
+            window_at: start,
+            last_size: 0,
         }
     }
 
@@ -110,7 +126,7 @@ impl ReadSlice {
     /// not fit, does not start below `upper`, or whose header is not a batch's.
     pub fn whole_batches(&self, want: u64, upper: i64) -> io::Result<WholeBatches> {
         let end = self.position + want.min(self.end.saturating_sub(self.position));
-        let mut walk = HeaderWalk::new(&self.file, self.position, end, false);
+        let mut walk = HeaderWalk::seeded(&self.file, self.position, end, &self.first_header);
         let mut records = 0u64;
         while let Some(bytes) = walk.header()? {
             let Ok(head) = record_batch::peek_header(bytes) else {
@@ -231,7 +247,7 @@ mod tests {
         bytes[layout[damaged].0 as usize + 16] = 7; // its magic
         let (_dir, file) = write(&bytes);
         let total = bytes.len() as u64;
-        for window_first in [true, false] {
+        for seeded in [false, true] {
             for (from, end) in [
                 (0, total),
                 (3, total),
@@ -240,7 +256,12 @@ mod tests {
                 (300, layout[320].0 + 60),
             ] {
                 let start = layout[from].0;
-                let mut walk = HeaderWalk::new(&file, start, end, window_first);
+                let at = start as usize;
+                let mut walk = if seeded {
+                    HeaderWalk::seeded(&file, start, end, &bytes[at..at + HEADER_SIZE])
+                } else {
+                    HeaderWalk::new(&file, start, end)
+                };
                 let mut seen = 0;
                 for &(pos, size, _, _) in &layout[from..] {
                     if pos + HEADER_SIZE as u64 > end {
@@ -260,6 +281,27 @@ mod tests {
         }
     }
 
+    /// A walk seeded with the header read by the lookup that found the batch starts from
+    /// those bytes, not the file's, and reads the file only for the headers after it.
+    #[test]
+    fn a_seeded_header_walk_reads_no_first_header() {
+        let (bytes, layout) = segment();
+        let (_dir, file) = write(&bytes);
+        let (start, size) = (layout[10].0, layout[10].1);
+        let mut seed = bytes[start as usize..][..HEADER_SIZE].to_vec();
+        seed[HEADER_SIZE - 1] ^= 0xff;
+        let mut walk = HeaderWalk::seeded(&file, start, bytes.len() as u64, &seed);
+        assert_eq!(walk.header().expect("io"), Some(&seed[..]));
+        walk.advance(size);
+        let next = (start + size) as usize;
+        let got = walk.header().expect("io").expect("a header");
+        assert_eq!(got, &bytes[next..next + got.len()]);
+        assert!(got.len() > HEADER_SIZE, "small batches: a window is read");
+        // A seed longer than the walk is not handed out.
+        let mut short = HeaderWalk::seeded(&file, start, start + 60, &seed);
+        assert_eq!(short.header().expect("io"), None);
+    }
+
     /// The whole batches of a range, as a walk of the bytes in memory finds them: up to
     /// `want`, below `upper`, and never past a damaged header.
     #[test]
@@ -276,6 +318,9 @@ mod tests {
                 file: file.clone(),
                 position,
                 first_batch,
+                first_header: bytes[position as usize..][..HEADER_SIZE]
+                    .try_into()
+                    .expect("a header"),
                 end: total,
             };
             for want in [0, 60, 61, 500, 16 * 1024, 17_000, 50_000, 1 << 20] {

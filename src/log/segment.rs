@@ -81,6 +81,16 @@ struct AppendMark {
     time_entries: usize,
 }
 
+/// The batch `LogSegment::find_position` found, with the header it read to find it: a
+/// fetch walks the batches from there and needs not read that header again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FoundBatch {
+    pub position: u64,
+    /// The whole batch's size, header included.
+    pub size: u64,
+    pub header: [u8; HEADER_SIZE],
+}
+
 /// What start-up recovery found in a segment.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Recovered {
@@ -376,9 +386,9 @@ impl LogSegment {
         self.time_index.truncate_entries(mark.time_entries)
     }
 
-    /// File position of the batch holding `offset`, scanning forward from the index entry.
-    /// `None` when the segment holds no batch at or after `offset`.
-    pub fn find_position(&self, offset: i64, size_limit: u64) -> io::Result<Option<(u64, u64)>> {
+    /// The batch holding `offset` (its position, size and header), scanning forward from
+    /// the index entry. `None` when the segment holds no batch at or after `offset`.
+    pub fn find_position(&self, offset: i64, size_limit: u64) -> io::Result<Option<FoundBatch>> {
         let (_, pos) = self.offset_index.lookup(offset);
         let mut pos = pos as u64;
         let mut head = [0u8; HEADER_SIZE];
@@ -396,7 +406,11 @@ impl LogSegment {
                 ));
             }
             if base + delta >= offset {
-                return Ok(Some((pos, len as u64)));
+                return Ok(Some(FoundBatch {
+                    position: pos,
+                    size: len as u64,
+                    header: head,
+                }));
             }
             pos += len as u64;
         }
@@ -440,9 +454,10 @@ impl LogSegment {
             return Ok(None);
         }
         let shallow = Some((self.max_timestamp, self.offset_of_max_timestamp));
-        let Some((pos, len)) = self.find_position(self.offset_of_max_timestamp, self.size)? else {
+        let Some(found) = self.find_position(self.offset_of_max_timestamp, self.size)? else {
             return Ok(shallow);
         };
+        let (pos, len) = (found.position, found.size);
         // A damaged length must not size the buffer past the segment.
         if pos + len > self.size {
             return Ok(shallow);
@@ -582,10 +597,17 @@ pub(crate) mod tests {
         }
         assert_eq!(seg.next_offset(), off);
         for &(o, pos, len) in &positions {
-            assert_eq!(
-                seg.find_position(o, seg.size()).expect("io"),
-                Some((pos, len))
-            );
+            let found = seg
+                .find_position(o, seg.size())
+                .expect("io")
+                .expect("found");
+            assert_eq!((found.position, found.size), (pos, len));
+            let mut header = [0u8; HEADER_SIZE];
+            seg.file()
+                .expect("file")
+                .read_exact_at(&mut header, pos)
+                .expect("read");
+            assert_eq!(found.header, header, "the header it read");
         }
         assert_eq!(seg.find_position(off, seg.size()).expect("io"), None);
     }

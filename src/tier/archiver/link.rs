@@ -49,7 +49,7 @@ pub(crate) fn link_segment(
 /// runs past `size`: the caller then reads the bytes.
 fn crc_from_headers(f: &std::fs::File, size: u64) -> std::io::Result<Option<u32>> {
     use crate::log::{record_batch, HeaderWalk};
-    let mut walk = HeaderWalk::new(f, 0, size, true);
+    let mut walk = HeaderWalk::new(f, 0, size);
     let mut crc = 0u32;
     while walk.position() < size {
         let pos = walk.position();
