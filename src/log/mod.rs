@@ -14,6 +14,7 @@
 
 pub mod cleaner;
 pub mod codec;
+pub mod crc;
 pub mod file_cache;
 pub mod index;
 pub mod record_batch;

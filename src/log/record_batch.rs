@@ -292,8 +292,8 @@ pub fn peek_header(buf: &[u8]) -> Result<BatchHead, BatchError> {
 /// `HEADER_SIZE` bytes (see `peek_header`).
 pub fn whole_batch_crc(header: &[u8], size: u64) -> u32 {
     let stored = i32_at(header, CRC_OFFSET) as u32;
-    let covered = (size as usize).saturating_sub(ATTRIBUTES_OFFSET);
-    crc32c::crc32c_combine(
+    let covered = size.saturating_sub(ATTRIBUTES_OFFSET as u64);
+    super::crc::combine(
         crc32c::crc32c(&header[..ATTRIBUTES_OFFSET]),
         stored,
         covered,

@@ -64,7 +64,7 @@ fn crc_from_headers(f: &std::fs::File, size: u64) -> std::io::Result<Option<u32>
             return Ok(None);
         }
         let whole = record_batch::whole_batch_crc(head, batch.size);
-        crc = crc32c::crc32c_combine(crc, whole, batch.size as usize);
+        crc = crate::log::crc::combine(crc, whole, batch.size);
         walk.advance(batch.size);
     }
     Ok(Some(crc))
