@@ -190,7 +190,7 @@ impl ReadSlice {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::log::codec::{self, BatchSpec, Record};
+    use crate::log::record_batch::tests::make_batch;
     use crate::log::record_batch::HEADER_SIZE;
 
     /// (position, size, base offset, records) of each batch written.
@@ -208,23 +208,15 @@ mod tests {
             .chain((0..60).map(|i| 1 + i * 7));
         for (i, value_len) in sizes.enumerate() {
             let count = 1 + i % 3;
-            let records: Vec<Record> = (0..count)
-                .map(|j| Record {
-                    attributes: 0,
-                    timestamp_delta: j as i64,
-                    offset_delta: j as i32,
-                    key: None,
-                    value: Some(bytes::Bytes::from(vec![i as u8; value_len])),
-                    headers: vec![],
-                })
-                .collect();
-            let batch =
-                codec::encode_batch(&BatchSpec::new(next, 1_000), &records).expect("encode");
+            let values = vec![vec![i as u8; value_len]; count];
+            let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+            let mut batch = make_batch(1_000, &refs);
+            record_batch::set_base_offset(&mut batch, next);
             layout.push((bytes.len() as u64, batch.len() as u64, next, count as u64));
             bytes.extend(batch);
             next += count as i64;
         }
-        let torn = codec::encode_batch(&BatchSpec::new(next, 1_000), &[]).expect("encode");
+        let torn = make_batch(1_000, &[b"torn"]);
         bytes.extend(&torn[..30]);
         (bytes, layout)
     }
