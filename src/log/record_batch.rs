@@ -261,26 +261,12 @@ pub struct BatchHead {
 }
 
 /// Reads a batch header from the start of `buf` (at least `HEADER_SIZE` bytes), with the
-/// checks `RecordBatch::parse_header` makes of the header (magic 2, a length that covers
-/// the header).
+/// checks of `BatchHeader::parse` (magic 2, a length that covers the header).
 pub fn peek_header(buf: &[u8]) -> Result<BatchHead, BatchError> {
-    if buf.len() < HEADER_SIZE {
-        return Err(BatchError::TooShort(buf.len()));
-    }
-    let magic = buf[MAGIC_OFFSET] as i8;
-    if magic != 2 {
-        return Err(BatchError::Magic(magic));
-    }
-    let size = i32_at(buf, LENGTH_OFFSET) as i64 + LOG_OVERHEAD as i64;
-    if size < HEADER_SIZE as i64 {
-        return Err(BatchError::LengthMismatch(size, buf.len()));
-    }
-    let header = BatchHeader {
-        buf: &buf[..HEADER_SIZE],
-    };
+    let header = BatchHeader::parse(buf)?;
     Ok(BatchHead {
         base_offset: header.base_offset(),
-        size: size as u64,
+        size: header.size() as u64,
         is_control: header.is_control(),
         record_count: header.record_count(),
     })

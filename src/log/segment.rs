@@ -330,13 +330,13 @@ impl LogSegment {
                 return Err(e);
             }
         }
-        let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
-        let batch = record_batch::BatchHeader::parse(head).map_err(|e| invalid(e.to_string()))?;
+        let invalid = |e: record_batch::BatchError| io::Error::new(io::ErrorKind::InvalidData, e);
+        let batch = record_batch::BatchHeader::parse(head).map_err(invalid)?;
         let len = head.len() + rest.len();
         if batch.size() != len {
-            return Err(invalid(format!(
-                "batch length field {} does not match the {len} bytes present",
-                batch.size()
+            return Err(invalid(record_batch::BatchError::LengthMismatch(
+                batch.size() as i64,
+                len,
             )));
         }
         let position = self.size as u32;
