@@ -535,7 +535,6 @@ impl Log {
                 return Ok(Some(ReadSlice {
                     file: seg.file()?,
                     position: found.position,
-                    first_batch: found.size,
                     first_header: found.header,
                     end: seg.size(),
                 }));

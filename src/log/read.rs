@@ -15,10 +15,9 @@ pub struct ReadSlice {
     pub file: Arc<File>,
     /// Position of the first batch to return.
     pub position: u64,
-    /// Size of that first batch (KIP-74: it is returned whole even past max_bytes).
-    pub first_batch: u64,
     /// That first batch's header, as the read that found the batch read it: the walk of
-    /// whole batches starts from it instead of reading it again.
+    /// whole batches starts from it instead of reading it again, and its size is the
+    /// header's length field.
     pub first_header: [u8; record_batch::HEADER_SIZE],
     /// End of the segment's data as seen under the lock.
     pub end: u64,
@@ -120,6 +119,12 @@ pub struct WholeBatches {
 }
 
 impl ReadSlice {
+    /// Size of the first batch (KIP-74: it is returned whole even past max_bytes). The
+    /// lookup that found it checked that its length field covers a header.
+    pub fn first_batch(&self) -> u64 {
+        record_batch::batch_size(&self.first_header).map_or(0, |n| n.max(0) as u64)
+    }
+
     /// The whole batches from `position` that fit in `want` bytes and start below offset
     /// `upper`, found by reading batch headers only: what a fetch sends without reading the
     /// records. Stops, as a walk of the bytes in memory does, at the first batch that does
@@ -179,7 +184,7 @@ impl ReadSlice {
     /// The bytes of the batch the slice starts with.
     pub(crate) fn first_batch_bytes(&self) -> Vec<u8> {
         use std::os::unix::fs::FileExt;
-        let mut b = vec![0u8; self.first_batch as usize];
+        let mut b = vec![0u8; self.first_batch() as usize];
         self.file
             .read_exact_at(&mut b, self.position)
             .expect("read");
@@ -309,12 +314,12 @@ mod tests {
             let slice = ReadSlice {
                 file: file.clone(),
                 position,
-                first_batch,
                 first_header: bytes[position as usize..][..HEADER_SIZE]
                     .try_into()
                     .expect("a header"),
                 end: total,
             };
+            assert_eq!(slice.first_batch(), first_batch);
             for want in [0, 60, 61, 500, 16 * 1024, 17_000, 50_000, 1 << 20] {
                 for upper in [0, 150, 301, 400, i64::MAX] {
                     let mut expected = WholeBatches { len: 0, records: 0 };
