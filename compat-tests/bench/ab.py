@@ -18,7 +18,9 @@ runs BEFORE then AFTER, and the next round AFTER then BEFORE:
   `rdkafka_performance -C` with the client's defaults, by each binary started on that data dir
   in turn; reported: MB/s and the broker's CPU seconds per read.
 
-Prints every run and, per binary and measure, the runs' range and median. The data dirs are
+Prints every run and, per binary and measure, the runs' range and median, with the CPU time
+the hypervisor gave to other tenants during each run (steal, from /proc/stat): a run with
+much of it was slowed by the machine, not by the binary. The data dirs are
 made under TMPDIR (put it on the disk the broker should use). Needs `rdkafka_performance`,
 built by `bench.sh --build-only` when missing.
 """
@@ -37,7 +39,7 @@ import tempfile
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from bench_helper import CONS_RE, PROD_RE, cpu_seconds  # noqa: E402
+from bench_helper import CONS_RE, PROD_RE, cpu_seconds, steal_seconds  # noqa: E402
 from conftest import StrataBroker, free_port  # noqa: E402
 
 PERF = HERE / ".cache" / "bin" / "rdkafka_performance"
@@ -55,28 +57,28 @@ def perf(args: list[str], timeout: float) -> str:
     return done.stdout + done.stderr
 
 
-def produce(broker: StrataBroker, topic: str, size: int, count: int) -> tuple[float, float]:
-    """(MB/s, broker CPU s) of one produce run."""
-    cpu0 = cpu_seconds(broker.proc.pid)
+def produce(broker: StrataBroker, topic: str, size: int, count: int) -> tuple[float, float, float]:
+    """(MB/s, broker CPU s, steal s) of one produce run."""
+    cpu0, steal0 = cpu_seconds(broker.proc.pid), steal_seconds()
     out = perf(["-P", "-t", topic, "-b", broker.bootstrap, "-p", "0", "-s", str(size),
                 "-c", str(count), "-X", "acks=-1", "-X", "linger.ms=5"], timeout=600)
-    cpu = cpu_seconds(broker.proc.pid) - cpu0
+    cpu, steal = cpu_seconds(broker.proc.pid) - cpu0, steal_seconds() - steal0
     m = last(PROD_RE, out)
     if m is None or int(m.group(3)) != count:
         raise RuntimeError(f"produce of {count} x {size} B did not complete:\n{out[-2000:]}")
-    return float(m.group(8)), cpu
+    return float(m.group(8)), cpu, steal
 
 
-def consume(broker: StrataBroker, topic: str, count: int) -> tuple[float, float]:
-    """(MB/s, broker CPU s) of one read of the topic from its beginning."""
-    cpu0 = cpu_seconds(broker.proc.pid)
+def consume(broker: StrataBroker, topic: str, count: int) -> tuple[float, float, float]:
+    """(MB/s, broker CPU s, steal s) of one read of the topic from its beginning."""
+    cpu0, steal0 = cpu_seconds(broker.proc.pid), steal_seconds()
     out = perf(["-C", "-t", topic, "-b", broker.bootstrap, "-p", "0", "-o", "beginning",
                 "-c", str(count), "-e"], timeout=600)
-    cpu = cpu_seconds(broker.proc.pid) - cpu0
+    cpu, steal = cpu_seconds(broker.proc.pid) - cpu0, steal_seconds() - steal0
     m = last(CONS_RE, out)
     if m is None or int(m.group(1)) != count:
         raise RuntimeError(f"read of {count} messages did not complete:\n{out[-2000:]}")
-    return float(m.group(5)), cpu
+    return float(m.group(5)), cpu, steal
 
 
 def main() -> None:
@@ -98,9 +100,10 @@ def main() -> None:
         print(f"{label}: {path}")
     results: dict[tuple[str, str], list[float]] = {}
 
-    def record(label: str, measure: str, mbs: float, cpu: float) -> None:
+    def record(label: str, measure: str, mbs: float, cpu: float, steal: float) -> None:
         results.setdefault((label, f"{measure} MB/s"), []).append(mbs)
         results.setdefault((label, f"{measure} broker CPU s"), []).append(cpu)
+        results.setdefault((label, f"{measure} steal s"), []).append(steal)
 
     def order(i: int) -> list[str]:
         return ["before", "after"] if i % 2 == 0 else ["after", "before"]
@@ -110,7 +113,7 @@ def main() -> None:
                             ("--http-listen", "none")).start()
 
     try:
-        for i in range(a.rounds):
+        for i in range(a.rounds if a.small or a.large else 0):
             for label in order(i):
                 data = work / "produce"
                 shutil.rmtree(data, ignore_errors=True)
@@ -125,7 +128,7 @@ def main() -> None:
                 for name, r in (("100 B", small), ("1 KiB", large)):
                     if r is not None:
                         record(label, f"produce {name}", *r)
-                        line += f"  {name} {r[0]:8.1f} MB/s, broker {r[1]:.2f} CPU s"
+                        line += f"  {name} {r[0]:8.1f} MB/s, broker {r[1]:.2f} CPU s, steal {r[2]:.2f} s"
                 print(line, flush=True)
         shutil.rmtree(work / "produce", ignore_errors=True)
         if a.consume_gb > 0:
@@ -146,8 +149,8 @@ def main() -> None:
                         broker.shutdown_quietly()
                     for r in reads:
                         record(label, "consume 1 KiB", *r)
-                    shown = ", ".join(f"{mbs:.0f}" for mbs, _ in reads)
-                    print(f"round {i + 1} {label:6} consume: {shown} MB/s", flush=True)
+                    shown = ", ".join(f"{mbs:.0f} (steal {steal:.2f} s)" for mbs, _, steal in reads)
+                    print(f"round {i + 1} {label:6} consume MB/s: {shown}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print()

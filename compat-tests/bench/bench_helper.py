@@ -55,6 +55,16 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def steal_seconds():
+    """CPU time the hypervisor has given to others while this machine's CPUs wanted to run
+    (all CPUs, seconds so far), from /proc/stat: on a shared VM, a run with much of it was
+    slowed by other tenants, not by the broker."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()
+    # cpu user nice system idle iowait irq softirq steal ...
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
+
+
 def memory_kib(pid):
     """(VmRSS, VmHWM) of PID in KiB, from /proc/PID/status."""
     out = {}
