@@ -476,14 +476,21 @@ consume_run() { # LABEL TOPIC EXPECTED   (reads TOPIC CONSUME_RUNS times, then d
 
 consume_once() { # LABEL TOPIC EXPECTED RUN -> false if the read failed
     local label=$1 topic=$2 expected=$3 run=$4
-    local logf=$LOGS/consume-$topic-$run.log status summary cpu0 cpu1 cpu=""
+    local logf=$LOGS/consume-$topic-$run.log status summary cpu0 cpu1 steal0 steal1 cpu=""
     log "consume: $label ($expected msgs from the beginning, cap $((RUN_CAP * 2))s)"
     cpu0=$("${HELPER[@]}" cpu "${BROKER_PID:-0}")
+    steal0=$("${HELPER[@]}" steal)
     status=$(run_capped $((RUN_CAP * 2)) "$logf" "$PERF" "${PERF_X[@]}" -C -t "$topic" -b "$BOOTSTRAP" -p 0 \
         -o beginning -c "$expected" -e)
     cpu1=$("${HELPER[@]}" cpu "${BROKER_PID:-0}")
+    steal1=$("${HELPER[@]}" steal)
     if [[ $cpu0 != NA && $cpu1 != NA ]]; then
         cpu=$(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN{printf "broker CPU %.2f s", b-a}')
+    fi
+    # CPU time the host gave other tenants meanwhile: a read with much of it was slowed
+    # by the machine, not the broker.
+    if [[ $steal0 != NA && $steal1 != NA ]]; then
+        cpu+=$(awk -v a="$steal0" -v b="$steal1" 'BEGIN{printf ", steal %.2f s", b-a}')
     fi
     summary=$("${HELPER[@]}" consume-summary "$logf")
     if [[ $summary == NA ]]; then

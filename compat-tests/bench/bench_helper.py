@@ -20,8 +20,9 @@ Subcommands:
   rss PID                        prints "VmRSS_kB VmHWM_kB" from /proc/PID/status
   cpu PID                        prints the CPU time (user + system, seconds)
                                  PID has used so far, from /proc/PID/stat, or NA
+  steal                          prints the steal time of all CPUs so far (seconds)
 
-The other benchmark scripts import percentile, cpu_seconds, memory_kib and
+The other benchmark scripts import percentile, cpu_seconds, steal_seconds, memory_kib and
 open_fds from here, so every figure they print is computed the same way.
 """
 
@@ -301,6 +302,13 @@ def cmd_cpu(argv):
         print("NA")
 
 
+def cmd_steal(argv):
+    try:
+        print("%.2f" % steal_seconds())
+    except (OSError, ValueError):
+        print("NA")
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -323,6 +331,8 @@ def main():
         cmd_rss(argv)
     elif cmd == "cpu":
         cmd_cpu(argv)
+    elif cmd == "steal":
+        cmd_steal(argv)
     else:
         sys.exit(__doc__)
 
