@@ -53,10 +53,14 @@ fn main() -> std::process::ExitCode {
         libc::mallopt(libc::M_TRIM_THRESHOLD, 32 << 20);
     }
     let args = Args::parse();
+    // Colours only on a terminal: a log file, `docker logs` or journald get plain text that
+    // grep finds, not escape codes between a field's name and its value.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .init();
     let config = match Config::load(
