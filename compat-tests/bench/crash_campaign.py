@@ -199,7 +199,7 @@ class Figures:
             lines.append(f"  {k:20s} {self.kills[k]:4d}  (reached {self.reached[k]}{ack})")
         lines.append(f"records verified after restarts: {self.records_verified} "
                      f"({self.records_acked} acknowledged in all), compacted-topic records {self.compacted_records_verified}")
-        lines.append(f"transactions: " + ", ".join(f"{k} {v}" for k, v in sorted(self.txns.items())))
+        lines.append("transactions: " + ", ".join(f"{k} {v}" for k, v in sorted(self.txns.items())))
         lines.append(f"group offset commits verified: {self.commits_verified}; topics created {self.topics_created}, "
                      f"deleted {self.topics_deleted}; DeleteRecords acknowledged {self.delete_records}")
         f = self.files
