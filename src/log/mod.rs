@@ -534,8 +534,7 @@ impl Log {
             if let Some(found) = seg.find_position(offset, seg.size())? {
                 return Ok(Some(ReadSlice {
                     file: seg.file()?,
-                    position: found.position,
-                    first_header: found.header,
+                    first: found,
                     end: seg.size(),
                 }));
             }

@@ -5,6 +5,7 @@
 //!
 //! Files: reads segment files that are open already; opens none.
 
+use super::segment::FoundBatch;
 use super::{file_cache, record_batch};
 use std::fs::File;
 use std::io;
@@ -13,12 +14,10 @@ use std::sync::Arc;
 /// A contiguous byte range of one segment, to be read without the partition lock.
 pub struct ReadSlice {
     pub file: Arc<File>,
-    /// Position of the first batch to return.
-    pub position: u64,
-    /// That first batch's header, as the read that found the batch read it: the walk of
-    /// whole batches starts from it instead of reading it again, and its size is the
-    /// header's length field.
-    pub first_header: [u8; record_batch::HEADER_SIZE],
+    /// The first batch to return (KIP-74: it is returned whole even past max_bytes): its
+    /// position and the header the lookup read, from which the walk of whole batches
+    /// starts instead of reading it again.
+    pub first: FoundBatch,
     /// End of the segment's data as seen under the lock.
     pub end: u64,
 }
@@ -119,19 +118,14 @@ pub struct WholeBatches {
 }
 
 impl ReadSlice {
-    /// Size of the first batch (KIP-74: it is returned whole even past max_bytes). The
-    /// lookup that found it checked that its length field covers a header.
-    pub fn first_batch(&self) -> u64 {
-        record_batch::batch_size(&self.first_header).map_or(0, |n| n.max(0) as u64)
-    }
-
     /// The whole batches from `position` that fit in `want` bytes and start below offset
     /// `upper`, found by reading batch headers only: what a fetch sends without reading the
     /// records. Stops, as a walk of the bytes in memory does, at the first batch that does
     /// not fit, does not start below `upper`, or whose header is not a batch's.
     pub fn whole_batches(&self, want: u64, upper: i64) -> io::Result<WholeBatches> {
-        let end = self.position + want.min(self.end.saturating_sub(self.position));
-        let mut walk = HeaderWalk::seeded(&self.file, self.position, end, &self.first_header);
+        let start = self.first.position;
+        let end = start + want.min(self.end.saturating_sub(start));
+        let mut walk = HeaderWalk::seeded(&self.file, start, end, &self.first.header);
         let mut records = 0u64;
         while let Some(bytes) = walk.header()? {
             let Ok(head) = record_batch::peek_header(bytes) else {
@@ -146,7 +140,7 @@ impl ReadSlice {
             walk.advance(head.size);
         }
         Ok(WholeBatches {
-            len: walk.position() - self.position,
+            len: walk.position() - start,
             records,
         })
     }
@@ -184,9 +178,9 @@ impl ReadSlice {
     /// The bytes of the batch the slice starts with.
     pub(crate) fn first_batch_bytes(&self) -> Vec<u8> {
         use std::os::unix::fs::FileExt;
-        let mut b = vec![0u8; self.first_batch() as usize];
+        let mut b = vec![0u8; self.first.size() as usize];
         self.file
-            .read_exact_at(&mut b, self.position)
+            .read_exact_at(&mut b, self.first.position)
             .expect("read");
         b
     }
@@ -313,13 +307,15 @@ mod tests {
             let (position, first_batch, _, _) = layout[from];
             let slice = ReadSlice {
                 file: file.clone(),
-                position,
-                first_header: bytes[position as usize..][..HEADER_SIZE]
-                    .try_into()
-                    .expect("a header"),
+                first: FoundBatch {
+                    position,
+                    header: bytes[position as usize..][..HEADER_SIZE]
+                        .try_into()
+                        .expect("a header"),
+                },
                 end: total,
             };
-            assert_eq!(slice.first_batch(), first_batch);
+            assert_eq!(slice.first.size(), first_batch);
             for want in [0, 60, 61, 500, 16 * 1024, 17_000, 50_000, 1 << 20] {
                 for upper in [0, 150, 301, 400, i64::MAX] {
                     let mut expected = WholeBatches { len: 0, records: 0 };

@@ -86,9 +86,15 @@ struct AppendMark {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FoundBatch {
     pub position: u64,
-    /// The whole batch's size, header included.
-    pub size: u64,
     pub header: [u8; HEADER_SIZE],
+}
+
+impl FoundBatch {
+    /// The whole batch's size, header included, as its length field says (checked by
+    /// `find_position` to cover a header).
+    pub fn size(&self) -> u64 {
+        record_batch::batch_size(&self.header).map_or(0, |n| n.max(0) as u64)
+    }
 }
 
 /// What start-up recovery found in a segment.
@@ -408,7 +414,6 @@ impl LogSegment {
             if base + delta >= offset {
                 return Ok(Some(FoundBatch {
                     position: pos,
-                    size: len as u64,
                     header: head,
                 }));
             }
@@ -457,7 +462,7 @@ impl LogSegment {
         let Some(found) = self.find_position(self.offset_of_max_timestamp, self.size)? else {
             return Ok(shallow);
         };
-        let (pos, len) = (found.position, found.size);
+        let (pos, len) = (found.position, found.size());
         // A damaged length must not size the buffer past the segment.
         if pos + len > self.size {
             return Ok(shallow);
@@ -601,7 +606,7 @@ pub(crate) mod tests {
                 .find_position(o, seg.size())
                 .expect("io")
                 .expect("found");
-            assert_eq!((found.position, found.size), (pos, len));
+            assert_eq!((found.position, found.size()), (pos, len));
             let mut header = [0u8; HEADER_SIZE];
             seg.file()
                 .expect("file")

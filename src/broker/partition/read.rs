@@ -43,8 +43,8 @@ impl Partition {
             return Ok(data);
         };
         let (slice, want, upper) = (found.slice, found.want, found.upper);
-        let first = slice.first_batch() as usize;
-        let bytes = read_exact(&slice.file, slice.position, want)?;
+        let first = slice.first.size() as usize;
+        let bytes = read_exact(&slice.file, slice.first.position, want)?;
         // Cut at the last whole batch below the high watermark (or the last stable offset);
         // the first is whole by construction and holds `offset`, which is below it.
         let mut whole = 0;
@@ -83,15 +83,15 @@ impl Partition {
                 ResponseError::KafkaStorageError
             })?;
         // As `read`: the first batch is sent whole even if its header did not parse.
-        if whole.len < slice.first_batch() {
-            whole.len = slice.first_batch().min(found.want as u64);
+        if whole.len < slice.first.size() {
+            whole.len = slice.first.size().min(found.want as u64);
         }
         if whole.len == 0 {
             return Ok(None);
         }
         let range = FileRange {
             file: slice.file,
-            offset: slice.position,
+            offset: slice.first.position,
             len: whole.len,
             pin: None,
         };
@@ -131,8 +131,8 @@ impl Partition {
         let Some(slice) = slice else {
             return Ok(None);
         };
-        let available = (slice.end - slice.position) as usize;
-        let first = slice.first_batch() as usize;
+        let available = (slice.end - slice.first.position) as usize;
+        let first = slice.first.size() as usize;
         let want = if first > max_bytes {
             if !min_one {
                 return Ok(None);

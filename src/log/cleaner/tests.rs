@@ -172,7 +172,7 @@ fn cleaning_keeps_the_last_record_of_every_key_at_its_offset() {
     assert_eq!(log.next_offset(), 60);
     // Reads by offset land on the kept records and skip the gaps.
     let slice = log.read(0).expect("io").expect("found");
-    assert!(slice.first_batch() > 0);
+    assert!(slice.first.size() > 0);
     // Reopening (a restart) finds the same log and end.
     drop(log);
     let (log, report) = Log::open(dir.path(), cfg(400), &mut |_| {}).expect("reopen");
@@ -582,12 +582,12 @@ fn a_read_located_before_a_swap_still_reads_whole_old_batches() {
     // A fetch locates its bytes under the partition lock, then reads without it.
     let slice = log.read(0).expect("io").expect("found");
     pass(&mut log, &settings(3_600_000, 4000), now(), &HashMap::new());
-    let mut buf = vec![0u8; (slice.end - slice.position) as usize];
+    let mut buf = vec![0u8; (slice.end - slice.first.position) as usize];
     slice
         .file
-        .read_exact_at(&mut buf, slice.position)
+        .read_exact_at(&mut buf, slice.first.position)
         .expect("read");
-    let first = RecordBatch::validate(&buf[..slice.first_batch() as usize]).expect("whole batch");
+    let first = RecordBatch::validate(&buf[..slice.first.size() as usize]).expect("whole batch");
     assert_eq!(first.base_offset(), 0);
     // A read located after the swap sees the cleaned segment.
     let after = log.read(0).expect("io").expect("found");
