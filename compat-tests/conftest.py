@@ -54,9 +54,11 @@ class StrataBroker:
     """One strata process, restartable on the same port and data directory."""
 
     def __init__(self, binary: pathlib.Path, port: int, data_dir: pathlib.Path, log_path: pathlib.Path,
-                 extra_args: tuple[str, ...] = ()):
+                 extra_args: tuple[str, ...] = (), advertised_port: int | None = None):
         self.binary = binary
         self.port = port
+        # the port Metadata names (a proxy in front of the broker), if not its own
+        self.advertised_port = advertised_port or port
         self.data_dir = data_dir
         self.log_path = log_path
         self.extra_args = tuple(extra_args)
@@ -80,7 +82,7 @@ class StrataBroker:
         http = [] if "--http-listen" in self.extra_args else ["--http-listen", f"127.0.0.1:{self.http_port}"]
         return [str(self.binary),
                 "--listen", self.bootstrap,
-                "--advertised-listener", self.bootstrap,
+                "--advertised-listener", f"127.0.0.1:{self.advertised_port}",
                 "--data-dir", str(self.data_dir),
                 *http,
                 *self.extra_args]

@@ -30,40 +30,25 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from bench_helper import CONS_RE, PROD_RE, cpu_seconds, steal_seconds  # noqa: E402
+from bench_helper import (PROD_RE, cpu_seconds, last_line_match,  # noqa: E402
+                          rdkafka_performance, steal_seconds, timed_read)
 from conftest import StrataBroker, free_port  # noqa: E402
-
-PERF = HERE / ".cache" / "bin" / "rdkafka_performance"
-
-
-def last(rx: re.Pattern, out: str) -> re.Match | None:
-    found = None
-    for line in out.splitlines():
-        found = rx.match(line) or found
-    return found
-
-
-def perf(args: list[str], timeout: float) -> str:
-    done = subprocess.run([str(PERF), *args], capture_output=True, text=True, timeout=timeout)
-    return done.stdout + done.stderr
 
 
 def produce(broker: StrataBroker, topic: str, size: int, count: int) -> tuple[float, float, float]:
     """(MB/s, broker CPU s, steal s) of one produce run."""
     cpu0, steal0 = cpu_seconds(broker.proc.pid), steal_seconds()
-    out = perf(["-P", "-t", topic, "-b", broker.bootstrap, "-p", "0", "-s", str(size),
+    out = rdkafka_performance(["-P", "-t", topic, "-b", broker.bootstrap, "-p", "0", "-s", str(size),
                 "-c", str(count), "-X", "acks=-1", "-X", "linger.ms=5"], timeout=600)
     cpu, steal = cpu_seconds(broker.proc.pid) - cpu0, steal_seconds() - steal0
-    m = last(PROD_RE, out)
+    m = last_line_match(PROD_RE, out)
     if m is None or int(m.group(3)) != count:
         raise RuntimeError(f"produce of {count} x {size} B did not complete:\n{out[-2000:]}")
     return float(m.group(8)), cpu, steal
@@ -71,14 +56,7 @@ def produce(broker: StrataBroker, topic: str, size: int, count: int) -> tuple[fl
 
 def consume(broker: StrataBroker, topic: str, count: int) -> tuple[float, float, float]:
     """(MB/s, broker CPU s, steal s) of one read of the topic from its beginning."""
-    cpu0, steal0 = cpu_seconds(broker.proc.pid), steal_seconds()
-    out = perf(["-C", "-t", topic, "-b", broker.bootstrap, "-p", "0", "-o", "beginning",
-                "-c", str(count), "-e"], timeout=600)
-    cpu, steal = cpu_seconds(broker.proc.pid) - cpu0, steal_seconds() - steal0
-    m = last(CONS_RE, out)
-    if m is None or int(m.group(1)) != count:
-        raise RuntimeError(f"read of {count} messages did not complete:\n{out[-2000:]}")
-    return float(m.group(5)), cpu, steal
+    return timed_read(broker.bootstrap, topic, count, lambda: cpu_seconds(broker.proc.pid))
 
 
 def main() -> None:
@@ -91,8 +69,6 @@ def main() -> None:
     ap.add_argument("--consume-gb", type=float, default=3.0)
     ap.add_argument("--reads", type=int, default=3)
     a = ap.parse_args()
-    if not PERF.exists():
-        subprocess.run([str(HERE / "bench.sh"), "--build-only"], check=True)
     binaries = {"before": a.before.resolve(), "after": a.after.resolve()}
     work = pathlib.Path(tempfile.mkdtemp(prefix="strata-ab-", dir=os.environ.get("TMPDIR")))
     print(f"machine: {os.cpu_count()} cores; data in {work}")

@@ -21,6 +21,9 @@ Subcommands:
   cpu PID                        prints the CPU time (user + system, seconds)
                                  PID has used so far, from /proc/PID/stat, or NA
   steal                          prints the steal time of all CPUs so far (seconds)
+  range VALUE...                 prints "MIN-MAX, median MEDIAN (n=N)" of the values
+  stop PID [TIMEOUT]             SIGTERM, then waits for PID to exit (a broker
+                                 detached by `start`); SIGKILL after TIMEOUT s (30)
 
 The other benchmark scripts import percentile, cpu_seconds, steal_seconds, memory_kib and
 open_fds from here, so every figure they print is computed the same way.
@@ -29,7 +32,9 @@ open_fds from here, so every figure they print is computed the same way.
 import math
 import os
 import re
+import signal
 import socket
+import statistics
 import struct
 import subprocess
 import sys
@@ -233,14 +238,44 @@ CONS_RE = re.compile(
     r"^% (\d+) messages \((\d+) bytes\) consumed in (\d+)ms: (\d+) msgs/s \(([\d.]+) MB/s\)")
 
 
+def last_line_match(rx, text):
+    """The match of the last line of `text` that `rx` matches, or None."""
+    found = None
+    for line in text.splitlines():
+        found = rx.match(line) or found
+    return found
+
+
 def last_match(path, rx):
-    m_last = None
     with open(path, errors="replace") as f:
-        for line in f:
-            m = rx.match(line)
-            if m:
-                m_last = m
-    return m_last
+        return last_line_match(rx, f.read())
+
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+PERF_BIN = os.path.join(BENCH_DIR, ".cache", "bin", "rdkafka_performance")
+
+
+def rdkafka_performance(args, timeout):
+    """Runs librdkafka's rdkafka_performance (built by bench.sh --build-only when missing)
+    with `args`; returns what it printed."""
+    if not os.path.exists(PERF_BIN):
+        subprocess.run([os.path.join(BENCH_DIR, "bench.sh"), "--build-only"], check=True)
+    done = subprocess.run([PERF_BIN, *args], capture_output=True, text=True, timeout=timeout)
+    return done.stdout + done.stderr
+
+
+def timed_read(bootstrap, topic, count, server_cpu):
+    """(MB/s, server CPU s, steal s) of one read of partition 0 of `topic` from its
+    beginning by `rdkafka_performance -C` with the client's defaults; `server_cpu()` gives
+    the CPU seconds the server has used so far."""
+    cpu0, steal0 = server_cpu(), steal_seconds()
+    out = rdkafka_performance(["-C", "-t", topic, "-b", bootstrap, "-p", "0", "-o", "beginning",
+                               "-c", str(count), "-e"], 900)
+    cpu, steal = server_cpu() - cpu0, steal_seconds() - steal0
+    m = last_line_match(CONS_RE, out)
+    if m is None or int(m.group(1)) != count:
+        raise RuntimeError(f"read of {count} messages did not complete:\n{out[-2000:]}")
+    return float(m.group(5)), cpu, steal
 
 
 def cmd_produce_summary(argv):
@@ -309,6 +344,28 @@ def cmd_steal(argv):
         print("NA")
 
 
+def cmd_range(argv):
+    v = sorted(float(x) for x in argv)
+    if not v:
+        print("no values")
+        return
+    print("%.0f-%.0f, median %.0f (n=%d)" % (v[0], v[-1], statistics.median(v), len(v)))
+
+
+def cmd_stop(argv):
+    pid, timeout = int(argv[0]), float(argv[1]) if len(argv) > 1 else 30.0
+    try:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            os.kill(pid, 0)
+            time.sleep(0.05)
+        sys.stderr.write("pid %d still running %.0f s after SIGTERM; killed\n" % (pid, timeout))
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
@@ -333,6 +390,10 @@ def main():
         cmd_cpu(argv)
     elif cmd == "steal":
         cmd_steal(argv)
+    elif cmd == "range":
+        cmd_range(argv)
+    elif cmd == "stop":
+        cmd_stop(argv)
     else:
         sys.exit(__doc__)
 

@@ -32,37 +32,25 @@ import shutil
 import socket
 import statistics
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
-import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from bench_helper import (CONS_RE, PROD_RE, api_versions_once, cpu_seconds,  # noqa: E402
-                          recv_exact, steal_seconds)
-from conftest import free_port  # noqa: E402
+import kafka_wire  # noqa: E402
+from bench_helper import (PROD_RE, cpu_seconds, last_line_match,  # noqa: E402
+                          rdkafka_performance, timed_read)
+from conftest import StrataBroker, free_port  # noqa: E402
 
-PERF = HERE / ".cache" / "bin" / "rdkafka_performance"
 # Request header: length INT32, api_key INT16, api_version INT16, correlation_id INT32.
 CORRELATION = slice(8, 12)
 
 
-def read_frame(sock: socket.socket) -> bytes | None:
-    """One length-prefixed frame, prefix included; None at a clean end of stream."""
-    head = b""
-    while len(head) < 4:
-        chunk = sock.recv(4 - len(head))
-        if not chunk:
-            if head:
-                raise ConnectionError("connection closed inside a frame")
-            return None
-        head += chunk
-    (size,) = struct.unpack(">i", head)
-    if size < 0 or size > 256 << 20:
-        raise ValueError(f"bad frame size {size}")
-    return head + recv_exact(sock, size)
+def read_frame(sock: socket.socket) -> bytes:
+    """One length-prefixed frame, prefix included (`ConnectionError` once the peer closes)."""
+    payload = kafka_wire.recv_frame(sock)
+    return struct.pack(">i", len(payload)) + payload
 
 
 def key_of(request: bytes) -> bytes:
@@ -95,7 +83,8 @@ class Proxy:
     def serve(self, client: socket.socket) -> None:
         upstream = None
         try:
-            while (request := read_frame(client)) is not None:
+            while True:
+                request = read_frame(client)
                 found = self.index.get(key_of(request)) if self.replaying else None
                 if found is not None:
                     at, size = found
@@ -113,8 +102,6 @@ class Proxy:
                     upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 upstream.sendall(request)
                 answer = read_frame(upstream)
-                if answer is None:
-                    return
                 client.sendall(answer)
                 with self.lock:
                     if self.replaying:
@@ -125,7 +112,7 @@ class Proxy:
                         self.store.write(answer)
                         self.store.flush()
                         self.index[key_of(request)] = (at, len(answer))
-        except (ConnectionError, OSError):
+        except (ConnectionError, OSError, ValueError):
             pass
         finally:
             client.close()
@@ -136,71 +123,16 @@ class Proxy:
         self.listener.close()
 
 
-def start_broker(binary: str, port: int, advertised: int, data: pathlib.Path,
-                 log: pathlib.Path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [binary, "--listen", f"127.0.0.1:{port}", "--advertised-listener",
-         f"127.0.0.1:{advertised}", "--data-dir", str(data), "--http-listen", "none"],
-        stdin=subprocess.DEVNULL, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if api_versions_once("127.0.0.1", port, 1.0):
-                return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"broker did not answer; see {log}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def perf(args: list[str]) -> str:
-    done = subprocess.run([str(PERF), *args], capture_output=True, text=True, timeout=900)
-    return done.stdout + done.stderr
-
-
-def last(rx, out: str):
-    found = None
-    for line in out.splitlines():
-        found = rx.match(line) or found
-    return found
-
-
-def server_cpu(broker: subprocess.Popen | None) -> float:
-    """CPU seconds used so far by the broker, or by this process (the replay's threads)."""
-    if broker is not None:
-        return cpu_seconds(broker.pid)
+def replay_cpu() -> float:
+    """CPU seconds this process (the replay's threads) has used so far."""
     t = os.times()
     return t.user + t.system
-
-
-def read_topic(port: int, count: int, broker: subprocess.Popen | None) -> tuple[float, float, float]:
-    """(MB/s, steal s, server CPU s) of one read of the topic from its beginning through
-    `port`, served by `broker` or, for None, by the replay."""
-    steal0, cpu0 = steal_seconds(), server_cpu(broker)
-    out = perf(["-C", "-t", "read", "-b", f"127.0.0.1:{port}", "-p", "0", "-o", "beginning",
-                "-c", str(count), "-e"])
-    steal, cpu = steal_seconds() - steal0, server_cpu(broker) - cpu0
-    m = last(CONS_RE, out)
-    if m is None or int(m.group(1)) != count:
-        raise RuntimeError(f"read of {count} messages did not complete:\n{out[-2000:]}")
-    return float(m.group(5)), steal, cpu
 
 
 def main() -> None:
     gb = float(sys.argv[1]) if len(sys.argv) > 1 else 3.0
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 4
-    binary = os.environ.get("STRATA_BIN", "target/release/strata")
-    if not PERF.exists():
-        subprocess.run([str(HERE / "bench.sh"), "--build-only"], check=True)
+    binary = pathlib.Path(os.environ.get("STRATA_BIN", "target/release/strata")).resolve()
     work = pathlib.Path(tempfile.mkdtemp(prefix="strata-ceiling-", dir=os.environ.get("TMPDIR")))
     data, log = work / "data", work / "broker.log"
     data.mkdir()
@@ -210,36 +142,46 @@ def main() -> None:
     results: dict[str, list[float]] = {"broker": [], "replay": []}
     cpus: dict[str, list[float]] = {"broker": [], "replay": []}
     proxy = None
+
+    def broker_on(advertised: int) -> StrataBroker:
+        """The broker, started with Metadata naming `advertised` as its address."""
+        return StrataBroker(binary, broker_port, data, log, ("--http-listen", "none"),
+                            advertised_port=advertised).start()
+
+    def broker_cpu(broker: StrataBroker):
+        return lambda: cpu_seconds(broker.proc.pid)
+
     try:
-        broker = start_broker(binary, broker_port, broker_port, data, log)
+        broker = broker_on(broker_port)
         try:
-            out = perf(["-P", "-t", "read", "-b", f"127.0.0.1:{broker_port}", "-p", "0",
-                        "-s", "1024", "-c", str(count), "-X", "acks=-1"])
-            if (m := last(PROD_RE, out)) is None or int(m.group(3)) != count:
+            out = rdkafka_performance(["-P", "-t", "read", "-b", broker.bootstrap, "-p", "0",
+                                       "-s", "1024", "-c", str(count), "-X", "acks=-1"], 900)
+            if (m := last_line_match(PROD_RE, out)) is None or int(m.group(3)) != count:
                 raise RuntimeError(f"produce did not complete:\n{out[-2000:]}")
         finally:
-            stop(broker)
+            broker.shutdown_quietly()
         proxy = Proxy(proxy_port, ("127.0.0.1", broker_port), work / "answers")
-        broker = start_broker(binary, broker_port, proxy_port, data, log)
+        broker = broker_on(proxy_port)
         try:
-            recorded = read_topic(proxy_port, count, broker)[0]
+            recorded = timed_read(f"127.0.0.1:{proxy_port}", "read", count, broker_cpu(broker))[0]
         finally:
-            stop(broker)
+            broker.shutdown_quietly()
         proxy.replaying = True
         print(f"recorded {len(proxy.index)} answers ({recorded:.0f} MB/s through the recording proxy)")
         for i in range(rounds):
             for side in (["broker", "replay"] if i % 2 == 0 else ["replay", "broker"]):
                 advertised = broker_port if side == "broker" else proxy_port
-                broker = start_broker(binary, broker_port, advertised, data, log)
+                broker = broker_on(advertised)
                 try:
-                    server = broker if side == "broker" else None
-                    reads = [read_topic(advertised, count, server) for _ in range(2)]
+                    server_cpu = broker_cpu(broker) if side == "broker" else replay_cpu
+                    reads = [timed_read(f"127.0.0.1:{advertised}", "read", count, server_cpu)
+                             for _ in range(2)]
                 finally:
-                    stop(broker)
+                    broker.shutdown_quietly()
                 results[side] += [mbs for mbs, _, _ in reads]
-                cpus[side] += [cpu for _, _, cpu in reads]
+                cpus[side] += [cpu for _, cpu, _ in reads]
                 shown = ", ".join(f"{mbs:.0f} (steal {st:.2f} s, server CPU {cpu:.2f} s)"
-                                  for mbs, st, cpu in reads)
+                                  for mbs, cpu, st in reads)
                 print(f"round {i + 1} {side:6} MB/s: {shown}", flush=True)
         print(f"requests the replay had no answer for (forwarded): {proxy.forwarded}")
     finally:

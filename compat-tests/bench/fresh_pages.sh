@@ -24,11 +24,12 @@ BIN=${STRATA_BIN:-$ROOT/target/release/strata}
 PERF=$HERE/.cache/bin/rdkafka_performance
 [[ -x $PERF ]] || "$HERE/bench.sh" --build-only
 PY=$(command -v python3)
+HELPER=("$PY" "$HERE/bench_helper.py")
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/strata-fresh-pages-XXXXXX")
-PORT=$("$PY" "$HERE/bench_helper.py" freeport)
+PORT=$("${HELPER[@]}" freeport)
 BROKER_PID=""
 cleanup() {
-    [[ -n $BROKER_PID ]] && kill "$BROKER_PID" 2>/dev/null && wait "$BROKER_PID" 2>/dev/null
+    if [[ -n $BROKER_PID ]]; then "${HELPER[@]}" stop "$BROKER_PID"; fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -47,13 +48,11 @@ one_run() { # MODE -> "MB/s broker-CPU-s reclaimed-pages" of the 3 GB run
     local mode=$1
     rm -rf "$WORK/data"
     sync
-    "$BIN" --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" --advertised-listener "127.0.0.1:$PORT" \
-        --http-listen none > "$WORK/broker.log" 2>&1 &
-    BROKER_PID=$!
-    for _ in $(seq 1 100); do
-        "$PY" "$HERE/bench_helper.py" probe "127.0.0.1:$PORT" 1 > /dev/null 2>&1 && break
-        sleep 0.1
-    done
+    local out
+    out=$("${HELPER[@]}" start "$WORK/broker.log" 30 -- "$BIN" --data-dir "$WORK/data" \
+        --listen "127.0.0.1:$PORT" --advertised-listener "127.0.0.1:$PORT" --http-listen none) \
+        || { echo "fresh_pages.sh: the broker did not start; see $WORK/broker.log" >&2; exit 1; }
+    BROKER_PID=${out%% *}
     if [[ $mode != fresh ]]; then
         produce before 2000000 > /dev/null
         sync
@@ -70,11 +69,10 @@ m.close()" ;;
     esac
     local r0 c0 mbs
     r0=$(reclaimed)
-    c0=$("$PY" "$HERE/bench_helper.py" cpu "$BROKER_PID")
+    c0=$("${HELPER[@]}" cpu "$BROKER_PID")
     mbs=$(produce measured 2929687)
-    echo "$mbs $(awk -v a="$c0" -v b="$("$PY" "$HERE/bench_helper.py" cpu "$BROKER_PID")" 'BEGIN {printf "%.2f", b - a}') $(( $(reclaimed) - r0 ))"
-    kill "$BROKER_PID"
-    wait "$BROKER_PID" 2>/dev/null || true
+    echo "$mbs $(awk -v a="$c0" -v b="$("${HELPER[@]}" cpu "$BROKER_PID")" 'BEGIN {printf "%.2f", b - a}') $(( $(reclaimed) - r0 ))"
+    "${HELPER[@]}" stop "$BROKER_PID"
     BROKER_PID=""
 }
 
@@ -90,5 +88,6 @@ for r in $(seq 1 "$ROUNDS"); do
     echo "$line"
 done
 for mode in fresh after touched dropped; do
-    echo "$mode: $(tr ' ' '\n' <<<"${ALL[$mode]}" | grep . | sort -n | awk '{v[NR]=$1} END {printf "%.0f-%.0f MB/s, median %.0f (n=%d)", v[1], v[NR], (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2), NR}')"
+    # shellcheck disable=SC2086
+    echo "$mode MB/s: $("${HELPER[@]}" range ${ALL[$mode]})"
 done

@@ -33,26 +33,21 @@ COUNT=2929687
 BROKER_PID=""
 cleanup() {
     echo "$MACHINE" > "$KNOB"
-    [[ -n $BROKER_PID ]] && kill "$BROKER_PID" 2>/dev/null && wait "$BROKER_PID" 2>/dev/null
+    if [[ -n $BROKER_PID ]]; then "${HELPER[@]}" stop "$BROKER_PID"; fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 start() {
-    "$BIN" --data-dir "$WORK/data" --listen "127.0.0.1:$PORT" --advertised-listener "127.0.0.1:$PORT" \
-        --http-listen none >> "$WORK/broker.log" 2>&1 &
-    BROKER_PID=$!
-    for _ in $(seq 1 100); do
-        "${HELPER[@]}" probe "127.0.0.1:$PORT" 1 > /dev/null 2>&1 && return
-        sleep 0.1
-    done
-    echo "halt_poll.sh: the broker did not answer; see $WORK/broker.log" >&2
-    exit 1
+    local out
+    out=$("${HELPER[@]}" start "$WORK/broker.log" 30 -- "$BIN" --data-dir "$WORK/data" \
+        --listen "127.0.0.1:$PORT" --advertised-listener "127.0.0.1:$PORT" --http-listen none) \
+        || { echo "halt_poll.sh: the broker did not start; see $WORK/broker.log" >&2; exit 1; }
+    BROKER_PID=${out%% *}
 }
 
 stop() {
-    kill "$BROKER_PID"
-    wait "$BROKER_PID" 2>/dev/null || true
+    "${HELPER[@]}" stop "$BROKER_PID"
     BROKER_PID=""
 }
 
@@ -94,8 +89,5 @@ echo "$MACHINE" > "$KNOB"
 echo
 for ns in "$MACHINE" "$NS"; do
     # shellcheck disable=SC2086
-    printf '%s\n' ${RATES[$ns]} | sort -n | awk -v ns="$ns" '
-        {v[NR] = $1}
-        END {m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-             printf "guest_halt_poll_ns=%s: %d-%d MB/s, median %.0f (n=%d)\n", ns, v[1], v[NR], m, NR}'
+    echo "guest_halt_poll_ns=$ns, MB/s: $("${HELPER[@]}" range ${RATES[$ns]})"
 done
