@@ -26,6 +26,7 @@ import time
 import pytest
 
 import kafka_wire
+from ports import free_port  # noqa: F401  (re-exported to the tests and benchmarks)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 10.0
@@ -41,13 +42,6 @@ def strata_binary() -> pathlib.Path:
     if not path.is_file():
         pytest.fail(f"strata binary not found at {path}: run `cargo build --release` or set STRATA_BIN", pytrace=False)
     return path
-
-
-def free_port() -> int:
-    """A port the kernel just handed out for 127.0.0.1 (bind to port 0, read it, release it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class StrataBroker:

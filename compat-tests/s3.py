@@ -28,6 +28,8 @@ import threading
 import time
 import uuid
 
+from ports import free_port
+
 ACCESS_KEY_ID = "test"
 SECRET_ACCESS_KEY = "test"
 REGION = "us-east-1"
@@ -36,12 +38,6 @@ MOTO_READY_TIMEOUT_S = 30.0
 MOTO_STOP_TIMEOUT_S = 10.0
 
 HERE = pathlib.Path(__file__).resolve().parent
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------------------------------------- boto3
@@ -105,7 +101,7 @@ class MotoServer:
     def start(self, attempts: int = 3) -> "MotoServer":
         last_error: Exception | None = None
         for _ in range(attempts):  # the free port can be taken between probe and bind: try another one
-            self.port = _free_port()
+            self.port = free_port()
             with open(self.log_path, "ab") as log:
                 log.write(f"\n===== moto_server on port {self.port}\n".encode())
                 log.flush()
