@@ -40,6 +40,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ports import free_port  # noqa: E402
+
 
 def percentile(values, q):
     """Nearest-rank percentile (q in 0..1): the smallest value with at least q of
@@ -170,9 +173,7 @@ def split_hostport(addr):
 
 
 def cmd_freeport():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        print(s.getsockname()[1])
+    print(free_port())
 
 
 def cmd_start(argv):
