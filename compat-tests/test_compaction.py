@@ -116,6 +116,30 @@ def test_a_consumer_sees_the_last_value_of_every_key_and_tombstones_vanish(strat
     assert list(more.values()) == [live[-1][0] + 1]
 
 
+def test_the_brokers_cleaner_defaults_apply_to_topics_without_their_own(strata_factory):
+    # Kafka's broker-wide names for the topic configs: a day's delete.retention.ms by
+    # default, three seconds here, so the tombstones go within the wait.
+    broker = strata_factory(*FAST_CLEANER, "--override", "log.cleaner.delete.retention.ms=3000",
+                            "--override", "log.cleaner.min.cleanable.ratio=0.01",
+                            "--override", "log.cleaner.min.compaction.lag.ms=0")
+    topic = unique_topic("compact-defaults")
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    config = {"cleanup.policy": "compact", "segment.bytes": "4096"}
+    admin.create_topics([NewTopic(topic, 1, 1, config=config)])[topic].result(timeout=15)
+    wait_for_partitions(broker.bootstrap, topic, 1)
+    records = [(f"key-{k}".encode(), f"v{version}".encode() * 20) for version in range(4) for k in range(10)]
+    records += [(b"key-3", None), (b"key-7", None)]
+    acked = produce_keyed(broker.bootstrap, topic, records)
+    acked.update(roll_with_filler(broker.bootstrap, topic))
+    last = {}
+    for (k, v), off in acked.items():
+        if k not in last or off > last[k][0]:
+            last[k] = (off, v)
+    live = sorted((off, k, v) for k, (off, v) in last.items() if v is not None)
+    assert wait_for(lambda: read_all(broker.bootstrap, topic), lambda rows: rows == live, 60,
+                    "tombstones removed after the broker's delete.retention.ms") == live
+
+
 def test_produce_without_a_key_to_a_compacted_topic_is_invalid_record(strata_factory):
     broker = strata_factory(*FAST_CLEANER)
     topic = unique_topic("compact-nokey")

@@ -25,7 +25,7 @@ from clients import unique_topic, wait_for_partitions
 
 @pytest.fixture
 def broker(strata_factory):
-    return strata_factory("--override", "log.retention.ms=3600000")
+    return strata_factory("--override", "log.retention.ms=3600000", "--override", "log.cleaner.min.cleanable.ratio=0.25")
 
 
 def describe(bootstrap: str, resource: ConfigResource) -> dict:
@@ -53,6 +53,9 @@ def test_topic_configs_with_sources_and_synonyms(broker):
 
     ret = configs["retention.ms"]
     assert (ret.value, ret.source) == ("3600000", ConfigSource.STATIC_BROKER_CONFIG.value)
+    ratio = configs["min.cleanable.dirty.ratio"]
+    assert (ratio.value, ratio.source) == ("0.25", ConfigSource.STATIC_BROKER_CONFIG.value)
+    assert "log.cleaner.min.cleanable.ratio" in ratio.synonyms
     policy = configs["cleanup.policy"]
     assert (policy.value, policy.source) == ("delete", ConfigSource.DEFAULT_CONFIG.value)
 
@@ -66,6 +69,9 @@ def test_broker_and_group_configs(broker):
     assert configs["log.retention.ms"].value == "3600000"
     assert configs["log.retention.ms"].source == ConfigSource.STATIC_BROKER_CONFIG.value
     assert not configs["log.retention.ms"].is_read_only
+    ratio = configs["log.cleaner.min.cleanable.ratio"]
+    assert (ratio.value, ratio.source, ratio.is_read_only) == ("0.25", ConfigSource.STATIC_BROKER_CONFIG.value, False)
+    assert configs["log.cleaner.delete.retention.ms"].value == "86400000"
     assert configs["num.partitions"].value == "1"
     assert configs["num.partitions"].source == ConfigSource.DEFAULT_CONFIG.value
     assert configs["num.partitions"].is_read_only

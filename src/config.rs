@@ -351,6 +351,9 @@ impl Config {
             }
             None => serde_yaml::Mapping::new(),
         };
+        // Top-level keys given with --override beat the flags and their environment
+        // variables, which come next; everything else already beats the file.
+        let mut overridden = std::collections::BTreeSet::new();
         for kv in &overrides.properties {
             let (k, v) = kv.split_once('=').ok_or_else(|| {
                 ConfigError::Invalid(format!("--override takes name=value, got {kv:?}"))
@@ -360,6 +363,7 @@ impl Config {
                 serde_yaml::from_str(v).unwrap_or_else(|_| serde_yaml::Value::String(v.into()))
             };
             if TOP_LEVEL_KEYS.contains(&k) {
+                overridden.insert(k);
                 doc.insert(k.into(), parsed());
             } else if let Some(sub) = k.strip_prefix("tier.") {
                 let tier = doc
@@ -377,8 +381,13 @@ impl Config {
                 }
             }
         }
-        let legacy_given = overrides.listen.is_some()
-            || overrides.advertised_listener.is_some()
+        let flag = |key: &str| !overridden.contains(key);
+        let listen = overrides.listen.filter(|_| flag("listen"));
+        let advertised_listener = overrides
+            .advertised_listener
+            .filter(|_| flag("advertised_listener"));
+        let legacy_given = listen.is_some()
+            || advertised_listener.is_some()
             || doc.contains_key("listen")
             || doc.contains_key("advertised_listener");
         let mut config: Config =
@@ -393,19 +402,19 @@ impl Config {
                     None => ConfigError::Yaml(msg),
                 }
             })?;
-        if let Some(v) = overrides.listen {
+        if let Some(v) = listen {
             config.listen = v;
         }
-        if let Some(v) = overrides.advertised_listener {
+        if let Some(v) = advertised_listener {
             config.advertised_listener = v;
         }
-        if let Some(v) = overrides.data_dir {
+        if let Some(v) = overrides.data_dir.filter(|_| flag("data_dir")) {
             config.data_dir = v;
         }
-        if let Some(v) = overrides.flush {
+        if let Some(v) = overrides.flush.filter(|_| flag("flush")) {
             config.flush = v;
         }
-        if let Some(v) = overrides.http_listen {
+        if let Some(v) = overrides.http_listen.filter(|_| flag("http_listen")) {
             config.http_listen = Some(v);
         }
         if let Some(n) = config.max_connections {
@@ -443,6 +452,16 @@ impl Config {
             );
         }
         Ok(config)
+    }
+
+    /// The directory of `store: local`: `tier.local_dir`, else `<data_dir>/tier`.
+    pub fn tier_local_dir(&self) -> Option<PathBuf> {
+        (self.tier.store == TierStore::Local).then(|| {
+            self.tier
+                .local_dir
+                .clone()
+                .unwrap_or_else(|| self.data_dir.join("tier"))
+        })
     }
 
     pub fn flush_interval(&self) -> Duration {
@@ -547,6 +566,53 @@ mod tests {
         assert_eq!(c.props.int("num.partitions"), 4);
         assert_eq!(c.props.topic_defaults()["segment.bytes"], "1048576");
         assert_eq!(c.flush, FlushPolicy::Always);
+    }
+
+    #[test]
+    fn kafkas_coarser_aliases_set_the_precise_names() {
+        let load = |props: &[&str]| {
+            Config::load(
+                None,
+                Overrides {
+                    properties: props.iter().map(|s| s.to_string()).collect(),
+                    ..Default::default()
+                },
+            )
+            .expect("load")
+        };
+        let c = load(&["log.roll.hours=2", "log.retention.minutes=3"]);
+        assert_eq!(c.props.int("log.roll.ms"), 7_200_000);
+        assert_eq!(c.props.topic_defaults()["segment.ms"], "7200000");
+        assert_eq!(c.props.int("log.retention.ms"), 180_000);
+        // the precise name wins over its alias, as in Kafka
+        let c = load(&["log.roll.hours=2", "log.roll.ms=5000"]);
+        assert_eq!(c.props.int("log.roll.ms"), 5000);
+    }
+
+    #[test]
+    fn precedence_is_file_then_flags_then_override() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("strata.yaml");
+        std::fs::write(
+            &file,
+            "flush: interval\ndata_dir: /from/file\ncluster_id: file-cluster\nhttp_listen: none\n",
+        )
+        .expect("write");
+        let c = Config::load(
+            Some(&file),
+            Overrides {
+                data_dir: Some("/from/flag".into()),
+                flush: Some(FlushPolicy::Os),
+                http_listen: Some("127.0.0.1:1".into()),
+                properties: vec!["flush=always".into(), "http_listen=127.0.0.1:2".into()],
+                ..Default::default()
+            },
+        )
+        .expect("load");
+        assert_eq!(c.cluster_id, "file-cluster");
+        assert_eq!(c.data_dir, PathBuf::from("/from/flag"));
+        assert_eq!(c.flush, FlushPolicy::Always);
+        assert_eq!(c.http_listen.as_deref(), Some("127.0.0.1:2"));
     }
 
     #[test]
@@ -731,5 +797,24 @@ mod tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/strata.yaml");
         let c = Config::load(Some(&path), Overrides::default()).expect("config/strata.yaml");
         assert_eq!(c.listen, "0.0.0.0:9092");
+        // It documents every broker property, set to its default or shown in a comment.
+        let text = std::fs::read_to_string(&path).expect("read");
+        for p in KAFKA_PROPERTIES {
+            let shown = text
+                .lines()
+                .map(|l| l.trim_start_matches([' ', '#']))
+                .any(|l| l.starts_with(&format!("{}:", p.name)));
+            assert!(shown, "config/strata.yaml does not mention {}", p.name);
+            if c.props.is_set(p.name) {
+                let (given, default) = (c.props.get(p.name), p.default.to_string());
+                let same = given == default
+                    || matches!((given.parse::<f64>(), default.parse::<f64>()), (Ok(a), Ok(b)) if a == b);
+                assert!(
+                    same,
+                    "{} is {given} in the file, {default} by default",
+                    p.name
+                );
+            }
+        }
     }
 }

@@ -86,7 +86,9 @@ fn config_type(name: &str, kind: Kind) -> ConfigType {
         Kind::Int
             if matches!(
                 name,
-                "min.cleanable.dirty.ratio" | "log.cleaner.io.max.bytes.per.second"
+                "min.cleanable.dirty.ratio"
+                    | "log.cleaner.min.cleanable.ratio"
+                    | "log.cleaner.io.max.bytes.per.second"
             ) =>
         {
             ConfigType::Double

@@ -135,6 +135,30 @@ pub const KAFKA_PROPERTIES: &[Property] = &[
         None,
         Kind::Int,
     ),
+    prop(
+        "log.cleaner.min.cleanable.ratio",
+        "0.5",
+        Some("min.cleanable.dirty.ratio"),
+        Kind::Int,
+    ),
+    prop(
+        "log.cleaner.delete.retention.ms",
+        "86400000",
+        Some("delete.retention.ms"),
+        Kind::Int,
+    ),
+    prop(
+        "log.cleaner.min.compaction.lag.ms",
+        "0",
+        Some("min.compaction.lag.ms"),
+        Kind::Int,
+    ),
+    prop(
+        "log.cleaner.max.compaction.lag.ms",
+        "9223372036854775807",
+        Some("max.compaction.lag.ms"),
+        Kind::Int,
+    ),
     // The group coordinator.
     prop("group.min.session.timeout.ms", "6000", None, Kind::Int),
     prop("group.max.session.timeout.ms", "1800000", None, Kind::Int),
@@ -370,26 +394,6 @@ pub const TOPIC_ONLY_DEFAULTS: &[(&str, &str, &str)] = &[
         "false",
     ),
     (
-        "delete.retention.ms",
-        "log.cleaner.delete.retention.ms",
-        "86400000",
-    ),
-    (
-        "min.compaction.lag.ms",
-        "log.cleaner.min.compaction.lag.ms",
-        "0",
-    ),
-    (
-        "max.compaction.lag.ms",
-        "log.cleaner.max.compaction.lag.ms",
-        "9223372036854775807",
-    ),
-    (
-        "min.cleanable.dirty.ratio",
-        "log.cleaner.min.cleanable.ratio",
-        "0.5",
-    ),
-    (
         "file.delete.delay.ms",
         "log.segment.delete.delay.ms",
         "60000",
@@ -430,7 +434,9 @@ pub fn check_value(name: &str, kind: Kind, value: &str) -> Result<(), String> {
             value.parse::<i64>().is_ok()
                 || (matches!(
                     name,
-                    "min.cleanable.dirty.ratio" | "log.cleaner.io.max.bytes.per.second"
+                    "min.cleanable.dirty.ratio"
+                        | "log.cleaner.min.cleanable.ratio"
+                        | "log.cleaner.io.max.bytes.per.second"
                 ) && value.parse::<f64>().is_ok())
         }
         Kind::TimestampType => matches!(value, "CreateTime" | "LogAppendTime"),
@@ -474,11 +480,13 @@ fn bounds(name: &str) -> (Declared, Option<i64>, Option<i64>) {
         "local.retention.ms" | "log.local.retention.ms" => (Long, Some(-2), None),
         "local.retention.bytes" | "log.local.retention.bytes" => (Long, Some(-2), None),
         "flush.messages" => (Long, Some(1), None),
-        "max.compaction.lag.ms" => (Long, Some(1), None),
-        "min.cleanable.dirty.ratio" => (Double, None, None),
+        "max.compaction.lag.ms" | "log.cleaner.max.compaction.lag.ms" => (Long, Some(1), None),
+        "min.cleanable.dirty.ratio" | "log.cleaner.min.cleanable.ratio" => (Double, None, None),
         "flush.ms"
         | "delete.retention.ms"
+        | "log.cleaner.delete.retention.ms"
         | "min.compaction.lag.ms"
+        | "log.cleaner.min.compaction.lag.ms"
         | "file.delete.delay.ms"
         | "segment.jitter.ms"
         | "message.timestamp.before.max.ms"

@@ -63,9 +63,7 @@ pub fn connect(config: &Config) -> anyhow::Result<Option<Arc<dyn ObjectStore>>> 
 /// The local-directory store of the config (`store: local`), created if missing.
 pub fn local_store(config: &Config) -> anyhow::Result<object_store::local::LocalFileSystem> {
     let dir = config
-        .tier
-        .local_dir
-        .clone()
+        .tier_local_dir()
         .unwrap_or_else(|| config.data_dir.join("tier"));
     std::fs::create_dir_all(&dir)?;
     Ok(object_store::local::LocalFileSystem::new_with_prefix(&dir)?)
