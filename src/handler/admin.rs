@@ -135,6 +135,25 @@ pub async fn delete_topics(ctx: &Ctx<'_>, req: DeleteTopicsRequest) -> DeleteTop
             .map(|n| (Some(n.0.to_string()), Uuid::nil()))
             .collect()
     };
+    if !broker.config.props.bool("delete.topic.enable") {
+        // As Kafka's controller: every topic gets the error, older versions INVALID_REQUEST.
+        let error = if ctx.version < 3 {
+            ResponseError::InvalidRequest
+        } else {
+            ResponseError::TopicDeletionDisabled
+        };
+        let results = targets
+            .into_iter()
+            .map(|(name, id)| {
+                DeletableTopicResult::default()
+                    .with_name(name.map(|n| TopicName(str_bytes(&n))))
+                    .with_topic_id(id)
+                    .with_error_code(error.code())
+                    .with_error_message(Some(str_bytes("Topic deletion is disabled.")))
+            })
+            .collect();
+        return DeleteTopicsResponse::default().with_responses(results);
+    }
     let mut results = Vec::new();
     for (name, id) in targets {
         let by_id = name.is_none();
