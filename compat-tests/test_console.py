@@ -20,7 +20,7 @@ import shutil
 import uuid
 
 import pytest
-from confluent_kafka import Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 from playwright import sync_api as playwright_api
 
 from clients import create_topic, group_consumer, unique_topic, wait_until
@@ -94,6 +94,9 @@ def test_the_console_shows_topic_message_and_group_lag(strata, page, tmp_path):
         facts = page.locator("table.facts").first.inner_text()
         assert "strata 0." in facts and "Data directory" in facts
         assert strata.bootstrap in page.locator("table").nth(1).inner_text()
+        # the default archive: a local directory under the data directory
+        archive = page.locator("table.facts").nth(1).inner_text()
+        assert "local" in archive and str(strata.data_dir / "tier") in archive
         page.screenshot(path=tmp_path / "console-broker.png", full_page=True)
 
         page.goto(url + "/topics")
@@ -190,6 +193,21 @@ def test_a_topic_with_many_partitions_is_shown_a_page_at_a_time(strata, page_wit
     indexes = page.locator("#partitions tbody tr td:first-child").all_inner_texts()
     assert indexes == [str(i) for i in range(200, 250)]
     page.screenshot(path=tmp_path / "console-topic-page-3.png", full_page=True)
+
+    # A group with an offset committed on every partition: its offsets a page at a time too.
+    group = f"console-wide-{uuid.uuid4().hex[:8]}"
+    committer = Consumer({"bootstrap.servers": strata.bootstrap, "group.id": group})
+    try:
+        committer.commit(offsets=[TopicPartition(topic, i, 0) for i in range(250)], asynchronous=False)
+    finally:
+        committer.close()
+    page.goto(f"{strata.http_url}/groups/{group}")
+    assert page.locator("#offsets tbody tr").count() == 100
+    assert "Page 1 of 3 (250 rows)" in page.locator(".pager").inner_text()
+    page.click(".pager a[rel=next]")
+    page.click(".pager a[rel=next]")
+    partitions = page.locator("#offsets tbody tr td:nth-child(2)").all_inner_texts()
+    assert partitions == [str(i) for i in range(200, 250)]
 
 
 def test_the_archive_page_and_reading_archived_records(strata_factory, page, tmp_path):

@@ -34,6 +34,7 @@ pub(super) async fn page(State(state): State<Arc<HttpState>>) -> Response {
     let groups = broker.groups.list().len();
     let tier = &config.tier;
     let tiered = broker.replica_manager.tier().is_some();
+    let local_dir = config.tier_local_dir();
     let samples: Vec<Throughput> = state.history.throughput();
     let times: Vec<i64> = samples.iter().map(|s| s.at_ms).collect();
     let bytes_in: Vec<f64> = samples.iter().map(|s| s.bytes_in as f64).collect();
@@ -71,7 +72,7 @@ pub(super) async fn page(State(state): State<Arc<HttpState>>) -> Response {
         @if tiered {
             table.facts {
                 tr { th { "Store" } td { (format!("{:?}", tier.store).to_lowercase()) } }
-                @if let Some(dir) = &tier.local_dir { tr { th { "Directory" } td { code { (dir.display()) } } } }
+                @if let Some(dir) = &local_dir { tr { th { "Directory" } td { code { (dir.display()) } } } }
                 @if let Some(bucket) = &tier.bucket { tr { th { "Bucket" } td { code { (bucket) } } } }
                 @if let Some(endpoint) = &tier.endpoint { tr { th { "Endpoint" } td { code { (endpoint) } } } }
                 tr { th { "Prefix" } td { code { (tier.prefix.as_deref().unwrap_or("strata")) } } }

@@ -17,6 +17,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 const GROUPS_PER_PAGE: usize = 50;
+const OFFSETS_PER_PAGE: usize = 100;
 
 #[derive(Deserialize, Default)]
 pub(super) struct ListQuery {
@@ -140,7 +141,16 @@ pub(crate) fn classic_assignment(bytes: &Bytes) -> BTreeMap<String, Vec<i32>> {
     out
 }
 
-pub(super) async fn group(State(state): State<Arc<HttpState>>, Path(id): Path<String>) -> Response {
+#[derive(Deserialize, Default)]
+pub(super) struct GroupQuery {
+    page: Option<usize>,
+}
+
+pub(super) async fn group(
+    State(state): State<Arc<HttpState>>,
+    Path(id): Path<String>,
+    Query(query): Query<GroupQuery>,
+) -> Response {
     let Some(broker) = state.broker() else {
         return not_ready();
     };
@@ -205,7 +215,11 @@ pub(super) async fn group(State(state): State<Arc<HttpState>>, Path(id): Path<St
         }
     }
     let rows = offsets(broker, &id);
+    // The total covers every committed partition; the table shows one page of them.
     let total_lag: i64 = rows.iter().map(|r| r.4.max(0)).sum();
+    let page = query.page.unwrap_or(1);
+    let (range, pages) = page_range(rows.len(), page, OFFSETS_PER_PAGE);
+    let link = |p: usize| format!("/groups/{}?page={p}", path_segment(&id));
     let history = state.history.lag(&id);
     let times: Vec<i64> = history.iter().map(|h| h.0).collect();
     let lags: Vec<f64> = history.iter().map(|h| h.1 as f64).collect();
@@ -247,7 +261,7 @@ pub(super) async fn group(State(state): State<Arc<HttpState>>, Path(id): Path<St
                     th.num { "High watermark" } th.num { "Lag" } th { "Metadata" } th { "Committed at (UTC)" }
                 } }
                 tbody {
-                    @for (topic, index, committed, hw, lag, metadata, at) in &rows {
+                    @for (topic, index, committed, hw, lag, metadata, at) in &rows[range] {
                         tr {
                             td { a href=(format!("/topics/{}", path_segment(topic))) { (topic) } }
                             td.num { (index) }
@@ -259,6 +273,7 @@ pub(super) async fn group(State(state): State<Arc<HttpState>>, Path(id): Path<St
                     }
                 }
             }
+            (pager(page, pages, rows.len(), link))
         }
         h2 { "Lag over time" }
         (chart(&times, &[("total lag", "s3", lags)], |v| format!("{v:.0}")))
