@@ -418,7 +418,13 @@ impl Mechanism for OAuthBearer {
                         response.authzid, accepted.principal
                     ));
                 }
-                tracing::debug!(listener, principal = %accepted.principal, "OAUTHBEARER token accepted");
+                // The scope is the token's, as Kafka's validators read it; no ACL looks at it.
+                tracing::debug!(
+                    listener,
+                    principal = %accepted.principal,
+                    scope = %accepted.scope.join(" "),
+                    "OAUTHBEARER token accepted"
+                );
                 Step::Done {
                     token: Vec::new(),
                     principal: Principal::user(accepted.principal),

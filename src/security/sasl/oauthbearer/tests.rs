@@ -362,6 +362,23 @@ fn principal_comes_from_the_configured_claim() {
 }
 
 #[test]
+fn scope_comes_from_the_configured_claim() {
+    let s = secured(&["sasl.oauthbearer.scope.claim.name=scp"]);
+    let mut c = claims();
+    c["scp"] = json!(["orders.read", "orders.write"]);
+    c["scope"] = json!("ignored");
+    assert_eq!(
+        s.v.validate(&rs256(c), NOW).unwrap().scope,
+        ["orders.read", "orders.write"]
+    );
+    // by default the claim is `scope`, a space-separated string
+    let s = secured(&[]);
+    let mut c = claims();
+    c["scope"] = json!("a b");
+    assert_eq!(s.v.validate(&rs256(c), NOW).unwrap().scope, ["a", "b"]);
+}
+
+#[test]
 fn unsecured_mode_takes_unsigned_tokens_and_its_jaas_options() {
     let v = OAuthBearerValidator::from_props(&props(&[]), LISTENER).unwrap();
     assert!(!v.is_secured());
