@@ -10,6 +10,10 @@ Where the broker looks inside compressed batches, it does with every codec:
 - a topic's compression.type other than `producer` recompresses batches on append into its
   codec, keeping the producer id, epoch, sequence and transactional bit;
 - zstd needs Produce v7 and (for a zstd topic) Fetch v10.
+
+And Kafka's own record code (kafka-clients' MemoryRecords, java/ReadSegments.java) reads the
+segment files Strata writes: every batch's CRC holds, every codec decodes, transaction
+markers are control batches, and the records are the ones acknowledged.
 """
 
 import json
@@ -325,3 +329,59 @@ def test_zstd_needs_produce_v7_and_fetch_v10(strata):
     # newer clients read it
     msgs = consume_partitions(strata.bootstrap, zstd_topic, [0], expected=2)[0]
     assert [m.timestamp()[1] for m in msgs] == [BASE_TS, BASE_TS + 1]
+
+
+def test_kafkas_record_code_reads_the_segment_files(strata, java_classpath):
+    topics = {"producer": unique_topic("kafka-reads"), "lz4": unique_topic("kafka-reads-lz4")}
+    for compression, topic in topics.items():
+        create_topic_with(strata.bootstrap, topic, {"segment.bytes": "4096", "compression.type": compression})
+    acked = {topic: {} for topic in topics.values()}
+
+    def record(topic):
+        def on_delivery(err, msg):
+            assert err is None, err
+            acked[topic][msg.offset()] = (msg.key().decode(), msg.value().decode())
+        return on_delivery
+
+    for codec in ["none", *CODECS]:
+        for topic in topics.values():
+            producer = Producer({"bootstrap.servers": strata.bootstrap, "compression.type": codec, "linger.ms": 20})
+            for i in range(60):
+                producer.produce(topic, key=f"{codec}-{i}".encode(), value=f"{codec} value {i:03d} ".encode() * 8,
+                                 partition=0, on_delivery=record(topic))
+            assert producer.flush(30) == 0
+    # a committed and an aborted transaction: their markers are control batches
+    txn = Producer({"bootstrap.servers": strata.bootstrap, "transactional.id": f"reads-{uuid.uuid4()}",
+                    "compression.type": "zstd"})
+    txn.init_transactions(15)
+    for outcome in ("commit", "abort"):
+        txn.begin_transaction()
+        txn.produce(topics["producer"], key=outcome.encode(), value=f"in a transaction to {outcome}".encode(),
+                    partition=0, on_delivery=record(topics["producer"]))
+        assert txn.flush(15) == 0
+        if outcome == "commit":
+            txn.commit_transaction(15)
+        else:
+            txn.abort_transaction(15)
+
+    for compression, topic in topics.items():
+        files = sorted((strata.data_dir / f"{topic}-0").glob("*.log"))
+        assert len(files) > 1, "expected several segments"
+        cmd = java_command(java_classpath, "ReadSegments", *map(str, files))
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, program_report(cmd, proc, None, "ReadSegments")
+        batches = [json.loads(line) for line in proc.stdout.splitlines()]
+        # each file starts with the batch its name says, in Kafka's v2 format
+        for f in files:
+            first = next(b for b in batches if b["file"] == f.name)
+            assert first["base_offset"] == int(f.stem)
+        assert {b["magic"] for b in batches} == {2}
+        read = {r["offset"]: (r["key"], r["value"]) for b in batches if not b["control"] for r in b["records"]}
+        assert read == acked[topic]
+        codecs = {b["compression"] for b in batches if not b["control"]}
+        if compression == "lz4":
+            assert codecs == {"lz4"}  # recompressed by the broker, read by Kafka's codec
+        else:
+            assert codecs == {"none", *CODECS}
+            markers = [b for b in batches if b["control"]]
+            assert len(markers) == 2 and all(b["transactional"] for b in markers)

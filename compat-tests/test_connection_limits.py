@@ -265,10 +265,14 @@ def test_hostile_clients_cannot_push_memory_past_the_bound_and_others_are_served
         # Meanwhile a producer and a consumer are served.
         produce_and_consume(broker.bootstrap, count=200)
         wait_until(lambda: len(stalled_readers) == 6, 20, "the broker to stop reading from clients that do not read")
+        # their fetches are read and answered, the answers not yet taken
+        assert value(scrape(broker), "strata_request_in_flight_bytes") > 0
     finally:
         stop.set()
         for t in threads:
             t.join(timeout=30)
+    wait_until(lambda: value(scrape(broker), "strata_request_in_flight_bytes") == 0, 20,
+               "no request in flight once those clients are gone")
     samples = scrape(broker)
     assert value(samples, "strata_request_memory_limit_bytes") == queued_max
     assert value(samples, "strata_request_memory_used_bytes") <= queued_max

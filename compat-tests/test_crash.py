@@ -1,5 +1,12 @@
-"""Crashes: kill -9 mid-stream loses no acknowledged message and duplicates none; a torn tail is cut off."""
+"""Crashes: kill -9 mid-stream loses no acknowledged message and duplicates none; a torn tail is cut off.
 
+What a start-up trusts without checking is what each partition's `recovery-point` file
+vouches for: `flush: interval` moves it to the log end every `flush_interval_ms`, one
+partition at a time or (many dirty partitions) with one sync of the file system; `flush: os`
+leaves the active segment to the page cache and moves it only on shutdown.
+"""
+
+import pathlib
 import random
 import struct
 import time
@@ -115,3 +122,44 @@ def test_a_torn_write_at_the_end_of_the_log_is_cut_off_at_restart(strata_factory
     produce_and_read_back_one(broker.bootstrap, topic, b"after-the-torn-write")
     assert high_watermarks(broker.bootstrap, topic, [0]) == {0: 201}
     assert all(b["crc_ok"] for b in kafka_wire.read_segment_batches(segment)), "corrupt batch left in the log"
+
+
+def recovery_points(broker, topic, partitions):
+    def read(p):
+        path = pathlib.Path(broker.data_dir) / f"{topic}-{p}" / "recovery-point"
+        return int(path.read_text()) if path.exists() else 0
+    return [read(p) for p in range(partitions)]
+
+
+@pytest.mark.parametrize("flush", ["interval", "os"])
+def test_flush_interval_moves_the_recovery_point_to_the_log_end(strata_factory, flush):
+    broker = strata_factory("--flush", flush, "--override", "flush_interval_ms=200")
+    # one partition on its own (an fsync per file) and twelve at once (one sync of the file system)
+    few, many = unique_topic("flush-one"), unique_topic("flush-many")
+    create_topic(broker.bootstrap, few, 1)
+    create_topic(broker.bootstrap, many, 12)
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5})
+    for topic, partitions in ((few, 1), (many, 12)):
+        for p in range(partitions):
+            for i in range(20):
+                producer.produce(topic, value=f"{topic}-{p}-{i}".encode(), partition=p)
+    assert producer.flush(30) == 0
+    ends = {few: [20], many: [20] * 12}
+    for topic, end in ends.items():
+        assert list(high_watermarks(broker.bootstrap, topic, range(len(end))).values()) == end
+
+    if flush == "interval":
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if all(recovery_points(broker, t, len(e)) == e for t, e in ends.items()):
+                break
+            time.sleep(0.2)
+        for topic, end in ends.items():
+            assert recovery_points(broker, topic, len(end)) == end, topic
+    else:
+        time.sleep(2)  # ten flush intervals, were it flushing
+        for topic, end in ends.items():
+            assert recovery_points(broker, topic, len(end)) == [0] * len(end), topic
+    broker.stop()  # a clean shutdown flushes everything, whatever the policy
+    for topic, end in ends.items():
+        assert recovery_points(broker, topic, len(end)) == end, topic

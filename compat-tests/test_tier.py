@@ -20,8 +20,9 @@ What is checked against the archive itself (Strata's layout):
 - test_offsets_for_times_in_the_archive: ListOffsets by timestamp finds offsets in archived
   segments (segment edges included), in the local log, and none after the last record.
 - test_restore_from_archive_into_an_empty_data_dir: the data dir is deleted; a broker on the
-  same archive recreates the topic (same id and partitions), serves the archived history,
-  and continues at the archive's end offset; new segments extend the same manifest.
+  same archive recreates the topic (same id, partitions and configs), serves the archived
+  history, and continues at the archive's end offset; new segments extend the same manifest.
+  A broker whose data dir has a topic of its own restores nothing.
 - test_store_unreachable_then_back (s3): the S3 link is cut; produce and consume of local data
   go on, nothing unarchived is deleted locally; after the link is back the archive catches up.
 - test_slow_store_does_not_stall_local_fetches (s3): the S3 link is stalled (connections
@@ -61,12 +62,15 @@ import uuid
 import crc32c
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from clients import (Delivered, file_sizes, consume_partitions, create_topic, new_consumer, topic_id, unique_topic, wait_for,
                      wait_for_partitions)
 import kafka_wire
+from conftest import StrataBroker, free_port
 from s3 import tier_config
+from test_http import scrape
+from test_http import value as metric
 from test_java import run_produce_consume
 
 SEGMENT_BYTES = 64 * 1024
@@ -429,7 +433,10 @@ def test_restore_from_archive_into_an_empty_data_dir(strata_factory, tiered):
     broker = strata_factory("--config", str(config))
     topic = unique_topic("tier-restore")
     partitions = [0, 1]
-    create_topic(broker.bootstrap, topic, len(partitions))
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    admin.create_topics([NewTopic(topic, len(partitions), 1, config={"max.message.bytes": "2000000"})])[topic].result(
+        timeout=15)
+    wait_for_partitions(broker.bootstrap, topic, len(partitions))
     tid = topic_id(broker.bootstrap, topic)
     count = 8_000
     delivered = produce_values(broker.bootstrap, topic, [value_for("old", i) for i in range(count)],
@@ -446,6 +453,10 @@ def test_restore_from_archive_into_an_empty_data_dir(strata_factory, tiered):
 
     wait_for_partitions(broker.bootstrap, topic, len(partitions))
     assert topic_id(broker.bootstrap, topic) == tid, "the restored topic has another id"
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    restored = admin.describe_configs([resource])[resource].result(timeout=15)
+    assert restored["max.message.bytes"].value == "2000000", "the restored topic lost its config"
     for p in partitions:
         assert watermarks(broker.bootstrap, topic, p) == (0, archived_end[p] + 1), (
             f"partition {p}: watermarks after restore, archive ends at {archived_end[p]}")
@@ -474,6 +485,20 @@ def test_restore_from_archive_into_an_empty_data_dir(strata_factory, tiered):
     for p in partitions:
         segments = check_manifest(tiered.archive, topic, p)
         assert segments[-1]["end_offset"] > archived_end[p], f"partition {p}: no new segment archived"
+
+    # A broker that has a topic of its own restores nothing, even with the archive full.
+    broker.stop()
+    shutil.rmtree(broker.data_dir)
+    broker.data_dir.mkdir()
+    unarchived = StrataBroker(broker.binary, free_port(), broker.data_dir, broker.log_path,
+                              ("--config", str(config), "--override", "tier.store=none")).start()
+    own = unique_topic("own")
+    create_topic(unarchived.bootstrap, own, 1)
+    unarchived.stop()
+    broker.start()
+    wait_for_partitions(broker.bootstrap, own, 1)
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap})
+    assert topic not in admin.list_topics(timeout=10).topics
 
 
 # ---------------------------------------------------------------------------------------------- 4. faults
@@ -1077,6 +1102,7 @@ def test_a_damaged_archive_object_is_an_error_and_the_next_fetch_reads_again(str
         assert answer["high_watermark"] == count
     assert broker.is_running(), broker.log_tail()
     assert "archive read failed" in broker.log_path.read_text(errors="replace")
+    assert metric(scrape(broker), "strata_archive_remote_read_errors_total") >= 3
 
     path.write_bytes(whole)
     answer = fetch_until(broker.bootstrap, topic, 0, 0, "records once the object is whole again",

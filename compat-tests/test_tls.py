@@ -26,6 +26,9 @@ listener on a second port; the certificates come from `certs.TestPki` (a fresh C
 - test_secrets_from_the_environment_and_a_file: the keystore and truststore locations and
   the password of the (encrypted PKCS#8) key come from ${env:..} and ${file:..}; an unset
   variable stops the start with an error naming the property.
+- test_enabled_protocols_limit_the_handshake: with ssl.enabled.protocols=TLSv1.3 a client
+  that offers TLS 1.2 at most is refused and one offering 1.3 gets it; with TLSv1.2 the
+  reverse, and librdkafka connects with its defaults either way.
 - test_bad_listener_settings_stop_the_start_naming_the_key: a listener without a protocol,
   and a JKS keystore, are start-up errors that say what to do.
 """
@@ -168,6 +171,30 @@ def test_kcat_and_confluent_kafka_over_ssl(tls_broker, tmp_path):
     assert out.stdout.decode().split() == lines
     # the same data over the PLAINTEXT listener
     assert consume_values(broker.bootstrap, topic, len(lines), {}) == [line.encode() for line in lines]
+
+
+def handshake(port: int, ca, lowest: ssl.TLSVersion, highest: ssl.TLSVersion) -> str:
+    """The TLS version a Python client limited to [lowest, highest] negotiates with the port."""
+    ctx = ssl.create_default_context(cafile=str(ca))
+    ctx.minimum_version, ctx.maximum_version = lowest, highest
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            return tls.version()
+
+
+@pytest.mark.parametrize("enabled, refused_range, accepted_range", [
+    ("TLSv1.3", (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_2), (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_3)),
+    ("TLSv1.2", (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_3), (ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_2)),
+])
+def test_enabled_protocols_limit_the_handshake(tls_broker, tmp_path, enabled, refused_range, accepted_range):
+    pki = TestPki(tmp_path / "pki")
+    ks = keystore(pki.dir, pki.server())
+    ssl_port = free_port()
+    tls_broker(ssl_port, f"ssl.keystore.location={ks}", f"ssl.enabled.protocols={enabled}")
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        handshake(ssl_port, pki.ca_cert, *refused_range)
+    assert handshake(ssl_port, pki.ca_cert, *accepted_range) == enabled
+    kcat(f"127.0.0.1:{ssl_port}", "-L", conf=ssl_conf(pki))
 
 
 def test_each_listener_advertises_its_own_address(tls_broker, tmp_path):

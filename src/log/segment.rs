@@ -718,6 +718,15 @@ pub(crate) mod tests {
                 unsafe { libc::fcntl(self.0.as_raw_fd(), libc::F_ADD_SEALS, libc::F_SEAL_GROW) };
             assert_eq!(r, 0, "F_SEAL_GROW: {}", io::Error::last_os_error());
         }
+
+        /// Truncating it fails from now on (as it may on a failing disk); writes still work.
+        pub(crate) fn stop_shrinking(&self) {
+            use std::os::fd::AsRawFd;
+            // SAFETY: fcntl on a descriptor this value owns.
+            let r =
+                unsafe { libc::fcntl(self.0.as_raw_fd(), libc::F_ADD_SEALS, libc::F_SEAL_SHRINK) };
+            assert_eq!(r, 0, "F_SEAL_SHRINK: {}", io::Error::last_os_error());
+        }
     }
 
     fn file_len(dir: &Path, ext: &str) -> u64 {
@@ -767,6 +776,53 @@ pub(crate) mod tests {
             LogSegment::open(copy.path(), 0, 1, true, None, &mut |_| {}).expect("open");
         assert_eq!((rec.batches, rec.truncated_bytes), (5, 0));
         assert_eq!(seg.next_offset(), 5);
+    }
+
+    /// The `.log` took the batch, its index entry did not fit, and cutting the `.log` back
+    /// failed too: the segment refuses appends (each tries the cut again first) while what
+    /// it held stays readable, and a restart's recovery leaves it ending at a whole batch.
+    #[test]
+    fn an_append_that_cannot_be_cut_back_refuses_the_next_ones_until_recovery_cuts_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let log = StoppableFile::at(&dir.path().join(file_name(0, ".log")));
+        let index = StoppableFile::at(&dir.path().join(file_name(0, ".index")));
+        let mut seg = LogSegment::create(dir.path(), 0, 1).expect("create");
+        for i in 0..3 {
+            seg.append(&batch_at(i, &[b"fits"])).expect("append");
+        }
+        let size = seg.size();
+        log.stop_shrinking();
+        index.stop_growth();
+        seg.append(&batch_at(3, &[b"half written"]))
+            .expect_err("the index is full");
+        assert!(
+            file_len(dir.path(), ".log") > size,
+            "the .log kept the batch"
+        );
+        for _ in 0..2 {
+            seg.append(&batch_at(3, &[b"refused"]))
+                .expect_err("appends wait for the cut");
+            assert_eq!((seg.size(), seg.next_offset()), (size, 3));
+        }
+        for o in 0..3 {
+            assert!(seg.find_position(o, seg.size()).expect("io").is_some());
+        }
+        drop(seg);
+        let copy = tempfile::tempdir().expect("tmp");
+        for ext in [".log", ".index", ".timeindex"] {
+            let name = file_name(0, ext);
+            std::fs::copy(dir.path().join(&name), copy.path().join(&name)).expect("copy");
+        }
+        let (mut seg, rec) =
+            LogSegment::open(copy.path(), 0, 1, true, None, &mut |_| {}).expect("open");
+        // The batch reached the .log whole, so recovery keeps it (as Kafka's does: its
+        // producer was told it failed, and a retry of an idempotent one is a duplicate the
+        // producer state recognises); the indexes are rebuilt to cover it.
+        assert_eq!((rec.batches, rec.truncated_bytes), (4, 0));
+        assert_eq!(seg.next_offset(), 4);
+        assert!(seg.find_position(3, seg.size()).expect("io").is_some());
+        seg.append(&batch_at(4, &[b"after recovery"]))
+            .expect("append");
     }
 
     #[test]

@@ -366,3 +366,24 @@ fn a_range_found_before_its_segment_is_deleted_is_still_read_whole() {
     assert!(log_files(dir.path())[0] > 0, "the first segment is deleted");
     assert_eq!(range.read().expect("read"), expected);
 }
+
+#[test]
+fn rolled_segments_are_synced_once_old_enough_and_the_recovery_point_follows() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let p = open(dir.path());
+    for i in 0..12u8 {
+        append(&p, &make_batch(i as i64, &[&[i; 50]])).expect("append");
+    }
+    let bases = log_files(dir.path());
+    assert!(bases.len() > 2, "expected rolls, got {bases:?}");
+    assert!(p.has_unsynced_rolls());
+    // Not old enough yet: nothing synced, the recovery point stays.
+    p.sync_rolled(Duration::from_secs(3600)).expect("sync");
+    assert!(p.has_unsynced_rolls());
+    assert_eq!(crate::log::read_recovery_point(dir.path()), 0);
+    // Old enough: every closed segment is synced and vouched for, the active one is not.
+    p.sync_rolled(Duration::ZERO).expect("sync");
+    assert!(!p.has_unsynced_rolls());
+    let active_base = *bases.last().expect("active");
+    assert_eq!(crate::log::read_recovery_point(dir.path()), active_base);
+}
