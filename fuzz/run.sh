@@ -59,12 +59,15 @@ run_target() {
 # figures TARGET LOG RC SECONDS: one line of the run's figures.
 figures() {
     local t=$1 log=$2 rc=$3 secs=$4
-    local runs rate found
+    local runs rate rss cov found
     runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
     rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+    rss=$(grep -o 'stat::peak_rss_mb: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+    # libFuzzer's status lines: "#N ... cov: EDGES ft: FEATURES ..."
+    cov=$(grep -o ' cov: [0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
     found=$(ls "$FUZZ_WORK/artifacts" 2>/dev/null | grep -c "^$t-" || true)
-    printf '%-13s inputs=%-10s seconds=%-6s exec/s=%-7s exit=%-3s findings=%s\n' \
-        "$t" "${runs:-?}" "$secs" "${rate:-?}" "$rc" "$found"
+    printf '%-13s inputs=%-10s seconds=%-6s exec/s=%-7s peak_rss_mb=%-5s edges=%-6s exit=%-3s findings=%s\n' \
+        "$t" "${runs:-?}" "$secs" "${rate:-?}" "${rss:-?}" "${cov:-?}" "$rc" "$found"
 }
 
 cmd=${1:-smoke}
