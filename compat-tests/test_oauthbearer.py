@@ -5,6 +5,9 @@ the broker RS256 JWTs made with PyJWT through its `oauth_cb`; the broker checks 
 a JWKS read from a `file:` URL, or fetched from a small HTTP server the test runs.
 - test_signed_tokens_checked_against_a_jwks_file: produce and consume as User:<sub>.
 - test_jwks_fetched_from_an_http_endpoint: the same with the JWKS served over HTTP.
+- test_jwks_over_https_is_trusted_by_the_systems_roots_only: served over HTTPS by a private
+  CA, the JWKS is fetched when the trusted roots (SSL_CERT_FILE) hold that CA, and not with
+  the system's bundle alone: tokens are then refused and the log says why.
 - test_expired_and_wrong_audience_tokens_fail_while_another_client_works: each bad token
   fails with librdkafka's authentication error carrying Kafka's `{"status":"invalid_token"}`,
   the broker's log names the reason, and a client holding a good token keeps producing.
@@ -35,6 +38,7 @@ import http.server
 import json
 import pathlib
 import re
+import ssl
 import subprocess
 import threading
 import time
@@ -46,7 +50,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
 from certs import TestPki
-from clients import Delivered, consume_partitions, program_report, run_configured_java, tail, unique_topic
+from clients import (Delivered, consume_partitions, program_report, run_configured_java, tail, unique_topic,
+                     wait_until)
 from conftest import StrataBroker, free_port, strata_binary
 
 ISSUER = "https://idp.strata.test"
@@ -202,9 +207,11 @@ def jwks_file(tmp_path) -> pathlib.Path:
 class JwksServer:
     """A small HTTP server handing out a JWKS document, counting the requests."""
 
-    def __init__(self, document: dict):
+    def __init__(self, document: dict, tls=None):
+        """`tls`: an issued certificate (certs.TestPki) to serve https:// with."""
         self.document = document
         self.requests = 0
+        self.scheme = "https" if tls else "http"
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -221,12 +228,16 @@ class JwksServer:
                 pass
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(tls.cert), str(tls.key))
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/.well-known/jwks.json"
+        return f"{self.scheme}://127.0.0.1:{self.httpd.server_address[1]}/.well-known/jwks.json"
 
     def close(self) -> None:
         self.httpd.shutdown()
@@ -249,6 +260,31 @@ def test_jwks_fetched_from_an_http_endpoint(oauth_broker):
         produce_and_consume(client_conf(broker.bootstrap, tokens), unique_topic("oauth-http"))
         assert server.requests >= 1
         assert "principal=User:svc-orders mechanism=OAUTHBEARER" in broker_log(broker)
+    finally:
+        server.close()
+
+
+def test_jwks_over_https_is_trusted_by_the_systems_roots_only(oauth_broker, tmp_path, monkeypatch):
+    pki = TestPki(tmp_path / "pki")
+    server = JwksServer({"keys": [jwk(KEY, "k1")]}, tls=pki.server())
+    try:
+        # The trusted roots as OpenSSL's variables name them: first with the private CA
+        # (as after update-ca-certificates), then the system's bundle without it.
+        monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+        monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca_cert))
+        broker = oauth_broker(*signed_props(server.url))
+        tokens = TokenSource(lambda: make_token(sub="svc-tls"))
+        produce_and_consume(client_conf(broker.bootstrap, tokens), unique_topic("oauth-https"))
+        assert server.requests >= 1
+        assert "principal=User:svc-tls mechanism=OAUTHBEARER" in broker_log(broker)
+
+        monkeypatch.setenv("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")
+        untrusting = oauth_broker(*signed_props(server.url))
+        error = authentication_error(client_conf(untrusting.bootstrap, TokenSource(lambda: make_token())))
+        assert '{"status":"invalid_token"}' in error, error
+        wait_until(lambda: "OAUTHBEARER JWKS refresh failed" in broker_log(untrusting), 15,
+                   "the failed JWKS fetch in the log")
+        assert "UnknownIssuer" in broker_log(untrusting), tail(broker_log(untrusting))
     finally:
         server.close()
 

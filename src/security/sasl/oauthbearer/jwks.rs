@@ -255,7 +255,9 @@ impl Jwks {
                     .header("Accept", "application/json")
                     .send()
                     .await
-                    .map_err(|e| format!("GET {url}: {e}"))?;
+                    // With its causes: "error sending request" alone hides e.g. an
+                    // untrusted certificate.
+                    .map_err(|e| format!("GET {url}: {:#}", anyhow::Error::new(e)))?;
                 if !resp.status().is_success() {
                     return Err(format!("GET {url}: HTTP {}", resp.status()));
                 }
