@@ -83,16 +83,7 @@ fn config_type(name: &str, kind: Kind) -> ConfigType {
         Kind::TimestampType | Kind::Compression | Kind::Str => ConfigType::String,
         Kind::List => ConfigType::List,
         Kind::Password => ConfigType::Password,
-        Kind::Int
-            if matches!(
-                name,
-                "min.cleanable.dirty.ratio"
-                    | "log.cleaner.min.cleanable.ratio"
-                    | "log.cleaner.io.max.bytes.per.second"
-            ) =>
-        {
-            ConfigType::Double
-        }
+        Kind::Double => ConfigType::Double,
         Kind::Int if INTS.contains(&name) => ConfigType::Int,
         Kind::Int => ConfigType::Long,
     }

@@ -16,6 +16,8 @@ pub struct Property {
 pub enum Kind {
     Bool,
     Int,
+    /// A floating-point number (Kafka's DOUBLE: the cleaner's ratio and I/O limit).
+    Double,
     TimestampType,
     CleanupPolicy,
     Compression,
@@ -127,7 +129,7 @@ pub const KAFKA_PROPERTIES: &[Property] = &[
         "log.cleaner.io.max.bytes.per.second",
         "1.7976931348623157E308",
         None,
-        Kind::Int,
+        Kind::Double,
     ),
     prop(
         "log.cleaner.dedupe.buffer.size",
@@ -139,7 +141,7 @@ pub const KAFKA_PROPERTIES: &[Property] = &[
         "log.cleaner.min.cleanable.ratio",
         "0.5",
         Some("min.cleanable.dirty.ratio"),
-        Kind::Int,
+        Kind::Double,
     ),
     prop(
         "log.cleaner.delete.retention.ms",
@@ -365,7 +367,7 @@ pub const TOPIC_CONFIGS: &[(&str, Kind)] = &[
     ("delete.retention.ms", Kind::Int),
     ("min.compaction.lag.ms", Kind::Int),
     ("max.compaction.lag.ms", Kind::Int),
-    ("min.cleanable.dirty.ratio", Kind::Int),
+    ("min.cleanable.dirty.ratio", Kind::Double),
     ("file.delete.delay.ms", Kind::Int),
     ("preallocate", Kind::Bool),
     ("segment.jitter.ms", Kind::Int),
@@ -430,15 +432,8 @@ pub const TOPIC_ONLY_DEFAULTS: &[(&str, &str, &str)] = &[
 pub fn check_value(name: &str, kind: Kind, value: &str) -> Result<(), String> {
     let ok = match kind {
         Kind::Bool => matches!(value, "true" | "false"),
-        Kind::Int => {
-            value.parse::<i64>().is_ok()
-                || (matches!(
-                    name,
-                    "min.cleanable.dirty.ratio"
-                        | "log.cleaner.min.cleanable.ratio"
-                        | "log.cleaner.io.max.bytes.per.second"
-                ) && value.parse::<f64>().is_ok())
-        }
+        Kind::Int => value.parse::<i64>().is_ok(),
+        Kind::Double => value.parse::<f64>().is_ok(),
         Kind::TimestampType => matches!(value, "CreateTime" | "LogAppendTime"),
         Kind::CleanupPolicy => value
             .split(',')
@@ -461,7 +456,6 @@ pub fn check_value(name: &str, kind: Kind, value: &str) -> Result<(), String> {
 enum Declared {
     Int,
     Long,
-    Double,
 }
 
 /// Lower bounds (and the declared type) Kafka's `LogConfig` puts on topic configs; a broker
@@ -481,7 +475,6 @@ fn bounds(name: &str) -> (Declared, Option<i64>, Option<i64>) {
         "local.retention.bytes" | "log.local.retention.bytes" => (Long, Some(-2), None),
         "flush.messages" => (Long, Some(1), None),
         "max.compaction.lag.ms" | "log.cleaner.max.compaction.lag.ms" => (Long, Some(1), None),
-        "min.cleanable.dirty.ratio" | "log.cleaner.min.cleanable.ratio" => (Double, None, None),
         "flush.ms"
         | "delete.retention.ms"
         | "log.cleaner.delete.retention.ms"
@@ -533,18 +526,21 @@ pub fn validate_value(name: &str, kind: Kind, value: &str) -> Result<(), String>
             }
         }
         Kind::Str | Kind::List | Kind::Password => {}
+        Kind::Double => {
+            let Ok(d) = v.parse::<f64>() else {
+                return invalid("Not a number of type DOUBLE");
+            };
+            let ratio = matches!(
+                name,
+                "min.cleanable.dirty.ratio" | "log.cleaner.min.cleanable.ratio"
+            );
+            if ratio && !(0.0..=1.0).contains(&d) {
+                return invalid("Value must be no more than 1");
+            }
+        }
         Kind::Int => {
             let (declared, min, max) = bounds(name);
             let n = match declared {
-                Declared::Double => {
-                    let Ok(d) = v.parse::<f64>() else {
-                        return invalid("Not a number of type DOUBLE");
-                    };
-                    if !(0.0..=1.0).contains(&d) {
-                        return invalid("Value must be no more than 1");
-                    }
-                    return Ok(());
-                }
                 Declared::Int => match v.parse::<i32>() {
                     Ok(n) => n as i64,
                     Err(_) => return invalid("Not a number of type INT"),
@@ -617,7 +613,7 @@ mod tests {
         assert!(validate_value("cleanup.policy", Kind::CleanupPolicy, "compact,delete").is_ok());
         assert!(validate_value("cleanup.policy", Kind::CleanupPolicy, "forever").is_err());
         assert!(validate_value("message.timestamp.type", Kind::TimestampType, "Now").is_err());
-        assert!(validate_value("min.cleanable.dirty.ratio", Kind::Int, "0.2").is_ok());
-        assert!(validate_value("min.cleanable.dirty.ratio", Kind::Int, "2").is_err());
+        assert!(validate_value("min.cleanable.dirty.ratio", Kind::Double, "0.2").is_ok());
+        assert!(validate_value("min.cleanable.dirty.ratio", Kind::Double, "2").is_err());
     }
 }
