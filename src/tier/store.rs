@@ -64,7 +64,7 @@ pub fn connect(config: &Config) -> anyhow::Result<Option<Arc<dyn ObjectStore>>> 
 pub fn local_store(config: &Config) -> anyhow::Result<object_store::local::LocalFileSystem> {
     let dir = config
         .tier_local_dir()
-        .unwrap_or_else(|| config.data_dir.join("tier"));
+        .ok_or_else(|| anyhow::anyhow!("tier.store is not local"))?;
     std::fs::create_dir_all(&dir)?;
     Ok(object_store::local::LocalFileSystem::new_with_prefix(&dir)?)
 }
