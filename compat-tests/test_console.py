@@ -177,6 +177,17 @@ def test_the_console_shows_topic_message_and_group_lag(strata, page, tmp_path):
             c.close()
 
 
+def assert_partition_pages(page, table: str, column: int) -> None:
+    """A table of 250 partitions' rows: 100 on the first page, partitions 200-249 on the
+    third, reached through the pager's links. `column`: the partition number's (from 1)."""
+    assert page.locator(f"{table} tbody tr").count() == 100
+    assert "Page 1 of 3 (250 rows)" in page.locator(".pager").inner_text()
+    page.click(".pager a[rel=next]")
+    page.click(".pager a[rel=next]")
+    partitions = page.locator(f"{table} tbody tr td:nth-child({column})").all_inner_texts()
+    assert partitions == [str(i) for i in range(200, 250)]
+
+
 def test_a_topic_with_many_partitions_is_shown_a_page_at_a_time(strata, page_without_js, tmp_path):
     """With JavaScript turned off: forms and links are all the console needs."""
     page = page_without_js
@@ -186,12 +197,7 @@ def test_a_topic_with_many_partitions_is_shown_a_page_at_a_time(strata, page_wit
     page.fill("input[name=q]", "console-wide")
     page.click("form.filter button")
     page.locator("#topics a", has_text=topic).click()
-    assert page.locator("#partitions tbody tr").count() == 100
-    assert "Page 1 of 3 (250 rows)" in page.locator(".pager").inner_text()
-    page.click(".pager a[rel=next]")
-    page.click(".pager a[rel=next]")
-    indexes = page.locator("#partitions tbody tr td:first-child").all_inner_texts()
-    assert indexes == [str(i) for i in range(200, 250)]
+    assert_partition_pages(page, "#partitions", 1)
     page.screenshot(path=tmp_path / "console-topic-page-3.png", full_page=True)
 
     # A group with an offset committed on every partition: its offsets a page at a time too.
@@ -202,12 +208,7 @@ def test_a_topic_with_many_partitions_is_shown_a_page_at_a_time(strata, page_wit
     finally:
         committer.close()
     page.goto(f"{strata.http_url}/groups/{group}")
-    assert page.locator("#offsets tbody tr").count() == 100
-    assert "Page 1 of 3 (250 rows)" in page.locator(".pager").inner_text()
-    page.click(".pager a[rel=next]")
-    page.click(".pager a[rel=next]")
-    partitions = page.locator("#offsets tbody tr td:nth-child(2)").all_inner_texts()
-    assert partitions == [str(i) for i in range(200, 250)]
+    assert_partition_pages(page, "#offsets", 2)
 
 
 def test_the_archive_page_and_reading_archived_records(strata_factory, page, tmp_path):
